@@ -1,0 +1,2 @@
+//! HNV policy (placeholder; being written).
+#![forbid(unsafe_code)]
