@@ -1,0 +1,2 @@
+//! HNV datapath (placeholder).
+#![forbid(unsafe_code)]
