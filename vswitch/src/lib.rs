@@ -1,1 +1,58 @@
-//! hnvswitch.
+//! hnvswitch: a DPDK-backed virtual switch for Hyper-V Network Virtualization.
+//!
+//! How the pieces are wired:
+//! - [`config`] reads the startup file (cores, memory, ports, mode);
+//! - [`runtime`] starts DPDK (EAL, mempool, ports) through `pmd::dpdk` and runs
+//!   one pinned poll-mode worker per core, each calling a `pmd::Processor`
+//!   once per burst;
+//! - the processors are [`fwd::CrossConnect`] (I/O validation modes) and the
+//!   HNV datapath (`hnv_datapath`), fed by policy snapshots (`hnv_policy`);
+//! - [`demo`] runs the embedded default on virtual devices only;
+//! - [`traffic`] writes the pcap traffic files the demo, tests and scripts replay.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod config;
+pub mod demo;
+pub mod fwd;
+pub mod runtime;
+pub mod traffic;
+
+use anyhow::Result;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Stop flag set by SIGINT and SIGTERM.
+pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    Ok(stop)
+}
+
+/// A duration from seconds, `None` for zero.
+pub fn secs(s: f64) -> Option<Duration> {
+    (s > 0.0).then(|| Duration::from_secs_f64(s))
+}
+
+/// A reporter printing per-port packet rates every interval.
+pub fn rate_printer() -> impl FnMut(f64, &runtime::Runtime) {
+    let mut last: Option<(f64, Vec<pmd::dpdk::PortStats>)> = Some((0.0, Vec::new()));
+    move |t, rt| {
+        let now = rt.port_stats();
+        if let Some((t0, prev)) = &last {
+            let dt = (t - t0).max(1e-9);
+            let mut line = format!("[{t:6.1}s]");
+            let zero = pmd::dpdk::PortStats::default();
+            for (i, (n, a)) in rt.names().iter().zip(&now).enumerate() {
+                let b = prev.get(i).unwrap_or(&zero);
+                let rx = (a.ipackets - b.ipackets) as f64 / dt / 1e6;
+                let tx = (a.opackets - b.opackets) as f64 / dt / 1e6;
+                line += &format!("  {n}: rx {rx:.2} Mpps tx {tx:.2} Mpps");
+            }
+            println!("{line}");
+        }
+        last = Some((t, now));
+    }
+}

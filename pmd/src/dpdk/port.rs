@@ -1,0 +1,363 @@
+//! Ethdev ports: open by devargs or PCI address, configure, start, close.
+//!
+//! A port is named like DPDK names it: a vdev's devargs (`net_pcap0,rx_pcap=…`,
+//! `net_tap0,iface=t0`, `net_vhost0,iface=/run/vm.sock`), a PCI address
+//! (`0000:03:00.0`), or the name of an ethdev that already exists (for example
+//! a [`super::RingPort`]). Vdevs are hot-plugged after EAL init, so a bad
+//! devargs string is reported against its port. Ports hold their mempool.
+
+use super::eal::{eal_error, Eal, EalError};
+use super::mempool::Mempool;
+use dpdk_sys as sys;
+use std::ffi::{CStr, CString};
+use std::sync::Arc;
+
+/// How to set up one port.
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    /// DPDK devargs or PCI address.
+    pub devargs: String,
+    /// Rx queues (RSS spreads flows over them when more than one).
+    pub rx_queues: u16,
+    /// Tx queues (one per worker).
+    pub tx_queues: u16,
+    /// Rx descriptors per queue.
+    pub rx_desc: u16,
+    /// Tx descriptors per queue.
+    pub tx_desc: u16,
+    /// MTU to set, if any.
+    pub mtu: Option<u16>,
+    /// Enable promiscuous mode.
+    pub promiscuous: bool,
+}
+
+impl PortConfig {
+    /// One rx and one tx queue, 1024 descriptors, promiscuous.
+    pub fn new(devargs: impl Into<String>) -> Self {
+        PortConfig { devargs: devargs.into(), rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, mtu: None, promiscuous: true }
+    }
+}
+
+/// Why a port could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// DPDK refused the device.
+    #[error("port {devargs:?}: {source}")]
+    Dpdk {
+        /// The port's devargs.
+        devargs: String,
+        /// DPDK's reason.
+        source: EalError,
+    },
+    /// The device cannot give what the configuration asks.
+    #[error("port {devargs:?}: {message}")]
+    Unsupported {
+        /// The port's devargs.
+        devargs: String,
+        /// What is missing.
+        message: String,
+    },
+}
+
+/// Link state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// Link up.
+    pub up: bool,
+    /// Speed in Mbit/s.
+    pub speed_mbps: u32,
+}
+
+/// Basic ethdev counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Packets received.
+    pub ipackets: u64,
+    /// Packets sent.
+    pub opackets: u64,
+    /// Bytes received.
+    pub ibytes: u64,
+    /// Bytes sent.
+    pub obytes: u64,
+    /// Packets the NIC dropped for lack of rx descriptors.
+    pub imissed: u64,
+    /// Receive errors.
+    pub ierrors: u64,
+    /// Transmit errors.
+    pub oerrors: u64,
+    /// Rx mbuf allocation failures.
+    pub rx_nombuf: u64,
+}
+
+/// A configured, started ethdev port.
+#[derive(Debug)]
+pub struct Port {
+    id: u16,
+    name: String,
+    devargs: String,
+    hotplugged: bool,
+    rx_queues: u16,
+    tx_queues: u16,
+    driver: String,
+    _pool: Arc<Mempool>,
+}
+
+fn is_pci(devargs: &str) -> bool {
+    let head = devargs.split(',').next().unwrap_or("");
+    let parts: Vec<&str> = head.split(':').collect();
+    (parts.len() == 2 || parts.len() == 3)
+        && head.contains('.')
+        && head.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+}
+
+fn port_by_name(name: &str) -> Option<u16> {
+    let c = CString::new(name).ok()?;
+    let mut id = 0u16;
+    // SAFETY: c is a valid C string and id a valid out pointer.
+    let rc = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+    (rc == 0).then_some(id)
+}
+
+impl Port {
+    /// Probe (if needed), configure and start a port receiving into `pool`.
+    ///
+    /// # Errors
+    /// [`PortError`] naming the devargs and DPDK's reason.
+    pub fn open(_eal: &Eal, cfg: &PortConfig, pool: Arc<Mempool>) -> Result<Port, PortError> {
+        let devargs = cfg.devargs.clone();
+        let dpdk = |source: EalError| PortError::Dpdk { devargs: devargs.clone(), source };
+        let (name, args) = match cfg.devargs.split_once(',') {
+            Some((n, a)) => (n.to_string(), a.to_string()),
+            None => (cfg.devargs.clone(), String::new()),
+        };
+        let mut hotplugged = false;
+        let id = if let Some(id) = port_by_name(&name) {
+            id
+        } else {
+            let cdev = CString::new(cfg.devargs.as_str()).map_err(|_| dpdk(eal_error("devargs", -22)))?;
+            let rc = if is_pci(&cfg.devargs) {
+                // SAFETY: cdev is a valid C string; probing is allowed after EAL init.
+                unsafe { sys::rte_dev_probe(cdev.as_ptr()) }
+            } else {
+                let cname = CString::new(name.as_str()).map_err(|_| dpdk(eal_error("devargs", -22)))?;
+                let cargs = CString::new(args.as_str()).map_err(|_| dpdk(eal_error("devargs", -22)))?;
+                // SAFETY: both are valid C strings that DPDK copies.
+                unsafe { sys::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) }
+            };
+            if rc != 0 {
+                return Err(dpdk(eal_error("DPDK rejected the device", rc)));
+            }
+            hotplugged = !is_pci(&cfg.devargs);
+            port_by_name(&name).ok_or_else(|| PortError::Unsupported {
+                devargs: devargs.clone(),
+                message: format!("device probed but no ethdev named {name:?} appeared"),
+            })?
+        };
+        let mut port = Port {
+            id,
+            name,
+            devargs: devargs.clone(),
+            hotplugged,
+            rx_queues: cfg.rx_queues,
+            tx_queues: cfg.tx_queues,
+            driver: String::new(),
+            _pool: pool,
+        };
+        port.configure(cfg).map_err(|e| match e {
+            PortError::Dpdk { source, .. } => PortError::Dpdk { devargs: devargs.clone(), source },
+            other => other,
+        })?;
+        Ok(port)
+    }
+
+    fn configure(&mut self, cfg: &PortConfig) -> Result<(), PortError> {
+        let unsupported = |message: String| PortError::Unsupported { devargs: cfg.devargs.clone(), message };
+        let dpdk = |ctx: &str, rc: i32| PortError::Dpdk { devargs: cfg.devargs.clone(), source: eal_error(ctx, rc) };
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: id is a valid port; info is a valid out struct.
+        let rc = unsafe { sys::rte_eth_dev_info_get(self.id, &mut info) };
+        if rc != 0 {
+            return Err(dpdk("rte_eth_dev_info_get", rc));
+        }
+        if !info.driver_name.is_null() {
+            // SAFETY: driver_name is a static C string owned by the driver.
+            self.driver = unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned();
+        }
+        if cfg.rx_queues == 0 || cfg.rx_queues > info.max_rx_queues {
+            return Err(unsupported(format!("{} rx queues asked, the device supports {}", cfg.rx_queues, info.max_rx_queues)));
+        }
+        if cfg.tx_queues == 0 || cfg.tx_queues > info.max_tx_queues {
+            return Err(unsupported(format!(
+                "{} tx queues asked (one per worker), the device supports {}: use fewer workers",
+                cfg.tx_queues, info.max_tx_queues
+            )));
+        }
+        let mut conf = sys::rte_eth_conf::default();
+        if cfg.rx_queues > 1 {
+            // IPv4, IPv6 and their TCP/UDP variants (RTE_ETH_RSS_IP | _TCP | _UDP bits).
+            const RSS_WANTED: u64 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 13);
+            let hf = RSS_WANTED & info.flow_type_rss_offloads;
+            if hf == 0 {
+                return Err(unsupported(format!("{} rx queues need RSS, which the {} driver does not offer", cfg.rx_queues, self.driver)));
+            }
+            conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = hf;
+        }
+        // SAFETY: valid port id and configuration struct.
+        let rc = unsafe { sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf) };
+        if rc != 0 {
+            return Err(dpdk("rte_eth_dev_configure", rc));
+        }
+        if let Some(mtu) = cfg.mtu {
+            // SAFETY: valid configured port.
+            let rc = unsafe { sys::rte_eth_dev_set_mtu(self.id, mtu) };
+            if rc != 0 {
+                log::warn!("port {}: cannot set MTU {mtu}: {}", cfg.devargs, eal_error("set_mtu", rc).message);
+            }
+        }
+        let (mut nb_rx, mut nb_tx) = (cfg.rx_desc, cfg.tx_desc);
+        // SAFETY: valid port and out pointers.
+        unsafe { sys::rte_eth_dev_adjust_nb_rx_tx_desc(self.id, &mut nb_rx, &mut nb_tx) };
+        // SAFETY: valid port.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(self.id) };
+        let socket = u32::try_from(socket).unwrap_or(0);
+        for q in 0..cfg.rx_queues {
+            // SAFETY: valid port and queue; the pool outlives the port (held in self).
+            let rc = unsafe { sys::rte_eth_rx_queue_setup(self.id, q, nb_rx, socket, std::ptr::null(), self._pool.as_ptr()) };
+            if rc != 0 {
+                return Err(dpdk(&format!("rx queue {q} setup (pool {} has {} free mbufs)", self._pool.name(), self._pool.available()), rc));
+            }
+        }
+        for q in 0..cfg.tx_queues {
+            // SAFETY: valid port and queue.
+            let rc = unsafe { sys::rte_eth_tx_queue_setup(self.id, q, nb_tx, socket, std::ptr::null()) };
+            if rc != 0 {
+                return Err(dpdk(&format!("tx queue {q} setup"), rc));
+            }
+        }
+        // SAFETY: configured port.
+        let rc = unsafe { sys::rte_eth_dev_start(self.id) };
+        if rc != 0 {
+            return Err(dpdk("rte_eth_dev_start", rc));
+        }
+        if cfg.promiscuous {
+            // SAFETY: started port; failure (unsupported) is harmless.
+            unsafe { sys::rte_eth_promiscuous_enable(self.id) };
+        }
+        Ok(())
+    }
+
+    /// The ethdev port id.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+    /// The ethdev name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The devargs it was opened with.
+    pub fn devargs(&self) -> &str {
+        &self.devargs
+    }
+    /// The PMD's driver name.
+    pub fn driver(&self) -> &str {
+        &self.driver
+    }
+    /// Configured rx queues.
+    pub fn rx_queues(&self) -> u16 {
+        self.rx_queues
+    }
+    /// Configured tx queues.
+    pub fn tx_queues(&self) -> u16 {
+        self.tx_queues
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        let mut a = sys::rte_ether_addr::default();
+        // SAFETY: valid port, valid out struct.
+        unsafe { sys::rte_eth_macaddr_get(self.id, &mut a) };
+        a.addr_bytes
+    }
+
+    /// Link status, without waiting.
+    pub fn link(&self) -> LinkStatus {
+        let mut l = sys::rte_eth_link::default();
+        // SAFETY: valid port, valid out struct.
+        unsafe { sys::rte_eth_link_get_nowait(self.id, &mut l) };
+        LinkStatus { up: l.link_status() != 0, speed_mbps: l.link_speed }
+    }
+
+    /// Basic counters.
+    pub fn stats(&self) -> PortStats {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: valid port, valid out struct.
+        unsafe { sys::rte_eth_stats_get(self.id, &mut s) };
+        PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        }
+    }
+
+    /// Extended counters, by name.
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        // SAFETY: a NULL array asks for the count.
+        let n = unsafe { sys::rte_eth_xstats_get_names(self.id, std::ptr::null_mut(), 0) };
+        let Ok(n) = usize::try_from(n) else { return Vec::new() };
+        let mut names = vec![sys::rte_eth_xstat_name { name: [0; 64] }; n];
+        let mut vals = vec![sys::rte_eth_xstat::default(); n];
+        // SAFETY: both arrays hold n entries.
+        let got_names = unsafe { sys::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), n as u32) };
+        // SAFETY: as above.
+        let got_vals = unsafe { sys::rte_eth_xstats_get(self.id, vals.as_mut_ptr(), n as u32) };
+        if got_names < 0 || got_vals < 0 {
+            return Vec::new();
+        }
+        let k = n.min(got_names as usize).min(got_vals as usize);
+        names[..k]
+            .iter()
+            .zip(&vals[..k])
+            .map(|(nm, v)| {
+                // SAFETY: DPDK NUL-terminates xstat names within 64 bytes.
+                let s = unsafe { CStr::from_ptr(nm.name.as_ptr()) }.to_string_lossy().into_owned();
+                (s, v.value)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        // SAFETY: we own the port; stop then close releases its queues (and, for
+        // net_pcap, flushes the tx file). Errors here cannot be acted upon.
+        unsafe {
+            sys::rte_eth_dev_stop(self.id);
+            sys::rte_eth_dev_close(self.id);
+        }
+        if self.hotplugged {
+            if let Ok(c) = CString::new(self.name.as_str()) {
+                // SAFETY: valid C string naming the vdev we hot-plugged.
+                unsafe { sys::rte_vdev_uninit(c.as_ptr()) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_pci;
+
+    #[test]
+    fn pci_addresses_are_told_from_vdevs() {
+        assert!(is_pci("0000:03:00.0"));
+        assert!(is_pci("03:00.1"));
+        assert!(!is_pci("net_pcap0,rx_pcap=a.pcap"));
+        assert!(!is_pci("net_null0"));
+    }
+}

@@ -1,0 +1,355 @@
+//! The startup configuration file (`hnvswitch run --config FILE`).
+//!
+//! TOML, every table optional except `ports` (or a policy in `hnv` mode).
+//! Unknown keys are errors. [`Config::load`] turns every problem into one
+//! line naming the file, the key and what is wrong.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration was rejected: one line, naming the file and key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    /// The file (or `<embedded>`).
+    pub file: String,
+    /// Key and problem.
+    pub message: String,
+}
+
+/// Whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// EAL and memory settings.
+    #[serde(default)]
+    pub dpdk: DpdkConfig,
+    /// Ports for the `io` and `macswap` modes (in `hnv` mode the policy names them).
+    #[serde(default)]
+    pub ports: Vec<PortEntry>,
+    /// What the workers do with packets.
+    #[serde(default)]
+    pub forwarding: Forwarding,
+    /// Run length and reporting.
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+/// `[dpdk]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkConfig {
+    /// Core of the EAL main (control) thread.
+    #[serde(default)]
+    pub main_core: usize,
+    /// Cores of the poll-mode workers, one worker each. Default: the last core.
+    #[serde(default)]
+    pub workers: Vec<usize>,
+    /// Memory to reserve, MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+    /// `auto` (hugepages when enough are free), `on`, or `off` (`--no-huge`).
+    #[serde(default)]
+    pub hugepages: Hugepages,
+    /// EAL `--file-prefix`; default `hnv<pid>` so instances never collide.
+    #[serde(default)]
+    pub file_prefix: Option<String>,
+    /// Extra EAL arguments, passed as they are.
+    #[serde(default)]
+    pub extra_eal_args: Vec<String>,
+    /// Mbufs in the packet pool.
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    /// Per-lcore mempool cache.
+    #[serde(default = "default_cache")]
+    pub mbuf_cache: u32,
+    /// Rx/tx descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub descriptors: u16,
+}
+
+fn default_memory() -> u32 {
+    512
+}
+fn default_mbufs() -> u32 {
+    16383
+}
+fn default_cache() -> u32 {
+    256
+}
+fn default_desc() -> u16 {
+    1024
+}
+
+impl Default for DpdkConfig {
+    fn default() -> Self {
+        DpdkConfig {
+            main_core: 0,
+            workers: Vec::new(),
+            memory_mb: default_memory(),
+            hugepages: Hugepages::Auto,
+            file_prefix: None,
+            extra_eal_args: Vec::new(),
+            mbufs: default_mbufs(),
+            mbuf_cache: default_cache(),
+            descriptors: default_desc(),
+        }
+    }
+}
+
+/// Hugepage use.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Hugepages {
+    /// Hugepages when enough are free and mounted, else `--no-huge`.
+    #[default]
+    Auto,
+    /// Require hugepages.
+    On,
+    /// `--no-huge`.
+    Off,
+}
+
+/// `[[ports]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PortEntry {
+    /// Name used in `forwarding.pairs` and reports.
+    pub name: String,
+    /// DPDK devargs or PCI address.
+    pub devargs: String,
+    /// Rx queues (RSS over them when more than one). Default: one per worker, at most the device's.
+    #[serde(default)]
+    pub rx_queues: Option<u16>,
+    /// MTU.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+}
+
+/// `[forwarding]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Forwarding {
+    /// The mode.
+    #[serde(default)]
+    pub mode: Mode,
+    /// `io`/`macswap`: port pairs forwarded both ways; default 0↔1, 2↔3, … (a lone port loops to itself).
+    #[serde(default)]
+    pub pairs: Vec<[String; 2]>,
+    /// `hnv`: the policy file (relative paths are relative to the config file).
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+}
+
+/// Forwarding mode.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Cross-connect ports unchanged (like `testpmd --forward-mode=io`).
+    #[default]
+    Io,
+    /// Cross-connect and swap source/destination MACs.
+    Macswap,
+    /// The HNV switch driven by a policy file.
+    Hnv,
+}
+
+/// `[run]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Stop after this many seconds (0 = until SIGINT/SIGTERM).
+    #[serde(default)]
+    pub duration_secs: f64,
+    /// Print rates every this many seconds (0 = never).
+    #[serde(default = "default_interval")]
+    pub stats_interval_secs: f64,
+}
+
+fn default_interval() -> f64 {
+    1.0
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { duration_secs: 0.0, stats_interval_secs: default_interval() }
+    }
+}
+
+impl Config {
+    /// Read and check a configuration file.
+    ///
+    /// # Errors
+    /// One-line [`ConfigError`] naming the file, key and problem.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError { file: file.clone(), message: format!("cannot read: {e}") })?;
+        let mut cfg = Config::parse(&text, &file)?;
+        if let (Some(p), Some(dir)) = (cfg.forwarding.policy.as_mut(), path.parent()) {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parse and check configuration text; `file` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError { file: file.to_string(), message };
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}: ")
+            });
+            err(format!("{}{}", at.unwrap_or_default(), e.message().trim()))
+        })?;
+        cfg.check().map_err(err)?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let cores = available_cores();
+        let exists = |c: usize| cores.is_empty() || cores.contains(&c);
+        if !exists(self.dpdk.main_core) {
+            return Err(format!("key 'dpdk.main_core': core {} does not exist (available: {cores:?})", self.dpdk.main_core));
+        }
+        for (i, c) in self.dpdk.workers.iter().enumerate() {
+            if !exists(*c) {
+                return Err(format!("key 'dpdk.workers[{i}]': core {c} does not exist (available: {cores:?})"));
+            }
+            if self.dpdk.workers[..i].contains(c) {
+                return Err(format!("key 'dpdk.workers[{i}]': core {c} is listed twice"));
+            }
+        }
+        if self.dpdk.workers.len() > 16 {
+            return Err("key 'dpdk.workers': at most 16 workers".into());
+        }
+        // Each mbuf takes about 2.5 KiB with its headers; leave room for rings and descriptors.
+        let need_mb = (u64::from(self.dpdk.mbufs) * 2560 / (1 << 20)) + 64;
+        if u64::from(self.dpdk.memory_mb) < need_mb {
+            return Err(format!(
+                "key 'dpdk.memory_mb': {} MiB is too little for {} mbufs (needs at least {need_mb} MiB)",
+                self.dpdk.memory_mb, self.dpdk.mbufs
+            ));
+        }
+        if self.dpdk.mbufs < 1024 {
+            return Err(format!("key 'dpdk.mbufs': {} is too few (at least 1024)", self.dpdk.mbufs));
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.name.is_empty() || p.devargs.trim().is_empty() {
+                return Err(format!("key 'ports[{i}]': name and devargs must not be empty"));
+            }
+            if self.ports[..i].iter().any(|q| q.name == p.name) {
+                return Err(format!("key 'ports[{i}].name': duplicate port name {:?}", p.name));
+            }
+            if p.rx_queues == Some(0) {
+                return Err(format!("key 'ports[{i}].rx_queues': must be at least 1"));
+            }
+        }
+        match self.forwarding.mode {
+            Mode::Io | Mode::Macswap => {
+                if self.ports.is_empty() {
+                    return Err("key 'ports': io and macswap modes need at least one port".into());
+                }
+                for (i, [a, b]) in self.forwarding.pairs.iter().enumerate() {
+                    for n in [a, b] {
+                        if !self.ports.iter().any(|p| &p.name == n) {
+                            return Err(format!("key 'forwarding.pairs[{i}]': unknown port {n:?}"));
+                        }
+                    }
+                }
+            }
+            Mode::Hnv => {
+                if self.forwarding.policy.is_none() {
+                    return Err("key 'forwarding.policy': hnv mode needs a policy file".into());
+                }
+            }
+        }
+        if !(self.run.duration_secs >= 0.0 && self.run.stats_interval_secs >= 0.0) {
+            return Err("key 'run': durations must be non-negative numbers".into());
+        }
+        Ok(())
+    }
+
+    /// Worker cores: as configured, or the last available core.
+    pub fn worker_cores(&self) -> Vec<usize> {
+        if !self.dpdk.workers.is_empty() {
+            return self.dpdk.workers.clone();
+        }
+        let cores = available_cores();
+        vec![cores.iter().copied().filter(|&c| c != self.dpdk.main_core).max().unwrap_or(self.dpdk.main_core)]
+    }
+
+    /// For `io`/`macswap`: the output port index of each port index.
+    pub fn peer_map(&self) -> Vec<u16> {
+        let n = self.ports.len();
+        let idx = |name: &str| self.ports.iter().position(|p| p.name == name).unwrap_or(0) as u16;
+        if self.forwarding.pairs.is_empty() {
+            return (0..n).map(|i| if i ^ 1 < n { (i ^ 1) as u16 } else { i as u16 }).collect();
+        }
+        let mut map: Vec<u16> = (0..n as u16).collect();
+        for [a, b] in &self.forwarding.pairs {
+            map[idx(a) as usize] = idx(b);
+            map[idx(b) as usize] = idx(a);
+        }
+        map
+    }
+}
+
+/// The cores this process may run on.
+pub fn available_cores() -> Vec<usize> {
+    core_affinity::get_core_ids().map(|v| v.into_iter().map(|c| c.id).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = Config::parse("[[ports]]\nname='a'\ndevargs='net_null0'\n", "t.toml").unwrap();
+        assert_eq!(c.dpdk.memory_mb, 512);
+        assert_eq!(c.forwarding.mode, Mode::Io);
+        assert_eq!(c.peer_map(), vec![0]);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_file_and_line() {
+        let e = Config::parse("[dpdk]\nmemroy_mb = 5\n", "x.toml").unwrap_err().to_string();
+        assert!(e.starts_with("x.toml: line 2"), "{e}");
+        assert!(e.contains("memroy_mb"), "{e}");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = Config::parse("[[ports]]\nname='a'\n", "x.toml").unwrap_err().to_string();
+        assert!(e.contains("devargs"), "{e}");
+    }
+
+    #[test]
+    fn nonexistent_core_is_rejected() {
+        let e = Config::parse("[dpdk]\nworkers=[4096]\n[[ports]]\nname='a'\ndevargs='net_null0'\n", "x.toml").unwrap_err().to_string();
+        assert!(e.contains("dpdk.workers[0]") && e.contains("4096"), "{e}");
+    }
+
+    #[test]
+    fn too_little_memory_is_rejected() {
+        let e = Config::parse("[dpdk]\nmemory_mb=16\n[[ports]]\nname='a'\ndevargs='net_null0'\n", "x.toml").unwrap_err().to_string();
+        assert!(e.contains("dpdk.memory_mb"), "{e}");
+    }
+
+    #[test]
+    fn pairs_map_both_ways() {
+        let c = Config::parse(
+            "[[ports]]\nname='a'\ndevargs='x'\n[[ports]]\nname='b'\ndevargs='y'\n[[ports]]\nname='c'\ndevargs='z'\n[forwarding]\npairs=[['a','c']]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.peer_map(), vec![2, 1, 0]);
+        let e = Config::parse("[[ports]]\nname='a'\ndevargs='x'\n[forwarding]\npairs=[['a','q']]\n", "t").unwrap_err();
+        assert!(e.to_string().contains("unknown port \"q\""));
+    }
+}

@@ -1,0 +1,255 @@
+//! Bringing DPDK up and down around the workers.
+//!
+//! [`Runtime::start`] builds the EAL arguments (unique `--file-prefix`,
+//! hugepages or `--no-huge`), creates the mempool and opens every port.
+//! [`Runtime::run`] spawns one pinned, DPDK-registered worker thread per
+//! core, assigns rx queues round-robin, reports rates from the main thread
+//! and stops on SIGINT/SIGTERM or after the configured duration. Dropping the
+//! runtime closes ports, frees the pool, cleans up the EAL and removes the
+//! runtime directory, so no hugepage file or directory is left behind.
+
+use crate::config::{Config, Hugepages};
+use anyhow::{bail, Context, Result};
+use pmd::dpdk::{thread_register, thread_unregister, tsc_hz, DpdkIo, Eal, Mbuf, Mempool, Port, PortConfig, PortStats};
+use pmd::{Processor, RxQueue, WorkerPlan, WorkerStats};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One port to open: display name and settings.
+#[derive(Debug, Clone)]
+pub struct PortSpec {
+    /// Name in reports.
+    pub name: String,
+    /// How to open it.
+    pub config: PortConfig,
+}
+
+/// DPDK started with its pool and ports.
+#[derive(Debug)]
+pub struct Runtime {
+    eal: &'static Eal,
+    ports: Vec<Port>,
+    names: Vec<String>,
+    pool: Option<Arc<Mempool>>,
+    prefix: String,
+    cores: Vec<usize>,
+}
+
+/// Free 2 MiB hugepages, in MiB, when hugetlbfs is mounted.
+fn free_hugepage_mb() -> u64 {
+    let mounted = std::fs::read_to_string("/proc/mounts").map(|m| m.lines().any(|l| l.contains("hugetlbfs"))).unwrap_or(false);
+    if !mounted {
+        return 0;
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |k: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field("HugePages_Free:") * field("Hugepagesize:") / 1024
+}
+
+/// The EAL arguments for `cfg`, and the file prefix they use.
+pub fn eal_args(cfg: &Config, need_pci: bool) -> Result<(Vec<String>, String)> {
+    let d = &cfg.dpdk;
+    let prefix = d.file_prefix.clone().unwrap_or_else(|| format!("hnv{}", std::process::id()));
+    let mut args = vec!["-l".to_string(), d.main_core.to_string(), format!("--file-prefix={prefix}")];
+    let huge = match d.hugepages {
+        Hugepages::Off => false,
+        Hugepages::On => {
+            if free_hugepage_mb() < u64::from(d.memory_mb) {
+                bail!(
+                    "dpdk.hugepages = \"on\" but only {} MiB of hugepages are free (need {}): run scripts/setup.sh",
+                    free_hugepage_mb(),
+                    d.memory_mb
+                );
+            }
+            true
+        }
+        Hugepages::Auto => free_hugepage_mb() >= u64::from(d.memory_mb),
+    };
+    if huge {
+        // No files outlive the process, and no lock on a shared config.
+        args.push("--in-memory".into());
+    } else {
+        args.extend(["--no-huge".to_string(), "-m".to_string(), d.memory_mb.to_string(), "--no-shconf".to_string()]);
+    }
+    if !need_pci {
+        args.push("--no-pci".into());
+    }
+    if std::env::var_os("HNV_EAL_VERBOSE").is_none() {
+        args.push("--log-level=lib.eal:warning".into());
+    }
+    args.extend(d.extra_eal_args.iter().cloned());
+    Ok((args, prefix))
+}
+
+impl Runtime {
+    /// Start the EAL, create the pool and open `ports` in order (switch port `i` = `ports[i]`).
+    pub fn start(cfg: &Config, ports: &[PortSpec]) -> Result<Runtime> {
+        let need_pci = ports.iter().any(|p| p.config.devargs.split(',').next().is_some_and(|h| h.contains(':')));
+        // Before EAL init, which pins this thread to the main core.
+        let cores = cfg.worker_cores();
+        let (args, prefix) = eal_args(cfg, need_pci)?;
+        log::info!("EAL arguments: {}", args.join(" "));
+        let eal = Eal::init(&args).context("starting DPDK (EAL)")?;
+        let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores };
+        let pool = Arc::new(
+            Mempool::create(eal, "hnv_pkts", cfg.dpdk.mbufs, cfg.dpdk.mbuf_cache)
+                .with_context(|| format!("key 'dpdk.mbufs' / 'dpdk.memory_mb': cannot create {} mbufs", cfg.dpdk.mbufs))?,
+        );
+        rt.pool = Some(pool.clone());
+        let workers = u16::try_from(rt.cores.len()).unwrap_or(1);
+        for spec in ports {
+            let mut pc = spec.config.clone();
+            pc.tx_queues = workers;
+            pc.rx_desc = cfg.dpdk.descriptors;
+            pc.tx_desc = cfg.dpdk.descriptors;
+            let port = Port::open(eal, &pc, pool.clone()).with_context(|| format!("opening port {:?}", spec.name))?;
+            log::info!("port {} = ethdev {} ({}, driver {}), {} rx queue(s)", spec.name, port.id(), port.name(), port.driver(), port.rx_queues());
+            rt.ports.push(port);
+            rt.names.push(spec.name.clone());
+        }
+        Ok(rt)
+    }
+
+    /// The EAL handle.
+    pub fn eal(&self) -> &'static Eal {
+        self.eal
+    }
+    /// The packet pool.
+    pub fn pool(&self) -> Option<&Arc<Mempool>> {
+        self.pool.as_ref()
+    }
+    /// The open ports, in switch-port order.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+    /// Port display names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+    /// Worker cores.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// The rx queues each worker polls: every (port, queue) round-robin over the workers.
+    pub fn plans(&self) -> Vec<WorkerPlan> {
+        let n = self.cores.len().max(1);
+        let drain_cycles = (tsc_hz() / 10_000).max(1);
+        let mut plans: Vec<WorkerPlan> =
+            (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: self.ports.len(), drain_cycles }).collect();
+        let mut next = 0;
+        for (i, p) in self.ports.iter().enumerate() {
+            for q in 0..p.rx_queues() {
+                plans[next % n].rx.push(RxQueue { port: i as u16, queue: q });
+                next += 1;
+            }
+        }
+        plans
+    }
+
+    /// Run one worker per core with the processor `make(worker_id)` until
+    /// `stop` is set or `duration` passes; `report(elapsed, runtime)` is called
+    /// every `interval` from the main thread. Returns the workers' stats.
+    pub fn run<P, F, R>(&self, make: F, stop: &Arc<AtomicBool>, duration: Option<Duration>, interval: Option<Duration>, mut report: R) -> Result<Vec<Arc<WorkerStats>>>
+    where
+        P: Processor<Mbuf>,
+        F: Fn(usize) -> P + Sync,
+        R: FnMut(f64, &Runtime),
+    {
+        let plans = self.plans();
+        let ids: Vec<u16> = self.ports.iter().map(Port::id).collect();
+        let stats: Vec<Arc<WorkerStats>> = plans.iter().map(|_| Arc::new(WorkerStats::default())).collect();
+        let eal = self.eal;
+        let started = Instant::now();
+        let result: Result<()> = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for (plan, st) in plans.iter().zip(&stats) {
+                let core = self.cores.get(plan.id).copied().unwrap_or(0);
+                let (ids, make, stop, st) = (ids.clone(), &make, stop.clone(), st.clone());
+                let h = std::thread::Builder::new().name(format!("hnv-worker-{}", plan.id)).spawn_scoped(s, move || -> Result<()> {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        log::warn!("worker {}: cannot pin to core {core}", plan.id);
+                    }
+                    let lcore = thread_register(eal).context("registering worker thread with DPDK")?;
+                    log::info!("worker {} on core {core} (lcore {lcore}) polls {:?}", plan.id, plan.rx);
+                    let mut io = DpdkIo::new(ids, plan.id as u16);
+                    let mut processor = make(plan.id);
+                    pmd::worker::run(&mut io, &mut processor, plan, &stop, &st);
+                    drop(processor);
+                    thread_unregister();
+                    Ok(())
+                });
+                handles.push(h.context("spawning worker")?);
+            }
+            let mut next = interval.map(|i| started + i);
+            while !stop.load(Ordering::Relaxed) && !handles.iter().all(|h| h.is_finished()) {
+                std::thread::sleep(Duration::from_millis(20));
+                let now = Instant::now();
+                if duration.is_some_and(|d| now.duration_since(started) >= d) {
+                    break;
+                }
+                if let (Some(n), Some(i)) = (next, interval) {
+                    if now >= n {
+                        report(now.duration_since(started).as_secs_f64(), self);
+                        next = Some(n + i);
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            for h in handles {
+                match h.join() {
+                    Ok(r) => r?,
+                    Err(_) => bail!("a worker thread panicked"),
+                }
+            }
+            Ok(())
+        });
+        result?;
+        Ok(stats)
+    }
+
+    /// Per-port DPDK counters, in switch-port order.
+    pub fn port_stats(&self) -> Vec<PortStats> {
+        self.ports.iter().map(Port::stats).collect()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ports.clear();
+        self.pool = None;
+        self.eal.cleanup();
+        let dir = std::path::Path::new("/var/run/dpdk").join(&self.prefix);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Format per-port counters as a table.
+pub fn port_table(names: &[String], stats: &[PortStats]) -> String {
+    let mut s = format!("{:<12} {:>14} {:>14} {:>10} {:>10} {:>10}\n", "port", "rx-packets", "tx-packets", "rx-missed", "rx-errors", "tx-errors");
+    for (n, st) in names.iter().zip(stats) {
+        s += &format!("{:<12} {:>14} {:>14} {:>10} {:>10} {:>10}\n", n, st.ipackets, st.opackets, st.imissed, st.ierrors, st.oerrors);
+    }
+    s
+}
+
+/// Format per-worker counters as a table.
+pub fn worker_table(stats: &[Arc<WorkerStats>]) -> String {
+    let mut s = format!("{:<8} {:>14} {:>14} {:>12} {:>8} {:>12}\n", "worker", "rx", "tx", "tx-refused", "busy%", "cycles/pkt");
+    for (i, w) in stats.iter().enumerate() {
+        let busy = w.busy_cycles.get();
+        let total = busy + w.idle_cycles.get();
+        let pct = if total > 0 { 100.0 * busy as f64 / total as f64 } else { 0.0 };
+        let cpp = if w.rx.get() > 0 { busy as f64 / w.rx.get() as f64 } else { 0.0 };
+        s += &format!("{:<8} {:>14} {:>14} {:>12} {:>8.1} {:>12.1}\n", i, w.rx.get(), w.tx.get(), w.tx_refused.get(), pct, cpp);
+    }
+    s
+}
