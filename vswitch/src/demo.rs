@@ -31,6 +31,7 @@ pub fn run_io(duration: f64) -> Result<()> {
         let workers = rt.run(|_| CrossConnect::new(vec![1, 0], false), &stop, secs(duration), secs(1.0), rate_printer())?;
         println!("\nfinal port counters:\n{}", port_table(rt.names(), &rt.port_stats()));
         println!("workers:\n{}", worker_table(&workers));
+        rt.shutdown();
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&dir);

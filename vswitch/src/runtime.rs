@@ -4,9 +4,10 @@
 //! hugepages or `--no-huge`), creates the mempool and opens every port.
 //! [`Runtime::run`] spawns one pinned, DPDK-registered worker thread per
 //! core, assigns rx queues round-robin, reports rates from the main thread
-//! and stops on SIGINT/SIGTERM or after the configured duration. Dropping the
-//! runtime closes ports, frees the pool, cleans up the EAL and removes the
-//! runtime directory, so no hugepage file or directory is left behind.
+//! and stops on SIGINT/SIGTERM or after the configured duration. Dropping it
+//! closes the ports and frees the pool; [`Runtime::shutdown`] also releases
+//! the EAL and its runtime directory, so no hugepage file or directory is
+//! left behind.
 
 use crate::config::{Config, Hugepages};
 use anyhow::{bail, Context, Result};
@@ -34,6 +35,12 @@ pub struct Runtime {
     pool: Option<Arc<Mempool>>,
     prefix: String,
     cores: Vec<usize>,
+}
+
+/// A DPDK object name unique in this process.
+fn unique_name(base: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!("{base}{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Free 2 MiB hugepages, in MiB, when hugetlbfs is mounted.
@@ -100,7 +107,7 @@ impl Runtime {
         let eal = Eal::init(&args).context("starting DPDK (EAL)")?;
         let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores };
         let pool = Arc::new(
-            Mempool::create(eal, "hnv_pkts", cfg.dpdk.mbufs, cfg.dpdk.mbuf_cache)
+            Mempool::create(eal, &unique_name("hnv_pkts"), cfg.dpdk.mbufs, cfg.dpdk.mbuf_cache)
                 .with_context(|| format!("key 'dpdk.mbufs' / 'dpdk.memory_mb': cannot create {} mbufs", cfg.dpdk.mbufs))?,
         );
         rt.pool = Some(pool.clone());
@@ -222,8 +229,10 @@ impl Runtime {
     }
 }
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
+impl Runtime {
+    /// Close every port, free the pool, then release the EAL and remove its
+    /// runtime directory. The process cannot use DPDK afterwards.
+    pub fn shutdown(mut self) {
         self.ports.clear();
         self.pool = None;
         self.eal.cleanup();

@@ -110,7 +110,7 @@ fn is_pci(devargs: &str) -> bool {
         && head.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
-fn port_by_name(name: &str) -> Option<u16> {
+pub(crate) fn port_by_name(name: &str) -> Option<u16> {
     let c = CString::new(name).ok()?;
     let mut id = 0u16;
     // SAFETY: c is a valid C string and id a valid out pointer.

@@ -98,11 +98,13 @@ impl RingPort {
 impl Drop for RingPort {
     fn drop(&mut self) {
         drop(self.collect());
-        // SAFETY: the ethdev must be closed before its rings go; closing an already
-        // closed port returns an error we ignore.
-        unsafe {
-            sys::rte_eth_dev_stop(self.port_id);
-            sys::rte_eth_dev_close(self.port_id);
+        // Close the ethdev unless a `Port` already did (its id may since have been reused).
+        if super::port::port_by_name(&self.name) == Some(self.port_id) {
+            // SAFETY: the id still names our ethdev; it must be closed before its rings go.
+            unsafe {
+                sys::rte_eth_dev_stop(self.port_id);
+                sys::rte_eth_dev_close(self.port_id);
+            }
         }
         let mut buf = [std::ptr::null_mut::<std::os::raw::c_void>(); 64];
         loop {

@@ -66,6 +66,7 @@ fn run(config: PathBuf, duration: Option<f64>) -> Result<()> {
     let workers = rt.run(|_| CrossConnect::new(peer.clone(), macswap), &stop, secs(cfg.run.duration_secs), secs(cfg.run.stats_interval_secs), rate_printer())?;
     println!("\nfinal port counters:\n{}", port_table(rt.names(), &rt.port_stats()));
     println!("workers:\n{}", worker_table(&workers));
+    rt.shutdown();
     Ok(())
 }
 
