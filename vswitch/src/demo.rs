@@ -21,8 +21,8 @@ pub fn run_io(duration: f64) -> Result<()> {
     let mut cfg = Config::default();
     cfg.forwarding.mode = Mode::Io;
     let specs = vec![
-        PortSpec { name: "src".into(), config: PortConfig::new(format!("net_pcap_demo0,rx_pcap={},infinite_rx=1", src.display())) },
-        PortSpec { name: "sink".into(), config: PortConfig::new("net_null_demo0,no-rx=1") },
+        PortSpec { name: "src".into(), config: PortConfig::new(format!("net_pcap_demo0,rx_pcap={},infinite_rx=1", src.display())), key: "ports".into() },
+        PortSpec { name: "sink".into(), config: PortConfig::new("net_null_demo0,no-rx=1"), key: "ports".into() },
     ];
     println!("hnvswitch demo: port cross-connect, net_pcap (1024 UDP flows, 64-byte frames, replayed) -> net_null");
     let stop = stop_on_signals()?;

@@ -24,6 +24,8 @@ pub struct PortSpec {
     pub name: String,
     /// How to open it.
     pub config: PortConfig,
+    /// Where it was configured, for error messages (e.g. `ports[0].devargs`).
+    pub key: String,
 }
 
 /// DPDK started with its pool and ports.
@@ -106,23 +108,34 @@ impl Runtime {
         log::info!("EAL arguments: {}", args.join(" "));
         let eal = Eal::init(&args).context("starting DPDK (EAL)")?;
         let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores };
+        match rt.open_ports(cfg, ports) {
+            Ok(()) => Ok(rt),
+            Err(e) => {
+                rt.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    fn open_ports(&mut self, cfg: &Config, ports: &[PortSpec]) -> Result<()> {
+        let eal = self.eal;
         let pool = Arc::new(
             Mempool::create(eal, &unique_name("hnv_pkts"), cfg.dpdk.mbufs, cfg.dpdk.mbuf_cache)
                 .with_context(|| format!("key 'dpdk.mbufs' / 'dpdk.memory_mb': cannot create {} mbufs", cfg.dpdk.mbufs))?,
         );
-        rt.pool = Some(pool.clone());
-        let workers = u16::try_from(rt.cores.len()).unwrap_or(1);
+        self.pool = Some(pool.clone());
+        let workers = u16::try_from(self.cores.len()).unwrap_or(1);
         for spec in ports {
             let mut pc = spec.config.clone();
             pc.tx_queues = workers;
             pc.rx_desc = cfg.dpdk.descriptors;
             pc.tx_desc = cfg.dpdk.descriptors;
-            let port = Port::open(eal, &pc, pool.clone()).with_context(|| format!("opening port {:?}", spec.name))?;
+            let port = Port::open(eal, &pc, pool.clone()).with_context(|| format!("key '{}': opening port {:?}", spec.key, spec.name))?;
             log::info!("port {} = ethdev {} ({}, driver {}), {} rx queue(s)", spec.name, port.id(), port.name(), port.driver(), port.rx_queues());
-            rt.ports.push(port);
-            rt.names.push(spec.name.clone());
+            self.ports.push(port);
+            self.names.push(spec.name.clone());
         }
-        Ok(rt)
+        Ok(())
     }
 
     /// The EAL handle.

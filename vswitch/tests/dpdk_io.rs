@@ -54,8 +54,8 @@ fn pcap_ports_forward_a_capture_file_unchanged_through_the_worker_loop() {
     let sent = frames(500);
     traffic::write_pcap(&src, &sent).unwrap();
     let specs = vec![
-        PortSpec { name: "in".into(), config: PortConfig::new(format!("net_pcap_io0,rx_pcap={}", src.display())) },
-        PortSpec { name: "out".into(), config: PortConfig::new(format!("net_pcap_io1,tx_pcap={}", dst.display())) },
+        PortSpec { name: "in".into(), config: PortConfig::new(format!("net_pcap_io0,rx_pcap={}", src.display())), key: "ports".into() },
+        PortSpec { name: "out".into(), config: PortConfig::new(format!("net_pcap_io1,tx_pcap={}", dst.display())), key: "ports".into() },
     ];
     let mut cfg = Config::default();
     cfg.dpdk.workers = vec![0];
@@ -83,8 +83,8 @@ fn worker_loop_stops_cleanly_on_request_under_load() {
     let eal = common::eal();
     let ring = RingPort::create(eal, "io_stop", 4096).unwrap();
     let specs = vec![
-        PortSpec { name: "src".into(), config: PortConfig::new(ring.name()) },
-        PortSpec { name: "sink".into(), config: PortConfig::new("net_null_iostop,no-rx=1") },
+        PortSpec { name: "src".into(), config: PortConfig::new(ring.name()), key: "ports".into() },
+        PortSpec { name: "sink".into(), config: PortConfig::new("net_null_iostop,no-rx=1"), key: "ports".into() },
     ];
     let mut cfg = Config::default();
     cfg.dpdk.workers = vec![0];

@@ -42,12 +42,12 @@ impl PortConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     /// DPDK refused the device.
-    #[error("port {devargs:?}: {source}")]
+    #[error("port {devargs:?}: {cause}")]
     Dpdk {
         /// The port's devargs.
         devargs: String,
         /// DPDK's reason.
-        source: EalError,
+        cause: EalError,
     },
     /// The device cannot give what the configuration asks.
     #[error("port {devargs:?}: {message}")]
@@ -125,7 +125,7 @@ impl Port {
     /// [`PortError`] naming the devargs and DPDK's reason.
     pub fn open(_eal: &Eal, cfg: &PortConfig, pool: Arc<Mempool>) -> Result<Port, PortError> {
         let devargs = cfg.devargs.clone();
-        let dpdk = |source: EalError| PortError::Dpdk { devargs: devargs.clone(), source };
+        let dpdk = |cause: EalError| PortError::Dpdk { devargs: devargs.clone(), cause };
         let (name, args) = match cfg.devargs.split_once(',') {
             Some((n, a)) => (n.to_string(), a.to_string()),
             None => (cfg.devargs.clone(), String::new()),
@@ -145,7 +145,7 @@ impl Port {
                 unsafe { sys::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) }
             };
             if rc != 0 {
-                return Err(dpdk(eal_error("DPDK rejected the device", rc)));
+                return Err(dpdk(eal_error("DPDK rejected the device (unknown driver or bad device arguments)", rc)));
             }
             hotplugged = !is_pci(&cfg.devargs);
             port_by_name(&name).ok_or_else(|| PortError::Unsupported {
@@ -164,7 +164,7 @@ impl Port {
             _pool: pool,
         };
         port.configure(cfg).map_err(|e| match e {
-            PortError::Dpdk { source, .. } => PortError::Dpdk { devargs: devargs.clone(), source },
+            PortError::Dpdk { cause, .. } => PortError::Dpdk { devargs: devargs.clone(), cause },
             other => other,
         })?;
         Ok(port)
@@ -172,7 +172,7 @@ impl Port {
 
     fn configure(&mut self, cfg: &PortConfig) -> Result<(), PortError> {
         let unsupported = |message: String| PortError::Unsupported { devargs: cfg.devargs.clone(), message };
-        let dpdk = |ctx: &str, rc: i32| PortError::Dpdk { devargs: cfg.devargs.clone(), source: eal_error(ctx, rc) };
+        let dpdk = |ctx: &str, rc: i32| PortError::Dpdk { devargs: cfg.devargs.clone(), cause: eal_error(ctx, rc) };
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: id is a valid port; info is a valid out struct.
         let rc = unsafe { sys::rte_eth_dev_info_get(self.id, &mut info) };

@@ -1,6 +1,6 @@
 //! The hnvswitch binary: argument parsing and error reporting only.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use hnvswitch::config::{Config, Mode};
 use hnvswitch::fwd::CrossConnect;
@@ -50,18 +50,19 @@ fn run(config: PathBuf, duration: Option<f64>) -> Result<()> {
             cfg.forwarding.mode == Mode::Macswap,
             cfg.ports
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(i, p)| {
                     let mut pc = PortConfig::new(p.devargs.clone());
                     pc.rx_queues = p.rx_queues.unwrap_or(1);
                     pc.mtu = p.mtu;
-                    PortSpec { name: p.name.clone(), config: pc }
+                    PortSpec { name: p.name.clone(), config: pc, key: format!("ports[{i}].devargs") }
                 })
                 .collect::<Vec<_>>(),
         ),
         Mode::Hnv => bail!("{}: key 'forwarding.mode': hnv mode is not available in this build yet", config.display()),
     };
     let stop = stop_on_signals()?;
-    let rt = Runtime::start(&cfg, &specs)?;
+    let rt = Runtime::start(&cfg, &specs).with_context(|| config.display().to_string())?;
     let peer = cfg.peer_map();
     let workers = rt.run(|_| CrossConnect::new(peer.clone(), macswap), &stop, secs(cfg.run.duration_secs), secs(cfg.run.stats_interval_secs), rate_printer())?;
     println!("\nfinal port counters:\n{}", port_table(rt.names(), &rt.port_stats()));

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install what hnvswitch needs on Debian 12, idempotently, and reserve 2 MiB
+# hugepages where the machine allows (falling back to --no-huge otherwise).
+# Usage: scripts/setup.sh [--with-test-tools]
+set -euo pipefail
+
+PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config)
+if [[ "${1:-}" == "--with-test-tools" ]]; then
+    PKGS+=(tshark valgrind iproute2 python3)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # tshark asks whether non-root users may capture; answer no without a prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    echo "setup: packages already installed"
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
+    exit 1
+fi
+
+# Hugepages: best effort. The switch uses them when enough are free, else --no-huge.
+want=${HNV_HUGEPAGES:-512}
+nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+if [[ -w $nr ]]; then
+    have=$(cat "$nr")
+    if (( have < want )); then
+        echo "$want" > "$nr" 2>/dev/null || true
+    fi
+    mountpoint -q /dev/hugepages 2>/dev/null || { mkdir -p /dev/hugepages && mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages 2>/dev/null; } || true
+fi
+free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+if mountpoint -q /dev/hugepages 2>/dev/null && (( free > 0 )); then
+    echo "setup: $free free 2 MiB hugepages on /dev/hugepages"
+else
+    echo "setup: no hugepages available; hnvswitch will run with --no-huge"
+fi

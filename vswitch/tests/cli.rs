@@ -1,0 +1,111 @@
+//! The `hnvswitch` binary as a user meets it: help, version, the demo, and a
+//! one-line error (no panic, no backtrace, no files left) for each kind of bad
+//! configuration.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hnvswitch"));
+    c.env("RUST_LOG", "warn").env_remove("RUST_BACKTRACE");
+    c
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("hnvcli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `hnvswitch run` on `config`; return (exit ok, stderr).
+fn run_config(tag: &str, config: &str) -> (bool, String, String) {
+    let dir = tempdir(tag);
+    let f = dir.join("bad.toml");
+    std::fs::write(&f, config).unwrap();
+    let child = bin().args(["run", "--config"]).arg(&f).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let runtime_dir = std::path::PathBuf::from(format!("/var/run/dpdk/hnv{pid}"));
+    assert!(!runtime_dir.exists(), "{} left behind", runtime_dir.display());
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), f.display().to_string())
+}
+
+fn assert_one_line_error(stderr: &str, file: &str, needles: &[&str]) {
+    let err: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(err.len(), 1, "exactly one error line expected:\n{stderr}");
+    assert!(err[0].contains(file), "error names the file: {}", err[0]);
+    for n in needles {
+        assert!(err[0].contains(n), "error mentions {n:?}: {}", err[0]);
+    }
+    assert!(!stderr.contains("panicked") && !stderr.contains("stack backtrace"), "{stderr}");
+}
+
+#[test]
+fn help_and_version() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "demo"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("hnvswitch 0."));
+}
+
+#[test]
+fn bad_cli_argument_is_a_usage_error() {
+    let out = bin().args(["run", "--frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--frobnicate"));
+}
+
+#[test]
+fn unknown_key() {
+    let (ok, err, f) = run_config("unknown", "[dpdk]\nmemory_mb = 512\ncolour = 'blue'\n[[ports]]\nname='a'\ndevargs='net_null0'\n");
+    assert!(!ok);
+    assert_one_line_error(&err, &f, &["line 3", "colour"]);
+}
+
+#[test]
+fn missing_field() {
+    let (ok, err, f) = run_config("missing", "[[ports]]\nname='a'\n");
+    assert!(!ok);
+    assert_one_line_error(&err, &f, &["devargs"]);
+}
+
+#[test]
+fn nonexistent_core() {
+    let (ok, err, f) = run_config("core", "[dpdk]\nworkers=[999]\n[[ports]]\nname='a'\ndevargs='net_null0'\n");
+    assert!(!ok);
+    assert_one_line_error(&err, &f, &["dpdk.workers[0]", "999"]);
+}
+
+#[test]
+fn too_little_memory() {
+    let (ok, err, f) = run_config("mem", "[dpdk]\nmemory_mb=32\nmbufs=65535\n[[ports]]\nname='a'\ndevargs='net_null0'\n");
+    assert!(!ok);
+    assert_one_line_error(&err, &f, &["dpdk.memory_mb"]);
+}
+
+#[test]
+fn devargs_dpdk_rejects() {
+    let (ok, err, f) = run_config(
+        "devargs",
+        "[dpdk]\nhugepages='off'\nmemory_mb=256\nmbufs=4096\n[[ports]]\nname='a'\ndevargs='net_nosuchdriver0,foo=1'\n",
+    );
+    assert!(!ok);
+    assert_one_line_error(&err, &f, &["ports[0].devargs", "net_nosuchdriver0"]);
+}
+
+#[test]
+fn demo_forwards_packets_through_dpdk() {
+    let out = bin().args(["demo", "--duration", "2.5"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
+    let sink = stdout.lines().find(|l| l.starts_with("sink ")).expect("final counters show the sink port");
+    let tx: u64 = sink.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(tx > 1_000_000, "the demo forwarded only {tx} packets:\n{stdout}");
+    assert!(stdout.contains("Mpps"), "{stdout}");
+}
