@@ -43,6 +43,8 @@ pub struct WorkerPlan {
     pub ports: usize,
     /// Drain interval in TSC cycles (100 µs).
     pub drain_cycles: u64,
+    /// Stop after receiving this many packets (for fixed-count profiling runs).
+    pub max_rx: Option<u64>,
 }
 
 /// Run the poll loop until `stop` is set.
@@ -78,6 +80,9 @@ where
         if got > 0 {
             stats.rx.add(got as u64);
             stats.busy_cycles.add(end.wrapping_sub(start));
+            if plan.max_rx.is_some_and(|m| stats.rx.get() >= m) {
+                break;
+            }
         } else {
             stats.idle_cycles.add(end.wrapping_sub(start));
         }
@@ -177,7 +182,7 @@ mod tests {
         }
         let stop = AtomicBool::new(false);
         let stats = WorkerStats::default();
-        let plan = WorkerPlan { id: 0, rx: vec![RxQueue { port: 0, queue: 0 }, RxQueue { port: 1, queue: 0 }], ports: 2, drain_cycles: 1000 };
+        let plan = WorkerPlan { id: 0, rx: vec![RxQueue { port: 0, queue: 0 }, RxQueue { port: 1, queue: 0 }], ports: 2, drain_cycles: 1000, max_rx: None };
         let mut p = Cross { seen: 0, limit: 100, stop: &stop };
         run(&mut io, &mut p, &plan, &stop, &stats);
         (io, stats)

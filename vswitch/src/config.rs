@@ -164,6 +164,9 @@ pub struct RunConfig {
     /// Print rates every this many seconds (0 = never).
     #[serde(default = "default_interval")]
     pub stats_interval_secs: f64,
+    /// Stop each worker after it received this many packets (0 = no limit); for profiling.
+    #[serde(default)]
+    pub max_packets: u64,
 }
 
 fn default_interval() -> f64 {
@@ -172,7 +175,7 @@ fn default_interval() -> f64 {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { duration_secs: 0.0, stats_interval_secs: default_interval() }
+        RunConfig { duration_secs: 0.0, stats_interval_secs: default_interval(), max_packets: 0 }
     }
 }
 

@@ -160,11 +160,11 @@ impl Runtime {
     }
 
     /// The rx queues each worker polls: every (port, queue) round-robin over the workers.
-    pub fn plans(&self) -> Vec<WorkerPlan> {
+    pub fn plans(&self, max_rx: Option<u64>) -> Vec<WorkerPlan> {
         let n = self.cores.len().max(1);
         let drain_cycles = (tsc_hz() / 10_000).max(1);
         let mut plans: Vec<WorkerPlan> =
-            (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: self.ports.len(), drain_cycles }).collect();
+            (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: self.ports.len(), drain_cycles, max_rx }).collect();
         let mut next = 0;
         for (i, p) in self.ports.iter().enumerate() {
             for q in 0..p.rx_queues() {
@@ -178,13 +178,31 @@ impl Runtime {
     /// Run one worker per core with the processor `make(worker_id)` until
     /// `stop` is set or `duration` passes; `report(elapsed, runtime)` is called
     /// every `interval` from the main thread. Returns the workers' stats.
-    pub fn run<P, F, R>(&self, make: F, stop: &Arc<AtomicBool>, duration: Option<Duration>, interval: Option<Duration>, mut report: R) -> Result<Vec<Arc<WorkerStats>>>
+    pub fn run<P, F, R>(&self, make: F, stop: &Arc<AtomicBool>, duration: Option<Duration>, interval: Option<Duration>, report: R) -> Result<Vec<Arc<WorkerStats>>>
     where
         P: Processor<Mbuf>,
         F: Fn(usize) -> P + Sync,
         R: FnMut(f64, &Runtime),
     {
-        let plans = self.plans();
+        self.run_limited(make, stop, duration, interval, None, report)
+    }
+
+    /// [`Runtime::run`], each worker also stopping after `max_rx` received packets.
+    pub fn run_limited<P, F, R>(
+        &self,
+        make: F,
+        stop: &Arc<AtomicBool>,
+        duration: Option<Duration>,
+        interval: Option<Duration>,
+        max_rx: Option<u64>,
+        mut report: R,
+    ) -> Result<Vec<Arc<WorkerStats>>>
+    where
+        P: Processor<Mbuf>,
+        F: Fn(usize) -> P + Sync,
+        R: FnMut(f64, &Runtime),
+    {
+        let plans = self.plans(max_rx);
         let ids: Vec<u16> = self.ports.iter().map(Port::id).collect();
         let stats: Vec<Arc<WorkerStats>> = plans.iter().map(|_| Arc::new(WorkerStats::default())).collect();
         let eal = self.eal;

@@ -25,31 +25,37 @@ impl PortIo<Mbuf> for DpdkIo {
     #[inline]
     fn rx_burst(&mut self, port: u16, queue: u16, pkts: &mut Batch<Mbuf>) -> usize {
         let Some(&id) = self.port_ids.get(usize::from(port)) else { return 0 };
-        let room = BURST - pkts.len();
-        let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
-        // SAFETY: raw has BURST slots and we ask for at most `room` <= BURST mbufs;
-        // id/queue were configured by Port::open.
-        let n = unsafe { sys::shim_rx_burst(id, queue, raw.as_mut_ptr(), room as u16) } as usize;
-        for &m in &raw[..n.min(room)] {
-            if let Some(m) = std::ptr::NonNull::new(m) {
-                // SAFETY: rx_burst hands us ownership of each returned mbuf.
-                pkts.push(unsafe { Mbuf::from_raw(m) });
-            }
+        let len = pkts.len();
+        let room = BURST - len;
+        // SAFETY: Mbuf is repr(transparent) over a non-null `*mut rte_mbuf`; the spare
+        // capacity behind `len` has room for `room` pointers, rx_burst writes at most
+        // `room` valid, owned mbuf pointers there and returns how many, and only those
+        // become part of the batch via set_len. id/queue were configured by Port::open.
+        unsafe {
+            let spare = pkts.as_mut_ptr().add(len).cast::<*mut sys::rte_mbuf>();
+            let n = usize::from(sys::shim_rx_burst(id, queue, spare, room as u16)).min(room);
+            pkts.set_len(len + n);
+            n
         }
-        n
     }
 
     #[inline]
     fn tx_burst<const N: usize>(&mut self, port: u16, pkts: &mut arrayvec::ArrayVec<Mbuf, N>) -> usize {
         let Some(&id) = self.port_ids.get(usize::from(port)) else { return 0 };
         let len = pkts.len().min(usize::from(u16::MAX));
-        // SAFETY: Mbuf is repr(transparent) over a non-null `*mut rte_mbuf`, so the
-        // array is `len` valid mbuf pointers; the queue was configured by Port::open.
-        let sent = unsafe { sys::shim_tx_burst(id, self.tx_queue, pkts.as_mut_ptr().cast::<*mut sys::rte_mbuf>(), len as u16) }
-            as usize;
-        // The NIC owns the first `sent` mbufs now: forget them without freeing.
-        pkts.drain(..sent).for_each(std::mem::forget);
-        sent
+        let base = pkts.as_mut_ptr();
+        // SAFETY: the array holds `len` valid owned mbuf pointers (Mbuf is repr(transparent));
+        // the driver takes ownership of the first `sent`, so they leave the array without
+        // being dropped: the unsent tail moves to the front and the length shrinks.
+        unsafe {
+            let sent = usize::from(sys::shim_tx_burst(id, self.tx_queue, base.cast::<*mut sys::rte_mbuf>(), len as u16)).min(len);
+            let rest = pkts.len() - sent;
+            if sent > 0 && rest > 0 {
+                std::ptr::copy(base.add(sent), base, rest);
+            }
+            pkts.set_len(rest);
+            sent
+        }
     }
 
     #[inline]

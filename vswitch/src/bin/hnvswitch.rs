@@ -28,6 +28,24 @@ enum Command {
         /// Override run.duration_secs (0 = until a signal).
         #[arg(long)]
         duration: Option<f64>,
+        /// Override run.max_packets: each worker stops after this many received packets.
+        #[arg(long)]
+        packets: Option<u64>,
+    },
+    /// Write a traffic file (pcap) for benchmarks and tests.
+    Traffic {
+        /// What to generate: `udp` (plain tenant UDP flows).
+        #[arg(long, default_value = "udp")]
+        kind: String,
+        /// Number of distinct flows.
+        #[arg(long, default_value_t = 1024)]
+        flows: usize,
+        /// Frame size on the wire including the 4-byte FCS (the pcap holds size - 4).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Output pcap file.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Run the embedded demo on virtual devices (no file, no NIC needed).
     Demo {
@@ -37,13 +55,16 @@ enum Command {
     },
 }
 
-fn run(config: PathBuf, duration: Option<f64>) -> Result<()> {
+fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>) -> Result<()> {
     let mut cfg = Config::load(&config)?;
     if let Some(d) = duration {
         if !(d >= 0.0) {
             bail!("--duration must be a non-negative number of seconds");
         }
         cfg.run.duration_secs = d;
+    }
+    if let Some(p) = packets {
+        cfg.run.max_packets = p;
     }
     let (macswap, specs) = match cfg.forwarding.mode {
         Mode::Io | Mode::Macswap => (
@@ -64,11 +85,30 @@ fn run(config: PathBuf, duration: Option<f64>) -> Result<()> {
     let stop = stop_on_signals()?;
     let rt = Runtime::start(&cfg, &specs).with_context(|| config.display().to_string())?;
     let peer = cfg.peer_map();
-    let workers = rt.run(|_| CrossConnect::new(peer.clone(), macswap), &stop, secs(cfg.run.duration_secs), secs(cfg.run.stats_interval_secs), rate_printer())?;
+    let max = (cfg.run.max_packets > 0).then_some(cfg.run.max_packets);
+    let workers = rt.run_limited(
+        |_| CrossConnect::new(peer.clone(), macswap),
+        &stop,
+        secs(cfg.run.duration_secs),
+        secs(cfg.run.stats_interval_secs),
+        max,
+        rate_printer(),
+    )?;
     println!("\nfinal port counters:\n{}", port_table(rt.names(), &rt.port_stats()));
     println!("workers:\n{}", worker_table(&workers));
     rt.shutdown();
     Ok(())
+}
+
+fn traffic_cmd(kind: &str, flows: usize, size: usize, out: &std::path::Path) -> Result<()> {
+    if !(64..=1518).contains(&size) || flows == 0 {
+        bail!("--size must be 64..=1518 and --flows at least 1");
+    }
+    let frames = match kind {
+        "udp" => hnvswitch::traffic::udp_flows(flows, size - 4),
+        other => bail!("--kind {other:?}: unknown (expected udp)"),
+    };
+    hnvswitch::traffic::write_pcap(out, &frames)
 }
 
 fn main() -> ExitCode {
@@ -81,8 +121,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run { config, duration } => run(config, duration),
+        Command::Run { config, duration, packets } => run(config, duration, packets),
         Command::Demo { duration } => demo::run_io(duration),
+        Command::Traffic { kind, flows, size, out } => traffic_cmd(&kind, flows, size, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
