@@ -1,0 +1,169 @@
+//! Datapath counters: per port, per VSID, per drop reason, per worker.
+//!
+//! Thread-safety contract: a [`DatapathStats`] belongs to one worker, which
+//! is its only writer (relaxed load + store, no read-modify-write atomics);
+//! any thread may read it with relaxed loads, so totals are summed across
+//! workers by the reader. VSID counters live in a fixed table of
+//! [`MAX_VSIDS`] slots; the slot of each VSID is assigned by the policy store
+//! and never changes while the process runs.
+
+use crate::drop::DropReason;
+use pmd::stats::Counter;
+use pmd::MAX_PORTS;
+
+/// VSID counter slots.
+pub const MAX_VSIDS: usize = 4096;
+
+/// Counters of one port or one VSID.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Packets in.
+    pub rx: Counter,
+    /// Packets handed to a tx queue.
+    pub tx: Counter,
+    /// Packets dropped.
+    pub drops: Counter,
+}
+
+/// One worker's datapath counters.
+#[derive(Debug)]
+pub struct DatapathStats {
+    /// By switch port.
+    pub ports: Box<[Counters]>,
+    /// By VSID slot (see [`crate::tables::Tables::vsid_slot`]).
+    pub vsids: Box<[Counters]>,
+    /// By drop reason.
+    pub drops: Box<[Counter]>,
+    /// Packets received.
+    pub rx: Counter,
+    /// Packets handed to tx queues (replicas included).
+    pub tx: Counter,
+    /// Extra copies made for broadcast/multicast delivery.
+    pub replicas: Counter,
+    /// ARP/ND requests answered from policy (also counted in `tx`).
+    pub answered: Counter,
+    /// Packets NVGRE-encapsulated.
+    pub encapsulated: Counter,
+    /// Packets NVGRE-decapsulated.
+    pub decapsulated: Counter,
+    /// Packets routed between virtual subnets.
+    pub routed: Counter,
+    /// Capture records lost because the capture ring was full.
+    pub capture_lost: Counter,
+}
+
+impl Default for DatapathStats {
+    fn default() -> Self {
+        DatapathStats {
+            ports: (0..MAX_PORTS).map(|_| Counters::default()).collect(),
+            vsids: (0..MAX_VSIDS).map(|_| Counters::default()).collect(),
+            drops: (0..DropReason::COUNT).map(|_| Counter::default()).collect(),
+            rx: Counter::default(),
+            tx: Counter::default(),
+            replicas: Counter::default(),
+            answered: Counter::default(),
+            encapsulated: Counter::default(),
+            decapsulated: Counter::default(),
+            routed: Counter::default(),
+            capture_lost: Counter::default(),
+        }
+    }
+}
+
+impl DatapathStats {
+    /// Count one drop.
+    #[inline]
+    pub fn drop(&self, reason: DropReason, port: u16, vsid_slot: Option<u16>) {
+        if let Some(c) = self.drops.get(reason.index()) {
+            c.add(1);
+        }
+        if let Some(p) = self.ports.get(usize::from(port)) {
+            p.drops.add(1);
+        }
+        if let Some(v) = vsid_slot.and_then(|s| self.vsids.get(usize::from(s))) {
+            v.drops.add(1);
+        }
+    }
+
+    /// Total drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(Counter::get).sum()
+    }
+
+    /// Drops of one reason.
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason.index()).map_or(0, Counter::get)
+    }
+}
+
+/// A plain sum of several workers' counters, for reports and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Received.
+    pub rx: u64,
+    /// Handed to tx queues.
+    pub tx: u64,
+    /// Broadcast copies.
+    pub replicas: u64,
+    /// ARP/ND answered.
+    pub answered: u64,
+    /// Encapsulated.
+    pub encapsulated: u64,
+    /// Decapsulated.
+    pub decapsulated: u64,
+    /// Routed.
+    pub routed: u64,
+    /// Drops by reason (only non-zero ones), in [`DropReason::ALL`] order.
+    pub drops: Vec<(DropReason, u64)>,
+    /// Per port: (rx, tx, drops).
+    pub ports: Vec<(u64, u64, u64)>,
+    /// Per VSID slot: (rx, tx, drops).
+    pub vsids: Vec<(u64, u64, u64)>,
+}
+
+impl Totals {
+    /// Sum `workers`.
+    pub fn sum<'a>(workers: impl IntoIterator<Item = &'a DatapathStats>) -> Totals {
+        let mut t = Totals { ports: vec![(0, 0, 0); MAX_PORTS], vsids: vec![(0, 0, 0); MAX_VSIDS], ..Default::default() };
+        let mut drops = vec![0u64; DropReason::COUNT];
+        for w in workers {
+            t.rx += w.rx.get();
+            t.tx += w.tx.get();
+            t.replicas += w.replicas.get();
+            t.answered += w.answered.get();
+            t.encapsulated += w.encapsulated.get();
+            t.decapsulated += w.decapsulated.get();
+            t.routed += w.routed.get();
+            for (d, c) in drops.iter_mut().zip(w.drops.iter()) {
+                *d += c.get();
+            }
+            for (p, c) in t.ports.iter_mut().zip(w.ports.iter()) {
+                p.0 += c.rx.get();
+                p.1 += c.tx.get();
+                p.2 += c.drops.get();
+            }
+            for (v, c) in t.vsids.iter_mut().zip(w.vsids.iter()) {
+                v.0 += c.rx.get();
+                v.1 += c.tx.get();
+                v.2 += c.drops.get();
+            }
+        }
+        t.drops = DropReason::ALL.iter().zip(drops).filter(|(_, n)| *n > 0).map(|(r, n)| (*r, n)).collect();
+        t
+    }
+
+    /// Sum of all drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Drops of one reason.
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
+    }
+
+    /// True when every packet is accounted for: `rx + replicas == tx + drops`.
+    pub fn reconciles(&self) -> bool {
+        self.rx + self.replicas == self.tx + self.total_drops()
+    }
+}
