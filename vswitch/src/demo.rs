@@ -1,12 +1,18 @@
 //! `hnvswitch demo`: the embedded default, on virtual devices that exist on
 //! every machine.
 //!
-//! It writes its own traffic file into a private temporary directory,
-//! replays it with `net_pcap` (`infinite_rx=1`) through the switch into
-//! `net_null`, prints per-second rates and the final counters, and removes
-//! the directory.
+//! The HNV demo is host 1 of hnv.md's worked example: VM ports Blue1 and
+//! Red1 (VSIDs 5001 and 6001, both CA 10.0.0.5) and an uplink, each a
+//! `net_pcap` port replaying (`infinite_rx=1`) a traffic file the binary
+//! writes into a private temporary directory: the VMs send UDP to their peers
+//! on host 2 (10.0.0.7, same CA in both tenants), ARP for them, route once via
+//! the gateway and try one spoofed packet; the uplink carries host 2's NVGRE
+//! traffic for both tenants. It prints per-second rates, then per-port,
+//! per-VSID and per-reason counters, and removes the directory.
+//! `--io` runs the plain cross-connect (net_pcap → net_null) instead.
 
 use crate::config::{Config, Mode};
+use crate::hnv;
 use crate::fwd::CrossConnect;
 use crate::runtime::{port_table, worker_table, PortSpec, Runtime};
 use crate::{rate_printer, secs, stop_on_signals, traffic};
@@ -32,6 +38,38 @@ pub fn run_io(duration: f64) -> Result<()> {
         println!("\nfinal port counters:\n{}", port_table(rt.names(), &rt.port_stats()));
         println!("workers:\n{}", worker_table(&workers));
         rt.shutdown();
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Run the HNV worked-example demo for `duration` seconds (0 = until Ctrl-C).
+pub fn run_hnv(duration: f64) -> Result<()> {
+    let dir = tempdir()?;
+    let result = (|| -> Result<()> {
+        let files = [
+            ("uplink", dir.join("uplink_rx.pcap"), traffic::uplink_traffic(256, 60)),
+            ("blue1", dir.join("blue1_tx.pcap"), traffic::vm_traffic(true, 256, 60)),
+            ("red1", dir.join("red1_tx.pcap"), traffic::vm_traffic(false, 256, 60)),
+        ];
+        let mut policy = hnv_policy::parse(hnv_policy::example::BLUE_RED_HOST1, "<embedded demo policy>")?;
+        for (name, path, frames) in &files {
+            traffic::write_pcap(path, frames)?;
+            if let Some(p) = policy.ports.iter_mut().find(|p| &p.name == name) {
+                p.devargs = format!("net_pcap_{name},rx_pcap={},infinite_rx=1", path.display());
+            }
+        }
+        let mut cfg = Config::default();
+        cfg.forwarding.mode = Mode::Hnv;
+        cfg.run.duration_secs = duration;
+        println!("hnvswitch demo: host 1 of the Blue/Red worked example (hnv.md §2) on net_pcap ports replaying:");
+        println!("  blue1  (VSID 5001, CA 10.0.0.5): UDP to Blue2 10.0.0.7, ARP for it, one routed packet to Blue3 10.0.1.9, one spoofed source");
+        println!("  red1   (VSID 6001, CA 10.0.0.5): UDP to Red2 10.0.0.7, ARP for it, one spoofed source");
+        println!("  uplink (PA 192.168.4.11): NVGRE from host 2 (192.168.4.22) for both tenants");
+        let stop = stop_on_signals()?;
+        let out = hnv::run(&cfg, None, policy, &stop, None)?;
+        anyhow::ensure!(out.totals.reconciles(), "datapath counters do not reconcile");
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&dir);

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod demo;
 pub mod fwd;
+pub mod hnv;
 pub mod runtime;
 pub mod traffic;
 

@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
 use std::path::Path;
+use hnv_datapath::testkit;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 /// Write `frames` to a pcap file.
@@ -32,52 +34,66 @@ pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// An Ethernet/IPv4/UDP frame of `frame_len` bytes (no FCS, at least 42).
-pub fn udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], src_ip: [u8; 4], dst_ip: [u8; 4], sport: u16, dport: u16, frame_len: usize) -> Vec<u8> {
-    let frame_len = frame_len.max(42);
-    let mut f = vec![0u8; frame_len];
-    f[0..6].copy_from_slice(&dst_mac);
-    f[6..12].copy_from_slice(&src_mac);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip_len = (frame_len - 14) as u16;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[6] = 0x40; // DF
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src_ip);
-    ip[16..20].copy_from_slice(&dst_ip);
-    let mut sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    let udp = &mut f[34..42];
-    udp[0..2].copy_from_slice(&sport.to_be_bytes());
-    udp[2..4].copy_from_slice(&dport.to_be_bytes());
-    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    for (i, b) in f[42..].iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    f
-}
-
-/// `flows` distinct UDP flows (source port varies) of `frame_len` bytes each.
+/// `flows` distinct Blue1 → Blue2 UDP flows (source port varies) of `frame_len` bytes each.
 pub fn udp_flows(flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
     (0..flows)
         .map(|i| {
-            udp_frame(
-                [0x00, 0x15, 0x5d, 0x01, 0x00, 0x05],
-                [0x00, 0x15, 0x5d, 0x01, 0x00, 0x07],
-                [10, 0, 0, 5],
-                [10, 0, 0, 7],
+            testkit::udp(
+                testkit::mac(BLUE1_MAC),
+                testkit::mac(BLUE2_MAC),
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)),
                 1024 + (i % 60000) as u16,
                 5001 + (i / 60000) as u16,
                 frame_len,
             )
         })
         .collect()
+}
+
+/// Blue1's MAC in the worked example.
+pub const BLUE1_MAC: &str = "00:15:5d:01:00:05";
+/// Blue2's MAC.
+pub const BLUE2_MAC: &str = "00:15:5d:01:00:07";
+/// Red1's MAC.
+pub const RED1_MAC: &str = "00:15:5d:02:00:05";
+/// Red2's MAC.
+pub const RED2_MAC: &str = "00:15:5d:02:00:07";
+/// Host 1's PA MAC.
+pub const PA1_MAC: &str = "02:00:c0:a8:04:0b";
+/// Host 2's PA MAC.
+pub const PA2_MAC: &str = "02:00:c0:a8:04:16";
+
+/// What a VM sends in the demo: `flows` UDP flows to its peer on host 2 plus,
+/// once each, an ARP request for the peer, a packet routed via the gateway
+/// (Blue only) and a spoofed packet the switch must drop.
+pub fn vm_traffic(blue: bool, flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
+    let (me, peer) = if blue { (BLUE1_MAC, BLUE2_MAC) } else { (RED1_MAC, RED2_MAC) };
+    let (ca, peer_ca) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 7));
+    let mut v: Vec<Vec<u8>> = (0..flows)
+        .map(|i| testkit::udp(testkit::mac(me), testkit::mac(peer), IpAddr::V4(ca), IpAddr::V4(peer_ca), 1024 + (i % 60000) as u16, 9, frame_len))
+        .collect();
+    v.push(testkit::arp_request(testkit::mac(me), ca, peer_ca));
+    if blue {
+        v.push(testkit::udp(testkit::mac(me), testkit::mac("02:48:4e:00:13:89"), IpAddr::V4(ca), IpAddr::V4(Ipv4Addr::new(10, 0, 1, 9)), 4242, 9, frame_len));
+    }
+    v.push(testkit::udp(testkit::mac(me), testkit::mac(peer), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 66)), IpAddr::V4(peer_ca), 666, 9, frame_len));
+    v
+}
+
+/// What host 2 sends host 1 in the demo: NVGRE-encapsulated Blue2 → Blue1 and Red2 → Red1 UDP flows.
+pub fn uplink_traffic(flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
+    let (pa1, pa2) = (Ipv4Addr::new(192, 168, 4, 11), Ipv4Addr::new(192, 168, 4, 22));
+    let mut v = Vec::new();
+    for (vsid, src, dst) in [(5001, BLUE2_MAC, BLUE1_MAC), (6001, RED2_MAC, RED1_MAC)] {
+        for i in 0..flows {
+            let (s, d) = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
+            let inner = testkit::udp(testkit::mac(src), testkit::mac(dst), s, d, 1024 + (i % 60000) as u16, 9, frame_len);
+            let fid = testkit::flow_id_of(s, d, 17, 1024 + (i % 60000) as u16, 9);
+            v.push(testkit::nvgre(testkit::mac(PA1_MAC), testkit::mac(PA2_MAC), pa2, pa1, vsid, fid, &inner));
+        }
+    }
+    v
 }
 
 #[cfg(test)]
@@ -96,12 +112,14 @@ mod tests {
     }
 
     #[test]
-    fn udp_frame_has_valid_ipv4_checksum() {
-        let f = udp_frame([1; 6], [2; 6], [10, 0, 0, 1], [10, 0, 0, 2], 1, 2, 60);
-        let mut sum: u32 = f[14..34].chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
+    fn generated_frames_have_the_requested_size_and_valid_checksums() {
+        for f in udp_flows(4, 60).iter().chain(&vm_traffic(true, 4, 60)) {
+            assert!(f.len() >= 60);
+            if f[12..14] == [8, 0] {
+                assert_eq!(hnv_wire::checksum::data(&f[14..34]), 0xffff);
+            }
         }
-        assert_eq!(sum, 0xffff);
+        assert_eq!(uplink_traffic(3, 60).len(), 6);
+        assert!(uplink_traffic(3, 60).iter().all(|f| f.len() == 102));
     }
 }

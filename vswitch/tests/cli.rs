@@ -46,7 +46,7 @@ fn help_and_version() {
     let out = bin().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["run", "demo"] {
+    for cmd in ["run", "demo", "check", "traffic"] {
         assert!(help.contains(cmd), "{help}");
     }
     let out = bin().arg("--version").output().unwrap();
@@ -100,12 +100,47 @@ fn devargs_dpdk_rejects() {
 }
 
 #[test]
-fn demo_forwards_packets_through_dpdk() {
+fn hnv_demo_switches_both_tenants_and_reconciles() {
     let out = bin().args(["demo", "--duration", "2.5"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
+    let vsid_tx = |v: &str| -> u64 {
+        let line = stdout.lines().find(|l| l.starts_with(v)).unwrap_or_else(|| panic!("per-VSID line for {v}:\n{stdout}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert!(vsid_tx("5001 ") > 100_000 && vsid_tx("6001 ") > 100_000, "{stdout}");
+    assert!(stdout.contains("spoofed_ip"), "the spoofed packets are counted by name:\n{stdout}");
+    assert!(stdout.contains(": reconciled"), "{stdout}");
+}
+
+#[test]
+fn io_demo_forwards_packets_through_dpdk() {
+    let out = bin().args(["demo", "--io", "--duration", "2.5"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
     let sink = stdout.lines().find(|l| l.starts_with("sink ")).expect("final counters show the sink port");
     let tx: u64 = sink.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(tx > 1_000_000, "the demo forwarded only {tx} packets:\n{stdout}");
     assert!(stdout.contains("Mpps"), "{stdout}");
+}
+
+#[test]
+fn check_accepts_the_example_and_names_every_error() {
+    let dir = tempdir("check");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, hnv_policy::example::BLUE_RED_HOST1).unwrap();
+    let out = bin().arg("check").arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    let bad = dir.join("bad.toml");
+    let text = hnv_policy::example::BLUE_RED_HOST1.replacen("vsid = 5001", "vsid = 12", 1).replacen("mac = \"00:15:5d:02:00:05\"", "mac = \"00:15:5d:02:00\"", 1);
+    std::fs::write(&bad, text).unwrap();
+    let out = bin().arg("check").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains("vsid") && err.contains("12"), "{err}");
+    assert!(err.contains("mac"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

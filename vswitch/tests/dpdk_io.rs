@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn frames(n: usize) -> Vec<Vec<u8>> {
-    (0..n).map(|i| traffic::udp_frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], [10, 0, 0, 1], [10, 0, 0, 2], 1000 + i as u16, 53, 60 + (i % 7) * 100)).collect()
+    let (a, b) = (std::net::IpAddr::from([10, 0, 0, 1]), std::net::IpAddr::from([10, 0, 0, 2]));
+    (0..n).map(|i| hnv_datapath::testkit::udp([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], a, b, 1000 + i as u16, 53, 60 + (i % 7) * 100)).collect()
 }
 
 #[test]

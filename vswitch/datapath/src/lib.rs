@@ -7,10 +7,11 @@
 //! from policy, distributed routing, or a counted drop).
 //!
 //! Policy arrives as immutable [`tables::Tables`] snapshots from the
-//! [`store::PolicyStore`]; workers load one per batch and never lock. This
-//! crate has no threads, sockets, DPDK or clock: time comes in the context,
+//! [`store::PolicyStore`]; workers load one per batch and never lock. The
+//! switching core has no sockets, DPDK or clock: time comes in the context,
 //! packets through `pmd::PacketBuf`, so everything here unit-tests on heap
-//! buffers.
+//! buffers. The only thread is the capture writer's ([`ext::capture`]), off
+//! the hot path.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -68,7 +68,13 @@ pub struct Verdicts<'a> {
     verdicts: &'a mut [Verdict],
 }
 
-impl Verdicts<'_> {
+impl<'a> Verdicts<'a> {
+    /// A handle over `verdicts` for unit-testing filters outside a pipeline.
+    #[cfg(test)]
+    pub(crate) fn for_test(index: &'a [u8], verdicts: &'a mut [Verdict]) -> Verdicts<'a> {
+        Verdicts { index, verdicts }
+    }
+
     /// Drop the `k`-th packet of the slice the filter was given.
     #[inline]
     pub fn drop(&mut self, k: usize, why: FilterDrop) {

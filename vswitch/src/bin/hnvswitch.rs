@@ -31,10 +31,13 @@ enum Command {
         /// Override run.max_packets: each worker stops after this many received packets.
         #[arg(long)]
         packets: Option<u64>,
+        /// hnv mode: capture to this pcapng file (all ports, both stages).
+        #[arg(long)]
+        capture: Option<PathBuf>,
     },
     /// Write a traffic file (pcap) for benchmarks and tests.
     Traffic {
-        /// What to generate: `udp` (plain tenant UDP flows).
+        /// What to generate: `udp` (Blue1 → Blue2 UDP flows), `vm-blue` (the demo's Blue1 traffic), `uplink` (host 2's NVGRE traffic).
         #[arg(long, default_value = "udp")]
         kind: String,
         /// Number of distinct flows.
@@ -47,15 +50,23 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run the embedded demo on virtual devices (no file, no NIC needed).
+    /// Run the embedded demo on virtual devices (no file, no NIC needed): host 1 of the Blue/Red worked example.
     Demo {
         /// Seconds to run (0 = until Ctrl-C).
         #[arg(long, default_value_t = 5.0)]
         duration: f64,
+        /// Run the plain port cross-connect (I/O layer) demo instead.
+        #[arg(long)]
+        io: bool,
+    },
+    /// Validate a policy file without starting DPDK; print a summary or every error.
+    Check {
+        /// The policy file (TOML).
+        policy: PathBuf,
     },
 }
 
-fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>) -> Result<()> {
+fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Option<PathBuf>) -> Result<()> {
     let mut cfg = Config::load(&config)?;
     if let Some(d) = duration {
         if !(d >= 0.0) {
@@ -80,7 +91,14 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>) -> Result<(
                 })
                 .collect::<Vec<_>>(),
         ),
-        Mode::Hnv => bail!("{}: key 'forwarding.mode': hnv mode is not available in this build yet", config.display()),
+        Mode::Hnv => {
+            let path = cfg.forwarding.policy.clone().unwrap_or_default();
+            let policy = hnv_policy::load(&path).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', "; ")))?;
+            let stop = stop_on_signals()?;
+            let capture = capture.map(|path| hnvswitch::hnv::CaptureRequest { path, spec: hnv_datapath::ext::capture::CaptureSpec::all() });
+            hnvswitch::hnv::run(&cfg, Some(&path), policy, &stop, capture).with_context(|| config.display().to_string())?;
+            return Ok(());
+        }
     };
     let stop = stop_on_signals()?;
     let rt = Runtime::start(&cfg, &specs).with_context(|| config.display().to_string())?;
@@ -100,13 +118,39 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>) -> Result<(
     Ok(())
 }
 
+fn check(path: &std::path::Path) -> Result<()> {
+    match hnv_policy::load(path) {
+        Ok(p) => {
+            println!(
+                "{}: valid: host {}, {} provider address(es), {} port(s), {} routing domain(s), {} subnet(s), {} lookup record(s), {} customer route(s), {} ACL rule(s)",
+                path.display(),
+                p.host.name,
+                p.host.provider_addresses.len(),
+                p.ports.len(),
+                p.routing_domains.len(),
+                p.subnets.len(),
+                p.lookup.len(),
+                p.customer_routes.len(),
+                p.acl.len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            bail!("{}: policy rejected", path.display())
+        }
+    }
+}
+
 fn traffic_cmd(kind: &str, flows: usize, size: usize, out: &std::path::Path) -> Result<()> {
     if !(64..=1518).contains(&size) || flows == 0 {
         bail!("--size must be 64..=1518 and --flows at least 1");
     }
     let frames = match kind {
         "udp" => hnvswitch::traffic::udp_flows(flows, size - 4),
-        other => bail!("--kind {other:?}: unknown (expected udp)"),
+        "vm-blue" => hnvswitch::traffic::vm_traffic(true, flows, size - 4),
+        "uplink" => hnvswitch::traffic::uplink_traffic(flows, size - 4),
+        other => bail!("--kind {other:?}: unknown (expected udp, vm-blue or uplink)"),
     };
     hnvswitch::traffic::write_pcap(out, &frames)
 }
@@ -121,8 +165,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run { config, duration, packets } => run(config, duration, packets),
-        Command::Demo { duration } => demo::run_io(duration),
+        Command::Run { config, duration, packets, capture } => run(config, duration, packets, capture),
+        Command::Demo { duration, io } => {
+            if io {
+                demo::run_io(duration)
+            } else {
+                demo::run_hnv(duration)
+            }
+        }
+        Command::Check { policy } => check(&policy),
         Command::Traffic { kind, flows, size, out } => traffic_cmd(&kind, flows, size, &out),
     };
     match result {

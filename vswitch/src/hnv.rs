@@ -1,0 +1,179 @@
+//! `hnv` mode: the HNV switch on DPDK ports named by a policy file.
+//!
+//! The control thread (this module) loads and validates the policy, opens
+//! its ports, starts one [`HnvSwitch`] per worker, and then, while the
+//! workers poll: prints rates, applies learned provider neighbors, and
+//! reloads the policy file on SIGHUP. A reloaded policy that fails
+//! validation, or that changes the port list, is rejected with a log line
+//! and the previous policy stays in force. On exit it prints per-port,
+//! per-VSID and per-reason counters and checks that they reconcile.
+
+use crate::config::Config;
+use crate::runtime::{port_table, worker_table, PortSpec, Runtime};
+use crate::{rate_printer, secs};
+use anyhow::{Context, Result};
+use hnv_datapath::ext::capture::{capture, CaptureSpec, CaptureWriter, PcapngCapture};
+use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
+use hnv_policy::Policy;
+use pmd::dpdk::{tsc_hz, PortConfig};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where to capture to, and what.
+#[derive(Debug, Clone)]
+pub struct CaptureRequest {
+    /// Output pcapng file.
+    pub path: PathBuf,
+    /// Which ports/VSIDs/stages.
+    pub spec: CaptureSpec,
+}
+
+/// Port specs for a policy's ports, in policy order.
+pub fn port_specs(policy: &Policy, cfg: &Config) -> Vec<PortSpec> {
+    policy
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut pc = PortConfig::new(p.devargs.clone());
+            pc.mtu = p.mtu;
+            pc.rx_queues = cfg.ports.iter().find(|c| c.name == p.name).and_then(|c| c.rx_queues).unwrap_or(1);
+            PortSpec { name: p.name.clone(), config: pc, key: format!("ports[{i}].devargs (policy)") }
+        })
+        .collect()
+}
+
+/// What an HNV run leaves behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Summed datapath counters.
+    pub totals: Totals,
+    /// VSID of each counter slot.
+    pub vsid_slots: Vec<(u16, u32)>,
+    /// Policy generations published during the run (1 = only the initial one).
+    pub generation: u64,
+}
+
+/// Run the HNV switch until `stop`, the duration, or the packet limit.
+pub fn run(cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<AtomicBool>, capture_req: Option<CaptureRequest>) -> Result<Outcome> {
+    let specs = port_specs(&policy, cfg);
+    let names: Vec<String> = policy.ports.iter().map(|p| p.name.clone()).collect();
+    let store = Arc::new(PolicyStore::new(policy));
+    let rt = Runtime::start(cfg, &specs)?;
+    let workers = rt.cores().len();
+    let stats: Vec<Arc<DatapathStats>> = (0..workers).map(|_| Arc::new(DatapathStats::default())).collect();
+    let (captures, writer): (Vec<Option<PcapngCapture>>, Option<CaptureWriter>) = match &capture_req {
+        Some(c) => {
+            let (caps, w) = capture(c.spec.clone(), &c.path, names.clone(), tsc_hz(), workers).with_context(|| format!("starting capture to {}", c.path.display()))?;
+            (caps.into_iter().map(Some).collect(), Some(w))
+        }
+        None => ((0..workers).map(|_| None).collect(), None),
+    };
+    let captures = Mutex::new(captures);
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    let mut rates = rate_printer();
+    let report_store = store.clone();
+    let policy_path = policy_path.map(Path::to_path_buf);
+    let max = (cfg.run.max_packets > 0).then_some(cfg.run.max_packets);
+    let worker_stats = rt.run_limited(
+        |w| {
+            let mut pipeline = standard_pipeline();
+            if let Some(c) = captures.lock().ok().and_then(|mut v| v.get_mut(w).and_then(Option::take)) {
+                pipeline = pipeline.with_capture(Box::new(c));
+            }
+            HnvSwitch::new(store.clone(), pipeline, stats[w].clone(), w)
+        },
+        stop,
+        secs(cfg.run.duration_secs),
+        Some(Duration::from_millis(100)),
+        max,
+        {
+            let mut ticks = 0u64;
+            let every = (cfg.run.stats_interval_secs * 10.0).round() as u64;
+            move |t, rt| {
+                report_store.apply_learned();
+                if hup.swap(false, Ordering::Relaxed) {
+                    if let Some(p) = &policy_path {
+                        reload(&report_store, p);
+                    }
+                }
+                ticks += 1;
+                if every > 0 && ticks % every == 0 {
+                    rates(t, rt);
+                }
+            }
+        },
+    )?;
+    if let Some(w) = writer {
+        let s = w.stop().context("finishing the capture file")?;
+        if let Some(c) = &capture_req {
+            println!("capture: {} packets written to {} ({} lost)", s.written, c.path.display(), s.lost);
+        }
+    }
+    let totals = Totals::sum(stats.iter().map(|s| &**s));
+    println!("\nfinal port counters (DPDK):\n{}", port_table(rt.names(), &rt.port_stats()));
+    println!("workers:\n{}", worker_table(&worker_stats));
+    let vsid_slots = store.vsid_slots();
+    print!("{}", datapath_report(&totals, rt.names(), &vsid_slots));
+    let generation = store.snapshot().generation;
+    rt.shutdown();
+    Ok(Outcome { totals, vsid_slots, generation })
+}
+
+/// Reload the policy file; keep the old policy if the new one is invalid or changes ports.
+pub fn reload(store: &PolicyStore, path: &Path) {
+    match hnv_policy::load(path) {
+        Err(e) => log::error!("policy reload rejected, previous policy stays in force:\n{e}"),
+        Ok(p) => {
+            let old = store.policy();
+            let same_ports = old.ports.len() == p.ports.len() && old.ports.iter().zip(&p.ports).all(|(a, b)| a.name == b.name && a.devargs == b.devargs && a.role == b.role);
+            if same_ports {
+                let g = store.replace(p);
+                log::info!("policy reloaded from {} (generation {g})", path.display());
+            } else {
+                log::error!("policy reload rejected: the port list changed (ports are fixed until restart); previous policy stays in force");
+            }
+        }
+    }
+}
+
+/// Per-port, per-VSID and per-reason datapath counters, with the reconciliation line.
+pub fn datapath_report(t: &Totals, names: &[String], slots: &[(u16, u32)]) -> String {
+    let mut s = format!("datapath per port:\n{:<12} {:>14} {:>14} {:>12}\n", "port", "rx", "tx", "drops");
+    for (i, n) in names.iter().enumerate() {
+        let (rx, tx, d) = t.ports[i];
+        s += &format!("{n:<12} {rx:>14} {tx:>14} {d:>12}\n");
+    }
+    s += &format!("\nper VSID:\n{:<10} {:>14} {:>14} {:>12}\n", "vsid", "rx", "tx", "drops");
+    for (slot, vsid) in slots {
+        let (rx, tx, d) = t.vsids[usize::from(*slot)];
+        if rx + tx + d > 0 {
+            s += &format!("{vsid:<10} {rx:>14} {tx:>14} {d:>12}\n");
+        }
+    }
+    s += "\ndrops by reason:\n";
+    if t.drops.is_empty() {
+        s += "  (none)\n";
+    }
+    for (r, n) in &t.drops {
+        s += &format!("  {:<22} {n:>14}  {}\n", r.name(), r.description());
+    }
+    s += &format!(
+        "\nrx {} + replicas {} = {}; tx {} + drops {} = {}: {}\n(answered ARP/ND {}, encapsulated {}, decapsulated {}, routed {})\n",
+        t.rx,
+        t.replicas,
+        t.rx + t.replicas,
+        t.tx,
+        t.total_drops(),
+        t.tx + t.total_drops(),
+        if t.reconciles() { "reconciled" } else { "MISMATCH" },
+        t.answered,
+        t.encapsulated,
+        t.decapsulated,
+        t.routed
+    );
+    s
+}
