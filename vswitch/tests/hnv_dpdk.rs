@@ -1,0 +1,190 @@
+//! The HNV datapath through real DPDK PMDs: the worked example on two switch
+//! instances connected by net_ring ports (every byte of every output frame,
+//! both directions, ARP included), and the NVGRE that leaves a net_pcap
+//! uplink decoded by tshark (Wireshark's dissectors).
+
+mod common;
+
+use hnv_datapath::testkit::{self, mac};
+use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
+use hnv_policy::example::{BLUE_RED_HOST1, BLUE_RED_HOST2};
+use hnv_policy::Policy;
+use hnvswitch::config::Config;
+use hnvswitch::hnv::port_specs;
+use hnvswitch::runtime::Runtime;
+use hnvswitch::traffic;
+use pmd::dpdk::RingPort;
+use pmd::PacketBuf;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Serialises the tests of this file: each starts its own worker on core 0.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn config() -> Config {
+    let mut cfg = Config::default();
+    cfg.dpdk.workers = vec![0];
+    cfg.dpdk.mbufs = 4096;
+    cfg
+}
+
+/// Run one switch over `policy` until its ports sent `expect_tx` packets; return its counters.
+fn run_switch(policy: Policy, expect_tx: u64) -> Totals {
+    let cfg = config();
+    let specs = port_specs(&policy, &cfg);
+    let store = Arc::new(PolicyStore::new(policy));
+    let rt = Runtime::start(&cfg, &specs).unwrap();
+    let stats = Arc::new(DatapathStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    rt.run(
+        |w| HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), w),
+        &stop,
+        Some(Duration::from_secs(20)),
+        Some(Duration::from_millis(20)),
+        move |_, rt| {
+            if rt.port_stats().iter().map(|s| s.opackets).sum::<u64>() >= expect_tx {
+                stop2.store(true, Ordering::Relaxed);
+            }
+        },
+    )
+    .unwrap();
+    let t = Totals::sum([&*stats]);
+    assert!(stop.load(Ordering::Relaxed), "switch did not send {expect_tx} packets in time: {t:?}");
+    drop(rt);
+    t
+}
+
+/// A host of the example on ring ports: inject per port, run, collect per port.
+fn ring_host(policy_text: &str, tag: &str, inject: &[(&str, Vec<Vec<u8>>)], expect_tx: u64) -> (HashMap<String, Vec<Vec<u8>>>, Totals) {
+    let eal = common::eal();
+    let mut policy = hnv_policy::parse(policy_text, "example").unwrap();
+    let pool = common::pool(&format!("{tag}_inj"), 1024);
+    let mut rings = HashMap::new();
+    for p in &mut policy.ports {
+        let ring = RingPort::create(eal, &format!("{tag}{}", p.name), 1024).unwrap();
+        p.devargs = ring.name().to_string();
+        rings.insert(p.name.clone(), ring);
+    }
+    for (port, frames) in inject {
+        rings[*port].inject(common::mbufs(&pool, frames));
+    }
+    let totals = run_switch(policy, expect_tx);
+    let out = rings.iter().map(|(n, r)| (n.clone(), r.collect().iter().map(|m| m.data().to_vec()).collect())).collect();
+    (out, totals)
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn worked_example_two_hosts_byte_for_byte_through_net_ring() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (b1, b2, r1, r2) = (mac(traffic::BLUE1_MAC), mac(traffic::BLUE2_MAC), mac(traffic::RED1_MAC), mac(traffic::RED2_MAC));
+    let (pa1, pa2) = (mac(traffic::PA1_MAC), mac(traffic::PA2_MAC));
+    let (ca5, ca7) = (IpAddr::V4(ip("10.0.0.5")), IpAddr::V4(ip("10.0.0.7")));
+    let blue = testkit::udp(b1, b2, ca5, ca7, 1111, 9, 128);
+    let red = testkit::udp(r1, r2, ca5, ca7, 1111, 9, 128);
+    let blue_arp = testkit::arp_request(b1, ip("10.0.0.5"), ip("10.0.0.7"));
+    let red_arp = testkit::arp_request(r1, ip("10.0.0.5"), ip("10.0.0.7"));
+
+    // Host 1: both tenants ARP for 10.0.0.7 and send to it.
+    let (out1, t1) = ring_host(BLUE_RED_HOST1, "ga", &[("blue1", vec![blue_arp, blue.clone()]), ("red1", vec![red_arp, red.clone()])], 4);
+    assert_eq!(out1["blue1"], vec![testkit::arp_reply(b2, ip("10.0.0.7"), b1, ip("10.0.0.5"))]);
+    assert_eq!(out1["red1"], vec![testkit::arp_reply(r2, ip("10.0.0.7"), r1, ip("10.0.0.5"))]);
+    let fid = testkit::flow_id_of(ca5, ca7, 17, 1111, 9);
+    let wire_blue = testkit::nvgre(pa2, pa1, ip("192.168.4.11"), ip("192.168.4.22"), 5001, fid, &blue);
+    let wire_red = testkit::nvgre(pa2, pa1, ip("192.168.4.11"), ip("192.168.4.22"), 6001, fid, &red);
+    assert_eq!(out1["uplink"], vec![wire_blue.clone(), wire_red.clone()]);
+    assert!(t1.reconciles() && t1.total_drops() == 0, "{t1:?}");
+
+    // Host 2 delivers each to its own tenant, unchanged, and answers back.
+    let blue_back = testkit::udp(b2, b1, ca7, ca5, 9, 1111, 128);
+    let red_back = testkit::udp(r2, r1, ca7, ca5, 9, 1111, 128);
+    let (out2, t2) = ring_host(
+        BLUE_RED_HOST2,
+        "gb",
+        &[("uplink", vec![wire_blue, wire_red]), ("blue2", vec![blue_back.clone()]), ("red2", vec![red_back.clone()])],
+        4,
+    );
+    assert_eq!(out2["blue2"], vec![blue]);
+    assert_eq!(out2["red2"], vec![red]);
+    assert!(out2["blue3"].is_empty());
+    let fid_back = testkit::flow_id_of(ca7, ca5, 17, 9, 1111);
+    let back_b = testkit::nvgre(pa1, pa2, ip("192.168.4.22"), ip("192.168.4.11"), 5001, fid_back, &blue_back);
+    let back_r = testkit::nvgre(pa1, pa2, ip("192.168.4.22"), ip("192.168.4.11"), 6001, fid_back, &red_back);
+    assert_eq!(out2["uplink"], vec![back_b.clone(), back_r.clone()]);
+    assert!(t2.reconciles() && t2.total_drops() == 0, "{t2:?}");
+
+    // Back on host 1.
+    let (out3, _) = ring_host(BLUE_RED_HOST1, "gc", &[("uplink", vec![back_b, back_r])], 2);
+    assert_eq!(out3["blue1"], vec![blue_back]);
+    assert_eq!(out3["red1"], vec![red_back]);
+}
+
+fn tshark_fields(pcap: &std::path::Path, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.args(["-r"]).arg(pcap).args(["-o", "ip.check_checksum:TRUE", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=;"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark is installed (scripts/setup.sh --with-test-tools)");
+    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('|').map(str::to_string).collect()).collect()
+}
+
+#[test]
+fn tshark_decodes_the_nvgre_the_uplink_sends() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::eal();
+    let dir = common::tempdir("tshark");
+    let mut policy = hnv_policy::parse(BLUE_RED_HOST1, "example").unwrap();
+    let n = 16;
+    let blue: Vec<Vec<u8>> = traffic::vm_traffic(true, n, 60)[..n].to_vec();
+    let red: Vec<Vec<u8>> = traffic::vm_traffic(false, n, 60)[..n].to_vec();
+    traffic::write_pcap(&dir.join("blue.pcap"), &blue).unwrap();
+    traffic::write_pcap(&dir.join("red.pcap"), &red).unwrap();
+    for p in &mut policy.ports {
+        p.devargs = match p.name.as_str() {
+            "uplink" => format!("net_pcap_tsup,tx_pcap={}", dir.join("uplink.pcap").display()),
+            "blue1" => format!("net_pcap_tsb,rx_pcap={}", dir.join("blue.pcap").display()),
+            _ => format!("net_pcap_tsr,rx_pcap={}", dir.join("red.pcap").display()),
+        };
+    }
+    let t = run_switch(policy, 2 * n as u64);
+    assert_eq!(t.encapsulated, 2 * n as u64);
+    let rows = tshark_fields(
+        &dir.join("uplink.pcap"),
+        &["eth.src", "eth.dst", "ip.src", "ip.dst", "ip.ttl", "ip.flags.df", "ip.checksum.status", "gre.proto", "gre.key", "gre.flags_and_version", "eth.type", "udp.srcport"],
+    );
+    assert_eq!(rows.len(), 2 * n);
+    let mut per_vsid: HashMap<u32, usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let at = |k: usize, j: usize| r[k].split(';').nth(j).unwrap_or("").to_string();
+        assert_eq!(at(0, 0), "02:00:c0:a8:04:0b", "outer source = host 1's PA MAC");
+        assert_eq!(at(1, 0), "02:00:c0:a8:04:16", "outer destination = host 2's PA MAC");
+        assert_eq!((at(2, 0), at(3, 0)), ("192.168.4.11".into(), "192.168.4.22".into()), "outer PAs");
+        assert_eq!((at(2, 1), at(3, 1)), ("10.0.0.5".into(), "10.0.0.7".into()), "inner CAs, unchanged");
+        assert_eq!(at(4, 0), "128", "outer TTL");
+        assert_eq!(at(5, 0), "1", "DF set");
+        assert_eq!(at(6, 0), "1", "outer IPv4 checksum verified good by Wireshark (1 = PROTO_CHECKSUM_E_GOOD)");
+        assert_eq!(at(7, 0), "0x6558", "transparent Ethernet bridging");
+        assert_eq!(at(9, 0), "0x2000", "C=0 K=1 S=0 Ver=0");
+        let key = u32::from_str_radix(at(8, 0).trim_start_matches("0x"), 16).unwrap();
+        let vsid = key >> 8;
+        assert!(vsid == 5001 || vsid == 6001, "row {i}: key {key:#x}");
+        let inner = if vsid == 5001 { &blue } else { &red };
+        let sport: u16 = at(11, 0).parse().unwrap();
+        let expect_fid = testkit::flow_id_of(IpAddr::V4(ip("10.0.0.5")), IpAddr::V4(ip("10.0.0.7")), 17, sport, 9);
+        assert_eq!(key & 0xff, u32::from(expect_fid), "FlowID = hash of the inner 5-tuple");
+        assert!(inner.iter().any(|f| u16::from_be_bytes([f[34], f[35]]) == sport));
+        *per_vsid.entry(vsid).or_default() += 1;
+    }
+    assert_eq!(per_vsid[&5001], n);
+    assert_eq!(per_vsid[&6001], n);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
