@@ -23,8 +23,13 @@ pub trait Processor<B: PacketBuf> {
 }
 
 /// Per-port tx buffers owned by one worker (no sharing, no locks).
+///
+/// A whole batch bound for one port is handed over without copying packets
+/// ([`TxStage::send_batch`]): it is swapped into the port's direct slot when
+/// nothing is pending there, else appended in order.
 #[derive(Debug)]
 pub struct TxStage<B> {
+    direct: Vec<Batch<B>>,
     pending: Vec<ArrayVec<B, PENDING>>,
     overflow: u64,
 }
@@ -33,13 +38,31 @@ impl<B: PacketBuf> TxStage<B> {
     /// Buffers for `ports` switch ports (at most [`MAX_PORTS`]).
     pub fn new(ports: usize) -> Self {
         let ports = ports.min(MAX_PORTS);
-        TxStage { pending: (0..ports).map(|_| ArrayVec::new()).collect(), overflow: 0 }
+        TxStage { direct: (0..ports).map(|_| Batch::new()).collect(), pending: (0..ports).map(|_| ArrayVec::new()).collect(), overflow: 0 }
+    }
+
+    /// Queue every packet of `pkts` for `port`, leaving `pkts` empty.
+    #[inline]
+    pub fn send_batch(&mut self, port: u16, pkts: &mut Batch<B>) {
+        let i = usize::from(port);
+        match (self.direct.get_mut(i), self.pending.get(i)) {
+            (Some(d), Some(p)) if d.is_empty() && p.is_empty() => std::mem::swap(d, pkts),
+            _ => {
+                for pkt in pkts.drain(..) {
+                    self.send(port, pkt);
+                }
+            }
+        }
     }
 
     /// Queue `pkt` for `port`. An unknown port or a full buffer frees the
     /// packet and counts it in [`TxStage::overflow`].
     #[inline]
     pub fn send(&mut self, port: u16, pkt: B) {
+        if self.direct.get(usize::from(port)).is_some_and(|d| !d.is_empty()) {
+            // Keep order behind a handed-over batch.
+            let _ = self.pending_mut(usize::from(port));
+        }
         match self.pending.get_mut(usize::from(port)) {
             Some(q) => {
                 if q.try_push(pkt).is_err() {
@@ -60,13 +83,30 @@ impl<B: PacketBuf> TxStage<B> {
         self.pending.len()
     }
 
-    /// The pending packets of `port`, for flushing.
+    /// The pending packets of `port`, in order (a handed-over batch first), for flushing.
     pub fn pending_mut(&mut self, port: usize) -> Option<&mut ArrayVec<B, PENDING>> {
-        self.pending.get_mut(port)
+        let d = self.direct.get_mut(port)?;
+        let q = self.pending.get_mut(port)?;
+        if !d.is_empty() {
+            // Rare: something was sent after a handed-over batch; restore order.
+            let tail: ArrayVec<B, PENDING> = q.drain(..).collect();
+            for p in d.drain(..).chain(tail) {
+                if q.try_push(p).is_err() {
+                    self.overflow += 1;
+                }
+            }
+        }
+        Some(q)
+    }
+
+    /// The handed-over batch of `port`, if nothing else is pending there.
+    pub fn direct_mut(&mut self, port: usize) -> Option<&mut Batch<B>> {
+        let d = self.direct.get_mut(port)?;
+        (!d.is_empty() && self.pending.get(port).is_some_and(|q| q.is_empty())).then_some(d)
     }
 
     /// Pending packet count of `port`.
     pub fn pending_len(&self, port: usize) -> usize {
-        self.pending.get(port).map_or(0, |q| q.len())
+        self.pending.get(port).map_or(0, |q| q.len()) + self.direct.get(port).map_or(0, |q| q.len())
     }
 }

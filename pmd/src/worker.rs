@@ -57,12 +57,24 @@ where
     let mut batch: Batch<B> = Batch::new();
     let mut tx = TxStage::new(plan.ports);
     let mut last_drain = io.now();
+    let mut start = last_drain;
     let mut iterations: u64 = 0;
+    let mut received: u64 = 0;
+    // One TSC read per iteration: the time since the previous read is charged
+    // to the previous iteration, busy if it received packets, idle otherwise.
+    let mut was_busy = false;
     while !stop.load(Ordering::Relaxed) {
-        let start = io.now();
-        if start.wrapping_sub(last_drain) >= plan.drain_cycles {
+        let now = io.now();
+        let spent = now.wrapping_sub(start);
+        if was_busy {
+            stats.busy_cycles.add(spent);
+        } else {
+            stats.idle_cycles.add(spent);
+        }
+        start = now;
+        if now.wrapping_sub(last_drain) >= plan.drain_cycles {
             flush(io, &mut tx, 1, stats);
-            last_drain = start;
+            last_drain = now;
         }
         let mut got = 0usize;
         for q in &plan.rx {
@@ -71,20 +83,18 @@ where
                 continue;
             }
             got += n;
-            processor.process(q.port, &mut batch, &mut tx, start);
+            processor.process(q.port, &mut batch, &mut tx, now);
             batch.clear();
             flush(io, &mut tx, BURST, stats);
         }
         iterations += 1;
-        let end = io.now();
-        if got > 0 {
+        was_busy = got > 0;
+        if was_busy {
+            received += got as u64;
             stats.rx.add(got as u64);
-            stats.busy_cycles.add(end.wrapping_sub(start));
-            if plan.max_rx.is_some_and(|m| stats.rx.get() >= m) {
+            if plan.max_rx.is_some_and(|m| received >= m) {
                 break;
             }
-        } else {
-            stats.idle_cycles.add(end.wrapping_sub(start));
         }
         if iterations & 0xff == 0 {
             stats.iterations.add(256);
@@ -100,20 +110,29 @@ fn flush<B: PacketBuf, IO: PortIo<B>>(io: &mut IO, tx: &mut TxStage<B>, threshol
         if tx.pending_len(port) < threshold {
             continue;
         }
-        let Some(q) = tx.pending_mut(port) else { continue };
-        let mut sent = 0;
-        // Retry a few times so that a briefly full NIC queue does not drop.
-        for _ in 0..4 {
-            sent += io.tx_burst(port as u16, q);
-            if q.is_empty() {
-                break;
-            }
+        if let Some(d) = tx.direct_mut(port) {
+            send_all(io, port as u16, d, stats);
+        } else if let Some(q) = tx.pending_mut(port) {
+            send_all(io, port as u16, q, stats);
         }
-        let refused = q.len();
-        q.clear();
-        stats.tx.add(sent as u64);
-        stats.tx_refused.add(refused as u64);
     }
+}
+
+/// Send `q` on `port`, retrying a few times so that a briefly full NIC queue
+/// does not drop; free and count what is still refused.
+#[inline]
+fn send_all<B: PacketBuf, IO: PortIo<B>, const N: usize>(io: &mut IO, port: u16, q: &mut arrayvec::ArrayVec<B, N>, stats: &WorkerStats) {
+    let mut sent = 0;
+    for _ in 0..4 {
+        sent += io.tx_burst(port, q);
+        if q.is_empty() {
+            break;
+        }
+    }
+    let refused = q.len();
+    q.clear();
+    stats.tx.add(sent as u64);
+    stats.tx_refused.add(refused as u64);
 }
 
 #[cfg(test)]
@@ -165,9 +184,13 @@ mod tests {
 
     impl Processor<HeapBuf> for Cross<'_> {
         fn process(&mut self, in_port: u16, pkts: &mut Batch<HeapBuf>, out: &mut TxStage<HeapBuf>, _now: u64) {
-            for p in pkts.drain(..) {
-                out.send(in_port ^ 1, p);
-                self.seen += 1;
+            self.seen += pkts.len();
+            if self.seen % 3 == 0 {
+                out.send_batch(in_port ^ 1, pkts);
+            } else {
+                for p in pkts.drain(..) {
+                    out.send(in_port ^ 1, p);
+                }
             }
             if self.seen >= self.limit {
                 self.stop.store(true, Ordering::Relaxed);

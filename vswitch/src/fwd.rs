@@ -22,15 +22,15 @@ impl<B: PacketBuf> Processor<B> for CrossConnect {
     #[inline]
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, _now: u64) {
         let to = self.peer.get(usize::from(in_port)).copied().unwrap_or(in_port);
-        for mut p in pkts.drain(..) {
-            if self.macswap {
+        if self.macswap {
+            for p in pkts.iter_mut() {
                 if let Some(h) = p.data_mut().get_mut(..12) {
                     let (dst, src) = h.split_at_mut(6);
                     dst.swap_with_slice(src);
                 }
             }
-            out.send(to, p);
         }
+        out.send_batch(to, pkts);
     }
 }
 
