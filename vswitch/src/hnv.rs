@@ -56,12 +56,20 @@ pub struct Outcome {
     pub generation: u64,
 }
 
-/// Run the HNV switch until `stop`, the duration, or the packet limit.
+/// Start DPDK for `policy`, run the HNV switch until `stop`, the duration or
+/// the packet limit, print the reports, and release DPDK.
 pub fn run(cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<AtomicBool>, capture_req: Option<CaptureRequest>) -> Result<Outcome> {
     let specs = port_specs(&policy, cfg);
+    let rt = Runtime::start(cfg, &specs)?;
+    let out = run_on(&rt, cfg, policy_path, policy, stop, capture_req);
+    rt.shutdown();
+    out
+}
+
+/// [`run`] on an already started runtime whose ports are `policy`'s, in order.
+pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<AtomicBool>, capture_req: Option<CaptureRequest>) -> Result<Outcome> {
     let names: Vec<String> = policy.ports.iter().map(|p| p.name.clone()).collect();
     let store = Arc::new(PolicyStore::new(policy));
-    let rt = Runtime::start(cfg, &specs)?;
     let workers = rt.cores().len();
     let stats: Vec<Arc<DatapathStats>> = (0..workers).map(|_| Arc::new(DatapathStats::default())).collect();
     let (captures, writer): (Vec<Option<PcapngCapture>>, Option<CaptureWriter>) = match &capture_req {
@@ -97,7 +105,7 @@ pub fn run(cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<
                 report_store.apply_learned();
                 if hup.swap(false, Ordering::Relaxed) {
                     if let Some(p) = &policy_path {
-                        reload(&report_store, p);
+                        let _ = reload(&report_store, p);
                     }
                 }
                 ticks += 1;
@@ -119,24 +127,51 @@ pub fn run(cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<
     let vsid_slots = store.vsid_slots();
     print!("{}", datapath_report(&totals, rt.names(), &vsid_slots));
     let generation = store.snapshot().generation;
-    rt.shutdown();
     Ok(Outcome { totals, vsid_slots, generation })
 }
 
 /// Reload the policy file; keep the old policy if the new one is invalid or changes ports.
-pub fn reload(store: &PolicyStore, path: &Path) {
-    match hnv_policy::load(path) {
-        Err(e) => log::error!("policy reload rejected, previous policy stays in force:\n{e}"),
-        Ok(p) => {
-            let old = store.policy();
-            let same_ports = old.ports.len() == p.ports.len() && old.ports.iter().zip(&p.ports).all(|(a, b)| a.name == b.name && a.devargs == b.devargs && a.role == b.role);
-            if same_ports {
-                let g = store.replace(p);
-                log::info!("policy reloaded from {} (generation {g})", path.display());
-            } else {
-                log::error!("policy reload rejected: the port list changed (ports are fixed until restart); previous policy stays in force");
-            }
+pub fn reload(store: &PolicyStore, path: &Path) -> Result<u64> {
+    let result = hnv_policy::load(path).map_err(|e| anyhow::anyhow!("{e}")).and_then(|p| {
+        let old = store.policy();
+        let same_ports = old.ports.len() == p.ports.len() && old.ports.iter().zip(&p.ports).all(|(a, b)| a.name == b.name && a.devargs == b.devargs && a.role == b.role);
+        anyhow::ensure!(same_ports, "{}: the port list changed (ports are fixed until restart)", path.display());
+        Ok(store.replace(p))
+    });
+    match &result {
+        Ok(g) => log::info!("policy reloaded from {} (generation {g})", path.display()),
+        Err(e) => log::error!("policy reload rejected, the previous policy stays in force: {e}"),
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hnv_policy::example::BLUE_RED_HOST1;
+
+    #[test]
+    fn a_rejected_reload_leaves_the_previous_policy_in_force() {
+        let dir = std::env::temp_dir().join(format!("hnv-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.toml");
+        let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
+        let before = store.snapshot();
+        for bad in [
+            BLUE_RED_HOST1.replacen("vsid = 5001", "vsid = 1", 1),
+            BLUE_RED_HOST1.replacen("[[lookup]]", "[[lookup]]\nbogus = 1", 1),
+            BLUE_RED_HOST1.replacen("name = \"red1\"", "name = \"red9\"", 1),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(reload(&store, &path).is_err());
+            assert!(Arc::ptr_eq(&before, &store.snapshot()), "snapshot unchanged");
         }
+        let moved = BLUE_RED_HOST1.replacen("pa = \"192.168.4.22\"", "pa = \"192.168.4.33\"", 1);
+        std::fs::write(&path, &moved).unwrap();
+        assert_eq!(reload(&store, &path).unwrap(), 2);
+        let after = store.snapshot();
+        assert_eq!(after.by_ca(5001, "10.0.0.7".parse().unwrap()).unwrap().pa, "192.168.4.33".parse::<std::net::IpAddr>().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
