@@ -25,6 +25,8 @@ struct Host {
 }
 
 fn host(policy: &str) -> Host {
+    let policy = policy.to_string();
+    let policy = policy.as_str();
     let store = Arc::new(PolicyStore::new(hnv_policy::parse(policy, "example").unwrap()));
     let stats = Arc::new(DatapathStats::default());
     Host { sw: HnvSwitch::new(store, standard_pipeline(), stats.clone(), 0), stats }
@@ -247,4 +249,131 @@ fn hostile_and_malformed_input_is_dropped_and_counted() {
 
 fn ok_len() -> usize {
     42 + 60
+}
+
+/// Host 1 with a second Blue VM (Blue4, 10.0.0.9) on the same host, IPv6 CAs
+/// for Blue1 and Blue2, and a gateway-wildcard record for Red.
+fn host1_extended() -> String {
+    BLUE_RED_HOST1
+        .replacen("addresses = [\"10.0.0.5\"]", "addresses = [\"10.0.0.5\", \"fd00::5\"]", 1)
+        .replacen("prefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"", "prefixes = [\"10.0.0.0/24\", \"fd00::/64\"]\ngateway_v4 = \"10.0.0.1\"\ngateway_v6 = \"fd00::1\"", 1)
+        + r#"
+[[ports]]
+name = "blue4"
+role = "vm"
+devargs = "net_ring_h1blue4"
+vsid = 5001
+mac = "00:15:5d:01:00:09"
+addresses = ["10.0.0.9"]
+
+[[lookup]]
+ca = "10.0.0.9"
+vsid = 5001
+mac = "00:15:5d:01:00:09"
+pa = "192.168.4.11"
+
+[[lookup]]
+ca = "fd00::5"
+vsid = 5001
+mac = "00:15:5d:01:00:05"
+pa = "192.168.4.11"
+
+[[lookup]]
+ca = "fd00::7"
+vsid = 5001
+mac = "00:15:5d:01:00:07"
+pa = "192.168.4.22"
+
+[[lookup]]
+ca = "0.0.0.0"
+vsid = 6001
+mac = "00:15:5d:02:00:fe"
+pa = "192.168.4.22"
+type = "gateway_wildcard"
+"#
+}
+const BLUE4: u16 = 3;
+
+#[test]
+fn same_host_same_vsid_delivery_and_local_flooding() {
+    let mut h1 = host(&host1_extended());
+    let f = udp(mac(B1), mac("00:15:5d:01:00:09"), "10.0.0.5", "10.0.0.9", 5);
+    assert_eq!(h1.run(BLUE, &[f.clone()]), vec![(BLUE4, f)]);
+    // A broadcast that is not ARP reaches the other local Blue port only (not Red, not the fabric).
+    let bcast = udp(mac(B1), [0xff; 6], "10.0.0.5", "10.0.0.255", 5);
+    assert_eq!(h1.run(BLUE, &[bcast.clone()]), vec![(BLUE4, bcast.clone())]);
+    // Red has no other local port: dropped, counted.
+    let rb = udp(mac(R1), [0xff; 6], "10.0.0.5", "10.0.0.255", 5);
+    assert!(h1.run(RED, &[rb]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::FloodNoMembers), 1);
+    assert!(h1.totals().reconciles());
+}
+
+#[test]
+fn ipv6_neighbor_solicitation_is_answered_and_ipv6_is_encapsulated() {
+    let mut h1 = host(&host1_extended());
+    let (me, peer): (std::net::Ipv6Addr, std::net::Ipv6Addr) = ("fd00::5".parse().unwrap(), "fd00::7".parse().unwrap());
+    let ns = testkit::neighbor_solicit(mac(B1), me, peer);
+    let out = h1.run(BLUE, &[ns]);
+    assert_eq!(out.len(), 1);
+    let (port, na) = &out[0];
+    assert_eq!(*port, BLUE);
+    assert_eq!(&na[0..6], &mac(B1), "unicast back to the asker");
+    assert_eq!(&na[6..12], &mac(B2), "from Blue2's MAC");
+    assert_eq!(na[54], 136, "a neighbor advertisement");
+    assert_eq!(&na[62..78], &peer.octets(), "for the solicited target");
+    assert_eq!(&na[80..86], &mac(B2), "target link-layer address option = Blue2's MAC");
+    // The ICMPv6 checksum verifies over the pseudo-header.
+    let payload = &na[54..];
+    let ph = hnv_wire::checksum::pseudo_header_v6(&peer, &me, hnv_wire::IpProtocol::Ipv6Icmp, payload.len() as u32);
+    assert_eq!(hnv_wire::checksum::combine(&[ph, hnv_wire::checksum::data(payload)]), 0xffff);
+    // Gateway and unknown targets.
+    let gw = h1.run(BLUE, &[testkit::neighbor_solicit(mac(B1), me, "fd00::1".parse().unwrap())]);
+    assert_eq!(&gw[0].1[6..12], &mac("02:48:4e:00:13:89"));
+    assert!(h1.run(BLUE, &[testkit::neighbor_solicit(mac(B1), me, "fd00::99".parse().unwrap())]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::NdNoRecord), 1);
+    // IPv6 unicast goes out as NVGRE with the right key.
+    let f = testkit::udp(mac(B1), mac(B2), IpAddr::V6(me), IpAddr::V6(peer), 1, 2, 80);
+    let out = h1.run(BLUE, &[f.clone()]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].1[38..41], &[0x00, 0x13, 0x89]);
+    assert_eq!(&out[0].1[42..], &f[..]);
+}
+
+#[test]
+fn gateway_wildcard_takes_off_subnet_traffic() {
+    let mut h1 = host(&host1_extended());
+    let gw6001 = mac("02:48:4e:00:17:71");
+    let f = udp(mac(R1), gw6001, "10.0.0.5", "8.8.8.8", 5);
+    let out = h1.run(RED, &[f]);
+    assert_eq!(out.len(), 1, "{:?}", h1.totals());
+    let wire = &out[0].1;
+    assert_eq!(&wire[30..34], &[192, 168, 4, 22], "to the gateway's PA");
+    assert_eq!(&wire[38..41], &[0x00, 0x17, 0x71], "in Red's VSID");
+    assert_eq!(&wire[42..48], &mac("00:15:5d:02:00:fe"), "to the gateway's MAC");
+    assert_eq!(wire[42 + 22], 63, "TTL decremented");
+    // Blue has no wildcard: the same destination has no route.
+    assert!(h1.run(BLUE, &[udp(mac(B1), mac("02:48:4e:00:13:89"), "10.0.0.5", "8.8.8.8", 5)]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::NoRoute), 1);
+}
+
+#[test]
+fn unresolved_next_hop_is_learned_from_provider_arp() {
+    // Host 1 without the static neighbor for host 2.
+    let text = BLUE_RED_HOST1.replacen("[[host.neighbors]]\naddress = \"192.168.4.22\"\nmac = \"02:00:c0:a8:04:16\"\n", "", 1);
+    assert_ne!(text, BLUE_RED_HOST1);
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(&text, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    let mut h1 = Host { sw: HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0), stats };
+    let f = udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 5);
+    assert!(h1.run(BLUE, &[f.clone()]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::NextHopUnresolved), 1);
+    // Host 2 asks for host 1's PA: answered, and its MAC learned.
+    let req = testkit::arp_request(mac(PA2_MAC), ip("192.168.4.22"), ip("192.168.4.11"));
+    assert_eq!(h1.run(UPLINK, &[req]).len(), 1);
+    assert!(store.apply_learned(), "a new neighbor republishes the policy");
+    assert!(!store.apply_learned());
+    let out = h1.run(BLUE, &[f]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].1[0..6], &mac(PA2_MAC));
 }
