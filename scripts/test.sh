@@ -10,7 +10,10 @@ export RUST_BACKTRACE=1
 echo "== build"
 cargo build --release --locked --bin hnvswitch
 echo "== tests"
-cargo test --workspace --locked
+log=$(mktemp /tmp/hnv-tests.XXXXXX)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== fuzz (time-boxed)"
 scripts/fuzz.sh "${HNV_FUZZ_SECONDS:-20}"
-echo "== done"
+echo "== summary"
+awk '/^test result:/ {p += $4; f += $6; s += $8} END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, s}' "$log"

@@ -45,7 +45,12 @@ pub struct WorkerPlan {
     pub drain_cycles: u64,
     /// Stop after receiving this many packets (for fixed-count profiling runs).
     pub max_rx: Option<u64>,
+    /// Sleep this long after [`IDLE_SPINS`] empty polls in a row (None = pure polling).
+    pub idle_sleep: Option<std::time::Duration>,
 }
+
+/// Empty polls in a row before an idle worker may sleep.
+pub const IDLE_SPINS: u32 = 1024;
 
 /// Run the poll loop until `stop` is set.
 pub fn run<B, IO, P>(io: &mut IO, processor: &mut P, plan: &WorkerPlan, stop: &AtomicBool, stats: &WorkerStats)
@@ -63,6 +68,7 @@ where
     // One TSC read per iteration: the time since the previous read is charged
     // to the previous iteration, busy if it received packets, idle otherwise.
     let mut was_busy = false;
+    let mut empty_polls: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         let now = io.now();
         let spent = now.wrapping_sub(start);
@@ -89,6 +95,15 @@ where
         }
         iterations += 1;
         was_busy = got > 0;
+        if was_busy {
+            empty_polls = 0;
+        } else if let Some(d) = plan.idle_sleep {
+            empty_polls += 1;
+            if empty_polls >= IDLE_SPINS {
+                flush(io, &mut tx, 1, stats);
+                std::thread::sleep(d);
+            }
+        }
         if was_busy {
             received += got as u64;
             stats.rx.add(got as u64);
@@ -205,7 +220,7 @@ mod tests {
         }
         let stop = AtomicBool::new(false);
         let stats = WorkerStats::default();
-        let plan = WorkerPlan { id: 0, rx: vec![RxQueue { port: 0, queue: 0 }, RxQueue { port: 1, queue: 0 }], ports: 2, drain_cycles: 1000, max_rx: None };
+        let plan = WorkerPlan { id: 0, rx: vec![RxQueue { port: 0, queue: 0 }, RxQueue { port: 1, queue: 0 }], ports: 2, drain_cycles: 1000, max_rx: None, idle_sleep: None };
         let mut p = Cross { seen: 0, limit: 100, stop: &stop };
         run(&mut io, &mut p, &plan, &stop, &stats);
         (io, stats)

@@ -178,6 +178,9 @@ pub struct LookupFile {
     /// VMName.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_name: Option<String>,
+    /// `false`: send FlowID 0 to this record (peers matching the whole GRE key, e.g. Linux gretap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<bool>,
 }
 
 /// `[[customer_routes]]`.
@@ -332,6 +335,7 @@ impl PolicyFile {
                     kind: Some(record_type_text(r.kind).to_string()),
                     customer_id: r.customer_id.clone(),
                     vm_name: r.vm_name.clone(),
+                    flow_id: (!r.flow_entropy).then_some(false),
                 })
                 .collect(),
             customer_routes: p

@@ -290,6 +290,9 @@ pub struct LookupRecord {
     pub customer_id: Option<String>,
     /// VMName (informational).
     pub vm_name: Option<String>,
+    /// Fill the NVGRE FlowID with per-flow entropy (default). False sends
+    /// FlowID 0, for peers that match the whole GRE key (Linux `gretap`).
+    pub flow_entropy: bool,
 }
 
 /// A customer (tenant) route.

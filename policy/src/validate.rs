@@ -1002,6 +1002,7 @@ impl Validator {
                     kind,
                     customer_id: r.customer_id.clone(),
                     vm_name: r.vm_name.clone(),
+                    flow_entropy: r.flow_id.unwrap_or(true),
                 });
             }
         }

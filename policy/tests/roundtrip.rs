@@ -124,6 +124,7 @@ fn remote_lookup(
         },
         customer_id: cid,
         vm_name: name,
+        flow_entropy: true,
     }
 }
 

@@ -66,6 +66,10 @@ pub struct DpdkConfig {
     /// Rx/tx descriptors per queue.
     #[serde(default = "default_desc")]
     pub descriptors: u16,
+    /// Let an idle worker sleep this many µs after 1024 empty polls (0 = pure
+    /// poll mode). For hosts that share cores with VMs or tests.
+    #[serde(default)]
+    pub idle_sleep_us: u64,
 }
 
 fn default_memory() -> u32 {
@@ -93,6 +97,7 @@ impl Default for DpdkConfig {
             mbufs: default_mbufs(),
             mbuf_cache: default_cache(),
             descriptors: default_desc(),
+            idle_sleep_us: 0,
         }
     }
 }

@@ -37,6 +37,7 @@ pub struct Runtime {
     pool: Option<Arc<Mempool>>,
     prefix: String,
     cores: Vec<usize>,
+    idle_sleep: Option<Duration>,
 }
 
 /// A DPDK object name unique in this process.
@@ -107,7 +108,8 @@ impl Runtime {
         let (args, prefix) = eal_args(cfg, need_pci)?;
         log::info!("EAL arguments: {}", args.join(" "));
         let eal = Eal::init(&args).context("starting DPDK (EAL)")?;
-        let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores };
+        let idle_sleep = (cfg.dpdk.idle_sleep_us > 0).then(|| Duration::from_micros(cfg.dpdk.idle_sleep_us));
+        let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores, idle_sleep };
         match rt.open_ports(cfg, ports) {
             Ok(()) => Ok(rt),
             Err(e) => {
@@ -164,7 +166,7 @@ impl Runtime {
         let n = self.cores.len().max(1);
         let drain_cycles = (tsc_hz() / 10_000).max(1);
         let mut plans: Vec<WorkerPlan> =
-            (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: self.ports.len(), drain_cycles, max_rx }).collect();
+            (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: self.ports.len(), drain_cycles, max_rx, idle_sleep: self.idle_sleep }).collect();
         let mut next = 0;
         for (i, p) in self.ports.iter().enumerate() {
             for q in 0..p.rx_queues() {

@@ -121,8 +121,8 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         st.routed.add(f.routed - routed);
         for ((mut p, m), v) in pkts.drain(..).zip(meta.iter()).zip(verdicts.iter()) {
             let verdict = match *v {
-                Verdict::Encap(idx) => match t.dests.get(idx as usize).map(|d| d.to) {
-                    Some(Delivery::Encap(tpl)) => match encap(&mut p, &tpl, flow_id(m)) {
+                Verdict::Encap(idx) => match t.dests.get(idx as usize).map(|d| (d.to, d.flow_entropy)) {
+                    Some((Delivery::Encap(tpl), entropy)) => match encap(&mut p, &tpl, if entropy { flow_id(m) } else { 0 }) {
                         Ok(()) => {
                             st.encapsulated.add(1);
                             Verdict::Port(tpl.uplink)

@@ -118,6 +118,8 @@ pub struct Dest {
     pub vsid_slot: u16,
     /// An L2-only record: matched by MAC even for IP traffic.
     pub l2_only: bool,
+    /// Put per-flow entropy in the FlowID (else 0).
+    pub flow_entropy: bool,
 }
 
 /// Per-VSID facts.
@@ -263,7 +265,7 @@ impl Tables {
                 t.template(policy, r.pa, vsid, &neighbor).map_or(Delivery::Unresolved, Delivery::Encap)
             };
             let idx = t.dests.len() as u32;
-            t.dests.push(Dest { index: idx, vsid, ca: r.ca, mac: r.mac.0, pa: r.pa, to, vsid_slot: slots.slot(vsid), l2_only: r.kind == RecordType::L2Only });
+            t.dests.push(Dest { index: idx, vsid, ca: r.ca, mac: r.mac.0, pa: r.pa, to, vsid_slot: slots.slot(vsid), l2_only: r.kind == RecordType::L2Only, flow_entropy: r.flow_entropy });
             if r.kind == RecordType::GatewayWildcard {
                 if let Some(e) = t.vsids.get_mut(&vsid) {
                     e.wildcard = Some(idx);
