@@ -17,6 +17,7 @@ pub mod demo;
 pub mod fwd;
 pub mod hnv;
 pub mod runtime;
+pub mod scenarios;
 pub mod traffic;
 
 use anyhow::Result;

@@ -50,6 +50,27 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a benchmark scenario (policy, configuration, traffic) into a directory.
+    Scenario {
+        /// encap, decap or local.
+        #[arg(long)]
+        scenario: hnvswitch::scenarios::Scenario,
+        /// Distinct flows in the traffic file.
+        #[arg(long, default_value_t = 1024)]
+        flows: usize,
+        /// Frame size including FCS.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// EAL memory mode for the configuration: auto, on or off.
+        #[arg(long, default_value = "auto")]
+        hugepages: String,
+        /// Mbufs in the pool (must exceed the flows: net_pcap preloads the file).
+        #[arg(long, default_value_t = 16383)]
+        mbufs: u32,
+        /// Output directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Run the embedded demo on virtual devices (no file, no NIC needed): host 1 of the Blue/Red worked example.
     Demo {
         /// Seconds to run (0 = until Ctrl-C).
@@ -174,6 +195,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { policy } => check(&policy),
+        Command::Scenario { scenario, flows, size, hugepages, mbufs, dir } => {
+            hnvswitch::scenarios::write(&dir, scenario, flows, size, &hugepages, mbufs).map(|w| println!("{} {} {}", w.config.display(), w.pcap.display(), w.sink))
+        }
         Command::Traffic { kind, flows, size, out } => traffic_cmd(&kind, flows, size, &out),
     };
     match result {
