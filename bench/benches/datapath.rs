@@ -2,6 +2,7 @@
 //! parsing, NVGRE encapsulation, ACL classification against the rule count,
 //! and a full switch batch of 32 for the encap, decap and ARP paths.
 //! Numbers are comparable only on the same machine; see bench/README.md.
+#![allow(clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use hnv_bench::{blue_udp, host1, nvgre_from_host2};
@@ -74,7 +75,7 @@ fn pipeline(c: &mut Criterion) {
                 |batch| {
                     sw.process(port, batch, &mut out, 0);
                     for p in 0..out.ports() {
-                        out.pending_mut(p).map(|q| q.clear());
+                        if let Some(q) = out.pending_mut(p) { q.clear() }
                     }
                 },
                 BatchSize::SmallInput,

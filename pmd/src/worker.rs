@@ -200,7 +200,7 @@ mod tests {
     impl Processor<HeapBuf> for Cross<'_> {
         fn process(&mut self, in_port: u16, pkts: &mut Batch<HeapBuf>, out: &mut TxStage<HeapBuf>, _now: u64) {
             self.seen += pkts.len();
-            if self.seen % 3 == 0 {
+            if self.seen.is_multiple_of(3) {
                 out.send_batch(in_port ^ 1, pkts);
             } else {
                 for p in pkts.drain(..) {

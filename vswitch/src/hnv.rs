@@ -109,7 +109,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
                     }
                 }
                 ticks += 1;
-                if every > 0 && ticks % every == 0 {
+                if every > 0 && ticks.is_multiple_of(every) {
                     rates(t, rt);
                 }
             }
@@ -145,6 +145,46 @@ pub fn reload(store: &PolicyStore, path: &Path) -> Result<u64> {
     result
 }
 
+/// Per-port, per-VSID and per-reason datapath counters, with the reconciliation line.
+pub fn datapath_report(t: &Totals, names: &[String], slots: &[(u16, u32)]) -> String {
+    let mut s = format!("datapath per port:\n{:<12} {:>14} {:>14} {:>12}\n", "port", "rx", "tx", "drops");
+    for (i, n) in names.iter().enumerate() {
+        let (rx, tx, d) = t.ports[i];
+        s += &format!("{n:<12} {rx:>14} {tx:>14} {d:>12}\n");
+    }
+    s += &format!("\nper VSID:\n{:<10} {:>14} {:>14} {:>12}\n", "vsid", "rx", "tx", "drops");
+    for (slot, vsid) in slots {
+        let (rx, tx, d) = t.vsids[usize::from(*slot)];
+        if rx + tx + d > 0 {
+            s += &format!("{vsid:<10} {rx:>14} {tx:>14} {d:>12}\n");
+        }
+    }
+    s += "\ndrops by reason:\n";
+    if t.drops.is_empty() {
+        s += "  (none)\n";
+    }
+    for (r, n) in &t.drops {
+        s += &format!("  {:<22} {n:>14}  {}\n", r.name(), r.description());
+    }
+    s += &format!(
+        "\nrx {} + replicas {} = {}; tx {} + drops {} = {}: {}\n(answered ARP/ND {}, encapsulated {}, decapsulated {}, routed {}; flow cache hits {}, misses {})\n",
+        t.rx,
+        t.replicas,
+        t.rx + t.replicas,
+        t.tx,
+        t.total_drops(),
+        t.tx + t.total_drops(),
+        if t.reconciles() { "reconciled" } else { "MISMATCH" },
+        t.answered,
+        t.encapsulated,
+        t.decapsulated,
+        t.routed,
+        t.flow_hits,
+        t.flow_misses
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,40 +215,4 @@ mod tests {
     }
 }
 
-/// Per-port, per-VSID and per-reason datapath counters, with the reconciliation line.
-pub fn datapath_report(t: &Totals, names: &[String], slots: &[(u16, u32)]) -> String {
-    let mut s = format!("datapath per port:\n{:<12} {:>14} {:>14} {:>12}\n", "port", "rx", "tx", "drops");
-    for (i, n) in names.iter().enumerate() {
-        let (rx, tx, d) = t.ports[i];
-        s += &format!("{n:<12} {rx:>14} {tx:>14} {d:>12}\n");
-    }
-    s += &format!("\nper VSID:\n{:<10} {:>14} {:>14} {:>12}\n", "vsid", "rx", "tx", "drops");
-    for (slot, vsid) in slots {
-        let (rx, tx, d) = t.vsids[usize::from(*slot)];
-        if rx + tx + d > 0 {
-            s += &format!("{vsid:<10} {rx:>14} {tx:>14} {d:>12}\n");
-        }
-    }
-    s += "\ndrops by reason:\n";
-    if t.drops.is_empty() {
-        s += "  (none)\n";
-    }
-    for (r, n) in &t.drops {
-        s += &format!("  {:<22} {n:>14}  {}\n", r.name(), r.description());
-    }
-    s += &format!(
-        "\nrx {} + replicas {} = {}; tx {} + drops {} = {}: {}\n(answered ARP/ND {}, encapsulated {}, decapsulated {}, routed {})\n",
-        t.rx,
-        t.replicas,
-        t.rx + t.replicas,
-        t.tx,
-        t.total_drops(),
-        t.tx + t.total_drops(),
-        if t.reconciles() { "reconciled" } else { "MISMATCH" },
-        t.answered,
-        t.encapsulated,
-        t.decapsulated,
-        t.routed
-    );
-    s
-}
+

@@ -1,6 +1,7 @@
 //! The `hnvswitch` binary as a user meets it: help, version, the demo, and a
 //! one-line error (no panic, no backtrace, no files left) for each kind of bad
 //! configuration.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

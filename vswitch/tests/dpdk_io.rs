@@ -1,6 +1,7 @@
 //! The I/O layer through real DPDK PMDs: frames injected into net_ring and
 //! net_pcap ports come out of the real rx/tx burst path byte for byte, and
 //! the worker loop stops cleanly with counters that reconcile.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

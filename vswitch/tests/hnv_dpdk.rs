@@ -2,6 +2,7 @@
 //! instances connected by net_ring ports (every byte of every output frame,
 //! both directions, ARP included), and the NVGRE that leaves a net_pcap
 //! uplink decoded by tshark (Wireshark's dissectors).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -83,24 +83,40 @@ impl PacketBuf for Mbuf {
     #[inline]
     fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let n = u16::try_from(n).ok()?;
-        // SAFETY: valid owned mbuf; prepend checks headroom and returns NULL without change.
-        let p = unsafe { sys::shim_pktmbuf_prepend(self.0.as_ptr(), n) };
-        if p.is_null() {
-            None
-        } else {
-            Some(self.data_mut())
+        // SAFETY: we own the mbuf exclusively (&mut self); this is rte_pktmbuf_prepend's
+        // arithmetic on the first segment, done only when the headroom allows it.
+        // JUSTIFICATION: inlined on the encapsulation path (scripts/perf-regression.sh).
+        let m = unsafe { self.0.as_mut() };
+        if n > m.data_off {
+            return None;
         }
+        m.data_off -= n;
+        m.data_len += n;
+        m.pkt_len += u32::from(n);
+        Some(self.data_mut())
     }
 
     #[inline]
     fn adj(&mut self, n: usize) -> bool {
         let Ok(n) = u16::try_from(n) else { return false };
-        // SAFETY: valid owned mbuf; adj checks the length and returns NULL without change.
-        !unsafe { sys::shim_pktmbuf_adj(self.0.as_ptr(), n) }.is_null()
+        // SAFETY: exclusive ownership; rte_pktmbuf_adj's arithmetic on the first segment,
+        // done only when it holds at least `n` bytes.
+        // JUSTIFICATION: inlined on the decapsulation path (scripts/perf-regression.sh).
+        let m = unsafe { self.0.as_mut() };
+        if n > m.data_len {
+            return false;
+        }
+        m.data_off += n;
+        m.data_len -= n;
+        m.pkt_len -= u32::from(n);
+        true
     }
 
     #[inline]
     fn trim(&mut self, n: usize) -> bool {
+        if n == 0 {
+            return true;
+        }
         let Ok(n) = u16::try_from(n) else { return false };
         // SAFETY: valid owned mbuf; trim checks the length and returns -1 without change.
         unsafe { sys::shim_pktmbuf_trim(self.0.as_ptr(), n) == 0 }

@@ -30,6 +30,30 @@ macro_rules! drop_reasons {
                 match self { $(DropReason::$variant => $doc,)* }
             }
 
+            /// True for reasons decided at ingress, before the packet is
+            /// counted as received in its VSID.
+            pub const fn at_ingress(self) -> bool {
+                matches!(
+                    self,
+                    DropReason::Malformed
+                        | DropReason::MultiSegment
+                        | DropReason::UnknownPort
+                        | DropReason::VmVlanTagged
+                        | DropReason::SpoofedMac
+                        | DropReason::SpoofedIp
+                        | DropReason::UplinkNotForUs
+                        | DropReason::ProviderArpIgnored
+                        | DropReason::GreFlags
+                        | DropReason::GreVersion
+                        | DropReason::GreProtocol
+                        | DropReason::VsidReserved
+                        | DropReason::VsidUnknown
+                        | DropReason::InnerVlanTagged
+                        | DropReason::UnknownSourceCa
+                        | DropReason::PaCaMismatch
+                )
+            }
+
             /// Counter index.
             #[inline]
             pub const fn index(self) -> usize {

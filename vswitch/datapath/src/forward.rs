@@ -64,7 +64,10 @@ impl ForwardingExtension for HnvForwarder {
     fn forward<B: PacketBuf>(&mut self, cx: &Context<'_>, pkts: &mut [B], meta: &mut [Meta], verdicts: &mut [Verdict]) {
         for ((p, m), v) in pkts.iter_mut().zip(meta.iter_mut()).zip(verdicts.iter_mut()) {
             if *v == Verdict::Continue {
-                *v = if m.from_uplink { self.from_uplink(cx.tables, p, m) } else { self.from_vm(cx.tables, p, m) };
+                *v = if m.from_uplink { self.uplink_frame(cx.tables, p, m) } else { self.vm_frame(cx.tables, p, m) };
+                if let Verdict::Encap(i) = *v {
+                    m.dst_slot = cx.tables.dests.get(i as usize).map_or(u32::MAX, |d| d.slot);
+                }
                 if let Verdict::Port(port) = *v {
                     m.out_port = port;
                 }
@@ -74,21 +77,20 @@ impl ForwardingExtension for HnvForwarder {
 }
 
 impl HnvForwarder {
-    fn from_uplink<B: PacketBuf>(&mut self, t: &Tables, p: &B, m: &Meta) -> Verdict {
+    fn uplink_frame<B: PacketBuf>(&mut self, t: &Tables, p: &B, m: &mut Meta) -> Verdict {
         let dst = dst_mac(p.data());
         if EthernetAddress(dst).is_multicast() {
             return Verdict::Flood;
         }
-        match t.by_mac(m.vsid, dst) {
-            Some(d) => match d.to {
-                Delivery::Local(port) => Verdict::Port(port),
-                _ => Verdict::Drop(DropReason::NoLocalPort),
-            },
-            None => Verdict::Drop(DropReason::NoRecord),
+        let Some(d) = t.by_mac(m.vsid, dst) else { return Verdict::Drop(DropReason::NoRecord) };
+        m.dst_slot = d.slot;
+        match d.to {
+            Delivery::Local(port) => Verdict::Port(port),
+            _ => Verdict::Drop(DropReason::NoLocalPort),
         }
     }
 
-    fn from_vm<B: PacketBuf>(&mut self, t: &Tables, p: &mut B, m: &mut Meta) -> Verdict {
+    fn vm_frame<B: PacketBuf>(&mut self, t: &Tables, p: &mut B, m: &mut Meta) -> Verdict {
         let Some(vs) = t.vsid(m.vsid) else { return Verdict::Drop(DropReason::VsidUnknown) };
         if m.ethertype == ARP {
             return self.answer_arp(t, p, m);
@@ -111,8 +113,14 @@ impl HnvForwarder {
         };
         match rec {
             None => Verdict::Drop(DropReason::NoRecord),
-            Some(d) if d.mac != dst => Verdict::Drop(DropReason::DstMacMismatch),
-            Some(d) => deliver_to(d),
+            Some(d) => {
+                m.dst_slot = d.slot;
+                if d.mac != dst {
+                    Verdict::Drop(DropReason::DstMacMismatch)
+                } else {
+                    deliver_to(d)
+                }
+            }
         }
     }
 
@@ -207,6 +215,8 @@ impl HnvForwarder {
         data[6..12].copy_from_slice(&dvs.gw_mac);
         m.vsid = d.vsid;
         m.vsid_slot = d.vsid_slot;
+        m.dst_slot = d.slot;
+        m.routed = true;
         self.routed += 1;
         deliver_to(d)
     }

@@ -180,8 +180,12 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
     };
     match src_rec {
         None => return Err(DropReason::UnknownSourceCa),
-        Some(d) if d.pa != outer_src => return Err(DropReason::PaCaMismatch),
-        Some(_) => {}
+        Some(d) => {
+            meta.src_slot = d.slot;
+            if d.pa != outer_src {
+                return Err(DropReason::PaCaMismatch);
+            }
+        }
     }
     let inner_len = inner.len();
     let outer_len = gre + hnv_wire::nvgre::HEADER_LEN;

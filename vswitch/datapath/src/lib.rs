@@ -17,6 +17,7 @@
 
 pub mod drop;
 pub mod ext;
+pub mod flow;
 pub mod forward;
 pub mod ingress;
 pub mod meta;

@@ -29,6 +29,12 @@ pub struct Meta {
     pub outer_src: IpAddr,
     /// Local port chosen by the forwarder (`NO_PORT` otherwise).
     pub out_port: u16,
+    /// Slot of the destination's lookup record (`u32::MAX` when none).
+    pub dst_slot: u32,
+    /// Slot of the source's lookup record, checked on decapsulation (`u32::MAX` when none).
+    pub src_slot: u32,
+    /// Routed by the distributed router.
+    pub routed: bool,
 }
 
 /// `Meta::out_port` when the packet is not delivered to a local port.
@@ -37,7 +43,7 @@ pub const NO_PORT: u16 = u16::MAX;
 impl Default for Meta {
     fn default() -> Self {
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        Meta { in_port: 0, from_uplink: false, vsid: 0, vsid_slot: 0, ethertype: 0, proto: 0, src: any, dst: any, sport: 0, dport: 0, outer_src: any, out_port: NO_PORT }
+        Meta { in_port: 0, from_uplink: false, vsid: 0, vsid_slot: 0, ethertype: 0, proto: 0, src: any, dst: any, sport: 0, dport: 0, outer_src: any, out_port: NO_PORT, dst_slot: u32::MAX, src_slot: u32::MAX, routed: false }
     }
 }
 

@@ -102,6 +102,12 @@ pub trait FilterExtension: Send {
     fn name(&self) -> &'static str;
     /// Decide on the live packets of a batch at `stage`.
     fn filter(&mut self, cx: &Context<'_>, stage: Stage, pkts: &[PacketRef<'_>], verdicts: &mut Verdicts<'_>);
+    /// True when every decision depends only on the flow key (addresses,
+    /// protocol, ports, ingress port, VSID) and the policy snapshot, so the
+    /// flow cache may replay it. Default: false (the cache is then off).
+    fn cacheable(&self) -> bool {
+        false
+    }
 }
 
 /// Picks destinations. Exactly one per pipeline.
@@ -148,6 +154,12 @@ impl<F: ForwardingExtension> Pipeline<F> {
         self
     }
 
+    /// True when the flow cache may stand in for this pipeline: no capture
+    /// extension (captures must see every packet) and only cacheable filters.
+    pub fn cacheable(&self) -> bool {
+        self.captures.is_empty() && self.filters.iter().all(|f| f.cacheable())
+    }
+
     /// Names of the extensions in calling order.
     pub fn names(&self) -> Vec<&'static str> {
         let mut v: Vec<&'static str> = self.captures.iter().map(|c| c.name()).collect();
@@ -159,7 +171,7 @@ impl<F: ForwardingExtension> Pipeline<F> {
     /// Run the five stages over a batch.
     pub fn run<B: PacketBuf>(&mut self, cx: &Context<'_>, pkts: &mut [B], meta: &mut [Meta], verdicts: &mut [Verdict]) {
         self.observe(cx, Stage::Ingress, pkts, meta, verdicts);
-        if verdicts.iter().any(|v| *v == Verdict::Continue) {
+        if verdicts.contains(&Verdict::Continue) {
             self.forwarder.forward(cx, pkts, meta, verdicts);
         }
         self.observe(cx, Stage::Egress, pkts, meta, verdicts);

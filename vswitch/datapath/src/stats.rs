@@ -50,6 +50,10 @@ pub struct DatapathStats {
     pub routed: Counter,
     /// Capture records lost because the capture ring was full.
     pub capture_lost: Counter,
+    /// Packets that hit the flow cache.
+    pub flow_hits: Counter,
+    /// Packets with a flow key that missed the flow cache (stale entries included).
+    pub flow_misses: Counter,
 }
 
 impl Default for DatapathStats {
@@ -66,6 +70,8 @@ impl Default for DatapathStats {
             decapsulated: Counter::default(),
             routed: Counter::default(),
             capture_lost: Counter::default(),
+            flow_hits: Counter::default(),
+            flow_misses: Counter::default(),
         }
     }
 }
@@ -113,6 +119,10 @@ pub struct Totals {
     pub decapsulated: u64,
     /// Routed.
     pub routed: u64,
+    /// Flow-cache hits.
+    pub flow_hits: u64,
+    /// Flow-cache misses.
+    pub flow_misses: u64,
     /// Drops by reason (only non-zero ones), in [`DropReason::ALL`] order.
     pub drops: Vec<(DropReason, u64)>,
     /// Per port: (rx, tx, drops).
@@ -134,6 +144,8 @@ impl Totals {
             t.encapsulated += w.encapsulated.get();
             t.decapsulated += w.decapsulated.get();
             t.routed += w.routed.get();
+            t.flow_hits += w.flow_hits.get();
+            t.flow_misses += w.flow_misses.get();
             for (d, c) in drops.iter_mut().zip(w.drops.iter()) {
                 *d += c.get();
             }

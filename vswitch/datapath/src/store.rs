@@ -77,7 +77,8 @@ impl PolicyStore {
         g.generation += 1;
         let generation = g.generation;
         let Inner { policy, slots, learned, .. } = g;
-        current.store(Arc::new(Tables::compile(policy, slots, learned, generation)));
+        let prev = current.load_full();
+        current.store(Arc::new(Tables::compile_next(policy, slots, learned, generation, Some(&prev))));
         generation
     }
 

@@ -16,7 +16,9 @@ use crate::meta::{Meta, Verdict};
 use crate::pipeline::{Context, Pipeline};
 use crate::stats::DatapathStats;
 use crate::store::PolicyStore;
-use crate::tables::{Delivery, EncapTemplate, Role, Tables};
+use crate::flow::cache::Deps;
+use crate::flow::{key, Action, FlowCache, FlowKey, Step};
+use crate::tables::{Delivery, Dest, EncapTemplate, Role, Tables};
 use arrayvec::ArrayVec;
 use hnv_wire::checksum;
 use pmd::{Batch, PacketBuf, Processor, TxStage, BURST};
@@ -30,18 +32,41 @@ pub struct HnvSwitch {
     pipeline: Pipeline<HnvForwarder>,
     stats: Arc<DatapathStats>,
     worker: usize,
+    cache: Option<FlowCache>,
 }
 
+/// Default flow-cache entries per worker.
+pub const DEFAULT_CACHE_ENTRIES: usize = 1 << 16;
+
 impl HnvSwitch {
-    /// A switch reading `store`, running `pipeline`, counting into `stats`.
+    /// A switch reading `store`, running `pipeline`, counting into `stats`, with the default flow cache.
     pub fn new(store: Arc<PolicyStore>, pipeline: Pipeline<HnvForwarder>, stats: Arc<DatapathStats>, worker: usize) -> Self {
-        HnvSwitch { store, pipeline, stats, worker }
+        HnvSwitch { store, pipeline, stats, worker, cache: Some(FlowCache::new(DEFAULT_CACHE_ENTRIES)) }
+    }
+
+    /// Use a flow cache of `entries` entries (0 turns it off).
+    pub fn with_cache(mut self, entries: usize) -> Self {
+        self.cache = (entries > 0).then(|| FlowCache::new(entries));
+        self
     }
 
     /// The counters.
     pub fn stats(&self) -> &Arc<DatapathStats> {
         &self.stats
     }
+
+    /// The flow cache, if on.
+    pub fn cache(&self) -> Option<&FlowCache> {
+        self.cache.as_ref()
+    }
+}
+
+/// Drop reasons that depend only on the flow key and the policy, so a flow's
+/// drop can be cached. (Malformed frames, TTL expiry and oversize frames are
+/// properties of a packet, not of its flow.)
+fn cacheable_drop(r: DropReason) -> bool {
+    use DropReason::*;
+    matches!(r, SpoofedMac | SpoofedIp | NoRecord | DstMacMismatch | NoLocalPort | NoRoute | NextHopUnresolved | VsidUnknown | UnknownSourceCa | PaCaMismatch | AclDeny)
 }
 
 /// The FlowID for a packet's inner 5-tuple (RFC 7637 §4: per-flow entropy).
@@ -62,8 +87,21 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
         return Err(DropReason::EncapTooBig);
     }
     let len = usize::from(tpl.len);
-    let ip = usize::from(tpl.ip_off);
     let data = pkt.prepend(len).ok_or(DropReason::NoHeadroom)?;
+    if let (Some(h), true) = (data.get_mut(..42).and_then(|h| <&mut [u8; 42]>::try_from(h).ok()), len == 42) {
+        // The common case, IPv4 without VLAN: fixed offsets, no library call.
+        let mut t = [0u8; 42];
+        t.copy_from_slice(&tpl.bytes[..42]);
+        let total = (inner + 28) as u16;
+        let sum = u32::from(tpl.ip_sum) + u32::from(total);
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        t[16..18].copy_from_slice(&total.to_be_bytes());
+        t[24..26].copy_from_slice(&sum.to_be_bytes());
+        t[41] = flow_id;
+        *h = t;
+        return Ok(());
+    }
+    let ip = usize::from(tpl.ip_off);
     data[..len].copy_from_slice(&tpl.bytes[..len]);
     if tpl.ipv6 {
         let payload = (inner + 8) as u16;
@@ -80,18 +118,51 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
 
 impl<B: PacketBuf> Processor<B> for HnvSwitch {
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, now: u64) {
-        let tables = self.store.load();
+        let HnvSwitch { store, pipeline, stats, worker, cache } = self;
+        let tables = store.load();
         let t: &Tables = &tables;
-        let st = &*self.stats;
+        let st = &**stats;
         let n = pkts.len();
         st.rx.add(n as u64);
         if let Some(c) = st.ports.get(usize::from(in_port)) {
             c.rx.add(n as u64);
         }
         let role = t.port(in_port).map(|p| p.role);
+        let mut tx: TxCount = [0; pmd::MAX_PORTS];
+        // Fast path: cached flows go straight to their action.
+        let mut keys: ArrayVec<Option<(FlowKey, u32)>, BURST> = ArrayVec::new();
+        let cache = match (cache.as_mut(), role) {
+            (Some(c), Some(r)) if pipeline.cacheable() => {
+                let mut slow: Batch<B> = Batch::new();
+                let mut k = FlowKey::default();
+                let before = c.stats();
+                for p in pkts.drain(..) {
+                    if p.is_contiguous() && key::extract(t, r, in_port, p.data(), &mut k) {
+                        let h = key::hash(&k);
+                        if let Some(a) = c.lookup(&k, h, t) {
+                            apply(t, st, &mut tx, out, in_port, a, p);
+                            continue;
+                        }
+                        keys.push(Some((k, h)));
+                    } else {
+                        keys.push(None);
+                    }
+                    slow.push(p);
+                }
+                *pkts = slow;
+                let after = c.stats();
+                st.flow_hits.add(after.hits - before.hits);
+                st.flow_misses.add(after.misses - before.misses);
+                Some(c)
+            }
+            _ => None,
+        };
+        if pkts.is_empty() {
+            add_tx(st, &tx, t.ports.len());
+            return;
+        }
         let mut meta: ArrayVec<Meta, BURST> = ArrayVec::new();
         let mut verdicts: ArrayVec<Verdict, BURST> = ArrayVec::new();
-        let store = &*self.store;
         for p in pkts.iter_mut() {
             let mut m = Meta::default();
             let v = match role {
@@ -110,19 +181,47 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
             meta.push(m);
             verdicts.push(v);
         }
-        let cx = Context { tables: t, now, worker: self.worker };
+        let in_vsid = meta.iter().map(|m| (m.vsid, m.vsid_slot)).collect::<ArrayVec<(u32, u16), BURST>>();
+        let cx = Context { tables: t, now, worker: *worker };
         let (answered, routed) = {
-            let f = self.pipeline.forwarder_mut();
+            let f = pipeline.forwarder_mut();
             (f.answered, f.routed)
         };
-        self.pipeline.run(&cx, pkts.as_mut_slice(), &mut meta, &mut verdicts);
-        let f = self.pipeline.forwarder_mut();
+        pipeline.run(&cx, pkts.as_mut_slice(), &mut meta, &mut verdicts);
+        let f = pipeline.forwarder_mut();
         st.answered.add(f.answered - answered);
         st.routed.add(f.routed - routed);
-        for ((mut p, m), v) in pkts.drain(..).zip(meta.iter()).zip(verdicts.iter()) {
+        let mut cache = cache;
+        for (i, ((mut p, m), v)) in pkts.drain(..).zip(meta.iter()).zip(verdicts.iter()).enumerate() {
+            let fid = || match t.dests.get(match v { Verdict::Encap(i) => *i as usize, _ => usize::MAX }) {
+                Some(d) if d.flow_entropy => flow_id(m),
+                _ => 0,
+            };
+            if let (Some(c), Some(Some((k, h)))) = (cache.as_deref_mut(), keys.get(i)) {
+                let step = match *v {
+                    Verdict::Port(q) => Some(Step::Port(q)),
+                    Verdict::Encap(idx) => t.dests.get(idx as usize).map(|d| Step::Encap { slot: d.slot, flow_id: fid() }),
+                    Verdict::Drop(r) if cacheable_drop(r) => Some(Step::Drop(r)),
+                    _ => None,
+                };
+                let (iv, islot) = in_vsid.get(i).copied().unwrap_or((0, 0));
+                if let Some(step) = step {
+                    let route = m.routed.then(|| {
+                        let d = p.data();
+                        let mut dst = [0u8; 6];
+                        let mut src = [0u8; 6];
+                        dst.copy_from_slice(&d[0..6]);
+                        src.copy_from_slice(&d[6..12]);
+                        (dst, src)
+                    });
+                    let action = Action { step, decap: m.from_uplink, route, in_vsid_slot: islot, out_vsid_slot: m.vsid_slot };
+                    let deps = Deps { in_vsid: iv, out_vsid: m.vsid, dst_rec: m.dst_slot, src_rec: m.src_slot };
+                    c.insert(*k, *h, action, deps, t);
+                }
+            }
             let verdict = match *v {
-                Verdict::Encap(idx) => match t.dests.get(idx as usize).map(|d| (d.to, d.flow_entropy)) {
-                    Some((Delivery::Encap(tpl), entropy)) => match encap(&mut p, &tpl, if entropy { flow_id(m) } else { 0 }) {
+                Verdict::Encap(idx) => match t.dests.get(idx as usize) {
+                    Some(Dest { to: Delivery::Encap(tpl), .. }) => match encap(&mut p, tpl, fid()) {
                         Ok(()) => {
                             st.encapsulated.add(1);
                             Verdict::Port(tpl.uplink)
@@ -134,20 +233,87 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
                 other => other,
             };
             match verdict {
-                Verdict::Port(port) => send(st, out, port, m.vsid_slot, p),
-                Verdict::Flood => flood(t, st, out, m, p),
+                Verdict::Port(port) => send(st, &mut tx, out, port, m.vsid_slot, p),
+                Verdict::Flood => flood(t, st, &mut tx, out, m, p),
                 Verdict::Drop(r) => st.drop(r, in_port, (r != DropReason::UnknownPort).then_some(m.vsid_slot)),
                 Verdict::Continue | Verdict::Encap(_) => st.drop(DropReason::NoRecord, in_port, Some(m.vsid_slot)),
             }
         }
+        add_tx(st, &tx, t.ports.len());
     }
 }
 
+/// Carry out a cached action on one packet.
+#[inline(always)]
+fn apply<B: PacketBuf>(t: &Tables, st: &DatapathStats, tx: &mut TxCount, out: &mut TxStage<B>, in_port: u16, a: &Action, mut p: B) {
+    let ingress_drop = matches!(a.step, Step::Drop(r) if r.at_ingress());
+    if !ingress_drop {
+        if let Some(c) = st.vsids.get(usize::from(a.in_vsid_slot)) {
+            c.rx.add(1);
+        }
+    }
+    if let Step::Drop(r) = a.step {
+        if a.decap && !r.at_ingress() {
+            st.decapsulated.add(1);
+        }
+        st.drop(r, in_port, Some(if r.at_ingress() { a.in_vsid_slot } else { a.out_vsid_slot }));
+        return;
+    }
+    if a.decap {
+        let d = p.data();
+        let total = d.get(16..18).map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+        let trailer = d.len().saturating_sub(14 + total);
+        if !p.adj(key::OUTER_LEN) || !p.trim(trailer) {
+            st.drop(DropReason::Malformed, in_port, Some(a.in_vsid_slot));
+            return;
+        }
+        st.decapsulated.add(1);
+    }
+    if let Some((dst, src)) = a.route {
+        let d = p.data_mut();
+        let ok = match d.get(12..14) {
+            Some([0x08, 0x00]) => hnv_wire::Ipv4Packet::new_checked(&mut d[14..]).is_ok_and(|mut ip| ip.hop_limit() > 1 && ip.decrement_ttl_incremental() > 0),
+            Some([0x86, 0xdd]) => match d.get_mut(21) {
+                Some(hl) if *hl > 1 => {
+                    *hl -= 1;
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !ok {
+            st.drop(DropReason::TtlExpired, in_port, Some(a.out_vsid_slot));
+            return;
+        }
+        d[0..6].copy_from_slice(&dst);
+        d[6..12].copy_from_slice(&src);
+        st.routed.add(1);
+    }
+    match a.step {
+        Step::Port(q) => send(st, tx, out, q, a.out_vsid_slot, p),
+        Step::Encap { slot, flow_id } => match t.by_slot(slot) {
+            Some(Dest { to: Delivery::Encap(tpl), .. }) => match encap(&mut p, tpl, flow_id) {
+                Ok(()) => {
+                    st.encapsulated.add(1);
+                    send(st, tx, out, tpl.uplink, a.out_vsid_slot, p);
+                }
+                Err(r) => st.drop(r, in_port, Some(a.out_vsid_slot)),
+            },
+            _ => st.drop(DropReason::NoRecord, in_port, Some(a.out_vsid_slot)),
+        },
+        Step::Drop(_) => {}
+    }
+}
+
+/// Packets handed to each port's tx buffer in this batch, added to the
+/// counters once at the end of the batch.
+type TxCount = [u32; pmd::MAX_PORTS];
+
 #[inline]
-fn send<B: PacketBuf>(st: &DatapathStats, out: &mut TxStage<B>, port: u16, vsid_slot: u16, p: B) {
-    st.tx.add(1);
-    if let Some(c) = st.ports.get(usize::from(port)) {
-        c.tx.add(1);
+fn send<B: PacketBuf>(st: &DatapathStats, tx: &mut TxCount, out: &mut TxStage<B>, port: u16, vsid_slot: u16, p: B) {
+    if let Some(n) = tx.get_mut(usize::from(port)) {
+        *n += 1;
     }
     if let Some(c) = st.vsids.get(usize::from(vsid_slot)) {
         c.tx.add(1);
@@ -155,8 +321,19 @@ fn send<B: PacketBuf>(st: &DatapathStats, out: &mut TxStage<B>, port: u16, vsid_
     out.send(port, p);
 }
 
+fn add_tx(st: &DatapathStats, tx: &TxCount, ports: usize) {
+    let mut total = 0u64;
+    for (c, &n) in st.ports.iter().zip(tx.iter()).take(ports) {
+        if n > 0 {
+            c.tx.add(u64::from(n));
+            total += u64::from(n);
+        }
+    }
+    st.tx.add(total);
+}
+
 /// Copy `p` to every local port of its VSID except the one it came in on.
-fn flood<B: PacketBuf>(t: &Tables, st: &DatapathStats, out: &mut TxStage<B>, m: &Meta, p: B) {
+fn flood<B: PacketBuf>(t: &Tables, st: &DatapathStats, tx: &mut TxCount, out: &mut TxStage<B>, m: &Meta, p: B) {
     let members = t.vsid(m.vsid).map(|e| e.local_ports.as_slice()).unwrap_or(&[]);
     let mut targets = members.iter().copied().filter(|&q| q != m.in_port);
     let Some(first) = targets.next() else {
@@ -167,7 +344,7 @@ fn flood<B: PacketBuf>(t: &Tables, st: &DatapathStats, out: &mut TxStage<B>, m: 
         match p.try_clone() {
             Some(c) => {
                 st.replicas.add(1);
-                send(st, out, q, m.vsid_slot, c);
+                send(st, tx, out, q, m.vsid_slot, c);
             }
             None => {
                 st.replicas.add(1);
@@ -175,5 +352,5 @@ fn flood<B: PacketBuf>(t: &Tables, st: &DatapathStats, out: &mut TxStage<B>, m: 
             }
         }
     }
-    send(st, out, first, m.vsid_slot, p);
+    send(st, tx, out, first, m.vsid_slot, p);
 }

@@ -104,6 +104,10 @@ pub enum Delivery {
 pub struct Dest {
     /// Position in [`Tables::dests`].
     pub index: u32,
+    /// Stable slot of this record's (VSID, CA) across publications.
+    pub slot: u32,
+    /// Generation at which this record's compiled content last changed.
+    pub version: u64,
     /// VSID.
     pub vsid: u32,
     /// Customer address.
@@ -123,7 +127,7 @@ pub struct Dest {
 }
 
 /// Per-VSID facts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VsidEntry {
     /// Routing domain index.
     pub rd: u16,
@@ -141,6 +145,11 @@ pub struct VsidEntry {
     pub acl: Vec<AclRule>,
     /// Gateway-wildcard record (off-subnet traffic goes there when no route matches).
     pub wildcard: Option<u32>,
+    /// Record slots of the VSID's lookup records (sorted).
+    pub members: Vec<u32>,
+    /// Generation at which anything a cached flow of this VSID depends on last
+    /// changed: the entry itself, its member set, its ports, its routing domain's routes.
+    pub version: u64,
 }
 
 /// A customer route, compiled.
@@ -156,13 +165,21 @@ pub struct Route {
     pub metric: u32,
 }
 
-/// Persistent VSID → counter-slot assignment, kept by the policy store.
+/// Persistent slot assignments, kept by the policy store: VSID → counter
+/// slot, and (VSID, CA) → record slot (for per-record flow invalidation).
 #[derive(Debug, Default, Clone)]
 pub struct VsidSlots {
     map: HashMap<u32, u16>,
+    records: HashMap<(u32, IpAddr), u32>,
 }
 
 impl VsidSlots {
+    /// The slot of record (`vsid`, `ca`), assigning the next one.
+    pub fn record(&mut self, vsid: u32, ca: IpAddr) -> u32 {
+        let next = self.records.len() as u32;
+        *self.records.entry((vsid, ca)).or_insert(next)
+    }
+
     /// The slot of `vsid`, assigning the next free one (the last slot is shared on overflow).
     pub fn slot(&mut self, vsid: u32) -> u16 {
         let next = self.map.len().min(crate::stats::MAX_VSIDS - 1) as u16;
@@ -191,6 +208,10 @@ pub struct Tables {
     by_mac: HashMap<(u32, [u8; 6]), u32>,
     vsids: HashMap<u32, VsidEntry>,
     routes: Vec<Vec<Route>>,
+    /// Record slot → position in `dests` (`u32::MAX` when the slot has no record now).
+    slot_to_dest: Vec<u32>,
+    /// Generation at which ports, provider addresses or neighbors last changed.
+    pub global_version: u64,
 }
 
 fn ip_bytes(ip: &IpAddr) -> ([u8; 16], usize) {
@@ -210,6 +231,62 @@ fn ip_bytes(ip: &IpAddr) -> ([u8; 16], usize) {
 impl Tables {
     /// Compile `policy`; `neighbors` adds learned provider MACs to its static ones.
     pub fn compile(policy: &Policy, slots: &mut VsidSlots, neighbors: &[(IpAddr, [u8; 6])], generation: u64) -> Tables {
+        Self::compile_next(policy, slots, neighbors, generation, None)
+    }
+
+    /// Compile, stamping versions against the previous snapshot `prev`: a
+    /// record, VSID or the global state keeps its version when its compiled
+    /// content is unchanged, so cached flows that depend only on unchanged
+    /// parts stay valid.
+    pub fn compile_next(policy: &Policy, slots: &mut VsidSlots, neighbors: &[(IpAddr, [u8; 6])], generation: u64, prev: Option<&Tables>) -> Tables {
+        let mut t = Self::build(policy, slots, neighbors, generation);
+        t.stamp(prev, generation);
+        t
+    }
+
+    fn stamp(&mut self, prev: Option<&Tables>, generation: u64) {
+        let same = |a: &Dest, b: &Dest| Dest { index: 0, version: 0, ..*a } == Dest { index: 0, version: 0, ..*b };
+        let mut slot_to_dest = vec![u32::MAX; self.dests.iter().map(|d| d.slot as usize + 1).max().unwrap_or(0)];
+        for d in &mut self.dests {
+            slot_to_dest[d.slot as usize] = d.index;
+            d.version = prev.and_then(|p| p.by_slot(d.slot)).filter(|o| same(o, d)).map_or(generation, |o| o.version);
+        }
+        self.slot_to_dest = slot_to_dest;
+        let mut members: HashMap<u32, Vec<u32>> = HashMap::new();
+        for d in &self.dests {
+            members.entry(d.vsid).or_default().push(d.slot);
+        }
+        let vsids: Vec<u32> = self.vsids.keys().copied().collect();
+        for v in vsids {
+            let ports: Vec<PortEntry> = self.ports.iter().filter(|p| p.vsid == v).cloned().collect();
+            let Some(e) = self.vsids.get_mut(&v) else { continue };
+            let mut m = members.remove(&v).unwrap_or_default();
+            m.sort_unstable();
+            e.members = m;
+            let routes = self.routes.get(usize::from(e.rd)).cloned().unwrap_or_default();
+            let unchanged = prev.and_then(|p| {
+                let o = p.vsids.get(&v)?;
+                let o_ports: Vec<&PortEntry> = p.ports.iter().filter(|q| q.vsid == v).collect();
+                let same_ports = o_ports.len() == ports.len() && o_ports.iter().zip(&ports).all(|(a, b)| a.addresses == b.addresses && a.mac == b.mac && a.name == b.name);
+                let same_routes = p.routes.get(usize::from(o.rd)).is_some_and(|r| *r == routes);
+                (VsidEntry { version: 0, ..o.clone() } == VsidEntry { version: 0, ..e.clone() } && same_ports && same_routes).then_some(o.version)
+            });
+            e.version = unchanged.unwrap_or(generation);
+        }
+        self.global_version = match prev {
+            Some(p) if p.local_pas == self.local_pas && p.ports.len() == self.ports.len() && p.ports.iter().zip(&self.ports).all(|(a, b)| a.name == b.name && a.role == b.role && a.mtu == b.mtu) => p.global_version,
+            _ => generation,
+        };
+    }
+
+    /// The record in stable slot `slot`.
+    #[inline]
+    pub fn by_slot(&self, slot: u32) -> Option<&Dest> {
+        let i = *self.slot_to_dest.get(slot as usize)?;
+        self.dests.get(i as usize)
+    }
+
+    fn build(policy: &Policy, slots: &mut VsidSlots, neighbors: &[(IpAddr, [u8; 6])], generation: u64) -> Tables {
         let port_index = |name: &str| policy.ports.iter().position(|p| p.name == name).map(|i| i as u16);
         let mut t = Tables { generation, ..Default::default() };
         let rd_index = |name: &str| policy.routing_domains.iter().position(|r| r.name == name).unwrap_or(0) as u16;
@@ -227,6 +304,8 @@ impl Tables {
                     local_ports: Vec::new(),
                     acl,
                     wildcard: None,
+                    members: Vec::new(),
+                    version: generation,
                 },
             );
         }
@@ -265,7 +344,7 @@ impl Tables {
                 t.template(policy, r.pa, vsid, &neighbor).map_or(Delivery::Unresolved, Delivery::Encap)
             };
             let idx = t.dests.len() as u32;
-            t.dests.push(Dest { index: idx, vsid, ca: r.ca, mac: r.mac.0, pa: r.pa, to, vsid_slot: slots.slot(vsid), l2_only: r.kind == RecordType::L2Only, flow_entropy: r.flow_entropy });
+            t.dests.push(Dest { index: idx, slot: slots.record(vsid, r.ca), version: generation, vsid, ca: r.ca, mac: r.mac.0, pa: r.pa, to, vsid_slot: slots.slot(vsid), l2_only: r.kind == RecordType::L2Only, flow_entropy: r.flow_entropy });
             if r.kind == RecordType::GatewayWildcard {
                 if let Some(e) = t.vsids.get_mut(&vsid) {
                     e.wildcard = Some(idx);

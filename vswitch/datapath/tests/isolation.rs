@@ -1,7 +1,7 @@
 //! Tenant isolation as a property: random frames (well-formed, hostile and
 //! garbage) entering any port of either example host never come out on a
 //! port, or with a VSID, of another tenant, and the counters always reconcile.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::needless_range_loop, clippy::too_many_arguments, clippy::cloned_ref_to_slice_refs)]
 
 use hnv_datapath::testkit::{self, mac};
 use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};

@@ -1,7 +1,7 @@
 //! hnv.md §2's worked example through two switch instances on heap buffers:
 //! every byte of every output frame, both directions, ARP included; plus
 //! routing, ACL, and each malformed or hostile input dropped and counted.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cloned_ref_to_slice_refs)]
 
 use hnv_datapath::testkit::{self, mac, Mac};
 use hnv_datapath::{standard_pipeline, DatapathStats, DropReason, HnvSwitch, PolicyStore, Totals};

@@ -90,7 +90,7 @@ enum Command {
 fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Option<PathBuf>) -> Result<()> {
     let mut cfg = Config::load(&config)?;
     if let Some(d) = duration {
-        if !(d >= 0.0) {
+        if d.is_nan() || d < 0.0 {
             bail!("--duration must be a non-negative number of seconds");
         }
         cfg.run.duration_secs = d;

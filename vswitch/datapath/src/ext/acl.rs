@@ -28,6 +28,10 @@ impl FilterExtension for VsidAcl {
         "vsid-acl"
     }
 
+    fn cacheable(&self) -> bool {
+        true
+    }
+
     fn filter(&mut self, cx: &Context<'_>, stage: Stage, pkts: &[PacketRef<'_>], verdicts: &mut Verdicts<'_>) {
         for (k, p) in pkts.iter().enumerate() {
             let m = p.meta;

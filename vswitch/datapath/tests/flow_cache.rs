@@ -1,0 +1,112 @@
+//! The flow cache changes nothing but speed: a switch with it and one without
+//! produce the same frames and counters for any traffic; a policy change
+//! invalidates only the flows that depend on the changed record.
+#![allow(clippy::unwrap_used, clippy::needless_range_loop, clippy::too_many_arguments, clippy::cloned_ref_to_slice_refs)]
+
+use hnv_datapath::testkit::{self, mac};
+use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
+use hnv_policy::example::{BLUE_RED_HOST1, BLUE_RED_HOST2};
+use pmd::{Batch, HeapBuf, PacketBuf, Processor, TxStage};
+use proptest::prelude::*;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+fn switch(policy: &str, cache: usize) -> (HnvSwitch, Arc<DatapathStats>, Arc<PolicyStore>) {
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(policy, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    (HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0).with_cache(cache), stats, store)
+}
+
+fn run(sw: &mut HnvSwitch, port: u16, frames: &[Vec<u8>]) -> Vec<(u16, Vec<u8>)> {
+    let mut out = TxStage::new(8);
+    for chunk in frames.chunks(32) {
+        let mut b: Batch<HeapBuf> = chunk.iter().map(|f| HeapBuf::from_slice(f)).collect();
+        sw.process(port, &mut b, &mut out, 0);
+    }
+    let mut res = Vec::new();
+    for p in 0..out.ports() {
+        for pkt in out.pending_mut(p).unwrap().drain(..) {
+            res.push((p as u16, pkt.data().to_vec()));
+        }
+    }
+    res
+}
+
+const MACS: [&str; 7] = ["00:15:5d:01:00:05", "00:15:5d:01:00:07", "00:15:5d:02:00:05", "00:15:5d:02:00:07", "00:15:5d:01:01:09", "02:48:4e:00:13:89", "02:48:4e:00:17:71"];
+const IPS: [[u8; 4]; 5] = [[10, 0, 0, 5], [10, 0, 0, 7], [10, 0, 1, 9], [10, 0, 0, 66], [8, 8, 8, 8]];
+
+fn frame(host: usize, uplink: bool, sm: usize, dm: usize, s: usize, d: usize, sport: u16, ttl: u8, vsid: u32) -> Vec<u8> {
+    let mut f = testkit::udp(mac(MACS[sm]), mac(MACS[dm]), IpAddr::V4(Ipv4Addr::from(IPS[s])), IpAddr::V4(Ipv4Addr::from(IPS[d])), sport, 9, 60);
+    f[22] = ttl;
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = !hnv_wire::checksum::data(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    if !uplink {
+        return f;
+    }
+    let (src_pa, dst_pa) = if host == 0 { ([192, 168, 4, 22], [192, 168, 4, 11]) } else { ([192, 168, 4, 11], [192, 168, 4, 22]) };
+    testkit::nvgre(mac("02:00:c0:a8:04:0b"), mac("02:00:c0:a8:04:16"), Ipv4Addr::from(src_pa), Ipv4Addr::from(dst_pa), vsid, 1, &f)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cached_and_uncached_switches_agree(
+        host in 0usize..2,
+        port_sel in 0u16..4,
+        spec in proptest::collection::vec((0usize..7, 0usize..7, 0usize..5, 0usize..5, 0u16..4, prop_oneof![Just(1u8), Just(64u8)], prop_oneof![Just(5001u32), Just(6001), Just(5002)]), 1..24),
+        repeat in 2usize..4,
+    ) {
+        let policy = if host == 0 { BLUE_RED_HOST1 } else { BLUE_RED_HOST2 };
+        let ports = if host == 0 { 3 } else { 4 };
+        let port = port_sel % ports;
+        let frames: Vec<Vec<u8>> = spec.iter().map(|&(a, b, c, d, sp, ttl, v)| frame(host, port == 0, a, b, c, d, sp, ttl, v)).collect();
+        let (mut cached, cs, _) = switch(policy, 1024);
+        let (mut plain, ps, _) = switch(policy, 0);
+        for _ in 0..repeat {
+            prop_assert_eq!(run(&mut cached, port, &frames), run(&mut plain, port, &frames));
+        }
+        let (c, p) = (Totals::sum([&*cs]), Totals::sum([&*ps]));
+        let c_without_cache_counters = Totals { flow_hits: 0, flow_misses: 0, ..c.clone() };
+        prop_assert_eq!(&c_without_cache_counters, &p);
+        prop_assert!(c.reconciles());
+    }
+}
+
+#[test]
+fn second_packet_of_a_flow_hits_and_matches_the_first() {
+    let (mut sw, stats, _) = switch(BLUE_RED_HOST1, 1024);
+    let f = frame(0, false, 0, 1, 0, 1, 1000, 64, 5001);
+    let first = run(&mut sw, 1, &[f.clone()]);
+    let second = run(&mut sw, 1, &[f.clone(), f]);
+    assert_eq!(second, vec![first[0].clone(), first[0].clone()]);
+    let c = sw.cache().unwrap().stats();
+    assert_eq!((c.hits, c.inserts), (2, 1));
+    assert!(Totals::sum([&*stats]).reconciles());
+}
+
+#[test]
+fn moving_a_ca_to_a_new_pa_invalidates_only_its_flows() {
+    let (mut sw, _, store) = switch(BLUE_RED_HOST1, 1024);
+    let to_blue2 = frame(0, false, 0, 1, 0, 1, 1000, 64, 5001);
+    let to_red2 = frame(0, false, 2, 3, 0, 1, 1000, 64, 6001);
+    run(&mut sw, 1, &[to_blue2.clone()]);
+    run(&mut sw, 2, &[to_red2.clone()]);
+    assert_eq!(sw.cache().unwrap().stats().inserts, 2);
+    // Live migration: Blue2 moves from host 2 (192.168.4.22) to 192.168.4.33.
+    let mut p = store.policy();
+    p.host.neighbors.push(hnv_policy::Neighbor { address: "192.168.4.33".parse().unwrap(), mac: hnv_policy::EthernetAddress([2, 0, 0xc0, 0xa8, 4, 0x21]) });
+    let rec = p.lookup.iter_mut().find(|r| r.vm_name.as_deref() == Some("Blue2")).unwrap();
+    rec.pa = "192.168.4.33".parse().unwrap();
+    assert_eq!(store.replace(p), 2);
+    let red = run(&mut sw, 2, &[to_red2]);
+    let c = sw.cache().unwrap().stats();
+    assert_eq!((c.hits, c.stale), (1, 0), "Red2's flow stays cached across the update");
+    assert_eq!(&red[0].1[30..34], &[192, 168, 4, 22]);
+    let blue = run(&mut sw, 1, &[to_blue2]);
+    let c = sw.cache().unwrap().stats();
+    assert_eq!(c.stale, 1, "Blue2's flow is invalidated");
+    assert_eq!(&blue[0].1[30..34], &[192, 168, 4, 33], "and re-resolved to the new PA");
+    assert_eq!(&blue[0].1[0..6], &[2, 0, 0xc0, 0xa8, 4, 0x21]);
+}
