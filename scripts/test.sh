@@ -13,6 +13,8 @@ echo "== tests"
 log=$(mktemp /tmp/hnv-tests.XXXXXX)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+echo "== callgrind instructions per packet against bench/baseline.toml"
+scripts/perf-regression.sh
 echo "== fuzz (time-boxed)"
 scripts/fuzz.sh "${HNV_FUZZ_SECONDS:-20}"
 echo "== summary"

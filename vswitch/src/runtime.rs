@@ -107,13 +107,16 @@ impl Runtime {
         let cores = cfg.worker_cores();
         let (args, prefix) = eal_args(cfg, need_pci)?;
         log::info!("EAL arguments: {}", args.join(" "));
+        let owns_eal = !Eal::is_initialized();
         let eal = Eal::init(&args).context("starting DPDK (EAL)")?;
         let idle_sleep = (cfg.dpdk.idle_sleep_us > 0).then(|| Duration::from_micros(cfg.dpdk.idle_sleep_us));
         let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores, idle_sleep };
         match rt.open_ports(cfg, ports) {
             Ok(()) => Ok(rt),
             Err(e) => {
-                rt.shutdown();
+                if owns_eal {
+                    rt.shutdown();
+                }
                 Err(e)
             }
         }

@@ -68,6 +68,11 @@ impl Eal {
         .map_err(Clone::clone)
     }
 
+    /// True once [`Eal::init`] has run in this process (successfully or not).
+    pub fn is_initialized() -> bool {
+        EAL.get().is_some()
+    }
+
     /// The arguments the EAL was started with.
     pub fn args(&self) -> &[String] {
         &self.args

@@ -15,8 +15,8 @@ use std::ptr::NonNull;
 /// An ethdev over an injection ring and a collection ring.
 #[derive(Debug)]
 pub struct RingPort {
-    rx: NonNull<sys::rte_ring>,
-    tx: NonNull<sys::rte_ring>,
+    rx: Vec<NonNull<sys::rte_ring>>,
+    tx: Vec<NonNull<sys::rte_ring>>,
     port_id: u16,
     name: String,
 }
@@ -38,15 +38,29 @@ impl RingPort {
     ///
     /// # Errors
     /// DPDK's reason when a ring or the ethdev cannot be created.
-    pub fn create(_eal: &Eal, name: &str, size: u32) -> Result<Self, EalError> {
-        let rx = ring(&format!("{name}_rx"), size)?;
-        let tx = ring(&format!("{name}_tx"), size)?;
+    pub fn create(eal: &Eal, name: &str, size: u32) -> Result<Self, EalError> {
+        Self::with_queues(eal, name, size, 1)
+    }
+
+    /// [`RingPort::create`] with `queues` rx and tx queues (one ring each);
+    /// injected frames go to rx queue 0, and every tx queue is collected.
+    ///
+    /// # Errors
+    /// As [`RingPort::create`].
+    pub fn with_queues(_eal: &Eal, name: &str, size: u32, queues: u16) -> Result<Self, EalError> {
+        let mut rx = Vec::new();
+        let mut tx = Vec::new();
+        for q in 0..queues.max(1) {
+            rx.push(ring(&format!("{name}_rx{q}"), size)?);
+            tx.push(ring(&format!("{name}_tx{q}"), size)?);
+        }
         let c = CString::new(name).map_err(|_| eal_error("ring port name", -22))?;
-        let rxs = [rx.as_ptr()];
-        let txs = [tx.as_ptr()];
-        // SAFETY: both ring arrays hold one live ring; DPDK keeps the pointers, and we
-        // keep the rings alive for as long as the port exists (freed in Drop after close).
-        let id = unsafe { sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), 1, txs.as_ptr(), 1, sys::rte_socket_id()) };
+        let rxs: Vec<*mut sys::rte_ring> = rx.iter().map(|r| r.as_ptr()).collect();
+        let txs: Vec<*mut sys::rte_ring> = tx.iter().map(|r| r.as_ptr()).collect();
+        let n = rxs.len() as u32;
+        // SAFETY: both arrays hold `n` live rings; DPDK keeps the pointers, and we keep the
+        // rings alive for as long as the port exists (freed in Drop after close).
+        let id = unsafe { sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), n, txs.as_ptr(), n, sys::rte_socket_id()) };
         if id < 0 {
             return Err(eal_error(format!("rte_eth_from_rings {name}"), 0));
         }
@@ -66,8 +80,9 @@ impl RingPort {
     /// Enqueue frames for the port to receive; returns how many fit (the rest are freed).
     pub fn inject(&self, pkts: Vec<Mbuf>) -> usize {
         let raws: Vec<*mut std::os::raw::c_void> = pkts.into_iter().map(|m| m.into_raw().cast()).collect();
+        let Some(rx) = self.rx.first() else { return 0 };
         // SAFETY: raws holds owned mbuf pointers; the ring takes ownership of those it accepts.
-        let n = unsafe { sys::shim_ring_enqueue_burst(self.rx.as_ptr(), raws.as_ptr(), raws.len() as u32) } as usize;
+        let n = unsafe { sys::shim_ring_enqueue_burst(rx.as_ptr(), raws.as_ptr(), raws.len() as u32) } as usize;
         for &p in &raws[n..] {
             // SAFETY: not accepted by the ring, so still ours; free it.
             unsafe { sys::shim_pktmbuf_free(p.cast()) };
@@ -75,23 +90,26 @@ impl RingPort {
         n
     }
 
-    /// Dequeue everything the port has transmitted so far.
+    /// Dequeue everything the port has transmitted so far (tx queue 0 first, then 1, …).
     pub fn collect(&self) -> Vec<Mbuf> {
         let mut out = Vec::new();
         let mut buf = [std::ptr::null_mut::<std::os::raw::c_void>(); 64];
-        loop {
-            // SAFETY: buf has room for 64 pointers; the ring hands us ownership of each mbuf.
-            let n = unsafe { sys::shim_ring_dequeue_burst(self.tx.as_ptr(), buf.as_mut_ptr(), 64) } as usize;
-            for &p in &buf[..n] {
-                if let Some(m) = NonNull::new(p.cast::<sys::rte_mbuf>()) {
-                    // SAFETY: dequeued mbufs are owned by us now.
-                    out.push(unsafe { Mbuf::from_raw(m) });
+        for tx in &self.tx {
+            loop {
+                // SAFETY: buf has room for 64 pointers; the ring hands us ownership of each mbuf.
+                let n = unsafe { sys::shim_ring_dequeue_burst(tx.as_ptr(), buf.as_mut_ptr(), 64) } as usize;
+                for &p in &buf[..n] {
+                    if let Some(m) = NonNull::new(p.cast::<sys::rte_mbuf>()) {
+                        // SAFETY: dequeued mbufs are owned by us now.
+                        out.push(unsafe { Mbuf::from_raw(m) });
+                    }
+                }
+                if n < 64 {
+                    break;
                 }
             }
-            if n < 64 {
-                return out;
-            }
         }
+        out
     }
 }
 
@@ -107,21 +125,22 @@ impl Drop for RingPort {
             }
         }
         let mut buf = [std::ptr::null_mut::<std::os::raw::c_void>(); 64];
-        loop {
-            // SAFETY: drain leftover injected mbufs, which we own once dequeued.
-            let n = unsafe { sys::shim_ring_dequeue_burst(self.rx.as_ptr(), buf.as_mut_ptr(), 64) } as usize;
-            for &p in &buf[..n] {
-                // SAFETY: owned mbuf from the ring.
-                unsafe { sys::shim_pktmbuf_free(p.cast()) };
-            }
-            if n == 0 {
-                break;
+        for rx in &self.rx {
+            loop {
+                // SAFETY: drain leftover injected mbufs, which we own once dequeued.
+                let n = unsafe { sys::shim_ring_dequeue_burst(rx.as_ptr(), buf.as_mut_ptr(), 64) } as usize;
+                for &p in &buf[..n] {
+                    // SAFETY: owned mbuf from the ring.
+                    unsafe { sys::shim_pktmbuf_free(p.cast()) };
+                }
+                if n == 0 {
+                    break;
+                }
             }
         }
-        // SAFETY: the ethdev that referenced the rings is closed.
-        unsafe {
-            sys::rte_ring_free(self.rx.as_ptr());
-            sys::rte_ring_free(self.tx.as_ptr());
+        for r in self.rx.iter().chain(&self.tx) {
+            // SAFETY: the ethdev that referenced the rings is closed.
+            unsafe { sys::rte_ring_free(r.as_ptr()) };
         }
     }
 }
