@@ -90,15 +90,13 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
     let data = pkt.prepend(len).ok_or(DropReason::NoHeadroom)?;
     if let (Some(h), true) = (data.get_mut(..42).and_then(|h| <&mut [u8; 42]>::try_from(h).ok()), len == 42) {
         // The common case, IPv4 without VLAN: fixed offsets, no library call.
-        let mut t = [0u8; 42];
-        t.copy_from_slice(&tpl.bytes[..42]);
+        h.copy_from_slice(&tpl.bytes[..42]);
         let total = (inner + 28) as u16;
         let sum = u32::from(tpl.ip_sum) + u32::from(total);
         let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-        t[16..18].copy_from_slice(&total.to_be_bytes());
-        t[24..26].copy_from_slice(&sum.to_be_bytes());
-        t[41] = flow_id;
-        *h = t;
+        h[16..18].copy_from_slice(&total.to_be_bytes());
+        h[24..26].copy_from_slice(&sum.to_be_bytes());
+        h[41] = flow_id;
         return Ok(());
     }
     let ip = usize::from(tpl.ip_off);
