@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod api;
 pub mod error;
 pub mod example;
 pub mod file;

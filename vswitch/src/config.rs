@@ -33,6 +33,18 @@ pub struct Config {
     /// Run length and reporting.
     #[serde(default)]
     pub run: RunConfig,
+    /// The control socket.
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// `[control]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Unix socket for `hnvctl` (hnv mode; none = no control socket).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
 }
 
 /// `[dpdk]`

@@ -84,6 +84,15 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let mut rates = rate_printer();
     let report_store = store.clone();
+    let port_rows = Arc::new(Mutex::new(Vec::new()));
+    let _control = match &cfg.control.socket {
+        Some(path) => Some(
+            crate::ctl::serve(path, crate::ctl::CtlState { store: store.clone(), stats: stats.clone(), ports: port_rows.clone() })
+                .with_context(|| format!("key 'control.socket': cannot serve {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut last_rows: Option<(f64, Vec<pmd::dpdk::PortStats>)> = None;
     let policy_path = policy_path.map(Path::to_path_buf);
     let max = (cfg.run.max_packets > 0).then_some(cfg.run.max_packets);
     let worker_stats = rt.run_limited(
@@ -103,6 +112,41 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
             let every = (cfg.run.stats_interval_secs * 10.0).round() as u64;
             move |t, rt| {
                 report_store.apply_learned();
+                if cfg.control.socket.is_some() {
+                    let now = rt.port_stats();
+                    let rows = rt
+                        .ports()
+                        .iter()
+                        .zip(rt.names())
+                        .zip(&now)
+                        .enumerate()
+                        .map(|(i, ((p, n), s))| {
+                            let (rx_pps, tx_pps) = match &last_rows {
+                                Some((t0, prev)) if t > *t0 => {
+                                    let b = prev.get(i).copied().unwrap_or_default();
+                                    ((s.ipackets - b.ipackets) as f64 / (t - t0), (s.opackets - b.opackets) as f64 / (t - t0))
+                                }
+                                _ => (0.0, 0.0),
+                            };
+                            crate::ctl::PortRow {
+                                name: n.clone(),
+                                driver: p.driver().to_string(),
+                                link_up: p.link().up,
+                                rx_queues: p.rx_queues(),
+                                tx_queues: p.tx_queues(),
+                                rx_packets: s.ipackets,
+                                tx_packets: s.opackets,
+                                rx_pps,
+                                tx_pps,
+                                rx_missed: s.imissed,
+                            }
+                        })
+                        .collect();
+                    if let Ok(mut r) = port_rows.lock() {
+                        *r = rows;
+                    }
+                    last_rows = Some((t, now));
+                }
                 if hup.swap(false, Ordering::Relaxed) {
                     if let Some(p) = &policy_path {
                         let _ = reload(&report_store, p);

@@ -13,6 +13,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+pub mod ctl;
 pub mod demo;
 pub mod fwd;
 pub mod hnv;

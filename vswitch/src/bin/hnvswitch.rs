@@ -34,6 +34,9 @@ enum Command {
         /// hnv mode: capture to this pcapng file (all ports, both stages).
         #[arg(long)]
         capture: Option<PathBuf>,
+        /// hnv mode: serve hnvctl on this Unix socket (overrides control.socket).
+        #[arg(long)]
+        control: Option<PathBuf>,
     },
     /// Write a traffic file (pcap) for benchmarks and tests.
     Traffic {
@@ -87,7 +90,7 @@ enum Command {
     },
 }
 
-fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Option<PathBuf>) -> Result<()> {
+fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Option<PathBuf>, control: Option<PathBuf>) -> Result<()> {
     let mut cfg = Config::load(&config)?;
     if let Some(d) = duration {
         if d.is_nan() || d < 0.0 {
@@ -97,6 +100,9 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Op
     }
     if let Some(p) = packets {
         cfg.run.max_packets = p;
+    }
+    if control.is_some() {
+        cfg.control.socket = control;
     }
     let (macswap, specs) = match cfg.forwarding.mode {
         Mode::Io | Mode::Macswap => (
@@ -186,7 +192,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run { config, duration, packets, capture } => run(config, duration, packets, capture),
+        Command::Run { config, duration, packets, capture, control } => run(config, duration, packets, capture, control),
         Command::Demo { duration, io } => {
             if io {
                 demo::run_io(duration)

@@ -1,0 +1,230 @@
+//! The control protocol between `hnvctl` and a running `hnvswitch`.
+//!
+//! One JSON object per line in each direction over a Unix socket: a
+//! [`Request`], then a [`Response`]. Changes carry records in the policy
+//! file's own form ([`LookupFile`], [`CustomerRouteFile`], [`AclFile`]), so
+//! they are validated by exactly the rules a policy file is; a rejected change
+//! leaves the running policy as it was. [`apply`] is that edit-and-validate
+//! step, shared by the server and tests.
+
+use crate::file::{AclFile, CustomerRouteFile, LookupFile, PolicyFile};
+use crate::{validate, Policy, PolicyError};
+use serde::{Deserialize, Serialize};
+
+/// What `show` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Show {
+    /// Ports with link state and counters.
+    Ports,
+    /// VSIDs with routing domain, gateway and counters.
+    Vsids,
+    /// Lookup records.
+    Records,
+    /// Customer routes.
+    Routes,
+    /// ACL rules.
+    Acl,
+    /// Datapath counters and drop reasons.
+    Counters,
+    /// Flow-cache counters per worker.
+    Flows,
+    /// Per-worker busy cycles and cycles per packet.
+    Workers,
+    /// The whole policy as TOML.
+    Policy,
+}
+
+/// A control request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// List something.
+    Show {
+        /// What.
+        what: Show,
+    },
+    /// Add a lookup record.
+    AddRecord {
+        /// The record, as in a policy file's `[[lookup]]`.
+        record: LookupFile,
+    },
+    /// Replace the record with the same (VSID, CA), e.g. to move a CA to a new PA.
+    ReplaceRecord {
+        /// The new record.
+        record: LookupFile,
+    },
+    /// Remove the record (VSID, CA).
+    RemoveRecord {
+        /// VSID.
+        vsid: i64,
+        /// Customer address.
+        ca: String,
+    },
+    /// Add a customer route.
+    AddRoute {
+        /// The route, as in `[[customer_routes]]`.
+        route: CustomerRouteFile,
+    },
+    /// Remove the route (routing domain, VSID, destination).
+    RemoveRoute {
+        /// Routing domain.
+        routing_domain: String,
+        /// VSID.
+        vsid: i64,
+        /// Destination prefix.
+        destination: String,
+    },
+    /// Add an ACL rule.
+    AddAcl {
+        /// The rule, as in `[[acl]]`.
+        rule: AclFile,
+    },
+    /// Remove the ACL rule (VSID, priority).
+    RemoveAcl {
+        /// VSID.
+        vsid: i64,
+        /// Priority.
+        priority: i64,
+    },
+}
+
+/// A control response.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Response {
+    /// True when the request succeeded.
+    pub ok: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Policy generation now in force (changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// Rows or a document (show).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Response {
+    /// A failure with `error`.
+    pub fn error(error: impl Into<String>) -> Self {
+        Response { ok: false, error: Some(error.into()), ..Default::default() }
+    }
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The object to change does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The object already exists.
+    #[error("{0}")]
+    Exists(String),
+    /// The resulting policy fails validation.
+    #[error("{0}")]
+    Invalid(#[from] PolicyError),
+}
+
+fn same_ca(a: &str, b: &str) -> bool {
+    match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Apply a change request to `current`; the result is fully validated.
+/// Returns `Ok(None)` for requests that change nothing (`Show`).
+///
+/// # Errors
+/// [`ChangeError`] when the object is missing or duplicated, or the new policy is invalid.
+pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeError> {
+    let mut f = PolicyFile::from_policy(current);
+    match req {
+        Request::Show { .. } => return Ok(None),
+        Request::AddRecord { record } => {
+            if f.lookup.iter().any(|r| r.vsid == record.vsid && same_ca(&r.ca, &record.ca)) {
+                return Err(ChangeError::Exists(format!("a record for CA {} in VSID {} exists (use replace)", record.ca, record.vsid)));
+            }
+            f.lookup.push(record.clone());
+        }
+        Request::ReplaceRecord { record } => {
+            let Some(r) = f.lookup.iter_mut().find(|r| r.vsid == record.vsid && same_ca(&r.ca, &record.ca)) else {
+                return Err(ChangeError::NotFound(format!("no record for CA {} in VSID {}", record.ca, record.vsid)));
+            };
+            *r = record.clone();
+        }
+        Request::RemoveRecord { vsid, ca } => {
+            let before = f.lookup.len();
+            f.lookup.retain(|r| !(r.vsid == *vsid && same_ca(&r.ca, ca)));
+            if f.lookup.len() == before {
+                return Err(ChangeError::NotFound(format!("no record for CA {ca} in VSID {vsid}")));
+            }
+        }
+        Request::AddRoute { route } => {
+            if f.customer_routes.iter().any(|r| r.routing_domain == route.routing_domain && r.vsid == route.vsid && r.destination == route.destination) {
+                return Err(ChangeError::Exists(format!("route {} in VSID {} exists", route.destination, route.vsid)));
+            }
+            f.customer_routes.push(route.clone());
+        }
+        Request::RemoveRoute { routing_domain, vsid, destination } => {
+            let before = f.customer_routes.len();
+            f.customer_routes.retain(|r| !(&r.routing_domain == routing_domain && r.vsid == *vsid && &r.destination == destination));
+            if f.customer_routes.len() == before {
+                return Err(ChangeError::NotFound(format!("no route {destination} in VSID {vsid} of {routing_domain}")));
+            }
+        }
+        Request::AddAcl { rule } => {
+            if f.acl.iter().any(|r| r.vsid == rule.vsid && r.priority == rule.priority) {
+                return Err(ChangeError::Exists(format!("an ACL rule with priority {} exists in VSID {}", rule.priority, rule.vsid)));
+            }
+            f.acl.push(rule.clone());
+        }
+        Request::RemoveAcl { vsid, priority } => {
+            let before = f.acl.len();
+            f.acl.retain(|r| !(r.vsid == *vsid && r.priority == *priority));
+            if f.acl.len() == before {
+                return Err(ChangeError::NotFound(format!("no ACL rule with priority {priority} in VSID {vsid}")));
+            }
+        }
+    }
+    Ok(Some(validate(&f, "hnvctl change")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::example::BLUE_RED_HOST1;
+
+    fn host1() -> Policy {
+        crate::parse(BLUE_RED_HOST1, "t").unwrap()
+    }
+
+    fn blue2(pa: &str) -> LookupFile {
+        LookupFile { ca: "10.0.0.7".into(), vsid: 5001, mac: "00:15:5d:01:00:07".into(), pa: pa.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn replace_moves_a_ca_and_bad_changes_are_refused() {
+        let p = host1();
+        let moved = apply(&p, &Request::ReplaceRecord { record: blue2("192.168.4.33") }).unwrap().unwrap();
+        assert_eq!(moved.lookup_record(crate::Vsid::new(5001).unwrap(), "10.0.0.7".parse().unwrap()).unwrap().pa, "192.168.4.33".parse::<std::net::IpAddr>().unwrap());
+        assert!(matches!(apply(&p, &Request::AddRecord { record: blue2("192.168.4.33") }), Err(ChangeError::Exists(_))));
+        let bad = LookupFile { vsid: 12, ..blue2("192.168.4.33") };
+        assert!(matches!(apply(&p, &Request::ReplaceRecord { record: bad.clone() }), Err(ChangeError::NotFound(_))));
+        let err = apply(&p, &Request::AddRecord { record: LookupFile { ca: "10.0.0.99".into(), ..bad } }).unwrap_err().to_string();
+        assert!(err.contains("vsid"), "{err}");
+        assert!(matches!(apply(&p, &Request::RemoveRecord { vsid: 5001, ca: "10.9.9.9".into() }), Err(ChangeError::NotFound(_))));
+        // Removing Blue1's own record would leave its port without a record: invalid.
+        assert!(matches!(apply(&p, &Request::RemoveRecord { vsid: 5001, ca: "10.0.0.5".into() }), Err(ChangeError::Invalid(_))));
+    }
+
+    #[test]
+    fn requests_round_trip_through_json() {
+        let r = Request::ReplaceRecord { record: blue2("192.168.4.33") };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"op\":\"replace_record\""), "{text}");
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
+        assert!(serde_json::from_str::<Request>("{\"op\":\"explode\"}").is_err());
+    }
+}

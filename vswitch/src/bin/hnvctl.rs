@@ -1,0 +1,346 @@
+//! hnvctl: inspect and change a running hnvswitch over its control socket.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hnv_policy::api::{Request, Response, Show};
+use hnv_policy::file::{AclFile, CustomerRouteFile, LookupFile, TextOrNumber};
+use hnvswitch::ctl::Client;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "hnvctl", version, about = "Inspect and change a running hnvswitch (needs root: the socket is mode 0600)")]
+struct Cli {
+    /// The switch's control socket (hnvswitch run --control PATH, or control.socket).
+    #[arg(long, short, default_value = "/run/hnvswitch/hnvswitch.sock", global = true)]
+    socket: PathBuf,
+    /// Print the raw JSON response instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show ports, vsids, records, routes, acl, counters, flows, workers or policy.
+    Show {
+        /// What to show.
+        #[arg(value_enum)]
+        what: ShowArg,
+    },
+    /// Live per-port and per-VSID rates, refreshed every interval (Ctrl-C to stop).
+    Watch {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many refreshes (0 = forever).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+    },
+    /// Add, replace (e.g. move a CA to a new PA) or remove a lookup record.
+    Record {
+        #[command(subcommand)]
+        action: RecordCmd,
+    },
+    /// Add or remove a customer route.
+    Route {
+        #[command(subcommand)]
+        action: RouteCmd,
+    },
+    /// Add or remove a VSID ACL rule.
+    Acl {
+        #[command(subcommand)]
+        action: AclCmd,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ShowArg {
+    Ports,
+    Vsids,
+    Records,
+    Routes,
+    Acl,
+    Counters,
+    Flows,
+    Workers,
+    Policy,
+}
+
+#[derive(Args, Debug)]
+struct RecordArgs {
+    /// Customer address.
+    #[arg(long)]
+    ca: String,
+    /// VSID.
+    #[arg(long)]
+    vsid: i64,
+    /// The VM's MAC.
+    #[arg(long)]
+    mac: String,
+    /// Provider address of the VM's host.
+    #[arg(long)]
+    pa: String,
+    /// encap (default) or none.
+    #[arg(long)]
+    rule: Option<String>,
+    /// static (default), l2only or gateway_wildcard.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// VM name.
+    #[arg(long)]
+    vm_name: Option<String>,
+    /// Send FlowID 0 to this record (peers that match the whole GRE key).
+    #[arg(long)]
+    no_flow_id: bool,
+}
+
+impl RecordArgs {
+    fn file(self) -> LookupFile {
+        LookupFile {
+            ca: self.ca,
+            vsid: self.vsid,
+            mac: self.mac,
+            pa: self.pa,
+            rule: self.rule,
+            kind: self.kind,
+            vm_name: self.vm_name,
+            flow_id: self.no_flow_id.then_some(false),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum RecordCmd {
+    /// Add a record.
+    Add(RecordArgs),
+    /// Replace the record with the same VSID and CA.
+    Replace(RecordArgs),
+    /// Remove a record.
+    Remove {
+        /// VSID.
+        #[arg(long)]
+        vsid: i64,
+        /// Customer address.
+        #[arg(long)]
+        ca: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RouteCmd {
+    /// Add a route.
+    Add {
+        /// Routing domain.
+        #[arg(long)]
+        routing_domain: String,
+        /// VSID.
+        #[arg(long)]
+        vsid: i64,
+        /// Destination prefix.
+        #[arg(long)]
+        destination: String,
+        /// Next hop (0.0.0.0 = on-link).
+        #[arg(long, default_value = "0.0.0.0")]
+        next_hop: String,
+        /// Metric.
+        #[arg(long, default_value_t = 1)]
+        metric: i64,
+    },
+    /// Remove a route.
+    Remove {
+        /// Routing domain.
+        #[arg(long)]
+        routing_domain: String,
+        /// VSID.
+        #[arg(long)]
+        vsid: i64,
+        /// Destination prefix.
+        #[arg(long)]
+        destination: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AclCmd {
+    /// Add a rule.
+    Add {
+        /// VSID.
+        #[arg(long)]
+        vsid: i64,
+        /// Priority (lower first).
+        #[arg(long)]
+        priority: i64,
+        /// allow or deny.
+        #[arg(long)]
+        action: String,
+        /// in, out or both.
+        #[arg(long)]
+        direction: Option<String>,
+        /// any, tcp, udp, icmp, icmpv6 or a number.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Source prefix.
+        #[arg(long)]
+        src: Option<String>,
+        /// Destination prefix.
+        #[arg(long)]
+        dst: Option<String>,
+        /// Source ports, "80" or "1000-2000".
+        #[arg(long)]
+        src_ports: Option<String>,
+        /// Destination ports.
+        #[arg(long)]
+        dst_ports: Option<String>,
+    },
+    /// Remove a rule.
+    Remove {
+        /// VSID.
+        #[arg(long)]
+        vsid: i64,
+        /// Priority.
+        #[arg(long)]
+        priority: i64,
+    },
+}
+
+fn show_of(a: ShowArg) -> Show {
+    match a {
+        ShowArg::Ports => Show::Ports,
+        ShowArg::Vsids => Show::Vsids,
+        ShowArg::Records => Show::Records,
+        ShowArg::Routes => Show::Routes,
+        ShowArg::Acl => Show::Acl,
+        ShowArg::Counters => Show::Counters,
+        ShowArg::Flows => Show::Flows,
+        ShowArg::Workers => Show::Workers,
+        ShowArg::Policy => Show::Policy,
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.0}"),
+            _ => n.to_string(),
+        },
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Render rows (an array of objects) as an aligned table.
+fn table(rows: &[Value]) -> String {
+    let Some(Value::Object(first)) = rows.first() else { return "(none)\n".into() };
+    let cols: Vec<&String> = first.keys().collect();
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| cols.iter().map(|c| cell(r.get(c.as_str()).unwrap_or(&Value::Null))).collect()).collect();
+    let widths: Vec<usize> = cols.iter().enumerate().map(|(i, c)| cells.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0)).collect();
+    let line = |vals: Vec<&str>| vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string() + "\n";
+    let mut out = line(cols.iter().map(|c| c.as_str()).collect());
+    for r in &cells {
+        out += &line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn render(resp: &Response) -> String {
+    match &resp.data {
+        Value::Array(rows) => table(rows),
+        Value::Object(o) if o.contains_key("toml") => cell(&o["toml"]),
+        Value::Object(o) => {
+            let mut s = String::new();
+            for (k, v) in o {
+                match v {
+                    Value::Array(rows) => s += &format!("{k}:\n{}", table(rows)),
+                    v => s += &format!("{k:<14} {}\n", cell(v)),
+                }
+            }
+            s
+        }
+        Value::Null => format!("ok (policy generation {})\n", resp.generation.unwrap_or(0)),
+        v => format!("{v}\n"),
+    }
+}
+
+fn call(client: &mut Client, req: &Request, json: bool) -> Result<()> {
+    let resp = client.call(req).context("talking to hnvswitch")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&resp)?);
+    }
+    if !resp.ok {
+        bail!("{}", resp.error.unwrap_or_else(|| "refused".into()));
+    }
+    if !json {
+        print!("{}", render(&resp));
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut client = Client::connect(&cli.socket).with_context(|| format!("cannot open {} (is hnvswitch running with a control socket, and are you root?)", cli.socket.display()))?;
+    let req = match cli.command {
+        Command::Show { what } => Request::Show { what: show_of(what) },
+        Command::Watch { interval, count } => {
+            let mut n = 0;
+            loop {
+                let ports = client.call(&Request::Show { what: Show::Ports })?;
+                let vsids = client.call(&Request::Show { what: Show::Vsids })?;
+                print!("\x1b[2J\x1b[H{}\n{}", render(&ports), render(&vsids));
+                n += 1;
+                if count > 0 && n >= count {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_secs_f64(interval.max(0.1)));
+            }
+        }
+        Command::Record { action } => match action {
+            RecordCmd::Add(a) => Request::AddRecord { record: a.file() },
+            RecordCmd::Replace(a) => Request::ReplaceRecord { record: a.file() },
+            RecordCmd::Remove { vsid, ca } => Request::RemoveRecord { vsid, ca },
+        },
+        Command::Route { action } => match action {
+            RouteCmd::Add { routing_domain, vsid, destination, next_hop, metric } => {
+                Request::AddRoute { route: CustomerRouteFile { routing_domain, vsid, destination, next_hop, metric } }
+            }
+            RouteCmd::Remove { routing_domain, vsid, destination } => Request::RemoveRoute { routing_domain, vsid, destination },
+        },
+        Command::Acl { action } => match action {
+            AclCmd::Add { vsid, priority, action, direction, protocol, src, dst, src_ports, dst_ports } => Request::AddAcl {
+                rule: AclFile {
+                    vsid,
+                    priority,
+                    direction,
+                    action,
+                    protocol: protocol.map(TextOrNumber::Text),
+                    src,
+                    dst,
+                    src_ports: src_ports.map(TextOrNumber::Text),
+                    dst_ports: dst_ports.map(TextOrNumber::Text),
+                },
+            },
+            AclCmd::Remove { vsid, priority } => Request::RemoveAcl { vsid, priority },
+        },
+    };
+    call(&mut client, &req, cli.json)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The control socket: `hnvctl` talks to a running switch over a Unix socket
+//! that only root can open (mode 0600 in a 0700 directory).
+//!
+//! One JSON [`Request`] per line, one JSON [`Response`] per line. Requests
+//! are served one at a time on the control thread, never on a worker. A
+//! change is validated by [`hnv_policy::api::apply`] exactly like a policy
+//! file and published as a new snapshot; a rejected change, a malformed line
+//! or a peer that disconnects mid-request changes nothing, and the workers
+//! keep forwarding throughout.
+
+use hnv_datapath::{DatapathStats, PolicyStore, Totals};
+use hnv_policy::api::{apply, Request, Response, Show};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Longest request line accepted.
+const MAX_LINE: usize = 1 << 20;
+
+/// Per-port facts the main loop refreshes for `show ports`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PortRow {
+    /// Port name.
+    pub name: String,
+    /// DPDK driver.
+    pub driver: String,
+    /// Link up.
+    pub link_up: bool,
+    /// Rx queues.
+    pub rx_queues: u16,
+    /// Tx queues.
+    pub tx_queues: u16,
+    /// Packets received (DPDK).
+    pub rx_packets: u64,
+    /// Packets sent (DPDK).
+    pub tx_packets: u64,
+    /// Receive rate over the last interval.
+    pub rx_pps: f64,
+    /// Transmit rate over the last interval.
+    pub tx_pps: f64,
+    /// Packets the NIC missed.
+    pub rx_missed: u64,
+}
+
+/// What the control thread can see.
+#[derive(Debug, Clone)]
+pub struct CtlState {
+    /// The policy store.
+    pub store: Arc<PolicyStore>,
+    /// Each worker's datapath counters.
+    pub stats: Vec<Arc<DatapathStats>>,
+    /// Port rows, refreshed by the main loop.
+    pub ports: Arc<Mutex<Vec<PortRow>>>,
+}
+
+/// A running control server; dropping it stops the thread and removes the socket.
+#[derive(Debug)]
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Bind `path` (replacing a stale socket) and serve requests on a thread.
+///
+/// # Errors
+/// When the socket cannot be created.
+pub fn serve(path: &Path, state: CtlState) -> std::io::Result<Server> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("{} is in use by another hnvswitch", path.display())));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new().name("hnv-ctl".into()).spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    if let Err(e) = handle(s, &state, &stop2) {
+                        log::debug!("control connection ended: {e}");
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    log::warn!("control socket accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    })?;
+    log::info!("control socket {}", path.display());
+    Ok(Server { stop, thread: Some(thread), path: path.to_path_buf() })
+}
+
+fn handle(s: UnixStream, state: &CtlState, stop: &AtomicBool) -> std::io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        match r.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(e),
+        }
+        if !line.ends_with('\n') && line.len() < MAX_LINE {
+            continue;
+        }
+        let resp = if line.len() >= MAX_LINE {
+            Response::error("request too long")
+        } else {
+            match serde_json::from_str::<Request>(line.trim()) {
+                Ok(req) => respond(state, &req),
+                Err(e) => Response::error(format!("malformed request: {e}")),
+            }
+        };
+        line.clear();
+        let mut text = serde_json::to_string(&resp).unwrap_or_else(|_| "{\"ok\":false}".into());
+        text.push('\n');
+        w.write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Answer one request.
+pub fn respond(state: &CtlState, req: &Request) -> Response {
+    if let Request::Show { what } = req {
+        return Response { ok: true, data: show(state, *what), generation: Some(state.store.snapshot().generation), error: None };
+    }
+    match apply(&state.store.policy(), req) {
+        Ok(Some(p)) => Response { ok: true, generation: Some(state.store.replace(p)), ..Default::default() },
+        Ok(None) => Response { ok: true, ..Default::default() },
+        Err(e) => Response::error(e.to_string().replace('\n', "; ")),
+    }
+}
+
+fn show(state: &CtlState, what: Show) -> Value {
+    let policy = state.store.policy();
+    let t = state.store.snapshot();
+    let totals = Totals::sum(state.stats.iter().map(|s| &**s));
+    let slots = state.store.vsid_slots();
+    match what {
+        Show::Ports => {
+            let rows = state.ports.lock().map(|p| p.clone()).unwrap_or_default();
+            Value::Array(
+                rows.iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let (rx, tx, drops) = totals.ports.get(i).copied().unwrap_or_default();
+                        let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("switch_rx".into(), json!(rx));
+                            o.insert("switch_tx".into(), json!(tx));
+                            o.insert("drops".into(), json!(drops));
+                        }
+                        v
+                    })
+                    .collect(),
+            )
+        }
+        Show::Vsids => Value::Array(
+            policy
+                .subnets
+                .iter()
+                .map(|s| {
+                    let slot = slots.iter().find(|(_, v)| *v == s.vsid.get()).map(|(sl, _)| *sl);
+                    let (rx, tx, drops) = slot.and_then(|sl| totals.vsids.get(usize::from(sl)).copied()).unwrap_or_default();
+                    let local: Vec<&str> = policy.ports.iter().filter(|p| p.vsid == Some(s.vsid)).map(|p| p.name.as_str()).collect();
+                    json!({"vsid": s.vsid.get(), "routing_domain": s.routing_domain, "prefixes": s.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
+                           "gateway_mac": hnv_policy::format_mac(&s.gateway_mac), "local_ports": local.join(" "), "rx": rx, "tx": tx, "drops": drops})
+                })
+                .collect(),
+        ),
+        Show::Records => Value::Array(
+            policy
+                .lookup
+                .iter()
+                .map(|r| {
+                    json!({"vsid": r.vsid.get(), "ca": r.ca.to_string(), "mac": hnv_policy::format_mac(&r.mac), "pa": r.pa.to_string(),
+                           "rule": format!("{:?}", r.rule).to_lowercase(), "type": format!("{:?}", r.kind).to_lowercase(), "vm": r.vm_name.clone().unwrap_or_default()})
+                })
+                .collect(),
+        ),
+        Show::Routes => Value::Array(
+            policy
+                .customer_routes
+                .iter()
+                .map(|r| json!({"routing_domain": r.routing_domain, "vsid": r.vsid.get(), "destination": r.destination.to_string(), "next_hop": r.next_hop.to_string(), "metric": r.metric}))
+                .collect(),
+        ),
+        Show::Acl => serde_json::to_value(&hnv_policy::PolicyFile::from_policy(&policy).acl).unwrap_or(Value::Null),
+        Show::Counters => json!({
+            "rx": totals.rx, "tx": totals.tx, "replicas": totals.replicas, "drops": totals.total_drops(), "reconciles": totals.reconciles(),
+            "answered": totals.answered, "encapsulated": totals.encapsulated, "decapsulated": totals.decapsulated, "routed": totals.routed,
+            "drop_reasons": totals.drops.iter().map(|(r, n)| json!({"reason": r.name(), "packets": n, "meaning": r.description()})).collect::<Vec<_>>(),
+        }),
+        Show::Flows | Show::Workers => Value::Array(
+            state
+                .stats
+                .iter()
+                .enumerate()
+                .map(|(i, s)| json!({"worker": i, "rx": s.rx.get(), "tx": s.tx.get(), "flow_hits": s.flow_hits.get(), "flow_misses": s.flow_misses.get()}))
+                .collect(),
+        ),
+        Show::Policy => json!({"generation": t.generation, "toml": hnv_policy::to_toml(&policy)}),
+    }
+}
+
+/// A client for the control socket.
+#[derive(Debug)]
+pub struct Client {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+impl Client {
+    /// Connect to `path`.
+    ///
+    /// # Errors
+    /// When the socket cannot be opened (not running, or not root).
+    pub fn connect(path: &Path) -> std::io::Result<Client> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Client { w: s.try_clone()?, r: BufReader::new(s) })
+    }
+
+    /// Send a request and wait for its response.
+    ///
+    /// # Errors
+    /// Socket errors, or a response that is not valid JSON.
+    pub fn call(&mut self, req: &Request) -> std::io::Result<Response> {
+        let mut text = serde_json::to_string(req).map_err(std::io::Error::other)?;
+        text.push('\n');
+        self.w.write_all(text.as_bytes())?;
+        let mut line = String::new();
+        self.r.read_line(&mut line)?;
+        serde_json::from_str(&line).map_err(std::io::Error::other)
+    }
+
+    /// Send a raw line (for tests of malformed input) and read the response line.
+    ///
+    /// # Errors
+    /// Socket errors.
+    pub fn call_raw(&mut self, line: &str) -> std::io::Result<String> {
+        self.w.write_all(line.as_bytes())?;
+        self.w.write_all(b"\n")?;
+        let mut resp = String::new();
+        self.r.read_line(&mut resp)?;
+        Ok(resp)
+    }
+}
