@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config)
 if [[ "${1:-}" == "--with-test-tools" ]]; then
-    PKGS+=(tshark valgrind iproute2 python3)
+    PKGS+=(tshark valgrind iproute2 python3 iperf3 iputils-ping ethtool)
 fi
 
 missing=()
@@ -18,6 +18,8 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     # tshark asks whether non-root users may capture; answer no without a prompt.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+    # iperf3 asks whether to start a daemon; the testbed starts its own servers.
+    echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else

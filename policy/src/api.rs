@@ -192,6 +192,7 @@ pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeEr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::example::BLUE_RED_HOST1;
