@@ -13,6 +13,8 @@ echo "== tests"
 log=$(mktemp /tmp/hnv-tests.XXXXXX)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+echo "== namespace testbed (real Linux stacks as VMs, tshark, iperf3, gretap stand-in, vhost-user)"
+HNVTB_STRICT=${HNVTB_STRICT:-1} scripts/testbed.sh run
 echo "== callgrind instructions per packet against bench/baseline.toml"
 scripts/perf-regression.sh
 echo "== fuzz (time-boxed)"

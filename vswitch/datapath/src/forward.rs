@@ -14,7 +14,10 @@
 //!   (remote members are not replicated to: HNV answers ARP/ND itself).
 //!
 //! Decapsulated packets go to the local port of their VSID that owns the
-//! destination MAC (broadcast: every local port of the VSID).
+//! destination MAC (broadcast: every local port of the VSID). A decapsulated
+//! ARP request (from a peer that does not answer ARP from policy, such as
+//! Linux `gretap`) is answered from policy and encapsulated back to the
+//! requester's PA.
 
 use crate::drop::DropReason;
 use crate::meta::{Meta, Verdict};
@@ -77,7 +80,22 @@ impl ForwardingExtension for HnvForwarder {
 }
 
 impl HnvForwarder {
-    fn uplink_frame<B: PacketBuf>(&mut self, t: &Tables, p: &B, m: &mut Meta) -> Verdict {
+    fn uplink_frame<B: PacketBuf>(&mut self, t: &Tables, p: &mut B, m: &mut Meta) -> Verdict {
+        if m.ethertype == ARP {
+            // A tenant ARP request from a peer that does not answer ARP from policy
+            // (e.g. Linux gretap): answer it here and send the reply back to the
+            // requester's PA. Nothing is flooded to the VMs.
+            return match self.answer_arp(t, p, m) {
+                Verdict::Port(_) => match t.by_slot(m.src_slot) {
+                    Some(d) if matches!(d.to, Delivery::Encap(_)) => {
+                        m.dst_slot = d.slot;
+                        Verdict::Encap(d.index)
+                    }
+                    _ => Verdict::Drop(DropReason::NoRecord),
+                },
+                other => other,
+            };
+        }
         let dst = dst_mac(p.data());
         if EthernetAddress(dst).is_multicast() {
             return Verdict::Flood;

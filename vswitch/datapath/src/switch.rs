@@ -72,6 +72,9 @@ fn cacheable_drop(r: DropReason) -> bool {
 /// The FlowID for a packet's inner 5-tuple (RFC 7637 §4: per-flow entropy).
 #[inline]
 pub fn flow_id(m: &Meta) -> u8 {
+    if m.ethertype != 0x0800 && m.ethertype != 0x86dd {
+        return 0;
+    }
     match (m.src, m.dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => hnv_wire::flow_id(&s.octets(), &d.octets(), m.proto, m.sport, m.dport),
         (IpAddr::V6(s), IpAddr::V6(d)) => hnv_wire::flow_id(&s.octets(), &d.octets(), m.proto, m.sport, m.dport),

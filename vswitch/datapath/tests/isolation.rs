@@ -142,8 +142,12 @@ proptest! {
                     // From the uplink to a VM: only in the VSID the key named.
                     prop_assert!(sent_vsids.contains(&out_vsid), "decapsulated into VSID {} not named by any key {:?}", out_vsid, sent_vsids);
                     prop_assert!(key_vsid(f).is_none(), "a VM never sees NVGRE");
+                } else if let Some(v) = key_vsid(f) {
+                    // From the uplink back to the uplink: ARP answered from policy, in the requester's VSID.
+                    prop_assert!(sent_vsids.contains(&v), "answered into VSID {} not named by any key {:?}", v, sent_vsids);
+                    prop_assert_eq!(&f[42 + 12..42 + 14], &[8u8, 6][..]);
                 } else {
-                    // From the uplink back to the uplink: only provider ARP replies.
+                    // Or provider ARP replies.
                     prop_assert_eq!(&f[12..14], &[8u8, 6][..]);
                 }
             }

@@ -377,3 +377,15 @@ fn unresolved_next_hop_is_learned_from_provider_arp() {
     assert_eq!(out.len(), 1);
     assert_eq!(&out[0].1[0..6], &mac(PA2_MAC));
 }
+
+#[test]
+fn arp_arriving_over_the_fabric_is_answered_back_to_the_requesters_pa() {
+    let mut h1 = host(BLUE_RED_HOST1);
+    let req = testkit::arp_request(mac(B2), ip("10.0.0.7"), ip("10.0.0.5"));
+    let wire = testkit::nvgre(mac(PA1_MAC), mac(PA2_MAC), ip("192.168.4.22"), ip("192.168.4.11"), 5001, 0, &req);
+    let out = h1.run(UPLINK, &[wire]);
+    let reply = testkit::arp_reply(mac(B1), ip("10.0.0.5"), mac(B2), ip("10.0.0.7"));
+    assert_eq!(out, vec![(UPLINK, testkit::nvgre(mac(PA2_MAC), mac(PA1_MAC), ip("192.168.4.11"), ip("192.168.4.22"), 5001, 0, &reply))]);
+    assert_eq!(h1.totals().answered, 1);
+    assert!(h1.totals().reconciles());
+}
