@@ -45,6 +45,14 @@ pub struct ControlConfig {
     /// Unix socket for `hnvctl` (hnv mode; none = no control socket).
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// Where the policy in force is saved after every accepted change; at
+    /// start, a valid state file takes precedence over the policy file, so a
+    /// restarted switch resumes with the policy it had.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+    /// Serve Prometheus text metrics on this address (e.g. "127.0.0.1:9469"; none = off).
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// `[dpdk]`

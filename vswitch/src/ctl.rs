@@ -56,6 +56,22 @@ pub struct CtlState {
     pub stats: Vec<Arc<DatapathStats>>,
     /// Port rows, refreshed by the main loop.
     pub ports: Arc<Mutex<Vec<PortRow>>>,
+    /// Where to save the policy after each accepted change.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Save the policy in force to `path` atomically (write a temporary file, then rename).
+///
+/// # Errors
+/// File-system errors.
+pub fn persist(store: &PolicyStore, path: &Path) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = format!("# hnvswitch state: the policy in force (generation {})\n{}", store.snapshot().generation, hnv_policy::to_toml(&store.policy()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A running control server; dropping it stops the thread and removes the socket.
@@ -156,7 +172,15 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
         return Response { ok: true, data: show(state, *what), generation: Some(state.store.snapshot().generation), error: None };
     }
     match apply(&state.store.policy(), req) {
-        Ok(Some(p)) => Response { ok: true, generation: Some(state.store.replace(p)), ..Default::default() },
+        Ok(Some(p)) => {
+            let generation = state.store.replace(p);
+            if let Some(path) = &state.state_file {
+                if let Err(e) = persist(&state.store, path) {
+                    log::error!("cannot save state to {}: {e}", path.display());
+                }
+            }
+            Response { ok: true, generation: Some(generation), ..Default::default() }
+        }
         Ok(None) => Response { ok: true, ..Default::default() },
         Err(e) => Response::error(e.to_string().replace('\n', "; ")),
     }

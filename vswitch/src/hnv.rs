@@ -56,6 +56,20 @@ pub struct Outcome {
     pub generation: u64,
 }
 
+/// The policy to start with: a valid state file (a restart) wins over the policy file.
+pub fn initial_policy(cfg: &Config, policy_path: &Path) -> Result<Policy> {
+    if let Some(state) = cfg.control.state_file.as_deref().filter(|p| p.exists()) {
+        match hnv_policy::load(state) {
+            Ok(p) => {
+                log::info!("resuming with the policy saved in {}", state.display());
+                return Ok(p);
+            }
+            Err(e) => log::warn!("state file {} ignored: {}", state.display(), e.to_string().replace('\n', "; ")),
+        }
+    }
+    hnv_policy::load(policy_path).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', "; ")))
+}
+
 /// Start DPDK for `policy`, run the HNV switch until `stop`, the duration or
 /// the packet limit, print the reports, and release DPDK.
 pub fn run(cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<AtomicBool>, capture_req: Option<CaptureRequest>) -> Result<Outcome> {
@@ -87,11 +101,18 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let port_rows = Arc::new(Mutex::new(Vec::new()));
     let _control = match &cfg.control.socket {
         Some(path) => Some(
-            crate::ctl::serve(path, crate::ctl::CtlState { store: store.clone(), stats: stats.clone(), ports: port_rows.clone() })
+            crate::ctl::serve(path, crate::ctl::CtlState { store: store.clone(), stats: stats.clone(), ports: port_rows.clone(), state_file: cfg.control.state_file.clone() })
                 .with_context(|| format!("key 'control.socket': cannot serve {}", path.display()))?,
         ),
         None => None,
     };
+    let _metrics = match &cfg.control.metrics {
+        Some(addr) => Some(crate::metrics::serve(addr, store.clone(), stats.clone(), names.clone()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
+        None => None,
+    };
+    if let Some(path) = &cfg.control.state_file {
+        crate::ctl::persist(&store, path).with_context(|| format!("key 'control.state_file': cannot write {}", path.display()))?;
+    }
     let mut last_rows: Option<(f64, Vec<pmd::dpdk::PortStats>)> = None;
     let policy_path = policy_path.map(Path::to_path_buf);
     let max = (cfg.run.max_packets > 0).then_some(cfg.run.max_packets);
@@ -149,7 +170,11 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
                 }
                 if hup.swap(false, Ordering::Relaxed) {
                     if let Some(p) = &policy_path {
-                        let _ = reload(&report_store, p);
+                        if reload(&report_store, p).is_ok() {
+                            if let Some(state) = &cfg.control.state_file {
+                                let _ = crate::ctl::persist(&report_store, state);
+                            }
+                        }
                     }
                 }
                 ticks += 1;

@@ -17,6 +17,7 @@ pub mod ctl;
 pub mod demo;
 pub mod fwd;
 pub mod hnv;
+pub mod metrics;
 pub mod runtime;
 pub mod scenarios;
 pub mod traffic;

@@ -14,6 +14,86 @@ fn record(pa: &str) -> LookupFile {
     LookupFile { ca: "10.0.0.16".into(), vsid: 5001, mac: "00:15:5d:01:10:00".into(), pa: pa.into(), ..Default::default() }
 }
 
+fn start(config: &std::path::Path, sock: &std::path::Path) -> (std::process::Child, Client) {
+    let child = Command::new(env!("CARGO_BIN_EXE_hnvswitch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--control")
+        .arg(sock)
+        .args(["--duration", "60"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(c) = Client::connect(sock) {
+            return (child, c);
+        }
+        assert!(Instant::now() < deadline, "control socket did not appear");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(mut child: std::process::Child) -> String {
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "switch did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn restart_resumes_with_the_saved_policy_and_metrics_serve_counters() {
+    let dir = std::env::temp_dir().join(format!("hnvctl-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let w = scenarios::write(&dir, Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let state = dir.join("state.toml");
+    let mut cfg = std::fs::read_to_string(&w.config).unwrap();
+    cfg += &format!("\n[control]\nstate_file = \"{}\"\nmetrics = \"127.0.0.1:{port}\"\n", state.display());
+    std::fs::write(&w.config, cfg).unwrap();
+    let sock = dir.join("ctl.sock");
+
+    let (child, mut c) = start(&w.config, &sock);
+    assert!(c.call(&Request::ReplaceRecord { record: record("192.168.4.25") }).unwrap().ok);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut body = String::new();
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        s.read_to_string(&mut body).unwrap();
+    }
+    assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+    assert!(body.contains("hnv_policy_generation 2"), "{body}");
+    let enc: u64 = body.lines().find(|l| l.starts_with("hnv_encapsulated_packets_total ")).and_then(|l| l.split(' ').nth(1)).unwrap().parse().unwrap();
+    assert!(enc > 0, "{body}");
+    assert!(body.contains("hnv_vsid_rx_packets_total{vsid=\"5001\"}"), "{body}");
+    drop(c);
+    stop(child);
+    assert!(std::fs::read_to_string(&state).unwrap().contains("192.168.4.25"));
+
+    // Restarted: the moved record is still in force, and traffic flows again.
+    let (child, mut c) = start(&w.config, &sock);
+    let recs = c.call(&Request::Show { what: Show::Records }).unwrap();
+    let rows = recs.data.as_array().unwrap();
+    let moved = rows.iter().find(|r| r["ca"] == "10.0.0.16").unwrap();
+    assert_eq!(moved["pa"], "192.168.4.25");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(c);
+    let out = stop(child);
+    assert!(out.contains(": reconciled"), "{out}");
+    let enc: u64 = out.split("encapsulated ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    assert!(enc > 10_000, "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn hitless_updates_and_refusals_under_traffic() {
     let dir = std::env::temp_dir().join(format!("hnvctl-test-{}", std::process::id()));

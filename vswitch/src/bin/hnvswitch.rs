@@ -120,7 +120,7 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Op
         ),
         Mode::Hnv => {
             let path = cfg.forwarding.policy.clone().unwrap_or_default();
-            let policy = hnv_policy::load(&path).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', "; ")))?;
+            let policy = hnvswitch::hnv::initial_policy(&cfg, &path)?;
             let stop = stop_on_signals()?;
             let capture = capture.map(|path| hnvswitch::hnv::CaptureRequest { path, spec: hnv_datapath::ext::capture::CaptureSpec::all() });
             hnvswitch::hnv::run(&cfg, Some(&path), policy, &stop, capture).with_context(|| config.display().to_string())?;
