@@ -133,6 +133,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
             let every = (cfg.run.stats_interval_secs * 10.0).round() as u64;
             move |t, rt| {
                 report_store.apply_learned();
+                report_store.expire_moved(std::time::Instant::now());
                 if cfg.control.socket.is_some() {
                     let now = rt.port_stats();
                     let rows = rt

@@ -104,6 +104,9 @@ impl HnvForwarder {
         m.dst_slot = d.slot;
         match d.to {
             Delivery::Local(port) => Verdict::Port(port),
+            // Live migration: the VM left this host moments ago; forward to its new
+            // PA (never back to the host that sent it).
+            Delivery::Encap(_) if d.forward_moved && d.pa != m.outer_src => Verdict::Encap(d.index),
             _ => Verdict::Drop(DropReason::NoLocalPort),
         }
     }

@@ -19,6 +19,7 @@ use arc_swap::{ArcSwap, Guard};
 use crossbeam::queue::ArrayQueue;
 use hnv_policy::Policy;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Learned-neighbor hints buffered between workers and the control thread.
 const LEARN_QUEUE: usize = 1024;
@@ -29,7 +30,13 @@ struct Inner {
     slots: VsidSlots,
     learned: Vec<Learned>,
     generation: u64,
+    /// Records whose VM moved away from this host, with the end of their grace period.
+    moved: Vec<(u32, Instant)>,
+    grace: Duration,
 }
+
+/// How long a host keeps forwarding traffic for a VM that moved away.
+pub const MIGRATION_GRACE: Duration = Duration::from_secs(5);
 
 /// Versioned policy snapshots.
 #[derive(Debug)]
@@ -46,7 +53,7 @@ impl PolicyStore {
         let tables = Tables::compile(&policy, &mut slots, &[], 1);
         PolicyStore {
             current: ArcSwap::from_pointee(tables),
-            inner: Mutex::new(Inner { policy, slots, learned: Vec::new(), generation: 1 }),
+            inner: Mutex::new(Inner { policy, slots, learned: Vec::new(), generation: 1, moved: Vec::new(), grace: MIGRATION_GRACE }),
             learn: ArrayQueue::new(LEARN_QUEUE),
         }
     }
@@ -76,10 +83,39 @@ impl PolicyStore {
     fn publish(current: &ArcSwap<Tables>, g: &mut Inner) -> u64 {
         g.generation += 1;
         let generation = g.generation;
-        let Inner { policy, slots, learned, .. } = g;
+        let Inner { policy, slots, learned, moved, grace, .. } = g;
         let prev = current.load_full();
-        current.store(Arc::new(Tables::compile_next(policy, slots, learned, generation, Some(&prev))));
+        let mut t = Tables::compile_next(policy, slots, learned, generation, Some(&prev));
+        // A VM that was local and is now elsewhere: keep forwarding to it for a while.
+        let now = Instant::now();
+        for d in &t.dests {
+            let was_local = prev.by_slot(d.slot).is_some_and(|o| matches!(o.to, crate::tables::Delivery::Local(_)));
+            if was_local && matches!(d.to, crate::tables::Delivery::Encap(_)) && !moved.iter().any(|(s, _)| *s == d.slot) {
+                moved.push((d.slot, now + *grace));
+            }
+        }
+        moved.retain(|(s, _)| t.by_slot(*s).is_some_and(|d| matches!(d.to, crate::tables::Delivery::Encap(_))));
+        let marked: Vec<u32> = moved.iter().map(|(s, _)| *s).collect();
+        t.mark_moved(&marked);
+        current.store(Arc::new(t));
         generation
+    }
+
+    /// Set the live-migration grace period (default [`MIGRATION_GRACE`]).
+    pub fn set_migration_grace(&self, grace: Duration) {
+        self.lock().grace = grace;
+    }
+
+    /// End grace periods that are over at `now`; republish if any ended. Returns true if republished.
+    pub fn expire_moved(&self, now: Instant) -> bool {
+        let mut g = self.lock();
+        let before = g.moved.len();
+        g.moved.retain(|(_, until)| *until > now);
+        if g.moved.len() == before {
+            return false;
+        }
+        Self::publish(&self.current, &mut g);
+        true
     }
 
     /// The policy in force.

@@ -124,6 +124,9 @@ pub struct Dest {
     pub l2_only: bool,
     /// Put per-flow entropy in the FlowID (else 0).
     pub flow_entropy: bool,
+    /// The VM just moved away from this host: NVGRE still arriving here for it
+    /// is re-encapsulated to its new PA (live-migration grace period).
+    pub forward_moved: bool,
 }
 
 /// Per-VSID facts.
@@ -279,6 +282,15 @@ impl Tables {
         };
     }
 
+    /// Mark the records in `slots` as moved away (see [`Dest::forward_moved`]).
+    pub fn mark_moved(&mut self, slots: &[u32]) {
+        for d in &mut self.dests {
+            if slots.contains(&d.slot) {
+                d.forward_moved = true;
+            }
+        }
+    }
+
     /// The record in stable slot `slot`.
     #[inline]
     pub fn by_slot(&self, slot: u32) -> Option<&Dest> {
@@ -344,7 +356,7 @@ impl Tables {
                 t.template(policy, r.pa, vsid, &neighbor).map_or(Delivery::Unresolved, Delivery::Encap)
             };
             let idx = t.dests.len() as u32;
-            t.dests.push(Dest { index: idx, slot: slots.record(vsid, r.ca), version: generation, vsid, ca: r.ca, mac: r.mac.0, pa: r.pa, to, vsid_slot: slots.slot(vsid), l2_only: r.kind == RecordType::L2Only, flow_entropy: r.flow_entropy });
+            t.dests.push(Dest { index: idx, slot: slots.record(vsid, r.ca), version: generation, vsid, ca: r.ca, mac: r.mac.0, pa: r.pa, to, vsid_slot: slots.slot(vsid), l2_only: r.kind == RecordType::L2Only, flow_entropy: r.flow_entropy, forward_moved: false });
             if r.kind == RecordType::GatewayWildcard {
                 if let Some(e) = t.vsids.get_mut(&vsid) {
                     e.wildcard = Some(idx);

@@ -389,3 +389,33 @@ fn arp_arriving_over_the_fabric_is_answered_back_to_the_requesters_pa() {
     assert_eq!(h1.totals().answered, 1);
     assert!(h1.totals().reconciles());
 }
+
+#[test]
+fn a_host_that_lost_a_vm_forwards_its_traffic_to_the_new_pa_during_the_grace_period() {
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST2, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    let mut h2 = Host { sw: HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0), stats };
+    let inner = udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 77);
+    let from_h1 = testkit::nvgre(mac(PA2_MAC), mac(PA1_MAC), ip("192.168.4.11"), ip("192.168.4.22"), 5001, 5, &inner);
+    assert_eq!(h2.run(UPLINK, &[from_h1.clone()]), vec![(BLUE, inner.clone())]);
+    // Blue2 migrates to host 3 (192.168.4.33); host 2 keeps its (now idle) port.
+    let mut p = store.policy();
+    p.host.neighbors.push(hnv_policy::Neighbor { address: "192.168.4.33".parse().unwrap(), mac: hnv_policy::EthernetAddress([2, 0, 0xc0, 0xa8, 4, 0x21]) });
+    let port = p.ports.iter_mut().find(|q| q.name == "blue2").unwrap();
+    port.mac = Some(hnv_policy::EthernetAddress([2, 0, 0, 0, 2, 7]));
+    port.addresses.clear();
+    p.lookup.iter_mut().find(|r| r.vm_name.as_deref() == Some("Blue2")).unwrap().pa = "192.168.4.33".parse().unwrap();
+    let p = hnv_policy::parse(&hnv_policy::to_toml(&p), "migrated").unwrap();
+    store.replace(p);
+    // Packets still arriving from host 1 (stale policy there) go on to host 3, unchanged inside.
+    let out = h2.run(UPLINK, &[from_h1.clone(), from_h1.clone()]);
+    assert_eq!(out.len(), 2, "{:?}", h2.totals().drops);
+    assert_eq!(&out[0].1[30..34], &[192, 168, 4, 33]);
+    assert_eq!(&out[0].1[26..30], &[192, 168, 4, 22]);
+    assert_eq!(&out[0].1[42..], &inner[..]);
+    // After the grace period they are dropped (host 1 has the new policy by then).
+    assert!(store.expire_moved(std::time::Instant::now() + std::time::Duration::from_secs(60)));
+    assert!(h2.run(UPLINK, &[from_h1]).is_empty());
+    assert_eq!(h2.totals().drops_of(DropReason::NoLocalPort), 1);
+    assert!(h2.totals().reconciles());
+}
