@@ -21,48 +21,11 @@
 //! denies inbound TCP to port 23. Neither has customer routes (the subnets'
 //! prefixes are the on-link routes).
 
-/// Host 1 (PA 192.168.4.11): Blue1 and Red1.
-pub const BLUE_RED_HOST1: &str = r#"# hnv.md §2 worked example, host 1
-[host]
-name = "host1"
-
-[[host.provider_addresses]]
-address = "192.168.4.11"
-prefix_len = 24
-mac = "02:00:c0:a8:04:0b"
-uplink = "uplink"
-
-[[host.provider_routes]]
-destination = "0.0.0.0/0"
-next_hop = "192.168.4.1"
-metric = 10
-
-[[host.neighbors]]
-address = "192.168.4.22"
-mac = "02:00:c0:a8:04:16"
-
-[[ports]]
-name = "uplink"
-role = "uplink"
-devargs = "net_ring_h1up"
-
-[[ports]]
-name = "blue1"
-role = "vm"
-devargs = "net_ring_h1blue1"
-vsid = 5001
-mac = "00:15:5d:01:00:05"
-addresses = ["10.0.0.5"]
-
-[[ports]]
-name = "red1"
-role = "vm"
-devargs = "net_ring_h1red1"
-vsid = 6001
-mac = "00:15:5d:02:00:05"
-addresses = ["10.0.0.5"]
-
-[[routing_domains]]
+/// The part both hosts' policies share: routing domains, subnets, every
+/// lookup record (each host knows where every VM lives) and the ACL.
+macro_rules! shared_records {
+    () => {
+        r#"[[routing_domains]]
 name = "blue"
 id = "{11111111-2222-3333-4444-555555555555}"
 
@@ -130,10 +93,59 @@ direction = "in"
 action = "deny"
 protocol = "tcp"
 dst_ports = "23"
-"#;
+"#
+    };
+}
+
+/// Host 1 (PA 192.168.4.11): Blue1 and Red1.
+pub const BLUE_RED_HOST1: &str = concat!(
+    r#"# hnv.md §2 worked example, host 1
+[host]
+name = "host1"
+
+[[host.provider_addresses]]
+address = "192.168.4.11"
+prefix_len = 24
+mac = "02:00:c0:a8:04:0b"
+uplink = "uplink"
+
+[[host.provider_routes]]
+destination = "0.0.0.0/0"
+next_hop = "192.168.4.1"
+metric = 10
+
+[[host.neighbors]]
+address = "192.168.4.22"
+mac = "02:00:c0:a8:04:16"
+
+[[ports]]
+name = "uplink"
+role = "uplink"
+devargs = "net_ring_h1up"
+
+[[ports]]
+name = "blue1"
+role = "vm"
+devargs = "net_ring_h1blue1"
+vsid = 5001
+mac = "00:15:5d:01:00:05"
+addresses = ["10.0.0.5"]
+
+[[ports]]
+name = "red1"
+role = "vm"
+devargs = "net_ring_h1red1"
+vsid = 6001
+mac = "00:15:5d:02:00:05"
+addresses = ["10.0.0.5"]
+
+"#,
+    shared_records!()
+);
 
 /// Host 2 (PA 192.168.4.22): Blue2, Red2 and Blue3.
-pub const BLUE_RED_HOST2: &str = r#"# hnv.md §2 worked example, host 2
+pub const BLUE_RED_HOST2: &str = concat!(
+    r#"# hnv.md §2 worked example, host 2
 [host]
 name = "host2"
 
@@ -181,72 +193,6 @@ vsid = 5002
 mac = "00:15:5d:01:01:09"
 addresses = ["10.0.1.9"]
 
-[[routing_domains]]
-name = "blue"
-id = "{11111111-2222-3333-4444-555555555555}"
-
-[[routing_domains]]
-name = "red"
-id = "{66666666-7777-8888-9999-aaaaaaaaaaaa}"
-
-[[subnets]]
-vsid = 5001
-routing_domain = "blue"
-prefixes = ["10.0.0.0/24"]
-gateway_v4 = "10.0.0.1"
-
-[[subnets]]
-vsid = 5002
-routing_domain = "blue"
-prefixes = ["10.0.1.0/24"]
-gateway_v4 = "10.0.1.1"
-
-[[subnets]]
-vsid = 6001
-routing_domain = "red"
-prefixes = ["10.0.0.0/24"]
-gateway_v4 = "10.0.0.1"
-
-[[lookup]]
-ca = "10.0.0.5"
-vsid = 5001
-mac = "00:15:5d:01:00:05"
-pa = "192.168.4.11"
-vm_name = "Blue1"
-
-[[lookup]]
-ca = "10.0.0.5"
-vsid = 6001
-mac = "00:15:5d:02:00:05"
-pa = "192.168.4.11"
-vm_name = "Red1"
-
-[[lookup]]
-ca = "10.0.0.7"
-vsid = 5001
-mac = "00:15:5d:01:00:07"
-pa = "192.168.4.22"
-vm_name = "Blue2"
-
-[[lookup]]
-ca = "10.0.0.7"
-vsid = 6001
-mac = "00:15:5d:02:00:07"
-pa = "192.168.4.22"
-vm_name = "Red2"
-
-[[lookup]]
-ca = "10.0.1.9"
-vsid = 5002
-mac = "00:15:5d:01:01:09"
-pa = "192.168.4.22"
-vm_name = "Blue3"
-
-[[acl]]
-vsid = 5001
-priority = 100
-direction = "in"
-action = "deny"
-protocol = "tcp"
-dst_ports = "23"
-"#;
+"#,
+    shared_records!()
+);

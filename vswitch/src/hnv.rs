@@ -144,10 +144,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
                         .enumerate()
                         .map(|(i, ((p, n), s))| {
                             let (rx_pps, tx_pps) = match &last_rows {
-                                Some((t0, prev)) if t > *t0 => {
-                                    let b = prev.get(i).copied().unwrap_or_default();
-                                    ((s.ipackets - b.ipackets) as f64 / (t - t0), (s.opackets - b.opackets) as f64 / (t - t0))
-                                }
+                                Some((t0, prev)) if t > *t0 => crate::pps(&prev.get(i).copied().unwrap_or_default(), s, t - t0),
                                 _ => (0.0, 0.0),
                             };
                             crate::ctl::PortRow {

@@ -40,20 +40,23 @@ pub fn secs(s: f64) -> Option<Duration> {
     (s > 0.0).then(|| Duration::from_secs_f64(s))
 }
 
+/// Receive and transmit packets per second between two counter readings `dt` seconds apart.
+pub fn pps(prev: &pmd::dpdk::PortStats, now: &pmd::dpdk::PortStats, dt: f64) -> (f64, f64) {
+    let dt = dt.max(1e-9);
+    (now.ipackets.saturating_sub(prev.ipackets) as f64 / dt, now.opackets.saturating_sub(prev.opackets) as f64 / dt)
+}
+
 /// A reporter printing per-port packet rates every interval.
 pub fn rate_printer() -> impl FnMut(f64, &runtime::Runtime) {
     let mut last: Option<(f64, Vec<pmd::dpdk::PortStats>)> = Some((0.0, Vec::new()));
     move |t, rt| {
         let now = rt.port_stats();
         if let Some((t0, prev)) = &last {
-            let dt = (t - t0).max(1e-9);
             let mut line = format!("[{t:6.1}s]");
             let zero = pmd::dpdk::PortStats::default();
             for (i, (n, a)) in rt.names().iter().zip(&now).enumerate() {
-                let b = prev.get(i).unwrap_or(&zero);
-                let rx = (a.ipackets - b.ipackets) as f64 / dt / 1e6;
-                let tx = (a.opackets - b.opackets) as f64 / dt / 1e6;
-                line += &format!("  {n}: rx {rx:.2} Mpps tx {tx:.2} Mpps");
+                let (rx, tx) = pps(prev.get(i).unwrap_or(&zero), a, t - t0);
+                line += &format!("  {n}: rx {:.2} Mpps tx {:.2} Mpps", rx / 1e6, tx / 1e6);
             }
             println!("{line}");
         }

@@ -69,15 +69,21 @@ fn cacheable_drop(r: DropReason) -> bool {
     matches!(r, SpoofedMac | SpoofedIp | NoRecord | DstMacMismatch | NoLocalPort | NoRoute | NextHopUnresolved | VsidUnknown | UnknownSourceCa | PaCaMismatch | AclDeny)
 }
 
-/// The FlowID for a packet's inner 5-tuple (RFC 7637 §4: per-flow entropy).
+/// The FlowID for a packet's inner 5-tuple (RFC 7637 §4: per-flow entropy); 0 for non-IP.
 #[inline]
 pub fn flow_id(m: &Meta) -> u8 {
     if m.ethertype != 0x0800 && m.ethertype != 0x86dd {
         return 0;
     }
-    match (m.src, m.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => hnv_wire::flow_id(&s.octets(), &d.octets(), m.proto, m.sport, m.dport),
-        (IpAddr::V6(s), IpAddr::V6(d)) => hnv_wire::flow_id(&s.octets(), &d.octets(), m.proto, m.sport, m.dport),
+    flow_id_of(m.src, m.dst, m.proto, m.sport, m.dport)
+}
+
+/// The FlowID of a 5-tuple (0 when the address families differ).
+#[inline]
+pub fn flow_id_of(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> u8 {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => hnv_wire::flow_id(&s.octets(), &d.octets(), proto, sport, dport),
+        (IpAddr::V6(s), IpAddr::V6(d)) => hnv_wire::flow_id(&s.octets(), &d.octets(), proto, sport, dport),
         _ => 0,
     }
 }
@@ -132,7 +138,7 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         let mut tx: TxCount = [0; pmd::MAX_PORTS];
         // Fast path: cached flows go straight to their action.
         let mut keys: ArrayVec<Option<(FlowKey, u32)>, BURST> = ArrayVec::new();
-        let cache = match (cache.as_mut(), role) {
+        let mut cache = match (cache.as_mut(), role) {
             (Some(c), Some(r)) if pipeline.cacheable() => {
                 let mut slow: Batch<B> = Batch::new();
                 let mut k = FlowKey::default();
@@ -192,16 +198,15 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         let f = pipeline.forwarder_mut();
         st.answered.add(f.answered - answered);
         st.routed.add(f.routed - routed);
-        let mut cache = cache;
         for (i, ((mut p, m), v)) in pkts.drain(..).zip(meta.iter()).zip(verdicts.iter()).enumerate() {
-            let fid = || match t.dests.get(match v { Verdict::Encap(i) => *i as usize, _ => usize::MAX }) {
-                Some(d) if d.flow_entropy => flow_id(m),
+            let fid = match *v {
+                Verdict::Encap(i) if t.dests.get(i as usize).is_some_and(|d| d.flow_entropy) => flow_id(m),
                 _ => 0,
             };
             if let (Some(c), Some(Some((k, h)))) = (cache.as_deref_mut(), keys.get(i)) {
                 let step = match *v {
                     Verdict::Port(q) => Some(Step::Port(q)),
-                    Verdict::Encap(idx) => t.dests.get(idx as usize).map(|d| Step::Encap { slot: d.slot, flow_id: fid() }),
+                    Verdict::Encap(idx) => t.dests.get(idx as usize).map(|d| Step::Encap { slot: d.slot, flow_id: fid }),
                     Verdict::Drop(r) if cacheable_drop(r) => Some(Step::Drop(r)),
                     _ => None,
                 };
@@ -222,7 +227,7 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
             }
             let verdict = match *v {
                 Verdict::Encap(idx) => match t.dests.get(idx as usize) {
-                    Some(Dest { to: Delivery::Encap(tpl), .. }) => match encap(&mut p, tpl, fid()) {
+                    Some(Dest { to: Delivery::Encap(tpl), .. }) => match encap(&mut p, tpl, fid) {
                         Ok(()) => {
                             st.encapsulated.add(1);
                             Verdict::Port(tpl.uplink)

@@ -154,13 +154,9 @@ pub fn nvgre(outer_dst: Mac, outer_src: Mac, src_pa: Ipv4Addr, dst_pa: Ipv4Addr,
     f
 }
 
-/// The FlowID hnvswitch puts in the key for an IPv4 frame's 5-tuple.
+/// The FlowID hnvswitch puts in the key for a 5-tuple.
 pub fn flow_id_of(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> u8 {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => hnv_wire::flow_id(&s.octets(), &d.octets(), proto, sport, dport),
-        (IpAddr::V6(s), IpAddr::V6(d)) => hnv_wire::flow_id(&s.octets(), &d.octets(), proto, sport, dport),
-        _ => 0,
-    }
+    crate::switch::flow_id_of(src, dst, proto, sport, dport)
 }
 
 /// Parse a MAC like `00:15:5d:01:00:05` (panics on bad input: test helper).
