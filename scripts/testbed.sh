@@ -37,7 +37,6 @@ BIN=${HNVSWITCH:-$ROOT/target/release/hnvswitch}
 HUGE=${HNVTB_HUGEPAGES:-off}
 IDLE_US=${HNVTB_IDLE_SLEEP_US:-100}
 UPLINK_MTU=1600          # NVGRE adds 42 bytes: guests keep a 1500-byte MTU
-EXAMPLE=$ROOT/policy/src/example.rs
 PYTHON=$(command -v /usr/bin/python3 || command -v python3)
 
 [[ $P =~ ^[a-z][a-z0-9]{0,8}$ ]] || { echo "testbed: HNVTB_PREFIX must be 1-9 lowercase letters/digits (interface names are <prefix>-blue2)" >&2; exit 2; }
@@ -70,9 +69,13 @@ nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 
 # ---------------------------------------------------------------- policies
 
-# The text of a policy constant (BLUE_RED_HOST1/2) from policy/src/example.rs.
+# The text of a built-in example policy (BLUE_RED_HOST1/2), as the binary prints it.
 example() {
-    sed -n "/^pub const $1: &str = r#\"/,/^\"#;/p" "$EXAMPLE" | sed '1s/.*r#"//; $d'
+    case $1 in
+        BLUE_RED_HOST1) "$BIN" example-policy host1 ;;
+        BLUE_RED_HOST2) "$BIN" example-policy host2 ;;
+        *) die "unknown example $1" ;;
+    esac
 }
 
 # derive SRC_CONST HOST BLUE2_HOST DEVS (BLUE2_HOST = h2 or h3): the example policy with this testbed's

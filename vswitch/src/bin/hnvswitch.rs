@@ -53,6 +53,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print a built-in example policy: host1 or host2 of the Blue/Red worked example.
+    ExamplePolicy {
+        /// host1 or host2.
+        host: String,
+    },
     /// Write a benchmark scenario (policy, configuration, traffic) into a directory.
     Scenario {
         /// encap, decap or local.
@@ -201,6 +206,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { policy } => check(&policy),
+        Command::ExamplePolicy { host } => match host.as_str() {
+            "host1" => Ok(print!("{}", hnv_policy::example::BLUE_RED_HOST1)),
+            "host2" => Ok(print!("{}", hnv_policy::example::BLUE_RED_HOST2)),
+            other => Err(anyhow::anyhow!("unknown example {other:?} (expected host1 or host2)")),
+        },
         Command::Scenario { scenario, flows, size, hugepages, mbufs, dir } => {
             hnvswitch::scenarios::write(&dir, scenario, flows, size, &hugepages, mbufs).map(|w| println!("{} {} {}", w.config.display(), w.pcap.display(), w.sink))
         }
