@@ -207,8 +207,10 @@ fn main() -> ExitCode {
         }
         Command::Check { policy } => check(&policy),
         Command::ExamplePolicy { host } => match host.as_str() {
-            "host1" => Ok(print!("{}", hnv_policy::example::BLUE_RED_HOST1)),
-            "host2" => Ok(print!("{}", hnv_policy::example::BLUE_RED_HOST2)),
+            "host1" | "host2" => {
+                print!("{}", if host == "host1" { hnv_policy::example::BLUE_RED_HOST1 } else { hnv_policy::example::BLUE_RED_HOST2 });
+                Ok(())
+            }
             other => Err(anyhow::anyhow!("unknown example {other:?} (expected host1 or host2)")),
         },
         Command::Scenario { scenario, flows, size, hugepages, mbufs, dir } => {
