@@ -94,6 +94,11 @@ pub trait CaptureExtension: Send {
     fn name(&self) -> &'static str;
     /// See the live packets of a batch at `stage`.
     fn capture(&mut self, cx: &Context<'_>, stage: Stage, pkts: &[PacketRef<'_>]);
+    /// False while it would record nothing, so that the flow cache may run
+    /// (it bypasses the extensions). Asked once per batch. Default: true.
+    fn active(&self) -> bool {
+        true
+    }
 }
 
 /// May drop packets; cannot change them or pick destinations.
@@ -155,9 +160,9 @@ impl<F: ForwardingExtension> Pipeline<F> {
     }
 
     /// True when the flow cache may stand in for this pipeline: no capture
-    /// extension (captures must see every packet) and only cacheable filters.
+    /// active capture extension (captures must see every packet) and only cacheable filters.
     pub fn cacheable(&self) -> bool {
-        self.captures.is_empty() && self.filters.iter().all(|f| f.cacheable())
+        self.captures.iter().all(|c| !c.active()) && self.filters.iter().all(|f| f.cacheable())
     }
 
     /// Names of the extensions in calling order.

@@ -27,6 +27,7 @@
 use core::fmt;
 
 use crate::bytes::{read_u16, write_u16};
+use crate::ip::Ipv4Address;
 use crate::{checksum, Error, Result};
 
 enum_with_unknown! {
@@ -109,6 +110,7 @@ mod field {
     pub const ECHO_SEQNO: Range<usize> = 6..8;
     pub const UNUSED: Range<usize> = 4..6;
     pub const MTU: Range<usize> = 6..8;
+    pub const GATEWAY: Range<usize> = 4..8;
     pub const DATA: usize = 8;
 }
 
@@ -192,7 +194,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         read_u16(&self.buffer.as_ref()[field::MTU])
     }
 
-    /// Validate the checksum over the whole buffer.
+    /// The gateway address of a redirect.
+    pub fn gateway(&self) -> Ipv4Address {
+        let b = self.buffer.as_ref();
+        Ipv4Address::new(b[field::GATEWAY.start], b[field::GATEWAY.start + 1], b[field::GATEWAY.start + 2], b[field::GATEWAY.start + 3])
+    }
+
+    /// Verify the checksum over the whole buffer.
     pub fn verify_checksum(&self) -> bool {
         checksum::data(self.buffer.as_ref()) == !0
     }
@@ -234,6 +242,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the unused half of a destination unreachable header to zero.
     pub fn clear_unused(&mut self) {
         write_u16(&mut self.buffer.as_mut()[field::UNUSED], 0);
+    }
+
+    /// Set the gateway address of a redirect.
+    pub fn set_gateway(&mut self, value: Ipv4Address) {
+        self.buffer.as_mut()[field::GATEWAY].copy_from_slice(&value.octets());
     }
 
     /// Set the next-hop MTU field.
@@ -291,6 +304,15 @@ pub enum Repr<'a> {
         /// The quoted invoking packet.
         data: &'a [u8],
     },
+    /// Redirect (RFC 792): send datagrams for the quoted destination via `gateway`.
+    Redirect {
+        /// 0: network, 1: host, 2: ToS and network, 3: ToS and host.
+        code: u8,
+        /// The gateway to use instead.
+        gateway: Ipv4Address,
+        /// The quoted invoking packet.
+        data: &'a [u8],
+    },
 }
 
 impl<'a> Repr<'a> {
@@ -325,6 +347,8 @@ impl<'a> Repr<'a> {
             (Message::TimeExceeded, code) => {
                 Ok(Repr::TimeExceeded { code, data: packet.payload() })
             }
+            (Message::Redirect, code @ 0..=3) => Ok(Repr::Redirect { code, gateway: packet.gateway(), data: packet.payload() }),
+            (Message::Redirect, _) => Err(Error::Malformed),
             _ => Err(Error::Unsupported),
         }
     }
@@ -335,7 +359,8 @@ impl<'a> Repr<'a> {
             Repr::EchoRequest { data, .. }
             | Repr::EchoReply { data, .. }
             | Repr::DstUnreachable { data, .. }
-            | Repr::TimeExceeded { data, .. } => HEADER_LEN + data.len(),
+            | Repr::TimeExceeded { data, .. }
+            | Repr::Redirect { data, .. } => HEADER_LEN + data.len(),
         }
     }
 
@@ -376,6 +401,12 @@ impl<'a> Repr<'a> {
                 packet.set_next_hop_mtu(0);
                 data
             }
+            Repr::Redirect { code, gateway, data } => {
+                packet.set_msg_type(Message::Redirect);
+                packet.set_msg_code(code);
+                packet.set_gateway(gateway);
+                data
+            }
         };
         packet.payload_mut()[..data.len()].copy_from_slice(data);
         packet.fill_checksum();
@@ -398,6 +429,7 @@ impl fmt::Display for Repr<'_> {
                 write!(f, "ICMP unreachable code {}", u8::from(*reason))
             }
             Repr::TimeExceeded { code, .. } => write!(f, "ICMP time exceeded code {code}"),
+            Repr::Redirect { code, gateway, .. } => write!(f, "ICMP redirect code {code} to {gateway}"),
         }
     }
 }

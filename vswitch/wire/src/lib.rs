@@ -71,6 +71,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod ndisc;
 pub mod nvgre;
+pub mod nvgree;
 pub mod pretty;
 pub mod tcp;
 pub mod udp;

@@ -1,7 +1,8 @@
 //! Starting and stopping a pcapng capture on a running switch (`hnvctl capture`).
 //!
 //! Every worker's pipeline carries one [`LiveCapture`] from the start. While
-//! no capture runs it costs one lock-free load per batch and stage. 
+//! no capture runs it reports itself inactive, so the flow cache stays on,
+//! and costs a lock-free load per batch. 
 //! [`CaptureControl::start`] opens the file, starts the writer thread and
 //! publishes a session (the spec and one [`PcapngCapture`] ring per worker);
 //! from their next batch the workers copy the selected packets into their
@@ -150,6 +151,11 @@ pub struct LiveCapture {
 impl CaptureExtension for LiveCapture {
     fn name(&self) -> &'static str {
         "live-capture"
+    }
+
+    #[inline]
+    fn active(&self) -> bool {
+        self.ctl.live.load().is_some()
     }
 
     #[inline]
