@@ -58,6 +58,8 @@ pub struct CtlState {
     pub ports: Arc<Mutex<Vec<PortRow>>>,
     /// Where to save the policy after each accepted change.
     pub state_file: Option<PathBuf>,
+    /// The etcd backend's status when etcd manages the tenant policy (changes here are then refused).
+    pub etcd: Option<crate::etcd::StatusHandle>,
 }
 
 /// Save the policy in force to `path` atomically (write a temporary file, then rename).
@@ -171,6 +173,10 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
     if let Request::Show { what } = req {
         return Response { ok: true, data: show(state, *what), generation: Some(state.store.snapshot().generation), error: None };
     }
+    if let Some(e) = &state.etcd {
+        let st = e.lock().map(|s| s.clone()).unwrap_or_default();
+        return Response::error(format!("policy is managed by etcd at {} (prefix {}); publish changes with hnvctl publish", st.endpoints.join(","), st.prefix));
+    }
     match apply(&state.store.policy(), req) {
         Ok(Some(p)) => {
             let generation = state.store.replace(p);
@@ -254,7 +260,11 @@ fn show(state: &CtlState, what: Show) -> Value {
                 .map(|(i, s)| json!({"worker": i, "rx": s.rx.get(), "tx": s.tx.get(), "flow_hits": s.flow_hits.get(), "flow_misses": s.flow_misses.get()}))
                 .collect(),
         ),
-        Show::Policy => json!({"generation": t.generation, "toml": hnv_policy::to_toml(&policy)}),
+        Show::Policy => {
+            let etcd = state.etcd.as_ref().map(|e| e.lock().map(|s| s.clone()).unwrap_or_default());
+            let source = etcd.as_ref().map_or_else(|| "policy file".to_string(), crate::etcd::Status::line);
+            json!({"generation": t.generation, "source": source, "etcd": etcd, "toml": hnv_policy::to_toml(&policy)})
+        }
     }
 }
 

@@ -278,6 +278,11 @@ impl Status {
 /// The backend status shared with the control socket.
 pub type StatusHandle = Arc<Mutex<Status>>;
 
+/// A status for `cfg`, not yet connected.
+pub fn new_status(cfg: &EtcdConfig) -> StatusHandle {
+    Arc::new(Mutex::new(Status { endpoints: cfg.endpoints.clone(), prefix: cfg.prefix.clone(), ..Default::default() }))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -316,12 +321,17 @@ impl Shared {
             return Ok(None);
         }
         let generation = self.store.replace(policy);
+        self.save();
+        Ok(Some(generation))
+    }
+
+    /// Save the policy in force to the state file (callers hold `merge`, so saves never overlap).
+    fn save(&self) {
         if let Some(path) = &self.state_file {
             if let Err(e) = crate::ctl::persist(&self.store, path) {
                 log::error!("cannot save state to {}: {e}", path.display());
             }
         }
-        Ok(Some(generation))
     }
 
     /// Apply the prefix's content at revision `rev`.
@@ -379,12 +389,12 @@ impl Drop for Watcher {
 }
 
 impl Watcher {
-    /// Start watching `cfg.prefix`; `store` holds the local policy until the first accepted revision.
+    /// Start watching `cfg.prefix`, reporting into `status` (from [`new_status`]);
+    /// `store` holds the local policy until the first accepted revision.
     ///
     /// # Errors
     /// When the thread or its runtime cannot be created.
-    pub fn start(cfg: &EtcdConfig, store: Arc<PolicyStore>, state_file: Option<PathBuf>) -> Result<Watcher> {
-        let status = Arc::new(Mutex::new(Status { endpoints: cfg.endpoints.clone(), prefix: cfg.prefix.clone(), ..Default::default() }));
+    pub fn start(cfg: &EtcdConfig, store: Arc<PolicyStore>, state_file: Option<PathBuf>, status: StatusHandle) -> Result<Watcher> {
         let local = local_part(&store.policy());
         let shared = Arc::new(Shared { store, state_file, cfg: cfg.clone(), status, merge: Mutex::new(MergeState { local, objects: None }) });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("creating the etcd watcher's runtime")?;
@@ -401,8 +411,8 @@ impl Watcher {
 
     /// SIGHUP with etcd on: take `[host]` and `[[ports]]` from the policy file
     /// at `path`, merge them with the last accepted tenant objects (or take the
-    /// whole file before any), validate and publish. The previous policy stays
-    /// in force on any error.
+    /// whole file before any), validate, publish and save the state file. The
+    /// previous policy stays in force on any error.
     ///
     /// # Errors
     /// The file does not load, the merge is invalid, or the port list changed.
@@ -418,7 +428,9 @@ impl Watcher {
                         bail!("{}: the port list changed (ports are fixed until restart)", path.display());
                     }
                     m.local = local_part(&file);
-                    Ok(self.shared.store.replace(file))
+                    let generation = self.shared.store.replace(file);
+                    self.shared.save();
+                    Ok(generation)
                 }
             }
         })();
