@@ -336,10 +336,15 @@ impl Shared {
 
     /// Apply the prefix's content at revision `rev`.
     fn apply(&self, kvs: &BTreeMap<String, Vec<u8>>, rev: i64) {
+        if kvs.is_empty() {
+            log::warn!("etcd revision {rev}: nothing is published under {} yet (hnvctl publish); the policy in force stays", self.cfg.prefix);
+            let mut st = lock(&self.status);
+            st.revision = rev;
+            st.last_error = Some(format!("nothing published under {}", self.cfg.prefix));
+            return;
+        }
         let mut m = lock(&self.merge);
-        let result = if kvs.is_empty() {
-            Err(format!("nothing is published under {} (hnvctl publish); the policy in force stays", self.cfg.prefix))
-        } else {
+        let result = {
             let origin = self.origin(rev);
             parse_objects(&self.cfg.prefix, kvs)
                 .map_err(|p| p.into_iter().map(|l| format!("{origin}: {l}")).collect::<Vec<_>>().join("\n"))
@@ -354,13 +359,15 @@ impl Shared {
             Ok(g) => {
                 st.applied_revision = rev;
                 st.last_error = None;
-                if let Some(g) = g {
-                    log::info!("etcd revision {rev} applied ({} keys under {}): policy generation {g}", kvs.len(), self.cfg.prefix);
+                match g {
+                    Some(g) => log::info!("etcd revision {rev} applied ({} keys under {}): policy generation {g}", kvs.len(), self.cfg.prefix),
+                    None => log::info!("etcd revision {rev} ({} keys under {}) matches the policy in force", kvs.len(), self.cfg.prefix),
                 }
             }
             Err(e) => {
-                log::error!("etcd revision {rev} refused, the previous policy stays in force: {}", e.replace('\n', "; "));
-                st.last_error = Some(e.replace('\n', "; "));
+                let e = e.replace(&format!("{}: ", self.origin(rev)), "").replace('\n', "; ");
+                log::error!("etcd revision {rev} refused, the previous policy stays in force: {e}");
+                st.last_error = Some(e);
             }
         }
     }
