@@ -615,7 +615,8 @@ pub fn publish(endpoints: &[String], prefix: &str, policy: &Policy) -> Result<Pu
             }
             let n = ops.len();
             let txn = Txn::new().when([Compare::mod_revision(prefix, CompareOp::Less, rev + 1).with_prefix()]).and_then(ops);
-            let r = timed("publishing", client.txn(txn)).await.with_context(|| format!("etcd {at}: a transaction of {n} operations"))?;
+            let hint = if n > 128 { " (more than etcd's default --max-txn-ops of 128)" } else { "" };
+            let r = timed("publishing", client.txn(txn)).await.with_context(|| format!("etcd {at}: a transaction of {n} operations{hint}"))?;
             if r.succeeded() {
                 return Ok(Published { put, deleted: stale.len(), unchanged, revision: r.header().map_or(0, |h| h.revision()) });
             }
@@ -676,6 +677,38 @@ mod tests {
         let objects = parse_objects("/hnv/", &kvs).unwrap();
         let e = merged_policy(&local_part(&h1), &objects, "etcd x").unwrap_err();
         assert!(e.contains(&format!("etcd x: key {k} (ca 10.0.0.7, vsid 5001): field 'mac'")), "{e}");
+    }
+
+    #[test]
+    fn sighup_takes_host_parts_from_the_file_and_tenant_parts_from_etcd() {
+        let dir = std::env::temp_dir().join(format!("hnv-etcd-hup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, state) = (dir.join("p.toml"), dir.join("state.toml"));
+        let h1 = host(BLUE_RED_HOST1);
+        let store = Arc::new(PolicyStore::new(h1.clone()));
+        // Nothing listens on port 1: the watcher keeps retrying in the background.
+        let cfg = EtcdConfig { endpoints: vec!["http://127.0.0.1:1".into()], prefix: "/hnv/".into() };
+        let w = Watcher::start(&cfg, store.clone(), Some(state.clone()), new_status(&cfg)).unwrap();
+        let mut moved = stored("/hnv/", &h1);
+        let v = String::from_utf8(moved["/hnv/lookup/5001/10.0.0.7"].clone()).unwrap().replace("192.168.4.22", "192.168.4.33");
+        moved.insert("/hnv/lookup/5001/10.0.0.7".into(), v.into_bytes());
+        w.shared.apply(&moved, 9);
+        let g = store.snapshot().generation;
+        // The file adds a neighbor and still has the old PA: the neighbor is taken, the PA is not.
+        let text = BLUE_RED_HOST1.replacen("[[host.neighbors]]", "[[host.neighbors]]\naddress = \"192.168.4.23\"\nmac = \"02:00:c0:a8:04:17\"\n\n[[host.neighbors]]", 1);
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(w.reload_local(&path).unwrap(), g + 1);
+        let p = store.policy();
+        assert_eq!(p.host.neighbors.len(), 2);
+        assert_eq!(p.lookup_record(hnv_policy::Vsid::new(5001).unwrap(), "10.0.0.7".parse().unwrap()).unwrap().pa, "192.168.4.33".parse::<std::net::IpAddr>().unwrap());
+        assert!(std::fs::read_to_string(&state).unwrap().contains("192.168.4.23"), "saved");
+        // A file that changes the port list is refused.
+        std::fs::write(&path, text.replacen("net_ring_h1up", "net_ring_other", 1)).unwrap();
+        assert!(w.reload_local(&path).unwrap_err().to_string().contains("port list changed"));
+        assert_eq!(store.snapshot().generation, g + 1);
+        assert!(!lock(&w.status()).connected);
+        drop(w);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
