@@ -342,6 +342,16 @@ fn forwarding_survives_an_etcd_outage_and_resynchronises() {
     clean_exit(&out);
     assert_eq!(err.matches("forwarding continues on the last good policy").count(), 1, "the outage is logged once:\n{err}");
     assert!(err.contains("reconnected, resynchronising"), "{err}");
+
+    // Restarted while etcd is down: the switch resumes with the last good policy from its state file.
+    etcd.kill();
+    let mut s = Switch::start(&w.config, &dir.join("a.sock"), &[]);
+    assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.24"));
+    let tx = s.tx();
+    wait_for("traffic to flow without etcd", Duration::from_secs(3), || s.tx() > tx + 1000);
+    assert_eq!(s.etcd()["connected"], false);
+    let (out, _) = s.stop();
+    clean_exit(&out);
     drop(etcd);
     std::fs::remove_dir_all(&dir).unwrap();
 }
