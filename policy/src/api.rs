@@ -33,6 +33,8 @@ pub enum Show {
     Workers,
     /// The whole policy as TOML.
     Policy,
+    /// The capture in progress.
+    Capture,
 }
 
 /// A control request.
@@ -87,6 +89,25 @@ pub enum Request {
         /// Priority.
         priority: i64,
     },
+    /// Start capturing to a new pcapng file (one capture at a time).
+    CaptureStart {
+        /// The file, written by the switch (an absolute path).
+        path: String,
+        /// Port names to capture from; empty = all.
+        #[serde(default)]
+        ports: Vec<String>,
+        /// VSIDs to capture; empty = all.
+        #[serde(default)]
+        vsids: Vec<i64>,
+        /// `ingress`, `egress` or `both` (the default).
+        #[serde(default)]
+        stage: Option<String>,
+        /// Bytes kept per frame (default and maximum 2048).
+        #[serde(default)]
+        snaplen: Option<u16>,
+    },
+    /// Stop the capture and close its file.
+    CaptureStop,
 }
 
 /// A control response.
@@ -134,14 +155,14 @@ fn same_ca(a: &str, b: &str) -> bool {
 }
 
 /// Apply a change request to `current`; the result is fully validated.
-/// Returns `Ok(None)` for requests that change nothing (`Show`).
+/// Returns `Ok(None)` for requests that change no policy (`Show`, captures).
 ///
 /// # Errors
 /// [`ChangeError`] when the object is missing or duplicated, or the new policy is invalid.
 pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeError> {
     let mut f = PolicyFile::from_policy(current);
     match req {
-        Request::Show { .. } => return Ok(None),
+        Request::Show { .. } | Request::CaptureStart { .. } | Request::CaptureStop => return Ok(None),
         Request::AddRecord { record } => {
             if f.lookup.iter().any(|r| r.vsid == record.vsid && same_ca(&r.ca, &record.ca)) {
                 return Err(ChangeError::Exists(format!("a record for CA {} in VSID {} exists (use replace)", record.ca, record.vsid)));

@@ -1,8 +1,10 @@
 //! The control socket: `hnvctl` talks to a running switch over a Unix socket
 //! that only root can open (mode 0600 in a 0700 directory).
 //!
-//! One JSON [`Request`] per line, one JSON [`Response`] per line. Requests
-//! are served one at a time on the control thread, never on a worker. A
+//! One JSON [`Request`] per line, one JSON [`Response`] per line. Each
+//! connection is served on its own control thread (at most
+//! [`MAX_CONNECTIONS`]), never on a worker; changes are serialised by
+//! [`CtlState::edits`]. A
 //! change is validated by [`hnv_policy::api::apply`] exactly like a policy
 //! file and published as a new snapshot; a rejected change, a malformed line
 //! or a peer that disconnects mid-request changes nothing, and the workers
@@ -10,17 +12,22 @@
 
 use hnv_datapath::{DatapathStats, PolicyStore, Totals};
 use hnv_policy::api::{apply, Request, Response, Show};
+use pmd::WorkerStats;
+use hnv_datapath::ext::capture::{CaptureSpec, StageSel};
+use hnv_datapath::ext::live_capture::{CaptureControl, CaptureStatus};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 1 << 20;
+/// Control connections served at once (each on its own thread).
+const MAX_CONNECTIONS: usize = 16;
 
 /// Per-port facts the main loop refreshes for `show ports`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -60,6 +67,13 @@ pub struct CtlState {
     pub state_file: Option<PathBuf>,
     /// The etcd backend's status when etcd manages the tenant policy (changes here are then refused).
     pub etcd: Option<crate::etcd::StatusHandle>,
+    /// Each worker's I/O and cycle counters.
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// Starts and stops captures.
+    pub captures: Arc<CaptureControl>,
+    /// Held from reading the policy to publishing the edited one, so that
+    /// concurrent connections' changes never overwrite each other.
+    pub edits: Arc<Mutex<()>>,
 }
 
 /// Save the policy in force to `path` atomically (write a temporary file, then rename).
@@ -117,20 +131,35 @@ pub fn serve(path: &Path, state: CtlState) -> std::io::Result<Server> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let thread = std::thread::Builder::new().name("hnv-ctl".into()).spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    if let Err(e) = handle(s, &state, &stop2) {
-                        log::debug!("control connection ended: {e}");
+        let open = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                            let _ = s.write_all(b"{\"ok\":false,\"error\":\"too many control connections\"}\n");
+                            continue;
+                        }
+                        open.fetch_add(1, Ordering::Relaxed);
+                        let (state, stop, open) = (&state, &*stop2, open.clone());
+                        let spawned = std::thread::Builder::new().name("hnv-ctl-conn".into()).spawn_scoped(scope, move || {
+                            if let Err(e) = handle(s, state, stop) {
+                                log::debug!("control connection ended: {e}");
+                            }
+                            open.fetch_sub(1, Ordering::Relaxed);
+                        });
+                        if let Err(e) = spawned {
+                            log::warn!("cannot serve a control connection: {e}");
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+                    Err(e) => {
+                        log::warn!("control socket accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => {
-                    log::warn!("control socket accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
             }
-        }
+        });
     })?;
     log::info!("control socket {}", path.display());
     Ok(Server { stop, thread: Some(thread), path: path.to_path_buf() })
@@ -173,10 +202,22 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
     if let Request::Show { what } = req {
         return Response { ok: true, data: show(state, *what), generation: Some(state.store.snapshot().generation), error: None };
     }
+    match req {
+        Request::CaptureStart { path, ports, vsids, stage, snaplen } => return capture_start(state, path, ports, vsids, stage.as_deref(), *snaplen),
+        Request::CaptureStop => {
+            return match state.captures.stop() {
+                Ok(Some(c)) => Response { ok: true, data: capture_json(&c, false), ..Default::default() },
+                Ok(None) => Response::error("no capture is running"),
+                Err(e) => Response::error(format!("capture stopped, but its file may be incomplete: {e}")),
+            }
+        }
+        _ => {}
+    }
     if let Some(e) = &state.etcd {
         let st = e.lock().map(|s| s.clone()).unwrap_or_default();
         return Response::error(format!("policy is managed by etcd at {} (prefix {}); publish changes with hnvctl publish", st.endpoints.join(","), st.prefix));
     }
+    let _edit = state.edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match apply(&state.store.policy(), req) {
         Ok(Some(p)) => {
             let generation = state.store.replace(p);
@@ -190,6 +231,48 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
         Ok(None) => Response { ok: true, ..Default::default() },
         Err(e) => Response::error(e.to_string().replace('\n', "; ")),
     }
+}
+
+fn capture_start(state: &CtlState, path: &str, ports: &[String], vsids: &[i64], stage: Option<&str>, snaplen: Option<u16>) -> Response {
+    let path = Path::new(path);
+    if !path.is_absolute() {
+        return Response::error(format!("capture path {} must be absolute (the switch writes it)", path.display()));
+    }
+    let policy = state.store.policy();
+    let mut port_ids = Vec::new();
+    for name in ports {
+        match policy.ports.iter().position(|p| &p.name == name) {
+            Some(i) => port_ids.push(i as u16),
+            None => return Response::error(format!("no port named {name:?}")),
+        }
+    }
+    let mut vsid_ids = Vec::new();
+    for v in vsids {
+        match hnv_policy::Vsid::from_i64(*v) {
+            Ok(v) => vsid_ids.push(v.get()),
+            Err(e) => return Response::error(format!("capture: {e}")),
+        }
+    }
+    let stages = match stage.unwrap_or("both") {
+        "ingress" => StageSel::Ingress,
+        "egress" => StageSel::Egress,
+        "both" => StageSel::Both,
+        other => return Response::error(format!("stage {other:?}: expected ingress, egress or both")),
+    };
+    let spec = CaptureSpec { ports: port_ids, vsids: vsid_ids, stages, snaplen: snaplen.unwrap_or(0) };
+    match state.captures.start(spec, path) {
+        Ok(()) => {
+            log::info!("capture to {} started", path.display());
+            Response { ok: true, data: state.captures.status().map(|c| capture_json(&c, true)).unwrap_or(Value::Null), ..Default::default() }
+        }
+        Err(e) => Response::error(format!("cannot start a capture to {}: {e}", path.display())),
+    }
+}
+
+fn capture_json(c: &CaptureStatus, running: bool) -> Value {
+    json!({"path": c.path.display().to_string(), "running": running, "seconds": (c.seconds * 10.0).round() / 10.0,
+           "written": c.summary.written, "lost": c.summary.lost, "ports": format!("{:?}", c.spec.ports), "vsids": format!("{:?}", c.spec.vsids),
+           "stages": format!("{:?}", c.spec.stages).to_lowercase()})
 }
 
 fn show(state: &CtlState, what: Show) -> Value {
@@ -252,20 +335,35 @@ fn show(state: &CtlState, what: Show) -> Value {
             "answered": totals.answered, "encapsulated": totals.encapsulated, "decapsulated": totals.decapsulated, "routed": totals.routed,
             "drop_reasons": totals.drops.iter().map(|(r, n)| json!({"reason": r.name(), "packets": n, "meaning": r.description()})).collect::<Vec<_>>(),
         }),
-        Show::Flows | Show::Workers => Value::Array(
+        Show::Flows => Value::Array(
             state
                 .stats
                 .iter()
                 .enumerate()
-                .map(|(i, s)| json!({"worker": i, "rx": s.rx.get(), "tx": s.tx.get(), "flow_hits": s.flow_hits.get(), "flow_misses": s.flow_misses.get()}))
+                .map(|(i, s)| {
+                    let (hits, misses) = (s.flow_hits.get(), s.flow_misses.get());
+                    json!({"worker": i, "flow_hits": hits, "flow_misses": misses, "hit_pct": crate::percent(hits, hits + misses)})
+                })
                 .collect(),
         ),
+        Show::Workers => Value::Array(state.workers.iter().enumerate().map(|(i, w)| worker_row(i, w)).collect()),
         Show::Policy => {
             let etcd = state.etcd.as_ref().map(|e| e.lock().map(|s| s.clone()).unwrap_or_default());
             let source = etcd.as_ref().map_or_else(|| "policy file".to_string(), crate::etcd::Status::line);
             json!({"generation": t.generation, "source": source, "etcd": etcd, "toml": hnv_policy::to_toml(&policy)})
         }
+        Show::Capture => state.captures.status().map_or_else(|| json!({"running": false}), |c| capture_json(&c, true)),
     }
+}
+
+/// One worker's row of `show workers`: I/O counters, the share of TSC
+/// cycles spent in iterations that received packets, and those busy cycles
+/// per received packet (both since start; `hnvctl watch` shows them per
+/// interval from the raw cycle counters).
+pub fn worker_row(i: usize, w: &WorkerStats) -> Value {
+    let (rx, busy, idle) = (w.rx.get(), w.busy_cycles.get(), w.idle_cycles.get());
+    json!({"worker": i, "rx": rx, "tx": w.tx.get(), "tx_refused": w.tx_refused.get(), "busy_pct": crate::percent(busy, busy + idle),
+           "cycles_per_pkt": if rx > 0 { busy as f64 / rx as f64 } else { 0.0 }, "busy_cycles": busy, "idle_cycles": idle})
 }
 
 /// A client for the control socket.

@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::runtime::{port_table, worker_table, PortSpec, Runtime};
 use crate::{rate_printer, secs};
 use anyhow::{Context, Result};
-use hnv_datapath::ext::capture::{capture, CaptureSpec, CaptureWriter, PcapngCapture};
+use hnv_datapath::ext::capture::CaptureSpec;
+use hnv_datapath::ext::live_capture::CaptureControl;
 use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
 use hnv_policy::Policy;
 use pmd::dpdk::{tsc_hz, PortConfig};
@@ -86,23 +87,20 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let store = Arc::new(PolicyStore::new(policy));
     let workers = rt.cores().len();
     let stats: Vec<Arc<DatapathStats>> = (0..workers).map(|_| Arc::new(DatapathStats::default())).collect();
-    let (captures, writer): (Vec<Option<PcapngCapture>>, Option<CaptureWriter>) = match &capture_req {
-        Some(c) => {
-            let (caps, w) = capture(c.spec.clone(), &c.path, names.clone(), tsc_hz(), workers).with_context(|| format!("starting capture to {}", c.path.display()))?;
-            (caps.into_iter().map(Some).collect(), Some(w))
-        }
-        None => ((0..workers).map(|_| None).collect(), None),
-    };
-    let captures = Mutex::new(captures);
+    let captures = CaptureControl::new(workers, tsc_hz(), names.clone());
+    if let Some(c) = &capture_req {
+        captures.start(c.spec.clone(), &c.path).with_context(|| format!("starting capture to {}", c.path.display()))?;
+    }
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let mut rates = rate_printer();
     let report_store = store.clone();
     let port_rows = Arc::new(Mutex::new(Vec::new()));
+    let edits: Arc<Mutex<()>> = Arc::default();
     let etcd_status = cfg.etcd.as_ref().map(crate::etcd::new_status);
     let _control = match &cfg.control.socket {
         Some(path) => Some(
-            crate::ctl::serve(path, crate::ctl::CtlState { store: store.clone(), stats: stats.clone(), ports: port_rows.clone(), state_file: cfg.control.state_file.clone(), etcd: etcd_status.clone() })
+            crate::ctl::serve(path, crate::ctl::CtlState { store: store.clone(), stats: stats.clone(), ports: port_rows.clone(), state_file: cfg.control.state_file.clone(), workers: rt.worker_stats().to_vec(), captures: captures.clone(), edits: edits.clone(), etcd: etcd_status.clone() })
                 .with_context(|| format!("key 'control.socket': cannot serve {}", path.display()))?,
         ),
         None => None,
@@ -124,10 +122,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let max = (cfg.run.max_packets > 0).then_some(cfg.run.max_packets);
     let worker_stats = rt.run_limited(
         |w| {
-            let mut pipeline = standard_pipeline();
-            if let Some(c) = captures.lock().ok().and_then(|mut v| v.get_mut(w).and_then(Option::take)) {
-                pipeline = pipeline.with_capture(Box::new(c));
-            }
+            let pipeline = standard_pipeline().with_capture(Box::new(captures.extension()));
             HnvSwitch::new(store.clone(), pipeline, stats[w].clone(), w)
         },
         stop,
@@ -174,6 +169,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
                 }
                 if hup.swap(false, Ordering::Relaxed) {
                     if let Some(p) = &policy_path {
+                        let _edit = edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         if let Some(w) = etcd {
                             // Host parts from the file, tenant parts from etcd; saves the state file.
                             let _ = w.reload_local(p);
@@ -191,11 +187,8 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
             }
         },
     )?;
-    if let Some(w) = writer {
-        let s = w.stop().context("finishing the capture file")?;
-        if let Some(c) = &capture_req {
-            println!("capture: {} packets written to {} ({} lost)", s.written, c.path.display(), s.lost);
-        }
+    if let Some(c) = captures.stop().context("finishing the capture file")? {
+        println!("capture: {} packets written to {} ({} lost)", c.summary.written, c.path.display(), c.summary.lost);
     }
     let totals = Totals::sum(stats.iter().map(|s| &**s));
     println!("\nfinal port counters (DPDK):\n{}", port_table(rt.names(), &rt.port_stats()));

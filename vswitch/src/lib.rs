@@ -41,6 +41,15 @@ pub fn secs(s: f64) -> Option<Duration> {
     (s > 0.0).then(|| Duration::from_secs_f64(s))
 }
 
+/// `part` as a percentage of `whole`, one decimal; 0 when `whole` is 0.
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (1000.0 * part as f64 / whole as f64).round() / 10.0
+    }
+}
+
 /// Receive and transmit packets per second between two counter readings `dt` seconds apart.
 pub fn pps(prev: &pmd::dpdk::PortStats, now: &pmd::dpdk::PortStats, dt: f64) -> (f64, f64) {
     let dt = dt.max(1e-9);

@@ -38,6 +38,7 @@ pub struct Runtime {
     prefix: String,
     cores: Vec<usize>,
     idle_sleep: Option<Duration>,
+    worker_stats: Vec<Arc<WorkerStats>>,
 }
 
 /// A DPDK object name unique in this process.
@@ -110,7 +111,8 @@ impl Runtime {
         let owns_eal = !Eal::is_initialized();
         let eal = Eal::init(&args).context("starting DPDK (EAL)")?;
         let idle_sleep = (cfg.dpdk.idle_sleep_us > 0).then(|| Duration::from_micros(cfg.dpdk.idle_sleep_us));
-        let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores, idle_sleep };
+        let worker_stats = cores.iter().map(|_| Arc::new(WorkerStats::default())).collect();
+        let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores, idle_sleep, worker_stats };
         match rt.open_ports(cfg, ports) {
             Ok(()) => Ok(rt),
             Err(e) => {
@@ -163,6 +165,10 @@ impl Runtime {
     pub fn cores(&self) -> &[usize] {
         &self.cores
     }
+    /// Each worker's I/O and cycle counters (cumulative over every run).
+    pub fn worker_stats(&self) -> &[Arc<WorkerStats>] {
+        &self.worker_stats
+    }
 
     /// The rx queues each worker polls: every (port, queue) round-robin over the workers.
     pub fn plans(&self, max_rx: Option<u64>) -> Vec<WorkerPlan> {
@@ -209,7 +215,7 @@ impl Runtime {
     {
         let plans = self.plans(max_rx);
         let ids: Vec<u16> = self.ports.iter().map(Port::id).collect();
-        let stats: Vec<Arc<WorkerStats>> = plans.iter().map(|_| Arc::new(WorkerStats::default())).collect();
+        let stats: Vec<Arc<WorkerStats>> = plans.iter().map(|p| self.worker_stats.get(p.id).cloned().unwrap_or_default()).collect();
         let eal = self.eal;
         let started = Instant::now();
         let result: Result<()> = std::thread::scope(|s| {

@@ -67,6 +67,36 @@ enum Command {
         /// The policy file.
         policy: PathBuf,
     },
+    /// Start, stop or show a pcapng capture.
+    Capture {
+        #[command(subcommand)]
+        action: CaptureCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CaptureCmd {
+    /// Start capturing to a new pcapng file (written by the switch).
+    Start {
+        /// Output file (relative paths are taken from the current directory).
+        file: PathBuf,
+        /// Only this port (by name); repeat for more.
+        #[arg(long = "port")]
+        ports: Vec<String>,
+        /// Only this VSID; repeat for more.
+        #[arg(long = "vsid")]
+        vsids: Vec<i64>,
+        /// ingress, egress or both.
+        #[arg(long, default_value = "both")]
+        stage: String,
+        /// Bytes kept per frame (at most 2048).
+        #[arg(long)]
+        snaplen: Option<u16>,
+    },
+    /// Stop the capture and close its file.
+    Stop,
+    /// Show the capture in progress.
+    Status,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -80,6 +110,7 @@ enum ShowArg {
     Flows,
     Workers,
     Policy,
+    Capture,
 }
 
 #[derive(Args, Debug)]
@@ -231,6 +262,7 @@ fn show_of(a: ShowArg) -> Show {
         ShowArg::Flows => Show::Flows,
         ShowArg::Workers => Show::Workers,
         ShowArg::Policy => Show::Policy,
+        ShowArg::Capture => Show::Capture,
     }
 }
 
@@ -279,6 +311,20 @@ fn render(resp: &Response) -> String {
     }
 }
 
+/// Per-worker busy share and cycles per packet over the last refresh interval.
+fn interval_workers(prev: Option<&[Value]>, now: &[Value]) -> Vec<Value> {
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    now.iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let p = prev.and_then(|p| p.get(i));
+            let d = |k: &str| num(w, k).saturating_sub(p.map_or(0, |p| num(p, k)));
+            let (busy, idle, rx) = (d("busy_cycles"), d("idle_cycles"), d("rx"));
+            serde_json::json!({"worker": i, "rx": rx, "busy_pct": hnvswitch::percent(busy, busy + idle), "cycles_per_pkt": busy.checked_div(rx).unwrap_or(0)})
+        })
+        .collect()
+}
+
 fn call(client: &mut Client, req: &Request, json: bool) -> Result<()> {
     let resp = client.call(req).context("talking to hnvswitch")?;
     if json {
@@ -322,10 +368,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Watch { interval, count } => {
             let mut client = connect()?;
             let mut n = 0;
+            let mut last: Option<Vec<Value>> = None;
             loop {
                 let ports = client.call(&Request::Show { what: Show::Ports })?;
                 let vsids = client.call(&Request::Show { what: Show::Vsids })?;
-                print!("\x1b[2J\x1b[H{}\n{}", render(&ports), render(&vsids));
+                let workers = client.call(&Request::Show { what: Show::Workers })?;
+                let rows = workers.data.as_array().cloned().unwrap_or_default();
+                let recent = interval_workers(last.as_deref(), &rows);
+                last = Some(rows);
+                print!("\x1b[2J\x1b[H{}\n{}\n{}", render(&ports), render(&vsids), table(&recent));
                 n += 1;
                 if count > 0 && n >= count {
                     return Ok(());
@@ -359,6 +410,14 @@ fn run(cli: Cli) -> Result<()> {
                 },
             },
             AclCmd::Remove { vsid, priority } => Request::RemoveAcl { vsid, priority },
+        },
+        Command::Capture { action } => match action {
+            CaptureCmd::Start { file, ports, vsids, stage, snaplen } => {
+                let path = std::path::absolute(&file).with_context(|| format!("capture file {}", file.display()))?;
+                Request::CaptureStart { path: path.display().to_string(), ports, vsids, stage: Some(stage), snaplen }
+            }
+            CaptureCmd::Stop => Request::CaptureStop,
+            CaptureCmd::Status => Request::Show { what: Show::Capture },
         },
     };
     call(&mut connect()?, &req, cli.json)

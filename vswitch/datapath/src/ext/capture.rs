@@ -200,12 +200,11 @@ impl PcapngCapture {
     }
 }
 
-impl CaptureExtension for PcapngCapture {
-    fn name(&self) -> &'static str {
-        "pcapng-capture"
-    }
-
-    fn capture(&mut self, cx: &Context<'_>, stage: Stage, pkts: &[PacketRef<'_>]) {
+impl PcapngCapture {
+    /// Copy the selected packets of `pkts`, seen at `stage`, into this
+    /// worker's ring. Only the owning worker may call it (single producer).
+    #[inline]
+    pub(crate) fn record(&self, cx: &Context<'_>, stage: Stage, pkts: &[PacketRef<'_>]) {
         if !self.spec.stages.contains(stage) {
             return;
         }
@@ -237,6 +236,16 @@ impl CaptureExtension for PcapngCapture {
         if lost != 0 {
             self.ring.lost.add(lost);
         }
+    }
+}
+
+impl CaptureExtension for PcapngCapture {
+    fn name(&self) -> &'static str {
+        "pcapng-capture"
+    }
+
+    fn capture(&mut self, cx: &Context<'_>, stage: Stage, pkts: &[PacketRef<'_>]) {
+        self.record(cx, stage, pkts);
     }
 }
 
