@@ -4,9 +4,11 @@
 # Usage: scripts/setup.sh [--with-test-tools]
 set -euo pipefail
 
-PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config)
+# protoc and the well-known .proto files: the etcd-client crate compiles etcd's API at build time.
+PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config protobuf-compiler libprotobuf-dev)
 if [[ "${1:-}" == "--with-test-tools" ]]; then
-    PKGS+=(tshark valgrind iproute2 python3 iperf3 iputils-ping ethtool)
+    # etcd-server/etcd-client: the etcd tests start their own etcd on free loopback ports.
+    PKGS+=(tshark valgrind iproute2 python3 iperf3 iputils-ping ethtool etcd-server etcd-client)
 fi
 
 missing=()

@@ -36,6 +36,46 @@ pub struct Config {
     /// The control socket.
     #[serde(default)]
     pub control: ControlConfig,
+    /// Take the tenant policy from etcd (hnv mode; none = the policy file alone).
+    #[serde(default)]
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// `[etcd]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client URLs, e.g. `["http://127.0.0.1:2379"]`.
+    pub endpoints: Vec<String>,
+    /// Key prefix holding the tenant policy; ends with `/`.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+}
+
+fn default_etcd_prefix() -> String {
+    crate::etcd::DEFAULT_PREFIX.to_string()
+}
+
+impl EtcdConfig {
+    /// Check endpoints and prefix; the error names the key.
+    ///
+    /// # Errors
+    /// One line naming the `etcd.*` key and the problem.
+    pub fn check(&self) -> Result<(), String> {
+        if self.endpoints.is_empty() {
+            return Err("key 'etcd.endpoints': at least one endpoint is needed".into());
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let rest = e.strip_prefix("http://").ok_or_else(|| format!("key 'etcd.endpoints[{i}]': {e:?} is not an http:// URL (TLS is not supported)"))?;
+            if rest.is_empty() || rest.contains(char::is_whitespace) {
+                return Err(format!("key 'etcd.endpoints[{i}]': {e:?} names no host"));
+            }
+        }
+        if !self.prefix.ends_with('/') || self.prefix.len() < 2 {
+            return Err(format!("key 'etcd.prefix': {:?} must be non-empty and end with '/'", self.prefix));
+        }
+        Ok(())
+    }
 }
 
 /// `[control]`
@@ -296,6 +336,12 @@ impl Config {
                 }
             }
         }
+        if let Some(e) = &self.etcd {
+            if self.forwarding.mode != Mode::Hnv {
+                return Err("key 'etcd': only hnv mode takes its policy from etcd".into());
+            }
+            e.check()?;
+        }
         if !(self.run.duration_secs >= 0.0 && self.run.stats_interval_secs >= 0.0) {
             return Err("key 'run': durations must be non-negative numbers".into());
         }
@@ -379,5 +425,24 @@ mod tests {
         assert_eq!(c.peer_map(), vec![2, 1, 0]);
         let e = Config::parse("[[ports]]\nname='a'\ndevargs='x'\n[forwarding]\npairs=[['a','q']]\n", "t").unwrap_err();
         assert!(e.to_string().contains("unknown port \"q\""));
+    }
+
+    #[test]
+    fn etcd_section_is_optional_and_checked() {
+        let hnv = "[forwarding]\nmode='hnv'\npolicy='p.toml'\n";
+        assert_eq!(Config::parse(hnv, "t").unwrap().etcd, None);
+        let c = Config::parse(&format!("{hnv}[etcd]\nendpoints=['http://127.0.0.1:2379']\n"), "t").unwrap();
+        assert_eq!(c.etcd.unwrap().prefix, "/hnv/");
+        for (bad, key) in [
+            ("endpoints=[]", "etcd.endpoints"),
+            ("endpoints=['https://h:2379']", "etcd.endpoints[0]"),
+            ("endpoints=['http://h:2379']\nprefix='/hnv'", "etcd.prefix"),
+            ("endpoints=['http://h:2379']\nprefx='/x/'", "prefx"),
+        ] {
+            let e = Config::parse(&format!("{hnv}[etcd]\n{bad}\n"), "x.toml").unwrap_err().to_string();
+            assert!(e.starts_with("x.toml: ") && e.contains(key), "{bad}: {e}");
+        }
+        let e = Config::parse("[[ports]]\nname='a'\ndevargs='x'\n[etcd]\nendpoints=['http://h:1']\n", "t").unwrap_err().to_string();
+        assert!(e.contains("key 'etcd'"), "{e}");
     }
 }

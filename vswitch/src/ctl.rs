@@ -65,6 +65,8 @@ pub struct CtlState {
     pub ports: Arc<Mutex<Vec<PortRow>>>,
     /// Where to save the policy after each accepted change.
     pub state_file: Option<PathBuf>,
+    /// The etcd backend's status when etcd manages the tenant policy (changes here are then refused).
+    pub etcd: Option<crate::etcd::StatusHandle>,
     /// Each worker's I/O and cycle counters.
     pub workers: Vec<Arc<WorkerStats>>,
     /// Starts and stops captures.
@@ -211,6 +213,10 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
         }
         _ => {}
     }
+    if let Some(e) = &state.etcd {
+        let st = e.lock().map(|s| s.clone()).unwrap_or_default();
+        return Response::error(format!("policy is managed by etcd at {} (prefix {}); publish changes with hnvctl publish", st.endpoints.join(","), st.prefix));
+    }
     let _edit = state.edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match apply(&state.store.policy(), req) {
         Ok(Some(p)) => {
@@ -341,7 +347,11 @@ fn show(state: &CtlState, what: Show) -> Value {
                 .collect(),
         ),
         Show::Workers => Value::Array(state.workers.iter().enumerate().map(|(i, w)| worker_row(i, w)).collect()),
-        Show::Policy => json!({"generation": t.generation, "toml": hnv_policy::to_toml(&policy)}),
+        Show::Policy => {
+            let etcd = state.etcd.as_ref().map(|e| e.lock().map(|s| s.clone()).unwrap_or_default());
+            let source = etcd.as_ref().map_or_else(|| "policy file".to_string(), crate::etcd::Status::line);
+            json!({"generation": t.generation, "source": source, "etcd": etcd, "toml": hnv_policy::to_toml(&policy)})
+        }
         Show::Capture => state.captures.status().map_or_else(|| json!({"running": false}), |c| capture_json(&c, true)),
     }
 }

@@ -97,9 +97,10 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let report_store = store.clone();
     let port_rows = Arc::new(Mutex::new(Vec::new()));
     let edits: Arc<Mutex<()>> = Arc::default();
+    let etcd_status = cfg.etcd.as_ref().map(crate::etcd::new_status);
     let _control = match &cfg.control.socket {
         Some(path) => Some(
-            crate::ctl::serve(path, crate::ctl::CtlState { store: store.clone(), stats: stats.clone(), ports: port_rows.clone(), state_file: cfg.control.state_file.clone(), workers: rt.worker_stats().to_vec(), captures: captures.clone(), edits: edits.clone() })
+            crate::ctl::serve(path, crate::ctl::CtlState { store: store.clone(), stats: stats.clone(), ports: port_rows.clone(), state_file: cfg.control.state_file.clone(), workers: rt.worker_stats().to_vec(), captures: captures.clone(), edits: edits.clone(), etcd: etcd_status.clone() })
                 .with_context(|| format!("key 'control.socket': cannot serve {}", path.display()))?,
         ),
         None => None,
@@ -111,6 +112,11 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     if let Some(path) = &cfg.control.state_file {
         crate::ctl::persist(&store, path).with_context(|| format!("key 'control.state_file': cannot write {}", path.display()))?;
     }
+    let etcd = match (&cfg.etcd, etcd_status) {
+        (Some(e), Some(status)) => Some(crate::etcd::Watcher::start(e, store.clone(), cfg.control.state_file.clone(), status).context("key 'etcd'")?),
+        _ => None,
+    };
+    let etcd = etcd.as_ref();
     let mut last_rows: Option<(f64, Vec<pmd::dpdk::PortStats>)> = None;
     let policy_path = policy_path.map(Path::to_path_buf);
     let max = (cfg.run.max_packets > 0).then_some(cfg.run.max_packets);
@@ -164,7 +170,10 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
                 if hup.swap(false, Ordering::Relaxed) {
                     if let Some(p) = &policy_path {
                         let _edit = edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        if reload(&report_store, p).is_ok() {
+                        if let Some(w) = etcd {
+                            // Host parts from the file, tenant parts from etcd; saves the state file.
+                            let _ = w.reload_local(p);
+                        } else if reload(&report_store, p).is_ok() {
                             if let Some(state) = &cfg.control.state_file {
                                 let _ = crate::ctl::persist(&report_store, state);
                             }

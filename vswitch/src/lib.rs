@@ -15,6 +15,7 @@
 pub mod config;
 pub mod ctl;
 pub mod demo;
+pub mod etcd;
 pub mod fwd;
 pub mod hnv;
 pub mod metrics;

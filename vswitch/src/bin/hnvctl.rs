@@ -54,6 +54,19 @@ enum Command {
         #[command(subcommand)]
         action: AclCmd,
     },
+    /// Validate a policy file and publish its tenant parts (routing domains, subnets,
+    /// lookup records, customer routes, ACL) to etcd in one transaction; keys under
+    /// the prefix that the file no longer holds are deleted.
+    Publish {
+        /// etcd client URL (repeatable).
+        #[arg(long = "etcd", value_name = "URL", required = true)]
+        etcd: Vec<String>,
+        /// Key prefix.
+        #[arg(long, default_value = hnvswitch::etcd::DEFAULT_PREFIX)]
+        prefix: String,
+        /// The policy file.
+        policy: PathBuf,
+    },
     /// Start, stop or show a pcapng capture.
     Capture {
         #[command(subcommand)]
@@ -282,7 +295,7 @@ fn table(rows: &[Value]) -> String {
 fn render(resp: &Response) -> String {
     match &resp.data {
         Value::Array(rows) => table(rows),
-        Value::Object(o) if o.contains_key("toml") => cell(&o["toml"]),
+        Value::Object(o) if o.contains_key("toml") => o.get("source").map(|s| format!("# source: {}\n", cell(s))).unwrap_or_default() + &cell(&o["toml"]),
         Value::Object(o) => {
             let mut s = String::new();
             for (k, v) in o {
@@ -326,11 +339,34 @@ fn call(client: &mut Client, req: &Request, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn publish(endpoints: Vec<String>, prefix: String, path: &std::path::Path) -> Result<()> {
+    hnvswitch::config::EtcdConfig { endpoints: endpoints.clone(), prefix: prefix.clone() }.check().map_err(|m| anyhow::anyhow!("--etcd/--prefix: {m}"))?;
+    let policy = hnv_policy::load(path).map_err(|e| {
+        eprintln!("{e}");
+        anyhow::anyhow!("{}: policy rejected, nothing published", path.display())
+    })?;
+    let r = hnvswitch::etcd::publish(&endpoints, &prefix, &policy)?;
+    println!(
+        "published {} to etcd {} under {}: {} written, {} deleted, {} unchanged (revision {})",
+        path.display(),
+        endpoints.join(","),
+        prefix,
+        r.put,
+        r.deleted,
+        r.unchanged,
+        r.revision
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let mut client = Client::connect(&cli.socket).with_context(|| format!("cannot open {} (is hnvswitch running with a control socket, and are you root?)", cli.socket.display()))?;
+    let socket = cli.socket;
+    let connect = || Client::connect(&socket).with_context(|| format!("cannot open {} (is hnvswitch running with a control socket, and are you root?)", socket.display()));
     let req = match cli.command {
+        Command::Publish { etcd, prefix, policy } => return publish(etcd, prefix, &policy),
         Command::Show { what } => Request::Show { what: show_of(what) },
         Command::Watch { interval, count } => {
+            let mut client = connect()?;
             let mut n = 0;
             let mut last: Option<Vec<Value>> = None;
             loop {
@@ -384,7 +420,7 @@ fn run(cli: Cli) -> Result<()> {
             CaptureCmd::Status => Request::Show { what: Show::Capture },
         },
     };
-    call(&mut client, &req, cli.json)
+    call(&mut connect()?, &req, cli.json)
 }
 
 fn main() -> ExitCode {

@@ -37,6 +37,9 @@ enum Command {
         /// hnv mode: serve hnvctl on this Unix socket (overrides control.socket).
         #[arg(long)]
         control: Option<PathBuf>,
+        /// hnv mode: take the tenant policy from etcd at this client URL (repeatable; overrides etcd.endpoints).
+        #[arg(long = "etcd", value_name = "URL")]
+        etcd: Vec<String>,
     },
     /// Write a traffic file (pcap) for benchmarks and tests.
     Traffic {
@@ -95,8 +98,17 @@ enum Command {
     },
 }
 
-fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Option<PathBuf>, control: Option<PathBuf>) -> Result<()> {
+fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Option<PathBuf>, control: Option<PathBuf>, etcd: Vec<String>) -> Result<()> {
     let mut cfg = Config::load(&config)?;
+    if !etcd.is_empty() {
+        if cfg.forwarding.mode != Mode::Hnv {
+            bail!("--etcd: only hnv mode takes its policy from etcd");
+        }
+        let prefix = cfg.etcd.take().map_or_else(|| hnvswitch::etcd::DEFAULT_PREFIX.to_string(), |e| e.prefix);
+        let e = hnvswitch::config::EtcdConfig { endpoints: etcd, prefix };
+        e.check().map_err(|m| anyhow::anyhow!("--etcd: {m}"))?;
+        cfg.etcd = Some(e);
+    }
     if let Some(d) = duration {
         if d.is_nan() || d < 0.0 {
             bail!("--duration must be a non-negative number of seconds");
@@ -197,7 +209,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run { config, duration, packets, capture, control } => run(config, duration, packets, capture, control),
+        Command::Run { config, duration, packets, capture, control, etcd } => run(config, duration, packets, capture, control, etcd),
         Command::Demo { duration, io } => {
             if io {
                 demo::run_io(duration)

@@ -1,0 +1,357 @@
+//! The etcd policy backend against a real etcd on loopback (Debian
+//! `etcd-server`; `scripts/setup.sh --with-test-tools` installs it): two
+//! switches follow a move published through etcd within a second, refuse a
+//! value that does not parse or validate without effect, and forward
+//! unaffected while etcd is down, resynchronising when it returns.
+#![allow(clippy::unwrap_used, clippy::zombie_processes)]
+
+use hnv_policy::api::{Request, Show};
+use hnv_policy::file::LookupFile;
+use hnvswitch::ctl::Client;
+use hnvswitch::scenarios::{self, Scenario};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MOVED_KEY: &str = "/hnv/lookup/5001/10.0.0.16";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn need(tool: &str, arg: &str) {
+    let ok = Command::new(tool).arg(arg).env("ETCDCTL_API", "3").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    assert!(ok, "{tool} is not installed (Debian etcd-server / etcd-client): run scripts/setup.sh --with-test-tools");
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    t0.elapsed()
+}
+
+/// A single-member etcd on free loopback ports in its own data directory;
+/// killed and removed on drop (also when a test fails).
+struct Etcd {
+    child: Option<Child>,
+    dir: PathBuf,
+    client: u16,
+    peer: u16,
+}
+
+impl Etcd {
+    fn start(dir: &Path) -> Etcd {
+        need("etcd", "--version");
+        need("etcdctl", "version");
+        let mut e = Etcd { child: None, dir: dir.to_path_buf(), client: free_port(), peer: free_port() };
+        e.spawn();
+        e
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    /// Start (or restart, on the same data directory and ports) and wait until it answers.
+    fn spawn(&mut self) {
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let log = std::fs::File::options().create(true).append(true).open(self.dir.join("etcd.log")).unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", "hnvtest", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args(["--listen-client-urls", &self.url(), "--advertise-client-urls", &self.url()])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("hnvtest={peer}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_for("etcd to answer", Duration::from_secs(20), || self.ctl(&["endpoint", "health"]).status.success());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new("etcdctl").env("ETCDCTL_API", "3").args(["--endpoints", &self.url(), "--command-timeout=2s"]).args(args).output().unwrap()
+    }
+
+    /// Put one key; returns the revision it created.
+    fn put(&self, key: &str, value: &str) -> i64 {
+        let out = self.ctl(&["-w", "json", "put", key, value]);
+        assert!(out.status.success(), "etcdctl put: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["header"]["revision"].as_i64().unwrap()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+    }
+}
+
+/// A running hnvswitch with its control client; killed on drop unless stopped.
+struct Switch {
+    child: Option<Child>,
+    client: Option<Client>,
+}
+
+impl Switch {
+    fn start(config: &Path, sock: &Path, extra: &[&str]) -> Switch {
+        let child = Command::new(env!("CARGO_BIN_EXE_hnvswitch"))
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--control")
+            .arg(sock)
+            .args(["--duration", "120"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut s = Switch { child: Some(child), client: None };
+        wait_for("the control socket", Duration::from_secs(20), || {
+            s.client = Client::connect(sock).ok();
+            s.client.is_some()
+        });
+        s
+    }
+
+    fn show(&mut self, what: Show) -> (Value, u64) {
+        let r = self.client.as_mut().unwrap().call(&Request::Show { what }).unwrap();
+        assert!(r.ok, "{:?}", r.error);
+        (r.data, r.generation.unwrap())
+    }
+
+    fn generation(&mut self) -> u64 {
+        self.show(Show::Counters).1
+    }
+
+    fn etcd(&mut self) -> Value {
+        self.show(Show::Policy).0["etcd"].clone()
+    }
+
+    fn pa(&mut self, vsid: u32, ca: &str) -> Option<String> {
+        let (rows, _) = self.show(Show::Records);
+        rows.as_array().unwrap().iter().find(|r| r["vsid"] == vsid && r["ca"] == ca).map(|r| r["pa"].as_str().unwrap().to_string())
+    }
+
+    fn tx(&mut self) -> u64 {
+        self.show(Show::Counters).0["tx"].as_u64().unwrap()
+    }
+
+    /// SIGINT, then (stdout, stderr); asserts a clean exit.
+    fn stop(mut self) -> (String, String) {
+        self.client = None;
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "switch did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "{o}\n{e}");
+        (o, e)
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn publish(url: &str, policy: &Path) -> i64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_hnvctl")).args(["publish", "--etcd", url]).arg(policy).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "hnvctl publish: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    println!("{}", stdout.trim());
+    stdout.rsplit("(revision ").next().and_then(|s| s.trim().trim_end_matches(')').parse().ok()).unwrap()
+}
+
+fn moved_value(pa: &str) -> String {
+    serde_json::to_string(&LookupFile { ca: "10.0.0.16".into(), vsid: 5001, mac: "00:15:5d:01:10:00".into(), pa: pa.into(), ..Default::default() }).unwrap()
+}
+
+fn applied(s: &mut Switch, rev: i64) -> bool {
+    s.etcd()["applied_revision"].as_i64().unwrap() >= rev
+}
+
+fn clean_exit(stdout: &str) {
+    assert!(stdout.contains(": reconciled"), "{stdout}");
+    assert!(stdout.contains("drops by reason:\n  (none)"), "no packet was dropped:\n{stdout}");
+}
+
+#[test]
+fn two_switches_follow_a_move_through_etcd_within_a_second() {
+    let dir = std::env::temp_dir().join(format!("hnv-etcd-two-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let etcd = Etcd::start(&dir);
+    let url = etcd.url();
+    // Two hosts, each its own DPDK process (--no-huge, file prefix hnv<pid>), both on core 1.
+    let a = scenarios::write(&dir.join("a"), Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let b = scenarios::write(&dir.join("b"), Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let mut cfg = std::fs::read_to_string(&a.config).unwrap();
+    cfg += &format!("\n[etcd]\nendpoints = [\"{url}\"]\nprefix = \"/hnv/\"\n");
+    std::fs::write(&a.config, cfg).unwrap();
+    let mut sa = Switch::start(&a.config, &dir.join("a.sock"), &[]);
+    let mut sb = Switch::start(&b.config, &dir.join("b.sock"), &["--etcd", &url]);
+
+    // Nothing published yet: both keep forwarding on their local policy files.
+    let rev = publish(&url, &a.policy);
+    let t = Instant::now();
+    wait_for("both switches to apply the publish", Duration::from_secs(5), || applied(&mut sa, rev) && applied(&mut sb, rev));
+    println!("publish applied on both switches after {:?}", t.elapsed());
+    for s in [&mut sa, &mut sb] {
+        let e = s.etcd();
+        assert_eq!(e["connected"], true, "{e}");
+        assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.22"));
+    }
+    let (ga, gb) = (sa.generation(), sb.generation());
+
+    // Move a VM with one put of its lookup key.
+    let t = Instant::now();
+    let rev = etcd.put(MOVED_KEY, &moved_value("192.168.4.25"));
+    let put_took = t.elapsed();
+    let mut seen = [None, None];
+    wait_for("both switches to show the new PA", Duration::from_secs(1), || {
+        for (i, s) in [&mut sa, &mut sb].into_iter().enumerate() {
+            if seen[i].is_none() && s.pa(5001, "10.0.0.16").as_deref() == Some("192.168.4.25") {
+                seen[i] = Some(t.elapsed());
+            }
+        }
+        seen.iter().all(Option::is_some)
+    });
+    println!("move at revision {rev}: etcdctl put returned after {put_took:?}; switch a updated after {:?}, switch b after {:?}", seen[0].unwrap(), seen[1].unwrap());
+    assert_eq!((sa.generation(), sb.generation()), (ga + 1, gb + 1), "one move, one new snapshot each");
+
+    // A value that does not parse, then one that does not validate: refused, nothing changes.
+    let (ga, gb) = (ga + 1, gb + 1);
+    for (value, problem) in [(moved_value("192.168.4.23")[..40].to_string(), "not a valid JSON"), (moved_value("192.168.4"), "field 'pa'")] {
+        let rev = etcd.put(MOVED_KEY, &value);
+        for s in [&mut sa, &mut sb] {
+            wait_for("the switch to read the bad revision", Duration::from_secs(2), || s.etcd()["revision"].as_i64().unwrap() >= rev);
+            let e = s.etcd();
+            let err = e["last_error"].as_str().unwrap_or_default().to_string();
+            assert!(err.contains(MOVED_KEY) && err.contains(problem), "{e}");
+            assert!(e["applied_revision"].as_i64().unwrap() < rev, "{e}");
+            assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.25"));
+        }
+        assert_eq!((sa.generation(), sb.generation()), (ga, gb), "a refused value changes nothing");
+    }
+    for s in [&mut sa, &mut sb] {
+        let tx = s.tx();
+        wait_for("traffic to keep flowing", Duration::from_secs(2), || s.tx() > tx + 1000);
+    }
+
+    // Edits over the socket are refused while etcd manages the policy; show policy names the source.
+    let r = sa.client.as_mut().unwrap().call(&Request::RemoveRecord { vsid: 6001, ca: "10.0.0.16".into() }).unwrap();
+    assert!(!r.ok && r.error.as_deref().unwrap_or("").contains("managed by etcd"), "{r:?}");
+    sb.client = None; // the socket serves one connection at a time
+    let out = Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(dir.join("b.sock")).args(["show", "policy"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&format!("# source: etcd {url} prefix /hnv/: connected")), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    sb.client = Some(Client::connect(&dir.join("b.sock")).unwrap());
+
+    // Republishing a file without a record deletes its key, in the same transaction as the rest.
+    let mut p = hnv_policy::load(&a.policy).unwrap();
+    p.lookup.retain(|r| !(r.vsid.get() == 6001 && r.ca.to_string() == "10.0.0.16"));
+    let smaller = dir.join("smaller.toml");
+    std::fs::write(&smaller, hnv_policy::to_toml(&p)).unwrap();
+    let rev = publish(&url, &smaller);
+    wait_for("both switches to apply the republish", Duration::from_secs(2), || applied(&mut sa, rev) && applied(&mut sb, rev));
+    for s in [&mut sa, &mut sb] {
+        assert_eq!(s.pa(6001, "10.0.0.16"), None);
+        assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.22"), "the publish also restored the file's PA");
+    }
+
+    let (out_a, err_a) = sa.stop();
+    let (out_b, _) = sb.stop();
+    clean_exit(&out_a);
+    clean_exit(&out_b);
+    for l in err_a.lines().filter(|l| l.contains("etcd")) {
+        println!("switch a: {l}");
+    }
+    assert!(err_a.contains("refused, the previous policy stays in force") && err_a.contains(MOVED_KEY), "{err_a}");
+    drop(etcd);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn forwarding_survives_an_etcd_outage_and_resynchronises() {
+    let dir = std::env::temp_dir().join(format!("hnv-etcd-outage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut etcd = Etcd::start(&dir);
+    let url = etcd.url();
+    let w = scenarios::write(&dir.join("a"), Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let state = dir.join("state.toml");
+    let mut cfg = std::fs::read_to_string(&w.config).unwrap();
+    cfg += &format!("\n[control]\nstate_file = \"{}\"\n\n[etcd]\nendpoints = [\"{url}\"]\n", state.display());
+    std::fs::write(&w.config, cfg).unwrap();
+    let rev = publish(&url, &w.policy);
+    let mut s = Switch::start(&w.config, &dir.join("a.sock"), &[]);
+    wait_for("the switch to apply the policy", Duration::from_secs(5), || applied(&mut s, rev));
+    let g = s.generation();
+
+    etcd.kill();
+    let t = Instant::now();
+    wait_for("the switch to notice the outage", Duration::from_secs(10), || s.etcd()["connected"] == false);
+    println!("outage noticed after {:?}", t.elapsed());
+    let mut last = s.tx();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        let tx = s.tx();
+        assert!(tx > last + 1000, "forwarding continues while etcd is down: tx {last} -> {tx}");
+        last = tx;
+    }
+    assert_eq!(s.generation(), g, "an outage changes no policy");
+    assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.22"));
+
+    // Back, on the same data directory: the change made right after the restart arrives
+    // through the resynchronising read (or the watch, if the switch was quicker).
+    etcd.spawn();
+    let rev = etcd.put(MOVED_KEY, &moved_value("192.168.4.24"));
+    let t = Instant::now();
+    wait_for("the switch to resynchronise", Duration::from_secs(5), || applied(&mut s, rev));
+    println!("resynchronised {:?} after the put", t.elapsed());
+    assert_eq!(s.etcd()["connected"], true);
+    assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.24"));
+    assert_eq!(s.generation(), g + 1);
+    assert!(std::fs::read_to_string(&state).unwrap().contains("192.168.4.24"), "the accepted update was saved");
+
+    let (out, err) = s.stop();
+    clean_exit(&out);
+    assert_eq!(err.matches("forwarding continues on the last good policy").count(), 1, "the outage is logged once:\n{err}");
+    assert!(err.contains("reconnected, resynchronising"), "{err}");
+
+    // Restarted while etcd is down: the switch resumes with the last good policy from its state file.
+    etcd.kill();
+    let mut s = Switch::start(&w.config, &dir.join("a.sock"), &[]);
+    assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.24"));
+    let tx = s.tx();
+    wait_for("traffic to flow without etcd", Duration::from_secs(3), || s.tx() > tx + 1000);
+    assert_eq!(s.etcd()["connected"], false);
+    let (out, _) = s.stop();
+    clean_exit(&out);
+    drop(etcd);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
