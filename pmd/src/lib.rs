@@ -27,4 +27,4 @@ pub use batch::{Batch, BURST};
 pub use buf::{HeapBuf, PacketBuf};
 pub use processor::{Processor, TxStage, MAX_PORTS};
 pub use stats::WorkerStats;
-pub use worker::{PortIo, RxQueue, WorkerPlan};
+pub use worker::{PortIo, Reload, ReloadGate, RxQueue, WorkerPlan};

@@ -62,4 +62,8 @@ impl PortIo<Mbuf> for DpdkIo {
     fn now(&self) -> u64 {
         rdtsc()
     }
+
+    fn remap(&mut self, devices: &[u16]) {
+        self.port_ids = devices.to_vec();
+    }
 }
