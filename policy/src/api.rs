@@ -6,8 +6,14 @@
 //! they are validated by exactly the rules a policy file is; a rejected change
 //! leaves the running policy as it was. [`apply`] is that edit-and-validate
 //! step, shared by the server and tests.
+//!
+//! Port changes ([`Request::AddPort`], [`Request::RemovePort`]) edit
+//! `[[ports]]`: a port is added at the end of the list, and removing one
+//! shifts the later ports down by one (the switch port index is the position
+//! in the list). A running switch validates the change, opens the new DPDK
+//! port, then swaps the port list while its workers are paused.
 
-use crate::file::{AclFile, CustomerRouteFile, LookupFile, PolicyFile};
+use crate::file::{AclFile, CustomerRouteFile, LookupFile, PolicyFile, PortFile};
 use crate::{validate, Policy, PolicyError};
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +94,25 @@ pub enum Request {
         vsid: i64,
         /// Priority.
         priority: i64,
+    },
+    /// Add a port at the end of the port list (hot-plugged on a running switch),
+    /// with the lookup records it needs (a VM port's addresses need records
+    /// with its VSID, MAC and a local PA).
+    AddPort {
+        /// The port, as in `[[ports]]`.
+        port: PortFile,
+        /// Records added in the same change.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        records: Vec<LookupFile>,
+    },
+    /// Remove the port `name`; later ports move down by one.
+    RemovePort {
+        /// Port name.
+        name: String,
+        /// Also remove the lookup records delivered to it (its VSID and MAC at a
+        /// local PA); without this a VM port whose records remain is refused.
+        #[serde(default)]
+        with_records: bool,
     },
     /// Start capturing to a new pcapng file (one capture at a time).
     CaptureStart {
@@ -201,6 +226,34 @@ pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeEr
             }
             f.acl.push(rule.clone());
         }
+        Request::AddPort { port, records } => {
+            if f.ports.iter().any(|p| p.name == port.name) {
+                return Err(ChangeError::Exists(format!("a port named {:?} exists", port.name)));
+            }
+            f.ports.push(port.clone());
+            for record in records {
+                if f.lookup.iter().any(|r| r.vsid == record.vsid && same_ca(&r.ca, &record.ca)) {
+                    return Err(ChangeError::Exists(format!("a record for CA {} in VSID {} exists", record.ca, record.vsid)));
+                }
+                f.lookup.push(record.clone());
+            }
+        }
+        Request::RemovePort { name, with_records } => {
+            let Some(i) = current.ports.iter().position(|p| &p.name == name) else {
+                return Err(ChangeError::NotFound(format!("no port named {name:?}")));
+            };
+            let port = &current.ports[i];
+            f.ports.remove(i);
+            if *with_records {
+                let delivered: Vec<(i64, std::net::IpAddr)> = current
+                    .lookup
+                    .iter()
+                    .filter(|r| Some(r.vsid) == port.vsid && Some(r.mac) == port.mac && current.host.is_local_pa(r.pa))
+                    .map(|r| (i64::from(r.vsid.get()), r.ca))
+                    .collect();
+                f.lookup.retain(|r| !delivered.iter().any(|(v, ca)| r.vsid == *v && same_ca(&r.ca, &ca.to_string())));
+            }
+        }
         Request::RemoveAcl { vsid, priority } => {
             let before = f.acl.len();
             f.acl.retain(|r| !(r.vsid == *vsid && r.priority == *priority));
@@ -239,6 +292,47 @@ mod tests {
         assert!(matches!(apply(&p, &Request::RemoveRecord { vsid: 5001, ca: "10.9.9.9".into() }), Err(ChangeError::NotFound(_))));
         // Removing Blue1's own record would leave its port without a record: invalid.
         assert!(matches!(apply(&p, &Request::RemoveRecord { vsid: 5001, ca: "10.0.0.5".into() }), Err(ChangeError::Invalid(_))));
+    }
+
+    fn blue9() -> (PortFile, LookupFile) {
+        let port = PortFile {
+            name: "blue9".into(),
+            role: "vm".into(),
+            devargs: "net_null_blue9,no-rx=1".into(),
+            vsid: Some(5001),
+            mac: Some("00:15:5d:01:00:99".into()),
+            addresses: vec!["10.0.0.99".into()],
+            mtu: None,
+        };
+        let record = LookupFile { ca: "10.0.0.99".into(), vsid: 5001, mac: "00:15:5d:01:00:99".into(), pa: "192.168.4.11".into(), ..Default::default() };
+        (port, record)
+    }
+
+    #[test]
+    fn ports_are_added_with_their_records_and_removed_with_them() {
+        let p = host1();
+        let (port, record) = blue9();
+        // Its addresses need a record: refused without one, accepted with it.
+        let err = apply(&p, &Request::AddPort { port: port.clone(), records: vec![] }).unwrap_err().to_string();
+        assert!(err.contains("10.0.0.99"), "{err}");
+        let added = apply(&p, &Request::AddPort { port: port.clone(), records: vec![record.clone()] }).unwrap().unwrap();
+        assert_eq!(added.ports.last().unwrap().name, "blue9");
+        assert_eq!(added.ports.len(), p.ports.len() + 1);
+        // Duplicates: name, devargs, MAC in the VSID.
+        assert!(matches!(apply(&added, &Request::AddPort { port: port.clone(), records: vec![] }), Err(ChangeError::Exists(_))));
+        let same_devargs = PortFile { name: "blue10".into(), mac: Some("00:15:5d:01:00:9a".into()), addresses: vec![], ..port.clone() };
+        assert!(apply(&added, &Request::AddPort { port: same_devargs, records: vec![] }).unwrap_err().to_string().contains("devargs"));
+        let same_mac = PortFile { name: "blue10".into(), devargs: "net_null_blue10".into(), addresses: vec![], ..port.clone() };
+        assert!(apply(&added, &Request::AddPort { port: same_mac, records: vec![] }).unwrap_err().to_string().contains("MAC"));
+        // Removal: its record still needs it unless removed with it.
+        let err = apply(&added, &Request::RemovePort { name: "blue9".into(), with_records: false }).unwrap_err().to_string();
+        assert!(err.contains("no local port"), "{err}");
+        let removed = apply(&added, &Request::RemovePort { name: "blue9".into(), with_records: true }).unwrap().unwrap();
+        assert_eq!(removed, p);
+        assert!(matches!(apply(&p, &Request::RemovePort { name: "nope".into(), with_records: true }), Err(ChangeError::NotFound(_))));
+        // The uplink carries the provider address: refused.
+        let uplink = p.ports.iter().find(|q| q.role == crate::PortRole::Uplink).unwrap().name.clone();
+        assert!(matches!(apply(&p, &Request::RemovePort { name: uplink, with_records: true }), Err(ChangeError::Invalid(_))));
     }
 
     #[test]
