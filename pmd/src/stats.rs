@@ -34,6 +34,12 @@ impl Counter {
     pub fn add(&self, n: u64) {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
+    /// Overwrite the value. Only the owning thread, or another while the
+    /// owner is paused (a port-list change moving per-port counters), may call this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
     /// Read the current value.
     #[inline]
     pub fn get(&self) -> u64 {

@@ -9,6 +9,12 @@
 //! file and published as a new snapshot; a rejected change, a malformed line
 //! or a peer that disconnects mid-request changes nothing, and the workers
 //! keep forwarding throughout.
+//!
+//! Port changes (`add_port`, `remove_port`) need the DPDK runtime, which the
+//! main thread owns: they are handed to it as a [`PortJob`] and answered
+//! once applied (see `hnv::run_on`). They are refused while a capture runs
+//! (its file names ports by index). With the etcd backend they are allowed:
+//! ports are host-local.
 
 use hnv_datapath::{DatapathStats, PolicyStore, Totals};
 use hnv_policy::api::{apply, Request, Response, Show};
@@ -54,6 +60,18 @@ pub struct PortRow {
     pub rx_missed: u64,
 }
 
+/// How long a control connection waits for the main thread to apply a port change.
+const PORT_JOB_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A port change for the main thread, and where to send its answer.
+#[derive(Debug)]
+pub struct PortJob {
+    /// `add_port` or `remove_port`.
+    pub req: Request,
+    /// Receives the response.
+    pub reply: std::sync::mpsc::Sender<Response>,
+}
+
 /// What the control thread can see.
 #[derive(Debug, Clone)]
 pub struct CtlState {
@@ -74,6 +92,8 @@ pub struct CtlState {
     /// Held from reading the policy to publishing the edited one, so that
     /// concurrent connections' changes never overwrite each other.
     pub edits: Arc<Mutex<()>>,
+    /// Where port changes go (the main thread); None: ports cannot change.
+    pub port_jobs: Option<std::sync::mpsc::Sender<PortJob>>,
 }
 
 /// Save the policy in force to `path` atomically (write a temporary file, then rename).
@@ -211,6 +231,7 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
                 Err(e) => Response::error(format!("capture stopped, but its file may be incomplete: {e}")),
             }
         }
+        Request::AddPort { .. } | Request::RemovePort { .. } => return port_change(state, req),
         _ => {}
     }
     if let Some(e) = &state.etcd {
@@ -231,6 +252,18 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
         Ok(None) => Response { ok: true, ..Default::default() },
         Err(e) => Response::error(e.to_string().replace('\n', "; ")),
     }
+}
+
+fn port_change(state: &CtlState, req: &Request) -> Response {
+    if let Some(c) = state.captures.status() {
+        return Response::error(format!("a capture to {} is running and names ports by index: stop it before adding or removing ports", c.path.display()));
+    }
+    let Some(jobs) = &state.port_jobs else { return Response::error("this switch cannot change ports while running") };
+    let (reply, answer) = std::sync::mpsc::channel();
+    if jobs.send(PortJob { req: req.clone(), reply }).is_err() {
+        return Response::error("the switch is stopping");
+    }
+    answer.recv_timeout(PORT_JOB_TIMEOUT).unwrap_or_else(|_| Response::error("the switch did not apply the port change in time (it may still be applied; see hnvctl show ports)"))
 }
 
 fn capture_start(state: &CtlState, path: &str, ports: &[String], vsids: &[i64], stage: Option<&str>, snaplen: Option<u16>) -> Response {

@@ -35,7 +35,7 @@ pub fn run_io(duration: f64) -> Result<()> {
     let result = (|| -> Result<()> {
         let rt = Runtime::start(&cfg, &specs)?;
         let workers = rt.run(|_| CrossConnect::new(vec![1, 0], false), &stop, secs(duration), secs(1.0), rate_printer())?;
-        println!("\nfinal port counters:\n{}", port_table(rt.names(), &rt.port_stats()));
+        println!("\nfinal port counters:\n{}", port_table(&rt.names(), &rt.port_stats()));
         println!("workers:\n{}", worker_table(&workers));
         rt.shutdown();
         Ok(())

@@ -14,7 +14,9 @@
 //!   is not its value's canonical key, or a merged policy that fails validation
 //!   is refused with one log line naming the keys and problems; the previous
 //!   policy stays in force. An empty prefix changes nothing. The port list
-//!   never changes through etcd. Each accepted policy is saved to the state file.
+//!   never changes through etcd; `hnvctl port add/remove` changes it locally
+//!   ([`Watcher::change_ports`]), and later revisions merge with the new
+//!   ports. Each accepted policy is saved to the state file.
 //! - While etcd is unreachable the switch forwards on its last good policy,
 //!   logs the loss once and retries with backoff ([`BACKOFF_MIN`] to [`BACKOFF_MAX`]).
 
@@ -313,7 +315,7 @@ impl Shared {
         let policy = merged_policy(&local, &objects, origin)?;
         let current = self.store.policy();
         if !same_ports(&current, &policy) {
-            return Err(format!("{origin}: the port list changed (ports are fixed until restart)"));
+            return Err(format!("{origin}: the port list changed (change ports with hnvctl port add/remove)"));
         }
         m.local = local;
         m.objects = Some(objects);
@@ -432,7 +434,7 @@ impl Watcher {
                 Some(objects) => Ok(self.shared.adopt(&mut m, local_part(&file), objects, &origin).map_err(anyhow::Error::msg)?.unwrap_or_else(|| self.shared.store.snapshot().generation)),
                 None => {
                     if !same_ports(&self.shared.store.policy(), &file) {
-                        bail!("{}: the port list changed (ports are fixed until restart)", path.display());
+                        bail!("{}: the port list changed (change ports with hnvctl port add/remove)", path.display());
                     }
                     m.local = local_part(&file);
                     let generation = self.shared.store.replace(file);
@@ -446,6 +448,33 @@ impl Watcher {
             Err(e) => log::error!("policy reload rejected, the previous policy stays in force: {}", e.to_string().replace('\n', "; ")),
         }
         result
+    }
+}
+
+impl Watcher {
+    /// `hnvctl port add/remove` with etcd on: edit the ports of the policy in
+    /// force, validate, let `switch` apply it to the running switch (it
+    /// publishes the policy), then keep the new ports as the local part that
+    /// later etcd revisions merge with, and save the state file. Serialised
+    /// with etcd revisions and SIGHUP reloads. Lookup records live in etcd, so
+    /// a change carrying records is refused.
+    ///
+    /// # Errors
+    /// The change is invalid or `switch` failed; nothing changed then.
+    pub fn change_ports(&self, req: &hnv_policy::api::Request, switch: impl FnOnce(Policy) -> Result<u64, String>) -> Result<u64, String> {
+        use hnv_policy::api::Request;
+        match req {
+            Request::AddPort { records, .. } if !records.is_empty() => return Err("lookup records are managed by etcd: a port change here cannot carry them".into()),
+            Request::RemovePort { with_records: true, .. } => return Err("lookup records are managed by etcd: remove them there".into()),
+            _ => {}
+        }
+        let mut m = lock(&self.shared.merge);
+        let policy = hnv_policy::api::apply(&self.shared.store.policy(), req).map_err(|e| e.to_string().replace('\n', "; "))?.ok_or("not a port change")?;
+        let local = local_part(&policy);
+        let generation = switch(policy)?;
+        m.local = local;
+        self.shared.save();
+        Ok(generation)
     }
 }
 

@@ -2,19 +2,21 @@
 //!
 //! The control thread (this module) loads and validates the policy, opens
 //! its ports, starts one [`HnvSwitch`] per worker, and then, while the
-//! workers poll: prints rates, applies learned provider neighbors, and
-//! reloads the policy file on SIGHUP. A reloaded policy that fails
-//! validation, or that changes the port list, is rejected with a log line
-//! and the previous policy stays in force. On exit it prints per-port,
-//! per-VSID and per-reason counters and checks that they reconcile.
+//! workers poll: prints rates, applies learned provider neighbors, applies
+//! port changes from the control socket ([`change_ports`]), and reloads the
+//! policy file on SIGHUP. A reloaded policy that fails validation, or that
+//! changes the port list (use `hnvctl port add/remove`), is rejected with a
+//! log line and the previous policy stays in force. On exit it prints
+//! per-port, per-VSID and per-reason counters and checks that they reconcile.
 
 use crate::config::Config;
-use crate::runtime::{port_table, worker_table, PortSpec, Runtime};
+use crate::runtime::{port_table, worker_table, PortChange, PortSpec, Runtime};
 use crate::{rate_printer, secs};
 use anyhow::{Context, Result};
 use hnv_datapath::ext::capture::CaptureSpec;
 use hnv_datapath::ext::live_capture::CaptureControl;
 use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
+use hnv_policy::api::{Request, Response};
 use hnv_policy::Policy;
 use pmd::dpdk::{tsc_hz, PortConfig};
 use std::path::{Path, PathBuf};
@@ -98,15 +100,29 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let port_rows = Arc::new(Mutex::new(Vec::new()));
     let edits: Arc<Mutex<()>> = Arc::default();
     let etcd_status = cfg.etcd.as_ref().map(crate::etcd::new_status);
+    let (port_jobs, jobs) = std::sync::mpsc::channel::<crate::ctl::PortJob>();
     let _control = match &cfg.control.socket {
         Some(path) => Some(
-            crate::ctl::serve(path, crate::ctl::CtlState { store: store.clone(), stats: stats.clone(), ports: port_rows.clone(), state_file: cfg.control.state_file.clone(), workers: rt.worker_stats().to_vec(), captures: captures.clone(), edits: edits.clone(), etcd: etcd_status.clone() })
+            crate::ctl::serve(
+                path,
+                crate::ctl::CtlState {
+                    store: store.clone(),
+                    stats: stats.clone(),
+                    ports: port_rows.clone(),
+                    state_file: cfg.control.state_file.clone(),
+                    workers: rt.worker_stats().to_vec(),
+                    captures: captures.clone(),
+                    edits: edits.clone(),
+                    etcd: etcd_status.clone(),
+                    port_jobs: Some(port_jobs),
+                },
+            )
                 .with_context(|| format!("key 'control.socket': cannot serve {}", path.display()))?,
         ),
         None => None,
     };
     let _metrics = match &cfg.control.metrics {
-        Some(addr) => Some(crate::metrics::serve(addr, store.clone(), stats.clone(), names.clone()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
+        Some(addr) => Some(crate::metrics::serve(addr, store.clone(), stats.clone()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
         None => None,
     };
     if let Some(path) = &cfg.control.state_file {
@@ -131,16 +147,48 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         max,
         {
             let mut ticks = 0u64;
+            let (stats, captures) = (stats.clone(), captures.clone());
             let every = (cfg.run.stats_interval_secs * 10.0).round() as u64;
             move |t, rt| {
                 report_store.apply_learned();
                 report_store.expire_moved(std::time::Instant::now());
+                // Port changes from the control socket; answered once `show ports` has the new rows.
+                let mut answers = Vec::new();
+                while let Ok(job) = jobs.try_recv() {
+                    let _edit = edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let ctx = PortCtx { rt, cfg, store: &report_store, stats: &stats, captures: &captures };
+                    let result = match etcd {
+                        Some(w) => w.change_ports(&job.req, |p| change_ports(&ctx, &job.req, p)),
+                        None => hnv_policy::api::apply(&report_store.policy(), &job.req)
+                            .map_err(|e| e.to_string().replace('\n', "; "))
+                            .and_then(|p| p.ok_or_else(|| "not a port change".to_string()))
+                            .and_then(|p| change_ports(&ctx, &job.req, p))
+                            .inspect(|_| {
+                                if let Some(state) = &cfg.control.state_file {
+                                    if let Err(e) = crate::ctl::persist(&report_store, state) {
+                                        log::error!("cannot save state to {}: {e}", state.display());
+                                    }
+                                }
+                            }),
+                    };
+                    let resp = match result {
+                        Ok(g) => Response { ok: true, generation: Some(g), ..Default::default() },
+                        Err(e) => {
+                            log::warn!("port change refused, ports and policy unchanged: {e}");
+                            Response::error(e)
+                        }
+                    };
+                    // Rates over an interval that spans a port change would compare different ports.
+                    last_rows = None;
+                    answers.push((job.reply, resp));
+                }
                 if cfg.control.socket.is_some() {
                     let now = rt.port_stats();
-                    let rows = rt
-                        .ports()
+                    let set = rt.ports();
+                    let rows = set
+                        .ports
                         .iter()
-                        .zip(rt.names())
+                        .zip(&set.names)
                         .zip(&now)
                         .enumerate()
                         .map(|(i, ((p, n), s))| {
@@ -162,10 +210,14 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
                             }
                         })
                         .collect();
+                    drop(set);
                     if let Ok(mut r) = port_rows.lock() {
                         *r = rows;
                     }
                     last_rows = Some((t, now));
+                }
+                for (reply, resp) in answers {
+                    let _ = reply.send(resp);
                 }
                 if hup.swap(false, Ordering::Relaxed) {
                     if let Some(p) = &policy_path {
@@ -191,12 +243,71 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         println!("capture: {} packets written to {} ({} lost)", c.summary.written, c.path.display(), c.summary.lost);
     }
     let totals = Totals::sum(stats.iter().map(|s| &**s));
-    println!("\nfinal port counters (DPDK):\n{}", port_table(rt.names(), &rt.port_stats()));
+    println!("\nfinal port counters (DPDK):\n{}", port_table(&rt.names(), &rt.port_stats()));
     println!("workers:\n{}", worker_table(&worker_stats));
     let vsid_slots = store.vsid_slots();
-    print!("{}", datapath_report(&totals, rt.names(), &vsid_slots));
+    print!("{}", datapath_report(&totals, &rt.names(), &vsid_slots));
     let generation = store.snapshot().generation;
     Ok(Outcome { totals, vsid_slots, generation })
+}
+
+/// What a port change touches besides the runtime.
+struct PortCtx<'a> {
+    rt: &'a Runtime,
+    cfg: &'a Config,
+    store: &'a PolicyStore,
+    stats: &'a [Arc<DatapathStats>],
+    captures: &'a CaptureControl,
+}
+
+/// Apply the validated `policy`, which is the policy in force with the port
+/// change `req` made, to the running switch: open an added port first
+/// (outside any pause), then swap the port list with the workers paused and
+/// publish `policy` in the same pause (so port indices in the tables and the
+/// workers' port maps always agree), moving per-port counters down after a
+/// removal; a removed port is closed afterwards. Returns the new generation.
+/// On error the running policy and ports are as they were.
+fn change_ports(ctx: &PortCtx<'_>, req: &Request, policy: Policy) -> Result<u64, String> {
+    if policy.ports.len() > pmd::MAX_PORTS {
+        return Err(format!("at most {} ports", pmd::MAX_PORTS));
+    }
+    let old = ctx.store.policy();
+    let (change, removed) = match req {
+        Request::AddPort { port, .. } => {
+            let i = policy.ports.iter().position(|p| p.name == port.name).ok_or("the added port is missing")?;
+            if i + 1 != policy.ports.len() || i != old.ports.len() {
+                return Err("a port is added at the end of the port list".into());
+            }
+            let mut spec = port_specs(&policy, ctx.cfg).swap_remove(i);
+            spec.key = format!("ports[{i}].devargs (hnvctl port add)");
+            let opened = ctx.rt.open_port(&spec).map_err(|e| format!("{e:#}"))?;
+            (PortChange::Add { name: port.name.clone(), port: opened }, None)
+        }
+        Request::RemovePort { name, .. } => {
+            let index = old.ports.iter().position(|p| &p.name == name).ok_or_else(|| format!("no port named {name:?}"))?;
+            (PortChange::Remove { index }, Some(index))
+        }
+        _ => return Err("not a port change".into()),
+    };
+    let names: Vec<String> = policy.ports.iter().map(|p| p.name.clone()).collect();
+    let mut generation = 0;
+    ctx.rt
+        .change_ports(change, || {
+            generation = ctx.store.replace(policy);
+            if let Some(i) = removed {
+                for s in ctx.stats {
+                    s.remove_port(i);
+                }
+            }
+            ctx.captures.set_port_names(names);
+        })
+        .map_err(|e| format!("{e:#}"))?;
+    log::info!("{} (policy generation {generation})", match req {
+        Request::AddPort { port, .. } => format!("port {} added", port.name),
+        Request::RemovePort { name, .. } => format!("port {name} removed"),
+        _ => String::new(),
+    });
+    Ok(generation)
 }
 
 /// Reload the policy file; keep the old policy if the new one is invalid or changes ports.
@@ -204,7 +315,7 @@ pub fn reload(store: &PolicyStore, path: &Path) -> Result<u64> {
     let result = hnv_policy::load(path).map_err(|e| anyhow::anyhow!("{e}")).and_then(|p| {
         let old = store.policy();
         let same_ports = old.ports.len() == p.ports.len() && old.ports.iter().zip(&p.ports).all(|(a, b)| a.name == b.name && a.devargs == b.devargs && a.role == b.role);
-        anyhow::ensure!(same_ports, "{}: the port list changed (ports are fixed until restart)", path.display());
+        anyhow::ensure!(same_ports, "{}: the port list changed (change ports with hnvctl port add/remove)", path.display());
         Ok(store.replace(p))
     });
     match &result {

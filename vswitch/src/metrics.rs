@@ -75,7 +75,7 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>, ports: Vec<String>) -> std::io::Result<Server> {
+pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -88,6 +88,8 @@ pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>
                     let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
                     let mut buf = [0u8; 1024];
                     let _ = c.read(&mut buf);
+                    // Port names from the policy in force (ports may be added or removed).
+                    let ports: Vec<String> = store.policy().ports.iter().map(|p| p.name.clone()).collect();
                     let body = render(&store, &stats, &ports);
                     let head = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
                     let _ = c.write_all(head.as_bytes()).and_then(|_| c.write_all(body.as_bytes()));

@@ -8,13 +8,22 @@
 //! closes the ports and frees the pool; [`Runtime::shutdown`] also releases
 //! the EAL and its runtime directory, so no hugepage file or directory is
 //! left behind.
+//!
+//! Port-list changes on a running switch: [`Runtime::open_port`] probes,
+//! configures and starts a new port (one tx queue per worker) while the
+//! workers keep forwarding; [`Runtime::change_ports`] then pauses the
+//! workers at the top of their loop ([`ReloadGate`]), swaps the port list,
+//! hands every worker its new plan and port map, runs the caller's publish
+//! step (the new policy snapshot) and resumes them; a removed port is closed
+//! only after that. Ports are held in a mutex that only the control side
+//! takes; workers never lock it.
 
 use crate::config::{Config, Hugepages};
 use anyhow::{bail, Context, Result};
 use pmd::dpdk::{thread_register, thread_unregister, tsc_hz, DpdkIo, Eal, Mbuf, Mempool, Port, PortConfig, PortStats};
-use pmd::{Processor, RxQueue, WorkerPlan, WorkerStats};
+use pmd::{Processor, Reload, ReloadGate, RxQueue, WorkerPlan, WorkerStats};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// One port to open: display name and settings.
@@ -28,12 +37,49 @@ pub struct PortSpec {
     pub key: String,
 }
 
+/// How long [`Runtime::change_ports`] waits for every worker to pause.
+pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The open ports, in switch-port order, with their display names.
+#[derive(Debug, Default)]
+pub struct PortSet {
+    /// Ports.
+    pub ports: Vec<Port>,
+    /// Display names (`names[i]` names `ports[i]`).
+    pub names: Vec<String>,
+}
+
+/// A change to the port list.
+#[derive(Debug)]
+pub enum PortChange {
+    /// Append an opened port (see [`Runtime::open_port`]) as the last switch port.
+    Add {
+        /// Display name.
+        name: String,
+        /// The port.
+        port: Port,
+    },
+    /// Remove switch port `index`; later ports move down by one.
+    Remove {
+        /// Switch port index.
+        index: usize,
+    },
+}
+
+/// Workers running now: their reload gate and packet limit.
+#[derive(Debug)]
+struct Running {
+    gate: Arc<ReloadGate>,
+    max_rx: Option<u64>,
+}
+
 /// DPDK started with its pool and ports.
 #[derive(Debug)]
 pub struct Runtime {
     eal: &'static Eal,
-    ports: Vec<Port>,
-    names: Vec<String>,
+    set: Mutex<PortSet>,
+    running: Mutex<Option<Running>>,
+    descriptors: u16,
     pool: Option<Arc<Mempool>>,
     prefix: String,
     cores: Vec<usize>,
@@ -112,7 +158,7 @@ impl Runtime {
         let eal = Eal::init(&args).context("starting DPDK (EAL)")?;
         let idle_sleep = (cfg.dpdk.idle_sleep_us > 0).then(|| Duration::from_micros(cfg.dpdk.idle_sleep_us));
         let worker_stats = cores.iter().map(|_| Arc::new(WorkerStats::default())).collect();
-        let mut rt = Runtime { eal, ports: Vec::new(), names: Vec::new(), pool: None, prefix, cores, idle_sleep, worker_stats };
+        let mut rt = Runtime { eal, set: Mutex::default(), running: Mutex::new(None), descriptors: cfg.dpdk.descriptors, pool: None, prefix, cores, idle_sleep, worker_stats };
         match rt.open_ports(cfg, ports) {
             Ok(()) => Ok(rt),
             Err(e) => {
@@ -130,17 +176,86 @@ impl Runtime {
             Mempool::create(eal, &unique_name("hnv_pkts"), cfg.dpdk.mbufs, cfg.dpdk.mbuf_cache)
                 .with_context(|| format!("key 'dpdk.mbufs' / 'dpdk.memory_mb': cannot create {} mbufs", cfg.dpdk.mbufs))?,
         );
-        self.pool = Some(pool.clone());
-        let workers = u16::try_from(self.cores.len()).unwrap_or(1);
+        self.pool = Some(pool);
         for spec in ports {
-            let mut pc = spec.config.clone();
-            pc.tx_queues = workers;
-            pc.rx_desc = cfg.dpdk.descriptors;
-            pc.tx_desc = cfg.dpdk.descriptors;
-            let port = Port::open(eal, &pc, pool.clone()).with_context(|| format!("key '{}': opening port {:?}", spec.key, spec.name))?;
-            log::info!("port {} = ethdev {} ({}, driver {}), {} rx queue(s)", spec.name, port.id(), port.name(), port.driver(), port.rx_queues());
-            self.ports.push(port);
-            self.names.push(spec.name.clone());
+            let port = self.open_port(spec)?;
+            let mut set = self.lock_ports();
+            set.ports.push(port);
+            set.names.push(spec.name.clone());
+        }
+        Ok(())
+    }
+
+    fn lock_ports(&self) -> MutexGuard<'_, PortSet> {
+        self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Probe, configure and start `spec` (one tx queue per worker) without
+    /// adding it to the switch; workers keep forwarding meanwhile. A port that
+    /// fails is closed again, so nothing half-open is left behind.
+    ///
+    /// # Errors
+    /// DPDK's reason, or a device name that an open port already uses.
+    pub fn open_port(&self, spec: &PortSpec) -> Result<Port> {
+        let pool = self.pool.clone().context("no packet pool")?;
+        let device = spec.config.devargs.split(',').next().unwrap_or_default().to_string();
+        if let Some(i) = self.lock_ports().ports.iter().position(|p| p.name() == device) {
+            bail!("key '{}': opening port {:?}: device {device:?} is already open as switch port {i}", spec.key, spec.name);
+        }
+        let mut pc = spec.config.clone();
+        pc.tx_queues = u16::try_from(self.cores.len()).unwrap_or(1).max(1);
+        pc.rx_desc = self.descriptors;
+        pc.tx_desc = self.descriptors;
+        let port = Port::open(self.eal, &pc, pool).with_context(|| format!("key '{}': opening port {:?}", spec.key, spec.name))?;
+        log::info!("port {} = ethdev {} ({}, driver {}), {} rx queue(s)", spec.name, port.id(), port.name(), port.driver(), port.rx_queues());
+        Ok(port)
+    }
+
+    /// Apply `change` to the port list. While workers run, they are paused
+    /// first (at most [`PAUSE_TIMEOUT`]); with every worker parked the list is
+    /// changed, each worker is given its new plan and port map, `publish`
+    /// runs (publish the matching policy there), and the workers resume. A
+    /// removed port is stopped and closed afterwards. On error nothing
+    /// changed (an added port is closed again).
+    ///
+    /// # Errors
+    /// The workers did not pause, or the index is out of range.
+    pub fn change_ports(&self, change: PortChange, publish: impl FnOnce()) -> Result<()> {
+        let mut set = self.lock_ports();
+        if let PortChange::Remove { index } = change {
+            if index >= set.ports.len() {
+                bail!("no switch port {index}");
+            }
+        }
+        let running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = running.as_ref() {
+            r.gate.pause(PAUSE_TIMEOUT).map_err(|e| anyhow::anyhow!("the port list is unchanged: {e}"))?;
+        }
+        let removed = match change {
+            PortChange::Add { name, port } => {
+                set.ports.push(port);
+                set.names.push(name);
+                None
+            }
+            PortChange::Remove { index } => {
+                set.names.remove(index);
+                Some(set.ports.remove(index))
+            }
+        };
+        if let Some(r) = running.as_ref() {
+            let devices: Vec<u16> = set.ports.iter().map(Port::id).collect();
+            for plan in self.plans_of(&set.ports, r.max_rx) {
+                r.gate.publish(plan.id, Reload { plan, devices: devices.clone() });
+            }
+        }
+        publish();
+        if let Some(r) = running.as_ref() {
+            r.gate.resume();
+        }
+        drop(running);
+        drop(set);
+        if let Some(p) = removed {
+            log::info!("port ethdev {} ({}) closed", p.id(), p.name());
         }
         Ok(())
     }
@@ -153,13 +268,13 @@ impl Runtime {
     pub fn pool(&self) -> Option<&Arc<Mempool>> {
         self.pool.as_ref()
     }
-    /// The open ports, in switch-port order.
-    pub fn ports(&self) -> &[Port] {
-        &self.ports
+    /// The open ports and their names, locked (control side only; workers never lock them).
+    pub fn ports(&self) -> MutexGuard<'_, PortSet> {
+        self.lock_ports()
     }
-    /// Port display names.
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// Port display names, in switch-port order.
+    pub fn names(&self) -> Vec<String> {
+        self.lock_ports().names.clone()
     }
     /// Worker cores.
     pub fn cores(&self) -> &[usize] {
@@ -172,12 +287,16 @@ impl Runtime {
 
     /// The rx queues each worker polls: every (port, queue) round-robin over the workers.
     pub fn plans(&self, max_rx: Option<u64>) -> Vec<WorkerPlan> {
+        self.plans_of(&self.lock_ports().ports, max_rx)
+    }
+
+    fn plans_of(&self, ports: &[Port], max_rx: Option<u64>) -> Vec<WorkerPlan> {
         let n = self.cores.len().max(1);
         let drain_cycles = (tsc_hz() / 10_000).max(1);
         let mut plans: Vec<WorkerPlan> =
-            (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: self.ports.len(), drain_cycles, max_rx, idle_sleep: self.idle_sleep }).collect();
+            (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: ports.len(), drain_cycles, max_rx, idle_sleep: self.idle_sleep }).collect();
         let mut next = 0;
-        for (i, p) in self.ports.iter().enumerate() {
+        for (i, p) in ports.iter().enumerate() {
             for q in 0..p.rx_queues() {
                 plans[next % n].rx.push(RxQueue { port: i as u16, queue: q });
                 next += 1;
@@ -213,8 +332,13 @@ impl Runtime {
         F: Fn(usize) -> P + Sync,
         R: FnMut(f64, &Runtime),
     {
-        let plans = self.plans(max_rx);
-        let ids: Vec<u16> = self.ports.iter().map(Port::id).collect();
+        let gate = Arc::new(ReloadGate::new(self.cores.len().max(1)));
+        let (plans, ids) = {
+            // Plans and the gate are installed together, so a port change sees either neither or both.
+            let set = self.lock_ports();
+            *self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Running { gate: gate.clone(), max_rx });
+            (self.plans_of(&set.ports, max_rx), set.ports.iter().map(Port::id).collect::<Vec<u16>>())
+        };
         let stats: Vec<Arc<WorkerStats>> = plans.iter().map(|p| self.worker_stats.get(p.id).cloned().unwrap_or_default()).collect();
         let eal = self.eal;
         let started = Instant::now();
@@ -222,7 +346,7 @@ impl Runtime {
             let mut handles = Vec::new();
             for (plan, st) in plans.iter().zip(&stats) {
                 let core = self.cores.get(plan.id).copied().unwrap_or(0);
-                let (ids, make, stop, st) = (ids.clone(), &make, stop.clone(), st.clone());
+                let (ids, make, stop, st, gate) = (ids.clone(), &make, stop.clone(), st.clone(), gate.clone());
                 let h = std::thread::Builder::new().name(format!("hnv-worker-{}", plan.id)).spawn_scoped(s, move || -> Result<()> {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         log::warn!("worker {}: cannot pin to core {core}", plan.id);
@@ -231,7 +355,7 @@ impl Runtime {
                     log::info!("worker {} on core {core} (lcore {lcore}) polls {:?}", plan.id, plan.rx);
                     let mut io = DpdkIo::new(ids, plan.id as u16);
                     let mut processor = make(plan.id);
-                    pmd::worker::run(&mut io, &mut processor, plan, &stop, &st);
+                    pmd::worker::run_reloadable(&mut io, &mut processor, plan.clone(), &stop, &st, Some(&gate));
                     drop(processor);
                     thread_unregister();
                     Ok(())
@@ -261,13 +385,14 @@ impl Runtime {
             }
             Ok(())
         });
+        *self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         result?;
         Ok(stats)
     }
 
     /// Per-port DPDK counters, in switch-port order.
     pub fn port_stats(&self) -> Vec<PortStats> {
-        self.ports.iter().map(Port::stats).collect()
+        self.lock_ports().ports.iter().map(Port::stats).collect()
     }
 }
 
@@ -275,7 +400,7 @@ impl Runtime {
     /// Close every port, free the pool, then release the EAL and remove its
     /// runtime directory. The process cannot use DPDK afterwards.
     pub fn shutdown(mut self) {
-        self.ports.clear();
+        *self.lock_ports() = PortSet::default();
         self.pool = None;
         self.eal.cleanup();
         let dir = std::path::Path::new("/var/run/dpdk").join(&self.prefix);

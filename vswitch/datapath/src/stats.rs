@@ -91,6 +91,20 @@ impl DatapathStats {
         }
     }
 
+    /// Switch port `removed` is gone and later ports moved down by one:
+    /// move their counters with them and zero the freed last slot. The removed
+    /// port's own per-port counts are dropped (the totals and per-VSID and
+    /// per-reason counters keep them). Call only while the owning worker is
+    /// paused (see [`pmd::ReloadGate`]).
+    pub fn remove_port(&self, removed: usize) {
+        for i in removed..self.ports.len() {
+            let (c, next) = (&self.ports[i], self.ports.get(i + 1));
+            c.rx.set(next.map_or(0, |n| n.rx.get()));
+            c.tx.set(next.map_or(0, |n| n.tx.get()));
+            c.drops.set(next.map_or(0, |n| n.drops.get()));
+        }
+    }
+
     /// Total drops.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().map(Counter::get).sum()
@@ -177,5 +191,25 @@ impl Totals {
     /// True when every packet is accounted for: `rx + replicas == tx + drops`.
     pub fn reconciles(&self) -> bool {
         self.rx + self.replicas == self.tx + self.total_drops()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_a_port_moves_later_ports_counters_down() {
+        let s = DatapathStats::default();
+        for (i, n) in [(0usize, 10u64), (1, 20), (2, 30)] {
+            s.ports[i].rx.add(n);
+            s.ports[i].tx.add(n + 1);
+        }
+        s.ports[MAX_PORTS - 1].drops.add(7);
+        s.remove_port(1);
+        let row = |i: usize| (s.ports[i].rx.get(), s.ports[i].tx.get(), s.ports[i].drops.get());
+        assert_eq!([row(0), row(1), row(2)], [(10, 11, 0), (30, 31, 0), (0, 0, 0)]);
+        assert_eq!(row(MAX_PORTS - 2), (0, 0, 7));
+        assert_eq!(row(MAX_PORTS - 1), (0, 0, 0));
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hnv_policy::api::{Request, Response, Show};
-use hnv_policy::file::{AclFile, CustomerRouteFile, LookupFile, TextOrNumber};
+use hnv_policy::file::{AclFile, CustomerRouteFile, LookupFile, PortFile, TextOrNumber};
 use hnvswitch::ctl::Client;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -67,10 +67,56 @@ enum Command {
         /// The policy file.
         policy: PathBuf,
     },
+    /// Hot-add or remove a port (vdev, vhost-user or PCI) on the running switch.
+    Port {
+        #[command(subcommand)]
+        action: PortCmd,
+    },
     /// Start, stop or show a pcapng capture.
     Capture {
         #[command(subcommand)]
         action: CaptureCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PortCmd {
+    /// Add a port as the last switch port: validated, opened in DPDK, then
+    /// swapped in with the workers briefly paused.
+    Add {
+        /// Port name.
+        #[arg(long)]
+        name: String,
+        /// vm or uplink.
+        #[arg(long)]
+        role: String,
+        /// DPDK devargs, e.g. net_vhost1,iface=/run/vm1.sock or net_pcap5,rx_pcap=in.pcap.
+        #[arg(long)]
+        devargs: String,
+        /// VSID (VM ports).
+        #[arg(long)]
+        vsid: Option<i64>,
+        /// The VM's MAC (VM ports).
+        #[arg(long)]
+        mac: Option<String>,
+        /// A CA the VM may send from; repeat for more.
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        /// MTU.
+        #[arg(long)]
+        mtu: Option<i64>,
+        /// Also add a lookup record for each address, with this provider
+        /// address of this host (a VM port's addresses need such records).
+        #[arg(long)]
+        pa: Option<String>,
+    },
+    /// Remove a port; later ports move down by one.
+    Remove {
+        /// Port name.
+        name: String,
+        /// Also remove the lookup records delivered to the port (its VSID and MAC at a local PA).
+        #[arg(long)]
+        with_records: bool,
     },
 }
 
@@ -410,6 +456,17 @@ fn run(cli: Cli) -> Result<()> {
                 },
             },
             AclCmd::Remove { vsid, priority } => Request::RemoveAcl { vsid, priority },
+        },
+        Command::Port { action } => match action {
+            PortCmd::Add { name, role, devargs, vsid, mac, addresses, mtu, pa } => {
+                let records = match (&pa, vsid, &mac) {
+                    (Some(pa), Some(vsid), Some(mac)) => addresses.iter().map(|ca| LookupFile { ca: ca.clone(), vsid, mac: mac.clone(), pa: pa.clone(), ..Default::default() }).collect(),
+                    (Some(_), _, _) => bail!("--pa needs --vsid and --mac (the records carry them)"),
+                    (None, _, _) => Vec::new(),
+                };
+                Request::AddPort { port: PortFile { name, role, devargs, vsid, mac, addresses, mtu }, records }
+            }
+            PortCmd::Remove { name, with_records } => Request::RemovePort { name, with_records },
         },
         Command::Capture { action } => match action {
             CaptureCmd::Start { file, ports, vsids, stage, snaplen } => {

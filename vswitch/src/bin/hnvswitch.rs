@@ -156,7 +156,7 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Op
         max,
         rate_printer(),
     )?;
-    println!("\nfinal port counters:\n{}", port_table(rt.names(), &rt.port_stats()));
+    println!("\nfinal port counters:\n{}", port_table(&rt.names(), &rt.port_stats()));
     println!("workers:\n{}", worker_table(&workers));
     rt.shutdown();
     Ok(())
