@@ -35,6 +35,8 @@ pub enum Show {
     Policy,
     /// The capture in progress.
     Capture,
+    /// MS-NVGREE REDIRECT/UNREACHABLE messages received, and REDIRECTs in force.
+    Notices,
 }
 
 /// A control request.

@@ -352,6 +352,17 @@ fn show(state: &CtlState, what: Show) -> Value {
             let source = etcd.as_ref().map_or_else(|| "policy file".to_string(), crate::etcd::Status::line);
             json!({"generation": t.generation, "source": source, "etcd": etcd, "toml": hnv_policy::to_toml(&policy)})
         }
+        Show::Notices => {
+            let since = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let now = std::time::Instant::now();
+            json!({
+                "received": state.store.notices().iter().map(|n| json!({"unix_time": since(n.at), "kind": n.kind, "vsid": n.vsid, "ca": n.ca.to_string(), "from": n.from.to_string(),
+                    "new_pa": n.new_pa.map(|p| p.to_string()).unwrap_or_default(), "outcome": n.outcome})).collect::<Vec<_>>(),
+                "redirects_in_force": state.store.redirects().iter().map(|r| json!({"vsid": r.vsid, "ca": r.ca.to_string(), "policy_pa": r.from.to_string(), "new_pa": r.new_pa.to_string(),
+                    "seconds_left": r.until.saturating_duration_since(now).as_secs()})).collect::<Vec<_>>(),
+                "sent": totals.control_sent,
+            })
+        }
         Show::Capture => state.captures.status().map_or_else(|| json!({"running": false}), |c| capture_json(&c, true)),
     }
 }

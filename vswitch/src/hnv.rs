@@ -123,7 +123,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let worker_stats = rt.run_limited(
         |w| {
             let pipeline = standard_pipeline().with_capture(Box::new(captures.extension()));
-            HnvSwitch::new(store.clone(), pipeline, stats[w].clone(), w)
+            HnvSwitch::new(store.clone(), pipeline, stats[w].clone(), w).with_notify_interval(tsc_hz() / 20)
         },
         stop,
         secs(cfg.run.duration_secs),
@@ -134,6 +134,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
             let every = (cfg.run.stats_interval_secs * 10.0).round() as u64;
             move |t, rt| {
                 report_store.apply_learned();
+                report_store.apply_control(std::time::Instant::now());
                 report_store.expire_moved(std::time::Instant::now());
                 if cfg.control.socket.is_some() {
                     let now = rt.port_stats();

@@ -40,6 +40,7 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter("hnv_rx_packets_total", "Packets received by the datapath.", vec![(String::new(), t.rx)]);
     counter("hnv_tx_packets_total", "Packets handed to tx queues.", vec![(String::new(), t.tx)]);
     counter("hnv_encapsulated_packets_total", "Packets NVGRE-encapsulated.", vec![(String::new(), t.encapsulated)]);
+    counter("hnv_nvgree_messages_sent_total", "MS-NVGREE REDIRECT/UNREACHABLE messages sent.", vec![(String::new(), t.control_sent)]);
     counter("hnv_decapsulated_packets_total", "Packets NVGRE-decapsulated.", vec![(String::new(), t.decapsulated)]);
     counter("hnv_arp_nd_answered_total", "ARP/ND requests answered from policy.", vec![(String::new(), t.answered)]);
     counter("hnv_routed_packets_total", "Packets routed between virtual subnets.", vec![(String::new(), t.routed)]);

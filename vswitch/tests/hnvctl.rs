@@ -232,6 +232,10 @@ fn capture_starts_and_stops_live_and_workers_show_busy_cycles() {
     let written = resp["data"]["written"].as_u64().unwrap();
     assert!(written > 0, "{resp}");
     assert_eq!(c.call(&Request::Show { what: Show::Capture }).unwrap().data["running"], false);
+    // DPDK's own telemetry stays available next to the control socket.
+    let tel = Command::new("sh").arg("-c").arg(format!("echo /ethdev/list | dpdk-telemetry.py -f hnv{}", child.id())).output().unwrap();
+    let tel = String::from_utf8_lossy(&tel.stdout);
+    assert!(tel.contains("{\"/ethdev/list\": [0"), "{tel}");
     drop(c);
     let out = stop(child);
     assert!(out.contains(": reconciled"), "{out}");

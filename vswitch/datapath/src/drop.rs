@@ -49,6 +49,7 @@ macro_rules! drop_reasons {
                         | DropReason::VsidReserved
                         | DropReason::VsidUnknown
                         | DropReason::InnerVlanTagged
+                        | DropReason::NvgreControl
                         | DropReason::UnknownSourceCa
                         | DropReason::PaCaMismatch
                 )
@@ -98,6 +99,7 @@ drop_reasons! {
     VsidReserved => "vsid_reserved", "VSID outside 4096..16777214";
     VsidUnknown => "vsid_unknown", "VSID has no local port on this host";
     InnerVlanTagged => "inner_vlan_tagged", "decapsulated inner frame carries an 802.1Q tag (RFC 7637 forbids it)";
+    NvgreControl => "nvgre_control", "an MS-NVGREE REDIRECT or UNREACHABLE message for this host, consumed by the switch (not a loss)";
     UnknownSourceCa => "unknown_source_ca", "decapsulated source CA/MAC has no lookup record in the VSID";
     PaCaMismatch => "pa_ca_mismatch", "decapsulated source CA's record names another PA than the outer source";
     AclDeny => "acl_deny", "denied by the VSID ACL";

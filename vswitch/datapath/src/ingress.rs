@@ -8,19 +8,36 @@
 //!   sender offered to the neighbor learner); NVGRE to a local PA is
 //!   validated in one pass (GRE flags/version/protocol, VSID range and
 //!   presence on this host, no inner 802.1Q tag, the inner source's lookup
-//!   record naming the outer source PA) and the outer headers removed.
+//!   record naming the outer source PA) and the outer headers removed. An
+//!   MS-NVGREE REDIRECT/UNREACHABLE addressed to a local PA's MAC is handed
+//!   to the control side as a [`Hint`] and consumed.
 //!
 //! Never panics, never allocates; every rejection is a [`DropReason`].
 
 use crate::drop::DropReason;
 use crate::meta::{Meta, Verdict};
 use crate::tables::{Role, Tables};
+use hnv_wire::nvgree::ControlRepr;
 use hnv_wire::{ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, VlanPacket};
 use pmd::PacketBuf;
 use std::net::IpAddr;
 
 /// A provider-network (IP, MAC) pair seen on an uplink, for the neighbor learner.
 pub type Learned = (IpAddr, [u8; 6]);
+
+/// What uplink ingress tells the control side (through [`crate::PolicyStore`]'s queues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// A provider neighbor seen in ARP.
+    Neighbor(Learned),
+    /// An MS-NVGREE control message for this host, received in `vsid`.
+    Control {
+        /// The VSID it arrived in.
+        vsid: u32,
+        /// The message.
+        msg: ControlRepr,
+    },
+}
 
 /// Fill the L3/L4 fields of `meta` from an Ethernet payload.
 pub fn parse_l3(ethertype: EtherType, l3: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
@@ -102,16 +119,16 @@ fn vm<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &B, meta: &mut Meta) -> Resul
 }
 
 /// Ingress from an uplink: answers provider ARP, decapsulates NVGRE.
-pub fn from_uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, learn: &mut dyn FnMut(Learned)) -> Verdict {
+pub fn from_uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, hint: &mut dyn FnMut(Hint)) -> Verdict {
     meta.in_port = in_port;
     meta.from_uplink = true;
-    match uplink(t, in_port, pkt, meta, learn) {
+    match uplink(t, in_port, pkt, meta, hint) {
         Ok(v) => v,
         Err(r) => Verdict::Drop(r),
     }
 }
 
-fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, learn: &mut dyn FnMut(Learned)) -> Result<Verdict, DropReason> {
+fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, hint: &mut dyn FnMut(Hint)) -> Result<Verdict, DropReason> {
     if t.port(in_port).map(|p| p.role) != Some(Role::Uplink) {
         return Err(DropReason::UnknownPort);
     }
@@ -127,8 +144,8 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
         l3_off = 18;
     }
     let l3 = data.get(l3_off..).ok_or(DropReason::Malformed)?;
-    let (outer_src, gre) = match ethertype {
-        EtherType::Arp => return provider_arp(t, in_port, pkt, l3_off, learn),
+    let (outer_src, outer_dst, gre) = match ethertype {
+        EtherType::Arp => return provider_arp(t, in_port, pkt, l3_off, &mut |l| hint(Hint::Neighbor(l))),
         EtherType::Ipv4 => {
             let ip = Ipv4Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
             if ip.next_header() != IpProtocol::Gre || t.local_pa(IpAddr::V4(ip.dst_addr())).is_none() {
@@ -137,14 +154,14 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
             if ip.frag_offset() != 0 || ip.more_frags() {
                 return Err(DropReason::Malformed);
             }
-            (IpAddr::V4(ip.src_addr()), l3_off + usize::from(ip.header_len()))
+            (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()), l3_off + usize::from(ip.header_len()))
         }
         EtherType::Ipv6 => {
             let ip = Ipv6Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
             if ip.next_header() != IpProtocol::Gre || t.local_pa(IpAddr::V6(ip.dst_addr())).is_none() {
                 return Err(DropReason::UplinkNotForUs);
             }
-            (IpAddr::V6(ip.src_addr()), l3_off + 40)
+            (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()), l3_off + 40)
         }
         _ => return Err(DropReason::UplinkNotForUs),
     };
@@ -171,6 +188,15 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
     let iethertype = ieth.ethertype();
     if matches!(iethertype, EtherType::Vlan | EtherType::QinQ) {
         return Err(DropReason::InnerVlanTagged);
+    }
+    if iethertype == EtherType::Ipv4 && t.local_pa(outer_dst).is_some_and(|pa| pa.mac == ieth.dst_addr().0) {
+        // Addressed to this host's PA MAC, not to a VM: an MS-NVGREE control message?
+        if let Ok(msg) = ControlRepr::parse(inner) {
+            if IpAddr::V4(msg.from_pa) == outer_src && IpAddr::V4(msg.to_pa) == outer_dst {
+                hint(Hint::Control { vsid, msg });
+                return Err(DropReason::NvgreControl);
+            }
+        }
     }
     parse_l3(iethertype, ieth.payload(), meta)?;
     // Provider-side anti-spoofing: the inner source must live at the outer source PA.

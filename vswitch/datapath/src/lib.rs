@@ -21,6 +21,7 @@ pub mod flow;
 pub mod forward;
 pub mod ingress;
 pub mod meta;
+pub mod notify;
 pub mod pipeline;
 pub mod stats;
 pub mod store;

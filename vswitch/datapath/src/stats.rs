@@ -54,6 +54,8 @@ pub struct DatapathStats {
     pub flow_hits: Counter,
     /// Packets with a flow key that missed the flow cache (stale entries included).
     pub flow_misses: Counter,
+    /// MS-NVGREE REDIRECT/UNREACHABLE messages sent (also counted in `replicas` and `tx`).
+    pub control_sent: Counter,
 }
 
 impl Default for DatapathStats {
@@ -72,6 +74,7 @@ impl Default for DatapathStats {
             capture_lost: Counter::default(),
             flow_hits: Counter::default(),
             flow_misses: Counter::default(),
+            control_sent: Counter::default(),
         }
     }
 }
@@ -123,6 +126,8 @@ pub struct Totals {
     pub flow_hits: u64,
     /// Flow-cache misses.
     pub flow_misses: u64,
+    /// MS-NVGREE control messages sent.
+    pub control_sent: u64,
     /// Drops by reason (only non-zero ones), in [`DropReason::ALL`] order.
     pub drops: Vec<(DropReason, u64)>,
     /// Per port: (rx, tx, drops).
@@ -146,6 +151,7 @@ impl Totals {
             t.routed += w.routed.get();
             t.flow_hits += w.flow_hits.get();
             t.flow_misses += w.flow_misses.get();
+            t.control_sent += w.control_sent.get();
             for (d, c) in drops.iter_mut().zip(w.drops.iter()) {
                 *d += c.get();
             }

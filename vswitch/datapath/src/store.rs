@@ -17,9 +17,12 @@ use crate::ingress::Learned;
 use crate::tables::{Tables, VsidSlots};
 use arc_swap::{ArcSwap, Guard};
 use crossbeam::queue::ArrayQueue;
-use hnv_policy::Policy;
+use hnv_policy::{Policy, Vsid};
+use hnv_wire::nvgree::{Control, ControlRepr};
+use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Learned-neighbor hints buffered between workers and the control thread.
 const LEARN_QUEUE: usize = 1024;
@@ -33,6 +36,50 @@ struct Inner {
     /// Records whose VM moved away from this host, with the end of their grace period.
     moved: Vec<(u32, Instant)>,
     grace: Duration,
+    /// PAs changed by REDIRECT messages until the policy catches up or they expire.
+    redirects: Vec<Redirected>,
+    /// The latest control messages received, newest last.
+    notices: VecDeque<Notice>,
+}
+
+/// How long a REDIRECT overrides the policy's PA for a CA (unless the policy changes first).
+pub const REDIRECT_HOLD: Duration = Duration::from_secs(60);
+/// Control messages remembered for `hnvctl show notices`.
+const NOTICES: usize = 64;
+
+/// A CA whose traffic goes to `new_pa` instead of the policy's `from` because
+/// the host at `from` sent a REDIRECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirected {
+    /// VSID.
+    pub vsid: u32,
+    /// The VM's CA.
+    pub ca: IpAddr,
+    /// The PA the policy names (the host that sent the REDIRECT).
+    pub from: IpAddr,
+    /// Where the VM is now.
+    pub new_pa: IpAddr,
+    /// When the override ends.
+    pub until: Instant,
+}
+
+/// A received MS-NVGREE control message and what the switch did with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// When it was handled.
+    pub at: SystemTime,
+    /// `redirect` or `unreachable`.
+    pub kind: &'static str,
+    /// VSID.
+    pub vsid: u32,
+    /// The CA it is about.
+    pub ca: IpAddr,
+    /// The host that sent it.
+    pub from: IpAddr,
+    /// The new PA (REDIRECT).
+    pub new_pa: Option<IpAddr>,
+    /// What was done.
+    pub outcome: String,
 }
 
 /// How long a host keeps forwarding traffic for a VM that moved away.
@@ -44,6 +91,7 @@ pub struct PolicyStore {
     current: ArcSwap<Tables>,
     inner: Mutex<Inner>,
     learn: ArrayQueue<Learned>,
+    control: ArrayQueue<(u32, ControlRepr)>,
 }
 
 impl PolicyStore {
@@ -53,8 +101,18 @@ impl PolicyStore {
         let tables = Tables::compile(&policy, &mut slots, &[], 1);
         PolicyStore {
             current: ArcSwap::from_pointee(tables),
-            inner: Mutex::new(Inner { policy, slots, learned: Vec::new(), generation: 1, moved: Vec::new(), grace: MIGRATION_GRACE }),
+            inner: Mutex::new(Inner {
+                policy,
+                slots,
+                learned: Vec::new(),
+                generation: 1,
+                moved: Vec::new(),
+                grace: MIGRATION_GRACE,
+                redirects: Vec::new(),
+                notices: VecDeque::new(),
+            }),
             learn: ArrayQueue::new(LEARN_QUEUE),
+            control: ArrayQueue::new(LEARN_QUEUE),
         }
     }
 
@@ -83,9 +141,12 @@ impl PolicyStore {
     fn publish(current: &ArcSwap<Tables>, g: &mut Inner) -> u64 {
         g.generation += 1;
         let generation = g.generation;
-        let Inner { policy, slots, learned, moved, grace, .. } = g;
+        let Inner { policy, slots, learned, moved, grace, redirects, .. } = g;
         let prev = current.load_full();
-        let mut t = Tables::compile_next(policy, slots, learned, generation, Some(&prev));
+        // A REDIRECT holds only while the policy still places the CA at its sender.
+        redirects.retain(|r| Vsid::new(r.vsid).ok().and_then(|v| policy.lookup_record(v, r.ca)).is_some_and(|rec| rec.pa == r.from));
+        let effective = (!redirects.is_empty()).then(|| with_redirects(policy, redirects));
+        let mut t = Tables::compile_next(effective.as_ref().unwrap_or(policy), slots, learned, generation, Some(&prev));
         // A VM that was local and is now elsewhere: keep forwarding to it for a while.
         let now = Instant::now();
         for d in &t.dests {
@@ -164,8 +225,94 @@ impl PolicyStore {
         changed
     }
 
+    /// Offer a received control message (called by workers; never blocks).
+    #[inline]
+    pub fn offer_control(&self, vsid: u32, msg: ControlRepr) {
+        let _ = self.control.push((vsid, msg));
+    }
+
+    /// Handle queued control messages and end expired REDIRECTs; republish
+    /// if the effective policy changed. Returns true if republished.
+    ///
+    /// A REDIRECT is applied only when the policy places the CA at the PA
+    /// that sent it, the new PA differs, and the policy with the new PA
+    /// validates; it then holds until the policy changes that record or
+    /// [`REDIRECT_HOLD`] passes. An UNREACHABLE is logged and kept as a
+    /// notice for the operator: this host's policy is stale for that CA.
+    pub fn apply_control(&self, now: Instant) -> bool {
+        let mut g = self.lock();
+        let before = g.redirects.len();
+        g.redirects.retain(|r| r.until > now);
+        let mut changed = g.redirects.len() != before;
+        while let Some((vsid, msg)) = self.control.pop() {
+            let ca = IpAddr::V4(msg.dst_ca);
+            let from = IpAddr::V4(msg.from_pa);
+            let (kind, new_pa, outcome) = match msg.control {
+                Control::Unreachable => ("unreachable", None, format!("the host at {from} has no VM with CA {ca} in VSID {vsid}: this host's policy may be stale")),
+                Control::Redirect { new_pa } => {
+                    let new_pa = IpAddr::V4(new_pa);
+                    let outcome = match redirect(&g.policy, &g.redirects, vsid, ca, from, new_pa) {
+                        Ok(()) => {
+                            g.redirects.retain(|r| !(r.vsid == vsid && r.ca == ca));
+                            g.redirects.push(Redirected { vsid, ca, from, new_pa, until: now + REDIRECT_HOLD });
+                            changed = true;
+                            format!("applied: CA {ca} in VSID {vsid} now encapsulated to {new_pa} until the policy changes (at most {} s)", REDIRECT_HOLD.as_secs())
+                        }
+                        Err(why) => format!("ignored: {why}"),
+                    };
+                    ("redirect", Some(new_pa), outcome)
+                }
+            };
+            log::info!("MS-NVGREE {kind} from {from}: {outcome}");
+            if g.notices.len() == NOTICES {
+                g.notices.pop_front();
+            }
+            g.notices.push_back(Notice { at: SystemTime::now(), kind, vsid, ca, from, new_pa, outcome });
+        }
+        if changed {
+            Self::publish(&self.current, &mut g);
+        }
+        changed
+    }
+
+    /// REDIRECTs in force.
+    pub fn redirects(&self) -> Vec<Redirected> {
+        self.lock().redirects.clone()
+    }
+
+    /// The latest control messages received, oldest first.
+    pub fn notices(&self) -> Vec<Notice> {
+        self.lock().notices.iter().cloned().collect()
+    }
+
     /// Provider neighbors learned so far.
     pub fn learned(&self) -> Vec<Learned> {
         self.lock().learned.clone()
     }
+}
+
+/// `policy` with the PAs of redirected CAs replaced.
+fn with_redirects(policy: &Policy, redirects: &[Redirected]) -> Policy {
+    let mut p = policy.clone();
+    for r in redirects {
+        if let Some(rec) = p.lookup.iter_mut().find(|l| l.vsid.get() == r.vsid && l.ca == r.ca && l.pa == r.from) {
+            rec.pa = r.new_pa;
+        }
+    }
+    p
+}
+
+/// Whether a REDIRECT for (`vsid`, `ca`) from `from` to `new_pa` may be applied.
+fn redirect(policy: &Policy, redirects: &[Redirected], vsid: u32, ca: IpAddr, from: IpAddr, new_pa: IpAddr) -> Result<(), String> {
+    let rec = Vsid::new(vsid).ok().and_then(|v| policy.lookup_record(v, ca)).ok_or_else(|| format!("no lookup record for CA {ca} in VSID {vsid}"))?;
+    if rec.pa != from {
+        return Err(format!("the policy places CA {ca} at {}, not at the sender {from}", rec.pa));
+    }
+    if new_pa == from || policy.host.provider_addresses.iter().any(|p| p.address == new_pa) {
+        return Err(format!("new PA {new_pa} is the sender itself or this host"));
+    }
+    let mut next: Vec<Redirected> = redirects.iter().filter(|r| !(r.vsid == vsid && r.ca == ca)).copied().collect();
+    next.push(Redirected { vsid, ca, from, new_pa, until: Instant::now() });
+    let candidate = with_redirects(policy, &next);
+    hnv_policy::validate(&hnv_policy::PolicyFile::from_policy(&candidate), "REDIRECT").map(|_| ()).map_err(|e| e.to_string().replace('\n', "; "))
 }

@@ -11,7 +11,8 @@
 
 use crate::drop::DropReason;
 use crate::forward::HnvForwarder;
-use crate::ingress;
+use crate::ingress::{self, Hint};
+use crate::notify::Notifier;
 use crate::meta::{Meta, Verdict};
 use crate::pipeline::{Context, Pipeline};
 use crate::stats::DatapathStats;
@@ -21,6 +22,7 @@ use crate::flow::{key, Action, FlowCache, FlowKey, Step};
 use crate::tables::{Delivery, Dest, EncapTemplate, Role, Tables};
 use arrayvec::ArrayVec;
 use hnv_wire::checksum;
+use hnv_wire::nvgree::Control;
 use pmd::{Batch, PacketBuf, Processor, TxStage, BURST};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,7 +35,11 @@ pub struct HnvSwitch {
     stats: Arc<DatapathStats>,
     worker: usize,
     cache: Option<FlowCache>,
+    notifier: Notifier,
 }
+
+/// Default minimum TSC cycles between two MS-NVGREE messages for one flow pair (~50 ms at 2 GHz).
+pub const DEFAULT_NOTIFY_INTERVAL: u64 = 100_000_000;
 
 /// Default flow-cache entries per worker.
 pub const DEFAULT_CACHE_ENTRIES: usize = 1 << 16;
@@ -41,7 +47,13 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 1 << 16;
 impl HnvSwitch {
     /// A switch reading `store`, running `pipeline`, counting into `stats`, with the default flow cache.
     pub fn new(store: Arc<PolicyStore>, pipeline: Pipeline<HnvForwarder>, stats: Arc<DatapathStats>, worker: usize) -> Self {
-        HnvSwitch { store, pipeline, stats, worker, cache: Some(FlowCache::new(DEFAULT_CACHE_ENTRIES)) }
+        HnvSwitch { store, pipeline, stats, worker, cache: Some(FlowCache::new(DEFAULT_CACHE_ENTRIES)), notifier: Notifier::new(DEFAULT_NOTIFY_INTERVAL) }
+    }
+
+    /// Send at most one MS-NVGREE message per (sending VM, destination CA) every `cycles` TSC cycles.
+    pub fn with_notify_interval(mut self, cycles: u64) -> Self {
+        self.notifier = Notifier::new(cycles);
+        self
     }
 
     /// Use a flow cache of `entries` entries (0 turns it off).
@@ -125,7 +137,7 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
 
 impl<B: PacketBuf> Processor<B> for HnvSwitch {
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, now: u64) {
-        let HnvSwitch { store, pipeline, stats, worker, cache } = self;
+        let HnvSwitch { store, pipeline, stats, worker, cache, notifier } = self;
         let tables = store.load();
         let t: &Tables = &tables;
         let st = &**stats;
@@ -174,7 +186,10 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
             let mut m = Meta::default();
             let v = match role {
                 Some(Role::Vm) => ingress::from_vm(t, in_port, p, &mut m),
-                Some(Role::Uplink) => ingress::from_uplink(t, in_port, p, &mut m, &mut |l| store.offer_learned(l)),
+                Some(Role::Uplink) => ingress::from_uplink(t, in_port, p, &mut m, &mut |h| match h {
+                    Hint::Neighbor(l) => store.offer_learned(l),
+                    Hint::Control { vsid, msg } => store.offer_control(vsid, msg),
+                }),
                 None => Verdict::Drop(DropReason::UnknownPort),
             };
             if v == Verdict::Continue {
@@ -206,7 +221,8 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
             if let (Some(c), Some(Some((k, h)))) = (cache.as_deref_mut(), keys.get(i)) {
                 let step = match *v {
                     Verdict::Port(q) => Some(Step::Port(q)),
-                    Verdict::Encap(idx) => t.dests.get(idx as usize).map(|d| Step::Encap { slot: d.slot, flow_id: fid }),
+                    // Traffic for a VM that just moved away stays on the slow path, which redirects its sender.
+                    Verdict::Encap(idx) => t.dests.get(idx as usize).filter(|d| !(m.from_uplink && d.forward_moved)).map(|d| Step::Encap { slot: d.slot, flow_id: fid }),
                     Verdict::Drop(r) if cacheable_drop(r) => Some(Step::Drop(r)),
                     _ => None,
                 };
@@ -225,10 +241,31 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
                     c.insert(*k, *h, action, deps, t);
                 }
             }
+            if m.from_uplink {
+                let control = match *v {
+                    Verdict::Encap(idx) => match t.dests.get(idx as usize) {
+                        Some(d) if d.forward_moved => match d.pa {
+                            IpAddr::V4(new_pa) => Some(Control::Redirect { new_pa }),
+                            IpAddr::V6(_) => None,
+                        },
+                        _ => None,
+                    },
+                    Verdict::Drop(DropReason::NoLocalPort | DropReason::NoRecord) => Some(Control::Unreachable),
+                    _ => None,
+                };
+                if let Some((msg, uplink)) = control.and_then(|c| notifier.message(t, m, &p, now, c)) {
+                    st.replicas.add(1);
+                    st.control_sent.add(1);
+                    send(st, &mut tx, out, uplink, m.vsid_slot, msg);
+                }
+            }
             let verdict = match *v {
                 Verdict::Encap(idx) => match t.dests.get(idx as usize) {
-                    Some(Dest { to: Delivery::Encap(tpl), .. }) => match encap(&mut p, tpl, fid) {
+                    Some(Dest { to: Delivery::Encap(tpl), forward_moved, .. }) => match encap(&mut p, tpl, fid) {
                         Ok(()) => {
+                            if m.from_uplink && *forward_moved {
+                                keep_outer_source(&mut p, tpl, m.outer_src);
+                            }
                             st.encapsulated.add(1);
                             Verdict::Port(tpl.uplink)
                         }
@@ -246,6 +283,19 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
             }
         }
         add_tx(st, &tx, t.ports.len());
+    }
+}
+
+/// Traffic forwarded for a VM that moved away keeps its original sender's PA
+/// as outer source, so that the new host's PA/CA check accepts it (IPv4).
+fn keep_outer_source<B: PacketBuf>(p: &mut B, tpl: &EncapTemplate, src: IpAddr) {
+    let (IpAddr::V4(src), false) = (src, tpl.ipv6) else { return };
+    let ip = usize::from(tpl.ip_off);
+    if let Some(h) = p.data_mut().get_mut(ip..ip + 20) {
+        h[12..16].copy_from_slice(&src.octets());
+        h[10..12].fill(0);
+        let sum = !checksum::data(h);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 }
 

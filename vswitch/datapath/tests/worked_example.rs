@@ -229,7 +229,10 @@ fn hostile_and_malformed_input_is_dropped_and_counted() {
     cases.push((bad_vsid, UPLINK, DropReason::VsidReserved));
     for (i, (frame, port, want)) in cases.iter().enumerate() {
         let before = h1.totals().drops_of(*want);
-        assert!(h1.run(*port, &[frame.clone()]).is_empty(), "case {i} ({want}) must not be forwarded");
+        let out = h1.run(*port, &[frame.clone()]);
+        // The only thing that may leave: an MS-NVGREE UNREACHABLE back to a validated sender.
+        let unreachable = |f: &Vec<u8>| hnv_wire::nvgree::ControlRepr::parse(&f[42..]).is_ok_and(|c| c.control == hnv_wire::nvgree::Control::Unreachable);
+        assert!(out.iter().all(|(q, f)| *q == UPLINK && unreachable(f)), "case {i} ({want}) must not be forwarded: {out:?}");
         assert_eq!(h1.totals().drops_of(*want), before + 1, "case {i} counted as {want}: {:?}", h1.totals().drops);
     }
     // The untouched frame is delivered, so the cases above fail for their stated reason only.
@@ -407,12 +410,19 @@ fn a_host_that_lost_a_vm_forwards_its_traffic_to_the_new_pa_during_the_grace_per
     p.lookup.iter_mut().find(|r| r.vm_name.as_deref() == Some("Blue2")).unwrap().pa = "192.168.4.33".parse().unwrap();
     let p = hnv_policy::parse(&hnv_policy::to_toml(&p), "migrated").unwrap();
     store.replace(p);
-    // Packets still arriving from host 1 (stale policy there) go on to host 3, unchanged inside.
+    // Packets still arriving from host 1 (stale policy there) go on to host 3,
+    // unchanged inside, and host 1 gets one MS-NVGREE REDIRECT naming the new PA.
     let out = h2.run(UPLINK, &[from_h1.clone(), from_h1.clone()]);
-    assert_eq!(out.len(), 2, "{:?}", h2.totals().drops);
-    assert_eq!(&out[0].1[30..34], &[192, 168, 4, 33]);
-    assert_eq!(&out[0].1[26..30], &[192, 168, 4, 22]);
-    assert_eq!(&out[0].1[42..], &inner[..]);
+    assert_eq!(out.len(), 3, "{:?}", h2.totals().drops);
+    let (redirects, forwarded): (Vec<_>, Vec<_>) = out.into_iter().partition(|(_, f)| f[30..34] == [192, 168, 4, 11]);
+    assert_eq!(forwarded.len(), 2);
+    assert_eq!(&forwarded[0].1[30..34], &[192, 168, 4, 33]);
+    assert_eq!(&forwarded[0].1[26..30], &[192, 168, 4, 11], "the original sender's PA stays the outer source");
+    assert_eq!(&forwarded[0].1[42..], &inner[..]);
+    let redirect = hnv_wire::nvgree::ControlRepr::parse(&redirects[0].1[42..]).unwrap();
+    assert_eq!(redirect.control, hnv_wire::nvgree::Control::Redirect { new_pa: ip("192.168.4.33") });
+    assert_eq!((redirect.from_pa, redirect.to_pa, redirect.src_ca, redirect.dst_ca), (ip("192.168.4.22"), ip("192.168.4.11"), ip("10.0.0.5"), ip("10.0.0.7")));
+    assert_eq!(h2.totals().control_sent, 1);
     // After the grace period they are dropped (host 1 has the new policy by then).
     assert!(store.expire_moved(std::time::Instant::now() + std::time::Duration::from_secs(60)));
     assert!(h2.run(UPLINK, &[from_h1]).is_empty());

@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Show ports, vsids, records, routes, acl, counters, flows, workers or policy.
+    /// Show ports, vsids, records, routes, acl, counters, flows, workers, policy, capture or notices (MS-NVGREE messages).
     Show {
         /// What to show.
         #[arg(value_enum)]
@@ -111,6 +111,7 @@ enum ShowArg {
     Workers,
     Policy,
     Capture,
+    Notices,
 }
 
 #[derive(Args, Debug)]
@@ -263,6 +264,7 @@ fn show_of(a: ShowArg) -> Show {
         ShowArg::Workers => Show::Workers,
         ShowArg::Policy => Show::Policy,
         ShowArg::Capture => Show::Capture,
+        ShowArg::Notices => Show::Notices,
     }
 }
 
