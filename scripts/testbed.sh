@@ -666,8 +666,10 @@ check_restart() {
     local why=()
     grep -q "resuming with the policy saved in" "$DIR/h2.log" || why+=("no 'resuming with the policy saved in' in its log")
     cmp -s <(tail -n +2 "$DIR/h2.state.before") <(tail -n +2 "$state") || why+=("state file changed: $(diff <(tail -n +2 "$DIR/h2.state.before") <(tail -n +2 "$state") | head -4 | tr '\n' ' ')")
-    "$CTL" -s "$sock" show records 2>&1 | grep -q "BlueK-live" || why+=("hnvctl show records has no BlueK-live")
-    "$CTL" -s "$sock" --json show acl 2>&1 | grep -q '"dst": "10.0.1.9/32"' || why+=("hnvctl show acl has no rule for 10.0.1.9/32")
+    # (read whole: with pipefail, `hnvctl | grep -q` fails when grep exits before hnvctl's last write)
+    local out
+    out=$("$CTL" -s "$sock" show records 2>&1); grep -q "BlueK-live" <<< "$out" || why+=("hnvctl show records has no BlueK-live")
+    out=$("$CTL" -s "$sock" --json show acl 2>&1); grep -q '"dst": "10.0.1.9/32"' <<< "$out" || why+=("hnvctl show acl has no rule for 10.0.1.9/32")
     if (( ${#why[@]} == 0 )); then pass "host 2 resumed from its state file: the record (BlueK renamed BlueK-live) and ACL rule (VSID 5002 in deny icmp to 10.0.1.9) set live with hnvctl are in force, and the state file it saved at start equals the one before the restart"
     else fail "host 2 did not resume with the policy in force before the restart: $(IFS=';'; echo "${why[*]}")"; fi
     b3e=$(snmp blue3 Icmp InEchos)
