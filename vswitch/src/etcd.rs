@@ -15,6 +15,8 @@
 //!   is refused with one log line naming the keys and problems; the previous
 //!   policy stays in force. An empty prefix changes nothing. The port list
 //!   never changes through etcd. Each accepted policy is saved to the state file.
+//! - When another host answers this one's traffic with an MS-NVGREE
+//!   UNREACHABLE (this host's policy is stale), the watcher re-reads the prefix.
 //! - While etcd is unreachable the switch forwards on its last good policy,
 //!   logs the loss once and retries with backoff ([`BACKOFF_MIN`] to [`BACKOFF_MAX`]).
 
@@ -39,6 +41,8 @@ pub const DEBOUNCE: Duration = Duration::from_millis(20);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How often the watcher checks whether an MS-NVGREE UNREACHABLE asks for a re-read.
+const STALE_CHECK: Duration = Duration::from_millis(200);
 /// Limit on one etcd request (a read, creating the watch, a publish).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -526,8 +530,29 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
         cfg.prefix
     );
     shared.apply(&kvs, rev);
+    let mut unreachable = shared.store.unreachable_received();
+    let mut tick = tokio::time::interval(STALE_CHECK);
     loop {
-        let msg = stream.message().await.context("watch")?;
+        let msg = tokio::select! {
+            m = stream.message() => m.context("watch")?,
+            _ = tick.tick() => {
+                // Another host said this one's policy is stale (MS-NVGREE UNREACHABLE): re-read the prefix.
+                let now = shared.store.unreachable_received();
+                if now != unreachable {
+                    unreachable = now;
+                    let resp = timed("re-reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
+                    let r = resp.header().map_or(rev, |h| h.revision());
+                    let fresh: BTreeMap<String, Vec<u8>> = resp.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())).collect();
+                    log::info!("etcd: UNREACHABLE received; re-read {} keys at revision {r}", fresh.len());
+                    if fresh != kvs {
+                        kvs = fresh;
+                        rev = rev.max(r);
+                        shared.apply(&kvs, rev);
+                    }
+                }
+                continue;
+            }
+        };
         let mut changed = absorb(msg, &mut kvs, &mut rev)?;
         if changed {
             let deadline = tokio::time::Instant::now() + DEBOUNCE;

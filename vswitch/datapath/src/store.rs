@@ -40,6 +40,8 @@ struct Inner {
     redirects: Vec<Redirected>,
     /// The latest control messages received, newest last.
     notices: VecDeque<Notice>,
+    /// UNREACHABLE messages received so far.
+    unreachable: u64,
 }
 
 /// How long a REDIRECT overrides the policy's PA for a CA (unless the policy changes first).
@@ -110,6 +112,7 @@ impl PolicyStore {
                 grace: MIGRATION_GRACE,
                 redirects: Vec::new(),
                 notices: VecDeque::new(),
+                unreachable: 0,
             }),
             learn: ArrayQueue::new(LEARN_QUEUE),
             control: ArrayQueue::new(LEARN_QUEUE),
@@ -248,7 +251,10 @@ impl PolicyStore {
             let ca = IpAddr::V4(msg.dst_ca);
             let from = IpAddr::V4(msg.from_pa);
             let (kind, new_pa, outcome) = match msg.control {
-                Control::Unreachable => ("unreachable", None, format!("the host at {from} has no VM with CA {ca} in VSID {vsid}: this host's policy may be stale")),
+                Control::Unreachable => {
+                    g.unreachable += 1;
+                    ("unreachable", None, format!("the host at {from} has no VM with CA {ca} in VSID {vsid}: this host's policy may be stale"))
+                }
                 Control::Redirect { new_pa } => {
                     let new_pa = IpAddr::V4(new_pa);
                     let outcome = match redirect(&g.policy, &g.redirects, vsid, ca, from, new_pa) {
@@ -273,6 +279,11 @@ impl PolicyStore {
             Self::publish(&self.current, &mut g);
         }
         changed
+    }
+
+    /// UNREACHABLE messages received so far (a policy source may resynchronise when it grows).
+    pub fn unreachable_received(&self) -> u64 {
+        self.lock().unreachable
     }
 
     /// REDIRECTs in force.

@@ -186,3 +186,24 @@ fn redirects_from_a_host_that_does_not_hold_the_vm_are_ignored() {
     assert_eq!(n[0].from, "192.168.4.33".parse::<IpAddr>().unwrap());
     assert!(h1.totals().reconciles());
 }
+
+#[test]
+fn a_host_without_the_vm_answers_unreachable_and_the_sender_takes_note() {
+    // Host 1 believes Blue2 is on host 2, but host 2's policy no longer has a port for it.
+    let mut h1 = Host::new(policy(BLUE_RED_HOST1));
+    let mut h2 = Host::new(host2_after());
+    let mut p2 = h2.store.policy();
+    p2.lookup.retain(|r| r.vm_name.as_deref() != Some("Blue2"));
+    h2.store.replace(p2);
+    let out = h1.run(BLUE, vec![testkit::udp(mac("00:15:5d:01:00:05"), mac("00:15:5d:01:00:07"), "10.0.0.5".parse().unwrap(), "10.0.0.7".parse().unwrap(), 1, 9, 64)], 0);
+    assert_eq!(out.len(), 1);
+    let back = h2.run(UPLINK, vec![out[0].1.clone()], 0);
+    assert_eq!(back.len(), 1, "{:?}", h2.totals().drops);
+    assert_eq!(dst_pa(&back[0].1), [192, 168, 4, 11]);
+    assert_eq!(h2.totals().drops_of(DropReason::NoRecord), 1);
+    assert!(h1.run(UPLINK, vec![back[0].1.clone()], 0).is_empty());
+    assert!(!h1.store.apply_control(Instant::now()), "an UNREACHABLE changes no policy by itself");
+    assert_eq!(h1.store.unreachable_received(), 1);
+    assert_eq!(h1.store.notices()[0].kind, "unreachable");
+    assert!(h1.totals().reconciles() && h2.totals().reconciles());
+}
