@@ -20,11 +20,12 @@
 #                (host 2), -bluek (host 4); their eth0 is a net_tap port of
 #                the switch, moved into the VM namespace after port start.
 #                Blue2 also holds eth1, its port on host 3 (live migration).
-#                hnvtb-bluev hosts dpdk-testpmd (virtio_user) on host 2's
-#                vhost-user port "bluev" (10.0.0.9).
+#                hnvtb-bluev hosts dpdk-testpmd (virtio_user, vhost-user
+#                server) on host 2's vhost-user port "bluev" (10.0.0.9), which
+#                is a vhost-user client, so it survives a switch restart.
 #
 # Environment: HNVTB_PREFIX, HNVTB_DIR (state directory, default /tmp/$PREFIX),
-# HNVSWITCH (binary), HNVTB_HUGEPAGES (off|auto, default off),
+# HNVSWITCH, HNVCTL (binaries), HNVTB_HUGEPAGES (off|auto, default off),
 # HNVTB_IDLE_SLEEP_US (default 100), HNVTB_KEEP_LOGS=DIR (down copies the
 # switch logs, policies and captures there first), HNVTB_STRICT=1 (a missing
 # precondition such as root or netns support fails instead of skipping).
@@ -34,6 +35,7 @@ ROOT=$PWD
 P=${HNVTB_PREFIX:-hnvtb}
 DIR=${HNVTB_DIR:-/tmp/$P}
 BIN=${HNVSWITCH:-$ROOT/target/release/hnvswitch}
+CTL=${HNVCTL:-$ROOT/target/release/hnvctl}
 HUGE=${HNVTB_HUGEPAGES:-off}
 IDLE_US=${HNVTB_IDLE_SLEEP_US:-100}
 UPLINK_MTU=1600          # NVGRE adds 42 bytes: guests keep a 1500-byte MTU
@@ -154,7 +156,7 @@ write_policies() {
 [[ports]]
 name = "bluev"
 role = "vm"
-devargs = "net_vhost0,iface=$DIR/bluev.sock,client=0"
+devargs = "net_vhost0,iface=$DIR/bluev.sock,client=1"
 vsid = 5001
 mac = "$BLUEV_MAC"
 addresses = ["10.0.0.9"]
@@ -196,16 +198,26 @@ policy = "$h.toml"
 
 [run]
 stats_interval_secs = 10
+
+# hnvctl socket; the state file makes a restarted switch resume with the
+# policy in force (check_restart)
+[control]
+socket = "$DIR/$h.sock"
+state_file = "$DIR/$h.state.toml"
 EOF
 }
 
 # ---------------------------------------------------------------- down
 
+# alive PID: running, and not a zombie (a process whose parent has exited is
+# reaped by PID 1, which in some containers takes a second or more).
+alive() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; [[ ${s%% *} != Z ]]; }
+
 kill_pid() { # kill_pid PID [wait-seconds]: TERM, wait, then KILL
     local pid=$1 t=${2:-5} i
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    [[ -n $pid ]] && alive "$pid" || return 0
     kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < t * 10; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    for ((i = 0; i < t * 20; i++)); do alive "$pid" || return 0; sleep 0.05; done
     kill -KILL "$pid" 2>/dev/null
     sleep 0.1
 }
@@ -250,9 +262,9 @@ preflight() {
     for c in ip tshark iperf3 ping ethtool dpdk-testpmd; do
         command -v "$c" >/dev/null || { log "$c missing: running scripts/setup.sh --with-test-tools"; scripts/setup.sh --with-test-tools >&2 || die "setup failed"; break; }
     done
-    if [[ ! -x $BIN ]]; then
-        log "building $BIN"
-        cargo build --release --locked --bin hnvswitch >&2 || die "build failed"
+    if [[ ! -x $BIN || ! -x $CTL ]]; then
+        log "building $BIN and $CTL"
+        cargo build --release --locked --bin hnvswitch --bin hnvctl >&2 || die "build failed"
     fi
 }
 
@@ -278,11 +290,12 @@ wait_switch() {
     pid=$(cat "$DIR/pids/$h.pid")
     for ((i = 0; i < 300; i++)); do
         grep -q "polls \[" "$DIR/$h.log" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || { tail -20 "$DIR/$h.log" >&2; die "switch $h exited during start"; }
+        alive "$pid" || { tail -20 "$DIR/$h.log" >&2; log "switch $h exited during start"; return 1; }
         sleep 0.1
     done
     tail -20 "$DIR/$h.log" >&2
-    die "switch $h did not start in 30 s"
+    log "switch $h did not start in 30 s"
+    return 1
 }
 
 # Move a switch's tap into the VM namespace and give it the VM's identity.
@@ -298,6 +311,18 @@ plumb_tap() {
         ip -n "$P-$vm" link set "$ifn" up
         ip -n "$P-$vm" route add default via "$gw"
     fi
+}
+
+# plumb_host H: plumb host H's taps (after its switch started); Blue2's port on
+# the host Blue2 is not on stays parked (down, no address).
+plumb_host() {
+    local h=$1 t at
+    at=$(cat "$DIR/blue2.at")
+    for t in "${TAPS[@]}"; do
+        [[ $t == "$h:"* ]] || continue
+        [[ $t == "$h:blue2:"* && $h != "$at" ]] && t="${t%:*:*}::"
+        plumb_tap "$t" || { log "plumbing tap $t"; return 1; }
+    done
 }
 
 up() {
@@ -344,8 +369,8 @@ up() {
     ip -n "$P-bluek" neigh replace 10.0.0.5 lladdr 00:15:5d:01:00:05 dev eth0 nud permanent
 
     for h in "${SWITCHES[@]}"; do start_switch "$h"; done
-    for h in "${SWITCHES[@]}"; do wait_switch "$h"; done
-    for t in "${TAPS[@]}"; do plumb_tap "$t" || die "plumbing tap $t"; done
+    for h in "${SWITCHES[@]}"; do wait_switch "$h" || die "switch $h did not start"; done
+    for h in "${SWITCHES[@]}"; do plumb_host "$h" || die "plumbing the taps of $h"; done
     for n in $(our_namespaces); do ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
     log "up: switches h1 h2 h3 running (logs and policies in $DIR)"
 }
@@ -433,7 +458,7 @@ check_tenants() {
 }
 
 stop_capture() { local f=$DIR/pids/capture.pid; [[ -e $f ]] && kill -INT "$(cat "$f")" 2>/dev/null; wait_bg_exit capture 10; }
-wait_bg_exit() { local f=$DIR/pids/$1.pid i; for ((i = 0; i < $2 * 10; i++)); do kill -0 "$(cat "$f" 2>/dev/null)" 2>/dev/null || break; sleep 0.1; done; stop_bg "$1"; }
+wait_bg_exit() { local f=$DIR/pids/$1.pid i; for ((i = 0; i < $2 * 10; i++)); do alive "$(cat "$f" 2>/dev/null)" || break; sleep 0.1; done; stop_bg "$1"; }
 
 check_capture() {
     local cap=$1 out
@@ -528,7 +553,7 @@ check_kernel() {
 start_testpmd() { # start_testpmd N
     local core=${WORKER[h1]}
     bg "testpmd$1" bluev dpdk-testpmd --lcores="0@$core,1@$core" --no-huge --no-pci -m 256 --file-prefix="$P-vm" \
-        --vdev="net_virtio_user0,path=$DIR/bluev.sock,mac=$BLUEV_MAC" -- \
+        --vdev="net_virtio_user0,path=$DIR/bluev.sock,server=1,mac=$BLUEV_MAC" -- \
         --forward-mode=icmpecho --port-topology=loop --nb-cores=1 --total-num-mbufs=2048 --stats-period=1
 }
 # until_ping NS DST SECONDS: seconds until the first reply, or empty.
@@ -544,8 +569,13 @@ testpmd_stats() { awk '/RX-packets:/ {rx = $2} /TX-packets:/ {tx = $2} END {prin
 
 check_vhost() {
     local t r
-    echo "== vhost-user: host 2 port bluev (10.0.0.9) <-> dpdk-testpmd virtio_user, forward-mode icmpecho"
-    if [[ ! -S $DIR/bluev.sock ]]; then fail "vhost-user: host 2 did not create $DIR/bluev.sock"; return; fi
+    echo "== vhost-user: host 2 port bluev (10.0.0.9, client) <-> dpdk-testpmd virtio_user (server), forward-mode icmpecho"
+    # Client mode: the switch connects to the VM's socket, and starts (and
+    # keeps retrying once a second) while that socket does not exist yet.
+    if ! grep -q "bluev.sock) vhost-user client" "$DIR/h2.log"; then fail "vhost-user: host 2's port bluev is not a vhost-user client"; return; fi
+    if grep -q "bluev.sock) failed to connect" "$DIR/h2.log"; then
+        pass "host 2 started with vhost-user port bluev in client mode before its VM existed (no socket yet; DPDK retries)"
+    fi
     start_testpmd 1
     if t=$(until_ping blue1 10.0.0.9 20); then
         r=$(pings blue1 10.0.0.9 5)
@@ -572,6 +602,93 @@ stop_testpmd() {
     local f=$DIR/pids/testpmd$1.pid
     [[ -e $f ]] && { kill -INT "$(cat "$f")" 2>/dev/null; wait_bg_exit "testpmd$1" 10; }
     note "testpmd run $1: $(testpmd_stats "testpmd$1")"
+}
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b - a}'; }
+# ping_after FILE T: from a `ping -D` log, "FIRST GAP": seconds from epoch T to
+# the first reply after T ("-" if none yet) and the longest silence between
+# two replies, in seconds.
+ping_after() {
+    awk -F'[][]' -v t="$2" '/icmp_seq=/ { ts = $2 + 0; if (p && ts - p > g) g = ts - p; p = ts; if (f == "" && ts > t) f = sprintf("%.1f", ts - t) }
+        END { printf "%s %.1f\n", (f == "" ? "-" : f), g }' "$1" 2>/dev/null
+}
+# ping_lost FILE: "LOST SENT" from ping's summary.
+ping_lost() { awk '/packets transmitted/ {print $1 - $4, $1; f = 1} END {if (!f) print "? ?"}' "$1"; }
+stop_ping() { local f=$DIR/pids/$1.pid; [[ -e $f ]] && kill -INT "$(cat "$f")" 2>/dev/null; wait_bg_exit "$1" 5; }
+
+# Restart survival. Host 2's switch is stopped and started again while Blue1
+# pings BlueV (vhost-user) and Red1 pings Red2 (tap), 10/s each. Before that,
+# hnvctl changes host 2's policy live (a record and an ACL rule that its policy
+# file does not have); the restarted switch must resume with them (state
+# file). The testpmd VM, the vhost-user server, is not restarted: the switch
+# (client) reconnects to it. The taps die with the switch (a net_tap interface
+# belongs to its process), so the new ones are plumbed into the same VM
+# namespaces, as at start; a real VM's vhost-user port needs nothing.
+check_restart() {
+    local sock=$DIR/h2.sock state=$DIR/h2.state.toml tp old t0 t1 t2 t3 i k r d b3e fv gv fr gr lv sv lr sr ok
+    echo "== restart: host 2's switch restarted under 10/s pings Blue1->BlueV (vhost-user) and Red1->Red2 (tap)"
+    start_testpmd 3
+    if ! until_ping blue1 10.0.0.9 20 >/dev/null; then fail "restart: BlueV does not answer before the restart"; stop_testpmd 3; return; fi
+    tp=$(cat "$DIR/pids/testpmd3.pid")
+    # Live changes: in host 2's state file, not in its policy file.
+    if ! "$CTL" -s "$sock" record replace --ca 10.0.0.8 --vsid 5001 --mac "$BLUEK_MAC" --pa "${PA[h4]}" --no-flow-id --vm-name BlueK-live > "$DIR/ctl.out" 2>&1 ||
+        ! "$CTL" -s "$sock" acl add --vsid 5002 --priority 10 --direction in --action deny --protocol icmp --dst 10.0.1.9/32 >> "$DIR/ctl.out" 2>&1; then
+        fail "restart: hnvctl on host 2: $(tr '\n' ' ' < "$DIR/ctl.out")"; stop_testpmd 3; return
+    fi
+    cp "$state" "$DIR/h2.state.before"
+    bg rsping-v blue1 ping -D -n -i 0.1 -W 1 10.0.0.9
+    bg rsping-r red1 ping -D -n -i 0.1 -W 1 10.0.0.7
+    sleep 1
+    old=$(cat "$DIR/pids/h2.pid")
+    t0=$(now)
+    kill_pid "$old" 10
+    t1=$(now)
+    k=1; while [[ -e $DIR/h2.log.$k ]]; do k=$((k + 1)); done
+    mv "$DIR/h2.log" "$DIR/h2.log.$k"
+    start_switch h2
+    if ! wait_switch h2; then fail "restart: host 2's switch did not start again"; stop_ping rsping-v; stop_ping rsping-r; stop_testpmd 3; return; fi
+    t2=$(now)
+    plumb_host h2 || fail "restart: plumbing host 2's new taps"
+    t3=$(now)
+    # Wait (at most 20 s) until both pings are answered by the new switch.
+    for ((i = 0; i < 200; i++)); do
+        [[ $(ping_after "$DIR/rsping-v.out" "$t1") != -* && $(ping_after "$DIR/rsping-r.out" "$t1") != -* ]] && break
+        sleep 0.1
+    done
+    sleep 0.5
+    stop_ping rsping-v; stop_ping rsping-r
+    read -r fv gv <<< "$(ping_after "$DIR/rsping-v.out" "$t1")"; read -r lv sv <<< "$(ping_lost "$DIR/rsping-v.out")"
+    read -r fr gr <<< "$(ping_after "$DIR/rsping-r.out" "$t1")"; read -r lr sr <<< "$(ping_lost "$DIR/rsping-r.out")"
+
+    # The same policy: the log says so, the state file saved at start equals the
+    # one before (but for its generation comment), hnvctl shows the live changes.
+    local why=()
+    grep -q "resuming with the policy saved in" "$DIR/h2.log" || why+=("no 'resuming with the policy saved in' in its log")
+    cmp -s <(tail -n +2 "$DIR/h2.state.before") <(tail -n +2 "$state") || why+=("state file changed: $(diff <(tail -n +2 "$DIR/h2.state.before") <(tail -n +2 "$state") | head -4 | tr '\n' ' ')")
+    # (read whole: with pipefail, `hnvctl | grep -q` fails when grep exits before hnvctl's last write)
+    local out
+    out=$("$CTL" -s "$sock" show records 2>&1); grep -q "BlueK-live" <<< "$out" || why+=("hnvctl show records has no BlueK-live")
+    out=$("$CTL" -s "$sock" --json show acl 2>&1); grep -q '"dst": "10.0.1.9/32"' <<< "$out" || why+=("hnvctl show acl has no rule for 10.0.1.9/32")
+    if (( ${#why[@]} == 0 )); then pass "host 2 resumed from its state file: the record (BlueK renamed BlueK-live) and ACL rule (VSID 5002 in deny icmp to 10.0.1.9) set live with hnvctl are in force, and the state file it saved at start equals the one before the restart"
+    else fail "host 2 did not resume with the policy in force before the restart: $(IFS=';'; echo "${why[*]}")"; fi
+    b3e=$(snmp blue3 Icmp InEchos)
+    r=$(pings blue1 10.0.1.9 2)
+    d=$(( $(snmp blue3 Icmp InEchos) - b3e ))
+    "$CTL" -s "$sock" acl remove --vsid 5002 --priority 10 > "$DIR/ctl.out" 2>&1
+    local r2; r2=$(pings blue1 10.0.1.9 3)
+    if (( r == 0 && d == 0 && r2 >= 2 )); then pass "the live ACL rule still denies after the restart: Blue1->Blue3 0/2, Blue3 received 0; removed with hnvctl: $r2/3"
+    else fail "live ACL rule after the restart: Blue1->Blue3 $r/2, Blue3 received $d (want 0, 0); after its removal $r2/3 (want >=2)"; fi
+    "$CTL" -s "$sock" record replace --ca 10.0.0.8 --vsid 5001 --mac "$BLUEK_MAC" --pa "${PA[h4]}" --no-flow-id --vm-name BlueK > "$DIR/ctl.out" 2>&1 || fail "restart: hnvctl could not undo the record change: $(tr '\n' ' ' < "$DIR/ctl.out")"
+
+    local timing="old switch stopped in $(since "$t0" "$t1") s, new one polling $(since "$t1" "$t2") s later, taps plumbed after $(since "$t2" "$t3") s"
+    if [[ $fv != - ]] && alive "$tp" && [[ $(cat "$DIR/pids/testpmd3.pid") == "$tp" ]]; then
+        pass "vhost-user VM reconnected without a restart (testpmd pid $tp, the vhost-user server): Blue1->BlueV lost $lv of $sv pings at 10/s, longest silence ${gv} s, first reply ${fv} s after the old switch exited"
+    else fail "vhost-user VM after the switch restart: first reply '${fv}' s, testpmd pid $tp alive: $(alive "$tp" && echo yes || echo no); lost $lv of $sv"; fi
+    if [[ $fr != - ]]; then pass "tap VM Red2 after the switch restart: Red1->Red2 lost $lr of $sr pings at 10/s, longest silence ${gr} s, first reply ${fr} s after the old switch exited"
+    else fail "tap VM Red2: no reply within 20 s of the switch restart (lost $lr of $sr)"; fi
+    note "restart of host 2 ($timing): Blue1->BlueV (vhost-user) lost $lv of $sv pings at 10/s (longest silence ${gv} s), Red1->Red2 (tap) lost $lr of $sr (${gr} s)"
+    stop_testpmd 3
 }
 
 # Live migration with the switch as it is: ports are fixed until restart, and
@@ -625,7 +742,7 @@ check_migration() {
 switch_alive() {
     local h ok=1
     for h in "${SWITCHES[@]}"; do
-        kill -0 "$(cat "$DIR/pids/$h.pid" 2>/dev/null)" 2>/dev/null || { fail "switch $h is not running: $(tail -3 "$DIR/$h.log" | tr '\n' ' ')"; ok=0; }
+        alive "$(cat "$DIR/pids/$h.pid" 2>/dev/null)" || { fail "switch $h is not running: $(tail -3 "$DIR/$h.log" | tr '\n' ' ')"; ok=0; }
     done
     return $(( 1 - ok ))
 }
@@ -638,6 +755,7 @@ check() {
     check_routing
     check_kernel
     check_vhost
+    check_restart
     check_migration
     switch_alive
     echo "== numbers"

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod advice;
 pub mod api;
 pub mod error;
 pub mod example;
@@ -28,6 +29,7 @@ pub use addr::{
     parse_mac, parse_port_range, parse_protocol, MacError, PortRangeError, PrefixError,
     ProtocolError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
+pub use advice::advice;
 pub use error::{FieldError, PolicyError};
 pub use file::{to_toml, PolicyFile};
 pub use hnv_wire::EthernetAddress;

@@ -138,6 +138,9 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Op
         Mode::Hnv => {
             let path = cfg.forwarding.policy.clone().unwrap_or_default();
             let policy = hnvswitch::hnv::initial_policy(&cfg, &path)?;
+            for a in hnv_policy::advice(&policy) {
+                log::warn!("{a}");
+            }
             let stop = stop_on_signals()?;
             let capture = capture.map(|path| hnvswitch::hnv::CaptureRequest { path, spec: hnv_datapath::ext::capture::CaptureSpec::all() });
             hnvswitch::hnv::run(&cfg, Some(&path), policy, &stop, capture).with_context(|| config.display().to_string())?;
@@ -177,6 +180,9 @@ fn check(path: &std::path::Path) -> Result<()> {
                 p.customer_routes.len(),
                 p.acl.len()
             );
+            for a in hnv_policy::advice(&p) {
+                eprintln!("warning: {}: {a}", path.display());
+            }
             Ok(())
         }
         Err(e) => {
