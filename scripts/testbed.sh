@@ -34,6 +34,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 P=${HNVTB_PREFIX:-hnvtb}
 DIR=${HNVTB_DIR:-/tmp/$P}
+SENDER_DELAY=${HNVTB_SENDER_DELAY:-1}   # seconds the sending host's policy lags a migration
 BIN=${HNVSWITCH:-$ROOT/target/release/hnvswitch}
 CTL=${HNVCTL:-$ROOT/target/release/hnvctl}
 HUGE=${HNVTB_HUGEPAGES:-off}
@@ -710,7 +711,12 @@ migrate() {
     nsx blue2 ip addr add 10.0.0.7/24 dev "$new"
     nsx blue2 ip link set "$new" up
     nsx blue2 ip route replace default via 10.0.0.1 dev "$new"
-    for h in "${SWITCHES[@]}"; do kill -HUP "$(cat "$DIR/pids/$h.pid")"; done
+    # The two hosts of the move learn it at once; the senders' policy arrives
+    # $SENDER_DELAY s later, so meanwhile their traffic rides on the old host's
+    # grace forwarding and its MS-NVGREE REDIRECT.
+    kill -HUP "$(cat "$DIR/pids/$from.pid")" "$(cat "$DIR/pids/$to.pid")"
+    sleep "$SENDER_DELAY"
+    for h in "${SWITCHES[@]}"; do [[ $h == "$from" || $h == "$to" ]] || kill -HUP "$(cat "$DIR/pids/$h.pid")"; done
 }
 
 check_migration() {
@@ -721,19 +727,21 @@ check_migration() {
     before=$(nsx blue2 cat /sys/class/net/$ifn/statistics/rx_packets)
     local -A g0
     for h in "${SWITCHES[@]}"; do g0[$h]=$(grep -c "policy reloaded" "$DIR/$h.log"); done
+    local red0; red0=$(grep -c "MS-NVGREE redirect from .*: applied" "$DIR/h1.log")
     bg migping blue1 ping -n -i 0.05 -c 160 -W 1 10.0.0.7
     sleep 3
     migrate "$from" "$to" || { fail "migration: the migrated policy is invalid"; return; }
     wait_bg_exit migping 20
     for h in "${SWITCHES[@]}"; do (( $(grep -c "policy reloaded" "$DIR/$h.log") > ${g0[$h]} )) && reloaded=$((reloaded + 1)); done
+    local redirects=$(( $(grep -c "MS-NVGREE redirect from .*: applied" "$DIR/h1.log") - red0 ))
     tx=$(awk '/packets transmitted/ {print $1}' "$DIR/migping.out"); rx=$(awk '/packets transmitted/ {print $4}' "$DIR/migping.out")
     lost=$(( ${tx:-0} - ${rx:-0} ))
     r=$(pings blue1 10.0.0.7 5)
     after=$(nsx blue2 cat /sys/class/net/$ifn/statistics/rx_packets)
     local gap; gap=$(awk -F'icmp_seq=' '/icmp_seq=/ { split($2, a, " "); s = a[1]; if (p && s - p - 1 > g) g = s - p - 1; p = s } END {print g + 0}' "$DIR/migping.out")
     if (( r >= 4 && after > before && reloaded == ${#SWITCHES[@]} )); then
-        pass "live migration $from->$to: ping Blue1->Blue2 lost $lost of ${tx:-0} (20/s; longest gap $gap), $reloaded switches reloaded, afterwards $r/5 replies via Blue2's $to port"
-        note "live migration $from->$to: $lost of ${tx:-0} pings lost at 20/s (longest gap $gap pings = $((gap * 50)) ms)"
+        pass "live migration $from->$to: ping Blue1->Blue2 lost $lost of ${tx:-0} (20/s; longest gap $gap), $reloaded switches reloaded (host 1 ${SENDER_DELAY}s late), host 1 applied $redirects REDIRECT(s), afterwards $r/5 replies via Blue2's $to port"
+        note "live migration $from->$to: $lost of ${tx:-0} pings lost at 20/s (longest gap $gap pings = $((gap * 50)) ms); sender's policy ${SENDER_DELAY}s late, $redirects REDIRECT(s) applied by host 1"
     else
         fail "live migration $from->$to: afterwards $r/5 replies, Blue2 $ifn rx $before->$after, $reloaded/${#SWITCHES[@]} switches reloaded; lost $lost of ${tx:-0}"
     fi

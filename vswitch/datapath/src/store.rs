@@ -258,7 +258,7 @@ impl PolicyStore {
                 Control::Redirect { new_pa } => {
                     let new_pa = IpAddr::V4(new_pa);
                     let outcome = match redirect(&g.policy, &g.redirects, vsid, ca, from, new_pa) {
-                        Ok(()) => {
+                        Ok(vsid) => {
                             g.redirects.retain(|r| !(r.vsid == vsid && r.ca == ca));
                             g.redirects.push(Redirected { vsid, ca, from, new_pa, until: now + REDIRECT_HOLD });
                             changed = true;
@@ -313,9 +313,18 @@ fn with_redirects(policy: &Policy, redirects: &[Redirected]) -> Policy {
     p
 }
 
-/// Whether a REDIRECT for (`vsid`, `ca`) from `from` to `new_pa` may be applied.
-fn redirect(policy: &Policy, redirects: &[Redirected], vsid: u32, ca: IpAddr, from: IpAddr, new_pa: IpAddr) -> Result<(), String> {
-    let rec = Vsid::new(vsid).ok().and_then(|v| policy.lookup_record(v, ca)).ok_or_else(|| format!("no lookup record for CA {ca} in VSID {vsid}"))?;
+/// The record of `ca` in the routing domain of `vsid` (a message arrives in
+/// the sending VM's VSID, which for routed traffic is not the CA's own).
+fn record_in_domain(policy: &Policy, vsid: u32, ca: IpAddr) -> Option<&hnv_policy::LookupRecord> {
+    let rd = policy.subnets.iter().find(|s| s.vsid.get() == vsid).map(|s| &s.routing_domain)?;
+    policy.lookup.iter().find(|r| r.ca == ca && policy.subnets.iter().any(|s| s.vsid == r.vsid && &s.routing_domain == rd))
+}
+
+/// Whether a REDIRECT received in `vsid` for `ca` from `from` to `new_pa` may be
+/// applied; the VSID of the CA's record if so.
+fn redirect(policy: &Policy, redirects: &[Redirected], vsid: u32, ca: IpAddr, from: IpAddr, new_pa: IpAddr) -> Result<u32, String> {
+    let rec = record_in_domain(policy, vsid, ca).ok_or_else(|| format!("no lookup record for CA {ca} in the routing domain of VSID {vsid}"))?;
+    let vsid = rec.vsid.get();
     if rec.pa != from {
         return Err(format!("the policy places CA {ca} at {}, not at the sender {from}", rec.pa));
     }
@@ -325,5 +334,5 @@ fn redirect(policy: &Policy, redirects: &[Redirected], vsid: u32, ca: IpAddr, fr
     let mut next: Vec<Redirected> = redirects.iter().filter(|r| !(r.vsid == vsid && r.ca == ca)).copied().collect();
     next.push(Redirected { vsid, ca, from, new_pa, until: Instant::now() });
     let candidate = with_redirects(policy, &next);
-    hnv_policy::validate(&hnv_policy::PolicyFile::from_policy(&candidate), "REDIRECT").map(|_| ()).map_err(|e| e.to_string().replace('\n', "; "))
+    hnv_policy::validate(&hnv_policy::PolicyFile::from_policy(&candidate), "REDIRECT").map(|_| vsid).map_err(|e| e.to_string().replace('\n', "; "))
 }
