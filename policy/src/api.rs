@@ -103,7 +103,8 @@ pub enum Request {
     AddPort {
         /// The port, as in `[[ports]]`.
         port: PortFile,
-        /// Records added in the same change.
+        /// Records added in the same change; one with the VSID and CA of an existing
+        /// record replaces it (a VM arriving by live migration).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         records: Vec<LookupFile>,
     },
@@ -234,10 +235,11 @@ pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeEr
             }
             f.ports.push(port.clone());
             for record in records {
-                if f.lookup.iter().any(|r| r.vsid == record.vsid && same_ca(&r.ca, &record.ca)) {
-                    return Err(ChangeError::Exists(format!("a record for CA {} in VSID {} exists", record.ca, record.vsid)));
+                // A VM arriving here (live migration): its record moves to this host.
+                match f.lookup.iter_mut().find(|r| r.vsid == record.vsid && same_ca(&r.ca, &record.ca)) {
+                    Some(r) => *r = record.clone(),
+                    None => f.lookup.push(record.clone()),
                 }
-                f.lookup.push(record.clone());
             }
         }
         Request::RemovePort { name, with_records } => {
@@ -344,5 +346,24 @@ mod tests {
         assert!(text.contains("\"op\":\"replace_record\""), "{text}");
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
         assert!(serde_json::from_str::<Request>("{\"op\":\"explode\"}").is_err());
+    }
+
+    #[test]
+    fn a_vm_arriving_by_migration_brings_its_port_and_moves_its_record_here() {
+        let p = host1();
+        let port = PortFile {
+            name: "blue2".into(),
+            role: "vm".into(),
+            devargs: "net_ring_h1blue2".into(),
+            vsid: Some(5001),
+            mac: Some("00:15:5d:01:00:07".into()),
+            addresses: vec!["10.0.0.7".into()],
+            ..Default::default()
+        };
+        let arrived = apply(&p, &Request::AddPort { port, records: vec![blue2("192.168.4.11")] }).unwrap().unwrap();
+        let rec = arrived.lookup_record(crate::Vsid::new(5001).unwrap(), "10.0.0.7".parse().unwrap()).unwrap();
+        assert_eq!(rec.pa, "192.168.4.11".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(arrived.lookup.len(), p.lookup.len(), "replaced, not duplicated");
+        assert_eq!(arrived.ports.last().unwrap().name, "blue2");
     }
 }

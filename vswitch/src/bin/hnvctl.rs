@@ -328,8 +328,16 @@ fn cell(v: &Value) -> String {
 
 /// Render rows (an array of objects) as an aligned table.
 fn table(rows: &[Value]) -> String {
-    let Some(Value::Object(first)) = rows.first() else { return "(none)\n".into() };
-    let cols: Vec<&String> = first.keys().collect();
+    if !matches!(rows.first(), Some(Value::Object(_))) {
+        return "(none)\n".into();
+    }
+    // Columns: every key of every row, in first-seen order (rows may omit optional fields).
+    let mut cols: Vec<&String> = Vec::new();
+    for k in rows.iter().filter_map(Value::as_object).flat_map(|o| o.keys()) {
+        if !cols.contains(&k) {
+            cols.push(k);
+        }
+    }
     let cells: Vec<Vec<String>> = rows.iter().map(|r| cols.iter().map(|c| cell(r.get(c.as_str()).unwrap_or(&Value::Null))).collect()).collect();
     let widths: Vec<usize> = cols.iter().enumerate().map(|(i, c)| cells.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0)).collect();
     let line = |vals: Vec<&str>| vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string() + "\n";
@@ -496,5 +504,20 @@ fn main() -> ExitCode {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_shows_fields_that_only_later_rows_have() {
+        let rows = vec![serde_json::json!({"vsid": 5001, "priority": 10}), serde_json::json!({"vsid": 5001, "priority": 20, "dst": "10.0.0.7/32"})];
+        let t = table(&rows);
+        let mut lines = t.lines();
+        assert_eq!(lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["priority", "vsid", "dst"]));
+        assert!(t.contains("10.0.0.7/32"), "{t}");
+        assert_eq!(table(&[]), "(none)\n");
     }
 }
