@@ -5,6 +5,8 @@
 //! unaffected while etcd is down, resynchronising when it returns.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
+mod support;
+
 use hnv_policy::api::{Request, Show};
 use hnv_policy::file::LookupFile;
 use hnvswitch::ctl::Client;
@@ -109,18 +111,7 @@ struct Switch {
 
 impl Switch {
     fn start(config: &Path, sock: &Path, extra: &[&str]) -> Switch {
-        let child = Command::new(env!("CARGO_BIN_EXE_hnvswitch"))
-            .args(["run", "--config"])
-            .arg(config)
-            .arg("--control")
-            .arg(sock)
-            .args(["--duration", "120"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = support::spawn(config, sock, extra, "info");
         let mut s = Switch { child: Some(child), client: None };
         wait_for("the control socket", Duration::from_secs(20), || {
             s.client = Client::connect(sock).ok();
@@ -155,17 +146,7 @@ impl Switch {
     /// SIGINT, then (stdout, stderr); asserts a clean exit.
     fn stop(mut self) -> (String, String) {
         self.client = None;
-        let mut child = self.child.take().unwrap();
-        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "switch did not stop on SIGINT");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().unwrap();
-        let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-        assert!(out.status.success(), "{o}\n{e}");
-        (o, e)
+        support::stop_output(self.child.take().unwrap())
     }
 }
 

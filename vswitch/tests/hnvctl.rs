@@ -3,49 +3,17 @@
 //! reconcile), and refusal of malformed or invalid requests without effect.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
+mod support;
+
 use hnv_policy::api::{Request, Show};
 use hnv_policy::file::LookupFile;
-use hnvswitch::ctl::Client;
+use support::{hnvctl, start, stop};
 use hnvswitch::scenarios::{self, Scenario};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 fn record(pa: &str) -> LookupFile {
     LookupFile { ca: "10.0.0.16".into(), vsid: 5001, mac: "00:15:5d:01:10:00".into(), pa: pa.into(), ..Default::default() }
-}
-
-fn start(config: &std::path::Path, sock: &std::path::Path) -> (std::process::Child, Client) {
-    let child = Command::new(env!("CARGO_BIN_EXE_hnvswitch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .arg("--control")
-        .arg(sock)
-        .args(["--duration", "60"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(c) = Client::connect(sock) {
-            return (child, c);
-        }
-        assert!(Instant::now() < deadline, "control socket did not appear");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stop(mut child: std::process::Child) -> String {
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "switch did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -100,25 +68,7 @@ fn hitless_updates_and_refusals_under_traffic() {
     let _ = std::fs::remove_dir_all(&dir);
     let w = scenarios::write(&dir, Scenario::Encap, 1024, 64, "off", 8191).unwrap();
     let sock = dir.join("ctl.sock");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hnvswitch"))
-        .args(["run", "--config"])
-        .arg(&w.config)
-        .arg("--control")
-        .arg(&sock)
-        .args(["--duration", "60"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut client = loop {
-        if let Ok(c) = Client::connect(&sock) {
-            break c;
-        }
-        assert!(Instant::now() < deadline, "control socket did not appear");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (child, mut client) = start(&w.config, &sock);
     let mode = std::fs::metadata(&sock).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap();
     assert_eq!(mode, 0o600, "only root can open the socket");
 
@@ -170,25 +120,13 @@ fn hitless_updates_and_refusals_under_traffic() {
     let out = Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(&sock).args(["show", "ports"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("net_pcap"), "{}", String::from_utf8_lossy(&out.stdout));
 
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "switch did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = stop(child);
     assert!(stdout.contains("drops by reason:\n  (none)"), "no packet was lost to the updates:\n{stdout}");
     assert!(stdout.contains(": reconciled"), "{stdout}");
     let enc: u64 = stdout.split("encapsulated ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     assert!(enc > 100_000, "traffic kept flowing through the updates: {enc}");
     assert!(!sock.exists(), "socket removed at exit");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-fn hnvctl(sock: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(sock).args(args).output().unwrap()
 }
 
 #[test]

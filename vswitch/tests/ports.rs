@@ -5,20 +5,18 @@
 //! counters reconcile with no drop.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
+mod support;
+
 use hnv_datapath::testkit;
 use hnv_policy::api::{Request, Response, Show};
 use hnv_policy::file::{LookupFile, PortFile};
 use hnvswitch::ctl::Client;
+use support::{hnvctl, start, stop};
 use hnvswitch::scenarios::{self, Scenario};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BLUE9_MAC: &str = "00:15:5d:01:00:99";
-
-fn hnvctl(sock: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(sock).args(args).output().unwrap()
-}
 
 fn show(c: &mut Client, what: Show) -> Response {
     let r = c.call(&Request::Show { what }).unwrap();
@@ -61,26 +59,7 @@ fn ports_are_hot_added_and_removed_under_traffic() {
     cfg += &format!("\n[control]\nstate_file = \"{}\"\n", state.display());
     std::fs::write(&w.config, cfg).unwrap();
     let sock = dir.join("ctl.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_hnvswitch"))
-        .args(["run", "--config"])
-        .arg(&w.config)
-        .arg("--control")
-        .arg(&sock)
-        .args(["--duration", "60"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // EAL start-up can take a while on a loaded machine.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut c = loop {
-        if let Ok(c) = Client::connect(&sock) {
-            break c;
-        }
-        assert!(Instant::now() < deadline, "control socket did not appear");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (child, mut c) = start(&w.config, &sock);
     std::thread::sleep(Duration::from_millis(300));
     let start: Vec<String> = ["uplink", "blue1", "blue4", "red1"].map(String::from).to_vec();
     assert_eq!(port_names(&mut c), start);
@@ -150,10 +129,7 @@ fn ports_are_hot_added_and_removed_under_traffic() {
     assert!(!saved.contains("blue9") && !saved.contains("name = \"blue4\""), "{saved}");
     drop(c);
 
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = stop(child);
     assert!(stdout.contains("drops by reason:\n  (none)"), "no packet was lost to the port changes:\n{stdout}");
     assert!(stdout.contains(": reconciled"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();

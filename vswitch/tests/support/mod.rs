@@ -1,0 +1,70 @@
+//! Shared helpers for the tests that run the `hnvswitch` binary with a
+//! control socket: start it, wait for the socket, stop it with SIGINT.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use hnvswitch::ctl::Client;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a switch may take to open its control socket (EAL start-up is slow on a loaded machine).
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// `hnvswitch run --config CONFIG --control SOCK --duration 120 EXTRA...` with
+/// `RUST_LOG=log`, stdout and stderr captured.
+pub fn spawn(config: &Path, sock: &Path, extra: &[&str], log: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_hnvswitch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--control")
+        .arg(sock)
+        .args(["--duration", "120"])
+        .args(extra)
+        .env("RUST_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until the control socket at `sock` answers; panics after [`START_TIMEOUT`].
+pub fn connect(sock: &Path) -> Client {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(c) = Client::connect(sock) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "control socket {} did not appear", sock.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`spawn`] with `RUST_LOG=warn` and no extra flags, then [`connect`].
+pub fn start(config: &Path, sock: &Path) -> (Child, Client) {
+    let child = spawn(config, sock, &[], "warn");
+    (child, connect(sock))
+}
+
+/// SIGINT, wait for a clean exit; returns (stdout, stderr).
+pub fn stop_output(mut child: Child) -> (String, String) {
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "switch did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(out.status.success(), "{o}\n{e}");
+    (o, e)
+}
+
+/// [`stop_output`], stdout only.
+pub fn stop(child: Child) -> String {
+    stop_output(child).0
+}
+
+/// Run the `hnvctl` binary against `sock`.
+pub fn hnvctl(sock: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(sock).args(args).output().unwrap()
+}
