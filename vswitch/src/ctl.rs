@@ -375,7 +375,9 @@ fn show(state: &CtlState, what: Show) -> Value {
                 .enumerate()
                 .map(|(i, s)| {
                     let (hits, misses) = (s.flow_hits.get(), s.flow_misses.get());
-                    json!({"worker": i, "flow_hits": hits, "flow_misses": misses, "hit_pct": crate::percent(hits, hits + misses)})
+                    let entries = s.flow_entries.get();
+                    json!({"worker": i, "entries": entries, "capacity": s.flow_capacity.get(), "hits": hits, "misses": misses, "hit_pct": crate::percent(hits, hits + misses),
+                           "stale": s.flow_stale.get(), "evictions": s.flow_evictions.get()})
                 })
                 .collect(),
         ),

@@ -143,6 +143,10 @@ fn capture_starts_and_stops_live_and_workers_show_busy_cycles() {
     let row = &workers.data.as_array().unwrap()[0];
     assert!(row["busy_cycles"].as_u64().unwrap() > 0 && row["rx"].as_u64().unwrap() > 0, "{row}");
     assert!(row["cycles_per_pkt"].as_f64().unwrap() > 1.0, "{row}");
+    let flows = c.call(&Request::Show { what: Show::Flows }).unwrap();
+    let f = &flows.data.as_array().unwrap()[0];
+    assert_eq!(f["capacity"], 65536, "{f}");
+    assert!(f["entries"].as_u64().unwrap() >= 64 && f["hits"].as_u64().unwrap() > 0, "64 flows cached and hit: {f}");
     let out = hnvctl(&sock, &["show", "workers"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("cycles_per_pkt"), "{}", String::from_utf8_lossy(&out.stdout));
 

@@ -56,6 +56,16 @@ pub struct DatapathStats {
     pub flow_misses: Counter,
     /// MS-NVGREE REDIRECT/UNREACHABLE messages sent (also counted in `replicas` and `tx`).
     pub control_sent: Counter,
+    /// Flow-cache entries written.
+    pub flow_inserts: Counter,
+    /// Flow-cache inserts that replaced a live entry.
+    pub flow_evictions: Counter,
+    /// Flow-cache entries found invalidated by a policy change.
+    pub flow_stale: Counter,
+    /// Flow-cache capacity (entries), set once by the worker.
+    pub flow_capacity: Counter,
+    /// Flow-cache entries in use (a gauge: the worker adds the change).
+    pub flow_entries: Counter,
 }
 
 impl Default for DatapathStats {
@@ -75,6 +85,11 @@ impl Default for DatapathStats {
             flow_hits: Counter::default(),
             flow_misses: Counter::default(),
             control_sent: Counter::default(),
+            flow_inserts: Counter::default(),
+            flow_evictions: Counter::default(),
+            flow_stale: Counter::default(),
+            flow_capacity: Counter::default(),
+            flow_entries: Counter::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::meta::{Meta, Verdict};
 use crate::pipeline::{Context, Pipeline};
 use crate::stats::DatapathStats;
 use crate::store::PolicyStore;
-use crate::flow::cache::Deps;
+use crate::flow::cache::{CacheStats, Deps};
 use crate::flow::{key, Action, FlowCache, FlowKey, Step};
 use crate::tables::{Delivery, Dest, EncapTemplate, Role, Tables};
 use arrayvec::ArrayVec;
@@ -36,6 +36,8 @@ pub struct HnvSwitch {
     worker: usize,
     cache: Option<FlowCache>,
     notifier: Notifier,
+    /// Cache counters already added to `stats`.
+    published: CacheStats,
 }
 
 /// Default minimum TSC cycles between two MS-NVGREE messages for one flow pair (~50 ms at 2 GHz).
@@ -47,7 +49,9 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 1 << 16;
 impl HnvSwitch {
     /// A switch reading `store`, running `pipeline`, counting into `stats`, with the default flow cache.
     pub fn new(store: Arc<PolicyStore>, pipeline: Pipeline<HnvForwarder>, stats: Arc<DatapathStats>, worker: usize) -> Self {
-        HnvSwitch { store, pipeline, stats, worker, cache: Some(FlowCache::new(DEFAULT_CACHE_ENTRIES)), notifier: Notifier::new(DEFAULT_NOTIFY_INTERVAL) }
+        let cache = FlowCache::new(DEFAULT_CACHE_ENTRIES);
+        stats.flow_capacity.add(cache.capacity() as u64);
+        HnvSwitch { store, pipeline, stats, worker, cache: Some(cache), notifier: Notifier::new(DEFAULT_NOTIFY_INTERVAL), published: CacheStats::default() }
     }
 
     /// Send at most one MS-NVGREE message per (sending VM, destination CA) every `cycles` TSC cycles.
@@ -58,7 +62,10 @@ impl HnvSwitch {
 
     /// Use a flow cache of `entries` entries (0 turns it off).
     pub fn with_cache(mut self, entries: usize) -> Self {
+        let old = self.stats.flow_capacity.get();
         self.cache = (entries > 0).then(|| FlowCache::new(entries));
+        let new = self.cache.as_ref().map_or(0, FlowCache::capacity) as u64;
+        self.stats.flow_capacity.add(new.wrapping_sub(old));
         self
     }
 
@@ -137,7 +144,16 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
 
 impl<B: PacketBuf> Processor<B> for HnvSwitch {
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, now: u64) {
-        let HnvSwitch { store, pipeline, stats, worker, cache, notifier } = self;
+        let HnvSwitch { store, pipeline, stats, worker, cache, notifier, published } = self;
+        if let Some(c) = cache.as_ref() {
+            // The previous batch's insert/evict/stale counts (hits and misses are added below).
+            let now = c.stats();
+            stats.flow_inserts.add(now.inserts - published.inserts);
+            stats.flow_evictions.add(now.evictions - published.evictions);
+            stats.flow_stale.add(now.stale - published.stale);
+            stats.flow_entries.add(now.occupied.wrapping_sub(published.occupied));
+            *published = now;
+        }
         let tables = store.load();
         let t: &Tables = &tables;
         let st = &**stats;

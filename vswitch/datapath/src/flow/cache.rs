@@ -89,6 +89,8 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Misses not inserted because the cache was thrashing.
     pub skipped: u64,
+    /// Entries in use (live or stale).
+    pub occupied: u64,
 }
 
 /// Lookups per hit-rate window.
@@ -201,8 +203,10 @@ impl FlowCache {
             }
         }
         if let Some(slot) = self.entries.get_mut(victim) {
-            if slot.as_ref().is_some_and(|e| !e.key.same(&key)) {
-                self.stats.evictions += 1;
+            match slot {
+                Some(e) if !e.key.same(&key) => self.stats.evictions += 1,
+                Some(_) => {}
+                None => self.stats.occupied += 1,
             }
             *slot = Some(Entry { hash, key, action, deps, generation: t.generation, global: t.global_version, versions });
             self.stats.inserts += 1;
@@ -212,6 +216,7 @@ impl FlowCache {
     /// Drop every entry.
     pub fn clear(&mut self) {
         self.entries.iter_mut().for_each(|e| *e = None);
+        self.stats.occupied = 0;
     }
 }
 
@@ -240,10 +245,13 @@ mod tests {
             c.insert(k, h, action(1), deps, &t);
         }
         assert!(c.len() <= 1024);
+        assert_eq!(c.stats().occupied as usize, c.len(), "the occupancy counter matches a full scan");
         assert_eq!(c.stats().inserts, 100_000, "insert() alone never thrashes: no lookups");
         // The most recent flows are found.
         let k = FlowKey([99_999, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(c.lookup(&k, super::super::key::hash(&k), &t).copied(), Some(action(1)));
+        c.clear();
+        assert_eq!((c.len(), c.stats().occupied), (0, 0));
     }
 }
 
