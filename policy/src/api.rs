@@ -116,6 +116,11 @@ pub enum Request {
         /// local PA); without this a VM port whose records remain is refused.
         #[serde(default)]
         with_records: bool,
+        /// The VM moved to this PA (live migration): its records are repointed
+        /// there in the same change, so this host forwards late traffic to it
+        /// for the grace period and redirects senders.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        moved_to: Option<String>,
     },
     /// Start capturing to a new pcapng file (one capture at a time).
     CaptureStart {
@@ -170,6 +175,9 @@ pub enum ChangeError {
     /// The object already exists.
     #[error("{0}")]
     Exists(String),
+    /// The request contradicts itself.
+    #[error("{0}")]
+    Conflict(String),
     /// The resulting policy fails validation.
     #[error("{0}")]
     Invalid(#[from] PolicyError),
@@ -242,20 +250,24 @@ pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeEr
                 }
             }
         }
-        Request::RemovePort { name, with_records } => {
+        Request::RemovePort { name, with_records, moved_to } => {
             let Some(i) = current.ports.iter().position(|p| &p.name == name) else {
                 return Err(ChangeError::NotFound(format!("no port named {name:?}")));
             };
             let port = &current.ports[i];
             f.ports.remove(i);
-            if *with_records {
-                let delivered: Vec<(i64, std::net::IpAddr)> = current
-                    .lookup
-                    .iter()
-                    .filter(|r| Some(r.vsid) == port.vsid && Some(r.mac) == port.mac && current.host.is_local_pa(r.pa))
-                    .map(|r| (i64::from(r.vsid.get()), r.ca))
-                    .collect();
-                f.lookup.retain(|r| !delivered.iter().any(|(v, ca)| r.vsid == *v && same_ca(&r.ca, &ca.to_string())));
+            let delivered: Vec<(i64, std::net::IpAddr)> = current
+                .lookup
+                .iter()
+                .filter(|r| Some(r.vsid) == port.vsid && Some(r.mac) == port.mac && current.host.is_local_pa(r.pa))
+                .map(|r| (i64::from(r.vsid.get()), r.ca))
+                .collect();
+            let is_delivered = |r: &LookupFile| delivered.iter().any(|(v, ca)| r.vsid == *v && same_ca(&r.ca, &ca.to_string()));
+            match (moved_to, *with_records) {
+                (Some(_), true) => return Err(ChangeError::Conflict("--with-records and --moved-to exclude each other".into())),
+                (Some(pa), false) => f.lookup.iter_mut().filter(|r| is_delivered(r)).for_each(|r| r.pa = pa.clone()),
+                (None, true) => f.lookup.retain(|r| !is_delivered(r)),
+                (None, false) => {}
             }
         }
         Request::RemoveAcl { vsid, priority } => {
@@ -329,14 +341,14 @@ mod tests {
         let same_mac = PortFile { name: "blue10".into(), devargs: "net_null_blue10".into(), addresses: vec![], ..port.clone() };
         assert!(apply(&added, &Request::AddPort { port: same_mac, records: vec![] }).unwrap_err().to_string().contains("MAC"));
         // Removal: its record still needs it unless removed with it.
-        let err = apply(&added, &Request::RemovePort { name: "blue9".into(), with_records: false }).unwrap_err().to_string();
+        let err = apply(&added, &Request::RemovePort { name: "blue9".into(), with_records: false, moved_to: None }).unwrap_err().to_string();
         assert!(err.contains("no local port"), "{err}");
-        let removed = apply(&added, &Request::RemovePort { name: "blue9".into(), with_records: true }).unwrap().unwrap();
+        let removed = apply(&added, &Request::RemovePort { name: "blue9".into(), with_records: true, moved_to: None }).unwrap().unwrap();
         assert_eq!(removed, p);
-        assert!(matches!(apply(&p, &Request::RemovePort { name: "nope".into(), with_records: true }), Err(ChangeError::NotFound(_))));
+        assert!(matches!(apply(&p, &Request::RemovePort { name: "nope".into(), with_records: true, moved_to: None }), Err(ChangeError::NotFound(_))));
         // The uplink carries the provider address: refused.
         let uplink = p.ports.iter().find(|q| q.role == crate::PortRole::Uplink).unwrap().name.clone();
-        assert!(matches!(apply(&p, &Request::RemovePort { name: uplink, with_records: true }), Err(ChangeError::Invalid(_))));
+        assert!(matches!(apply(&p, &Request::RemovePort { name: uplink, with_records: true, moved_to: None }), Err(ChangeError::Invalid(_))));
     }
 
     #[test]
@@ -365,5 +377,20 @@ mod tests {
         assert_eq!(rec.pa, "192.168.4.11".parse::<std::net::IpAddr>().unwrap());
         assert_eq!(arrived.lookup.len(), p.lookup.len(), "replaced, not duplicated");
         assert_eq!(arrived.ports.last().unwrap().name, "blue2");
+    }
+
+    #[test]
+    fn a_vm_leaving_by_migration_takes_its_port_away_and_its_records_point_to_the_new_host() {
+        let p = host1();
+        let moved = apply(&p, &Request::RemovePort { name: "blue1".into(), with_records: false, moved_to: Some("192.168.4.33".into()) }).unwrap().unwrap();
+        let rec = moved.lookup_record(crate::Vsid::new(5001).unwrap(), "10.0.0.5".parse().unwrap()).unwrap();
+        assert_eq!(rec.pa, "192.168.4.33".parse::<std::net::IpAddr>().unwrap());
+        assert!(!moved.ports.iter().any(|q| q.name == "blue1"));
+        let red = moved.lookup_record(crate::Vsid::new(6001).unwrap(), "10.0.0.5".parse().unwrap()).unwrap();
+        assert_eq!(red.pa, "192.168.4.11".parse::<std::net::IpAddr>().unwrap(), "Red1 (another port) stays");
+        let both = Request::RemovePort { name: "blue1".into(), with_records: true, moved_to: Some("192.168.4.33".into()) };
+        assert!(matches!(apply(&p, &both), Err(ChangeError::Conflict(_))));
+        let bad = Request::RemovePort { name: "blue1".into(), with_records: false, moved_to: Some("not-an-ip".into()) };
+        assert!(matches!(apply(&p, &bad), Err(ChangeError::Invalid(_))));
     }
 }

@@ -469,7 +469,9 @@ impl Watcher {
         use hnv_policy::api::Request;
         match req {
             Request::AddPort { records, .. } if !records.is_empty() => return Err("lookup records are managed by etcd: a port change here cannot carry them".into()),
-            Request::RemovePort { with_records: true, .. } => return Err("lookup records are managed by etcd: remove them there".into()),
+            Request::RemovePort { with_records: true, .. } | Request::RemovePort { moved_to: Some(_), .. } => {
+                return Err("lookup records are managed by etcd: change them there".into())
+            }
             _ => {}
         }
         let mut m = lock(&self.shared.merge);

@@ -110,7 +110,7 @@ fn ports_are_hot_added_and_removed_under_traffic() {
     still_forwarding(&mut c, "after adding blue9");
 
     // Remove Blue4 from the middle: red1 and blue9 move down one index.
-    let r = c.call(&Request::RemovePort { name: "blue4".into(), with_records: true }).unwrap();
+    let r = c.call(&Request::RemovePort { name: "blue4".into(), with_records: true, moved_to: None }).unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(port_names(&mut c), ["uplink", "blue1", "red1", "blue9"].map(String::from).to_vec());
     std::thread::sleep(Duration::from_millis(200));

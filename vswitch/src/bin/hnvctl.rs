@@ -115,8 +115,12 @@ enum PortCmd {
         /// Port name.
         name: String,
         /// Also remove the lookup records delivered to the port (its VSID and MAC at a local PA).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "moved_to")]
         with_records: bool,
+        /// The VM live-migrated to this provider address: its records point there from now on
+        /// (this host forwards late traffic to it for 5 s and redirects senders).
+        #[arg(long)]
+        moved_to: Option<String>,
     },
 }
 
@@ -476,7 +480,7 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 Request::AddPort { port: PortFile { name, role, devargs, vsid, mac, addresses, mtu }, records }
             }
-            PortCmd::Remove { name, with_records } => Request::RemovePort { name, with_records },
+            PortCmd::Remove { name, with_records, moved_to } => Request::RemovePort { name, with_records, moved_to },
         },
         Command::Capture { action } => match action {
             CaptureCmd::Start { file, ports, vsids, stage, snaplen } => {
