@@ -82,9 +82,9 @@ fn ports_are_hot_added_and_removed_under_traffic() {
         (Request::AddPort { port: PortFile { devargs: "net_bogus0".into(), ..blue9.clone() }, records: vec![record.clone()] }, "net_bogus0"),
         (Request::AddPort { port: PortFile { devargs: "net_null_blue4".into(), ..blue9.clone() }, records: vec![record.clone()] }, "already open"),
         (Request::AddPort { port: PortFile { devargs: "net_null_blue4,no-rx=1".into(), ..blue9.clone() }, records: vec![record.clone()] }, "devargs"),
-        (Request::RemovePort { name: "uplink".into(), with_records: true }, "uplink"),
-        (Request::RemovePort { name: "blue4".into(), with_records: false }, "no local port"),
-        (Request::RemovePort { name: "nope".into(), with_records: true }, "no port named"),
+        (Request::RemovePort { name: "uplink".into(), with_records: true, moved_to: None }, "uplink"),
+        (Request::RemovePort { name: "blue4".into(), with_records: false, moved_to: None }, "no local port"),
+        (Request::RemovePort { name: "nope".into(), with_records: true, moved_to: None }, "no port named"),
     ];
     for (req, why) in refusals {
         let r = c.call(&req).unwrap();
