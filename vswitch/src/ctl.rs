@@ -92,11 +92,15 @@ pub struct CtlState {
     /// Held from reading the policy to publishing the edited one, so that
     /// concurrent connections' changes never overwrite each other.
     pub edits: Arc<Mutex<()>>,
+    /// Held by port changes and capture starts, so that a capture never
+    /// resolves port names against a port list about to change.
+    pub ports_or_capture: Arc<Mutex<()>>,
     /// Where port changes go (the main thread); None: ports cannot change.
     pub port_jobs: Option<std::sync::mpsc::Sender<PortJob>>,
 }
 
-/// Save the policy in force to `path` atomically (write a temporary file, then rename).
+/// Save the policy in force to `path` atomically and durably (write and fsync a
+/// temporary file, rename it, fsync the directory).
 ///
 /// # Errors
 /// File-system errors.
@@ -106,8 +110,18 @@ pub fn persist(store: &PolicyStore, path: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let text = format!("# hnvswitch state: the policy in force (generation {})\n{}", store.snapshot().generation, hnv_policy::to_toml(&store.policy()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    // Make the rename itself durable.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A running control server; dropping it stops the thread and removes the socket.
@@ -255,6 +269,7 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
 }
 
 fn port_change(state: &CtlState, req: &Request) -> Response {
+    let _one = state.ports_or_capture.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(c) = state.captures.status() {
         return Response::error(format!("a capture to {} is running and names ports by index: stop it before adding or removing ports", c.path.display()));
     }
@@ -271,6 +286,7 @@ fn capture_start(state: &CtlState, path: &str, ports: &[String], vsids: &[i64], 
     if !path.is_absolute() {
         return Response::error(format!("capture path {} must be absolute (the switch writes it)", path.display()));
     }
+    let _one = state.ports_or_capture.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let policy = state.store.policy();
     let mut port_ids = Vec::new();
     for name in ports {

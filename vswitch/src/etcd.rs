@@ -18,7 +18,8 @@
 //!   ([`Watcher::change_ports`]), and later revisions merge with the new
 //!   ports. Each accepted policy is saved to the state file.
 //! - When another host answers this one's traffic with an MS-NVGREE
-//!   UNREACHABLE (this host's policy is stale), the watcher re-reads the prefix.
+//!   UNREACHABLE (this host's policy is stale), the watcher re-reads the prefix
+//!   (at most once per [`REREAD_EVERY`]).
 //! - While etcd is unreachable the switch forwards on its last good policy,
 //!   logs the loss once and retries with backoff ([`BACKOFF_MIN`] to [`BACKOFF_MAX`]).
 
@@ -45,6 +46,8 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How often the watcher checks whether an MS-NVGREE UNREACHABLE asks for a re-read.
 const STALE_CHECK: Duration = Duration::from_millis(200);
+/// At most one re-read on UNREACHABLE per this interval (a flood of them must not load etcd).
+const REREAD_EVERY: Duration = Duration::from_secs(5);
 /// Limit on one etcd request (a read, creating the watch, a publish).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -563,13 +566,15 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
     shared.apply(&kvs, rev);
     let mut unreachable = shared.store.unreachable_received();
     let mut tick = tokio::time::interval(STALE_CHECK);
+    let mut last_reread = std::time::Instant::now() - REREAD_EVERY;
     loop {
         let msg = tokio::select! {
             m = stream.message() => m.context("watch")?,
             _ = tick.tick() => {
                 // Another host said this one's policy is stale (MS-NVGREE UNREACHABLE): re-read the prefix.
                 let now = shared.store.unreachable_received();
-                if now != unreachable {
+                if now != unreachable && last_reread.elapsed() >= REREAD_EVERY {
+                    last_reread = std::time::Instant::now();
                     unreachable = now;
                     let resp = timed("re-reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
                     let r = resp.header().map_or(rev, |h| h.revision());

@@ -113,6 +113,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
                     workers: rt.worker_stats().to_vec(),
                     captures: captures.clone(),
                     edits: edits.clone(),
+                    ports_or_capture: Arc::default(),
                     etcd: etcd_status.clone(),
                     port_jobs: Some(port_jobs),
                 },
@@ -294,13 +295,14 @@ fn change_ports(ctx: &PortCtx<'_>, req: &Request, policy: Policy) -> Result<u64,
     let mut generation = 0;
     ctx.rt
         .change_ports(change, || {
-            generation = ctx.store.replace(policy);
+            // Counters first: a metrics scrape never sees the new names over the old counters.
             if let Some(i) = removed {
                 for s in ctx.stats {
                     s.remove_port(i);
                 }
             }
             ctx.captures.set_port_names(names);
+            generation = ctx.store.replace(policy);
         })
         .map_err(|e| format!("{e:#}"))?;
     log::info!("{} (policy generation {generation})", match req {

@@ -1,7 +1,10 @@
 //! Datapath counters: per port, per VSID, per drop reason, per worker.
 //!
 //! Thread-safety contract: a [`DatapathStats`] belongs to one worker, which
-//! is its only writer (relaxed load + store, no read-modify-write atomics);
+//! is its only writer while it runs (relaxed load + store, no
+//! read-modify-write atomics); the one exception is
+//! [`DatapathStats::remove_port`], called by the control thread while that
+//! worker is parked by [`pmd::ReloadGate`];
 //! any thread may read it with relaxed loads, so totals are summed across
 //! workers by the reader. VSID counters live in a fixed table of
 //! [`MAX_VSIDS`] slots; the slot of each VSID is assigned by the policy store

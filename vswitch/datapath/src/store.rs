@@ -2,7 +2,8 @@
 //!
 //! Thread-safety contract: any thread may call [`PolicyStore::load`]; it is
 //! lock-free (arc-swap) and workers call it once per batch. Writers
-//! ([`PolicyStore::replace`], [`PolicyStore::apply_learned`]) serialise on an
+//! ([`PolicyStore::replace`], [`PolicyStore::apply_learned`],
+//! [`PolicyStore::apply_control`], [`PolicyStore::expire_moved`]) serialise on an
 //! internal mutex, compile the new tables off the datapath, and publish them
 //! atomically; a packet sees either the old or the new snapshot, never a mix.
 //! A policy that fails validation is rejected by [`hnv_policy`] before it
@@ -12,6 +13,15 @@
 //! bounded lock-free queue (a full queue drops the hint); the control thread
 //! drains it with [`PolicyStore::apply_learned`] and republishes when a next
 //! hop's MAC is new or changed.
+//!
+//! MS-NVGREE: workers push received REDIRECT/UNREACHABLE messages into a
+//! second bounded queue; [`PolicyStore::apply_control`] (control thread)
+//! validates them, keeps notices, and republishes when a REDIRECT is applied.
+//! The compiled tables then come from an *effective* policy: [`PolicyStore::policy`]
+//! (what is saved and shown) with the PAs of redirected CAs replaced, until the
+//! policy changes those records or the REDIRECT expires. Live migration: a
+//! record that was local and becomes remote is marked moved for the grace
+//! period ([`PolicyStore::expire_moved`]).
 
 use crate::ingress::Learned;
 use crate::tables::{Tables, VsidSlots};
@@ -251,6 +261,9 @@ impl PolicyStore {
             let ca = IpAddr::V4(msg.dst_ca);
             let from = IpAddr::V4(msg.from_pa);
             let (kind, new_pa, outcome) = match msg.control {
+                Control::Unreachable if !record_in_domain(&g.policy, vsid, ca).is_some_and(|r| r.pa == from) => {
+                    ("unreachable", None, format!("ignored: this host does not send CA {ca} to {from}"))
+                }
                 Control::Unreachable => {
                     g.unreachable += 1;
                     ("unreachable", None, format!("the host at {from} has no VM with CA {ca} in VSID {vsid}: this host's policy may be stale"))
@@ -269,7 +282,11 @@ impl PolicyStore {
                     ("redirect", Some(new_pa), outcome)
                 }
             };
-            log::info!("MS-NVGREE {kind} from {from}: {outcome}");
+            if outcome.starts_with("ignored") {
+                log::debug!("MS-NVGREE {kind} from {from}: {outcome}");
+            } else {
+                log::info!("MS-NVGREE {kind} from {from}: {outcome}");
+            }
             if g.notices.len() == NOTICES {
                 g.notices.pop_front();
             }

@@ -4,7 +4,12 @@
 //! provider ARP, decapsulation); the extension pipeline (capture, filter,
 //! forward, filter, capture); then delivery: encapsulate with the record's
 //! precompiled outer header (copy, patch length, checksum and FlowID),
-//! replicate floods, enqueue to tx, and count every drop by reason.
+//! replicate floods, enqueue to tx, and count every drop by reason. NVGRE
+//! from the fabric for a VM that just moved away is re-encapsulated to its new
+//! PA with the original sender's PA kept as outer source, and the sender gets
+//! an MS-NVGREE REDIRECT; NVGRE for a CA with no VM here gets an UNREACHABLE
+//! ([`crate::notify`], rate-limited, counted as replicas). The flow cache's
+//! counters are added to the stats once per batch.
 //!
 //! Thread-safety contract: one `HnvSwitch` per worker; it owns its
 //! pipeline and its [`DatapathStats`] (which other threads only read).

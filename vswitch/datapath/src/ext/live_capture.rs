@@ -7,9 +7,9 @@
 //! publishes a session (the spec and one [`PcapngCapture`] ring per worker);
 //! from their next batch the workers copy the selected packets into their
 //! ring exactly as the startup capture does. [`CaptureControl::stop`]
-//! unpublishes the session, waits [`GRACE`] so that a worker still inside a
-//! batch that loaded it finishes, then drains the rings, closes the file and
-//! reports written and lost packets.
+//! unpublishes the session, waits (at most [`GRACE`]) until no worker still
+//! holds it, then drains the rings, closes the file and reports written and
+//! lost packets.
 //!
 //! Thread contract: `start`, `stop`, `status` and `set_port_names` may be
 //! called from any thread; they serialise on one mutex that no worker ever
@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long `stop` waits between unpublishing the session and closing the file.
-pub const GRACE: Duration = Duration::from_millis(20);
+/// The longest `stop` waits for workers still inside a batch with the session.
+pub const GRACE: Duration = Duration::from_millis(200);
 
 /// What the workers see while a capture runs.
 #[derive(Debug)]
@@ -127,8 +127,13 @@ impl CaptureControl {
     pub fn stop(&self) -> io::Result<Option<CaptureStatus>> {
         let mut st = self.lock()?;
         let Some(a) = st.active.take() else { return Ok(None) };
-        self.live.store(None);
-        std::thread::sleep(GRACE);
+        // A swap settles every worker's outstanding load into the strong count, so
+        // once it drops to ours no worker is still inside a batch with this session.
+        let old = self.live.swap(None);
+        let deadline = std::time::Instant::now() + GRACE;
+        while old.as_ref().is_some_and(|o| Arc::strong_count(o) > 1) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(100));
+        }
         let seconds = a.started.elapsed().as_secs_f64();
         let summary = a.writer.stop()?;
         Ok(Some(CaptureStatus { path: a.path, spec: a.spec, seconds, summary }))
