@@ -261,7 +261,7 @@ impl PolicyStore {
             let ca = IpAddr::V4(msg.dst_ca);
             let from = IpAddr::V4(msg.from_pa);
             let (kind, new_pa, outcome) = match msg.control {
-                Control::Unreachable if !record_in_domain(&g.policy, vsid, ca).is_some_and(|r| r.pa == from) => {
+                Control::Unreachable if record_in_domain(&g.policy, vsid, ca).is_none_or(|r| r.pa != from) => {
                     ("unreachable", None, format!("ignored: this host does not send CA {ca} to {from}"))
                 }
                 Control::Unreachable => {
