@@ -1,6 +1,8 @@
 //! Hot-adding and removing ports on a running switch under traffic: a VM
 //! port added with its record forwards its own traffic, a port in the middle
-//! of the list is removed (later ports move down), refusals change neither the
+//! of the list is removed (later ports move down), the added VM leaves by live
+//! migration (`port remove --moved-to`: its record now points to the new host),
+//! refusals change neither the
 //! policy nor the ports, and Blue1's encapsulation never stops; at exit the
 //! counters reconcile with no drop.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
@@ -119,14 +121,18 @@ fn ports_are_hot_added_and_removed_under_traffic() {
     assert!(blue9_rx >= row["switch_rx"].as_u64().unwrap(), "blue9's counters moved with it: {rows}");
     still_forwarding(&mut c, "after removing blue4");
 
-    // Remove Blue9 again through the CLI.
-    let out = hnvctl(&sock, &["port", "remove", "blue9", "--with-records"]);
+    // Blue9 live-migrates to host 2: its port goes, its record now points there (CLI).
+    let out = hnvctl(&sock, &["port", "remove", "blue9", "--moved-to", "192.168.4.22"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(port_names(&mut c), ["uplink", "blue1", "red1"].map(String::from).to_vec());
     assert_eq!(show(&mut c, Show::Ports).generation, Some(g0 + 3));
-    still_forwarding(&mut c, "after removing blue9");
+    let recs = show(&mut c, Show::Records).data;
+    let moved = recs.as_array().unwrap().iter().find(|r| r["ca"] == "10.0.0.99").unwrap().clone();
+    assert_eq!(moved["pa"], "192.168.4.22", "{moved}");
+    still_forwarding(&mut c, "after blue9 left");
     let saved = std::fs::read_to_string(&state).unwrap();
-    assert!(!saved.contains("blue9") && !saved.contains("name = \"blue4\""), "{saved}");
+    assert!(!saved.contains("name = \"blue9\"") && !saved.contains("name = \"blue4\""), "{saved}");
+    assert!(saved.contains("192.168.4.22"), "{saved}");
     drop(c);
 
     let stdout = stop(child);
