@@ -2,9 +2,8 @@
 //! port added with its record forwards its own traffic, a port in the middle
 //! of the list is removed (later ports move down), the added VM leaves by live
 //! migration (`port remove --moved-to`: its record now points to the new host),
-//! refusals change neither the
-//! policy nor the ports, and Blue1's encapsulation never stops; at exit the
-//! counters reconcile with no drop.
+//! refusals change neither the policy nor the ports, and Blue1's
+//! encapsulation never stops; at exit the counters reconcile with no drop.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
 mod support;
