@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 /// What `show` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Show {
     /// Ports with link state and counters.
@@ -33,7 +34,7 @@ pub enum Show {
     Acl,
     /// Datapath counters and drop reasons.
     Counters,
-    /// Flow-cache counters per worker.
+    /// Flow-cache entries, capacity, hits and misses per worker.
     Flows,
     /// Per-worker busy cycles and cycles per packet.
     Workers,

@@ -7,7 +7,7 @@ mod support;
 
 use hnv_policy::api::{Request, Show};
 use hnv_policy::file::LookupFile;
-use support::{hnvctl, start, stop};
+use support::{encapsulated, hnvctl, start, stop};
 use hnvswitch::scenarios::{self, Scenario};
 use std::process::Command;
 use std::time::Duration;
@@ -57,7 +57,7 @@ fn restart_resumes_with_the_saved_policy_and_metrics_serve_counters() {
     drop(c);
     let out = stop(child);
     assert!(out.contains(": reconciled"), "{out}");
-    let enc: u64 = out.split("encapsulated ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let enc = encapsulated(&out);
     assert!(enc > 10_000, "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -123,7 +123,7 @@ fn hitless_updates_and_refusals_under_traffic() {
     let stdout = stop(child);
     assert!(stdout.contains("drops by reason:\n  (none)"), "no packet was lost to the updates:\n{stdout}");
     assert!(stdout.contains(": reconciled"), "{stdout}");
-    let enc: u64 = stdout.split("encapsulated ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let enc = encapsulated(&stdout);
     assert!(enc > 100_000, "traffic kept flowing through the updates: {enc}");
     assert!(!sock.exists(), "socket removed at exit");
     std::fs::remove_dir_all(&dir).unwrap();

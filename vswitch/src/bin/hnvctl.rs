@@ -28,7 +28,7 @@ enum Command {
     Show {
         /// What to show.
         #[arg(value_enum)]
-        what: ShowArg,
+        what: Show,
     },
     /// Live per-port and per-VSID rates, refreshed every interval (Ctrl-C to stop).
     Watch {
@@ -149,21 +149,6 @@ enum CaptureCmd {
     Status,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum ShowArg {
-    Ports,
-    Vsids,
-    Records,
-    Routes,
-    Acl,
-    Counters,
-    Flows,
-    Workers,
-    Policy,
-    Capture,
-    Notices,
-}
-
 #[derive(Args, Debug)]
 struct RecordArgs {
     /// Customer address.
@@ -229,15 +214,8 @@ enum RecordCmd {
 enum RouteCmd {
     /// Add a route.
     Add {
-        /// Routing domain.
-        #[arg(long)]
-        routing_domain: String,
-        /// VSID.
-        #[arg(long)]
-        vsid: i64,
-        /// Destination prefix.
-        #[arg(long)]
-        destination: String,
+        #[command(flatten)]
+        key: RouteKey,
         /// Next hop (0.0.0.0 = on-link).
         #[arg(long, default_value = "0.0.0.0")]
         next_hop: String,
@@ -246,17 +224,21 @@ enum RouteCmd {
         metric: i64,
     },
     /// Remove a route.
-    Remove {
-        /// Routing domain.
-        #[arg(long)]
-        routing_domain: String,
-        /// VSID.
-        #[arg(long)]
-        vsid: i64,
-        /// Destination prefix.
-        #[arg(long)]
-        destination: String,
-    },
+    Remove(RouteKey),
+}
+
+/// What names a customer route.
+#[derive(Args, Debug)]
+struct RouteKey {
+    /// Routing domain.
+    #[arg(long)]
+    routing_domain: String,
+    /// VSID.
+    #[arg(long)]
+    vsid: i64,
+    /// Destination prefix.
+    #[arg(long)]
+    destination: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -300,22 +282,6 @@ enum AclCmd {
         #[arg(long)]
         priority: i64,
     },
-}
-
-fn show_of(a: ShowArg) -> Show {
-    match a {
-        ShowArg::Ports => Show::Ports,
-        ShowArg::Vsids => Show::Vsids,
-        ShowArg::Records => Show::Records,
-        ShowArg::Routes => Show::Routes,
-        ShowArg::Acl => Show::Acl,
-        ShowArg::Counters => Show::Counters,
-        ShowArg::Flows => Show::Flows,
-        ShowArg::Workers => Show::Workers,
-        ShowArg::Policy => Show::Policy,
-        ShowArg::Capture => Show::Capture,
-        ShowArg::Notices => Show::Notices,
-    }
 }
 
 fn cell(v: &Value) -> String {
@@ -424,7 +390,7 @@ fn run(cli: Cli) -> Result<()> {
     let connect = || Client::connect(&socket).with_context(|| format!("cannot open {} (is hnvswitch running with a control socket, and are you root?)", socket.display()));
     let req = match cli.command {
         Command::Publish { etcd, prefix, policy } => return publish(etcd, prefix, &policy),
-        Command::Show { what } => Request::Show { what: show_of(what) },
+        Command::Show { what } => Request::Show { what },
         Command::Watch { interval, count } => {
             let mut client = connect()?;
             let mut n = 0;
@@ -450,10 +416,10 @@ fn run(cli: Cli) -> Result<()> {
             RecordCmd::Remove { vsid, ca } => Request::RemoveRecord { vsid, ca },
         },
         Command::Route { action } => match action {
-            RouteCmd::Add { routing_domain, vsid, destination, next_hop, metric } => {
+            RouteCmd::Add { key: RouteKey { routing_domain, vsid, destination }, next_hop, metric } => {
                 Request::AddRoute { route: CustomerRouteFile { routing_domain, vsid, destination, next_hop, metric } }
             }
-            RouteCmd::Remove { routing_domain, vsid, destination } => Request::RemoveRoute { routing_domain, vsid, destination },
+            RouteCmd::Remove(RouteKey { routing_domain, vsid, destination }) => Request::RemoveRoute { routing_domain, vsid, destination },
         },
         Command::Acl { action } => match action {
             AclCmd::Add { vsid, priority, action, direction, protocol, src, dst, src_ports, dst_ports } => Request::AddAcl {

@@ -68,3 +68,8 @@ pub fn stop(child: Child) -> String {
 pub fn hnvctl(sock: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(sock).args(args).output().unwrap()
 }
+
+/// The `encapsulated N,` count of a switch's exit report (0 if absent).
+pub fn encapsulated(report: &str) -> u64 {
+    report.split("encapsulated ").nth(1).and_then(|s| s.split(',').next()).and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
