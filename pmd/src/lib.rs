@@ -15,6 +15,7 @@
 
 pub mod batch;
 pub mod buf;
+pub mod prefetch;
 pub mod processor;
 pub mod stats;
 pub mod worker;
@@ -25,6 +26,7 @@ pub mod dpdk;
 
 pub use batch::{Batch, BURST};
 pub use buf::{HeapBuf, PacketBuf};
+pub use prefetch::prefetch;
 pub use processor::{Processor, TxStage, MAX_PORTS};
 pub use stats::WorkerStats;
 pub use worker::{PortIo, Reload, ReloadGate, RxQueue, WorkerPlan};

@@ -41,24 +41,40 @@ impl<B: PacketBuf> TxStage<B> {
         TxStage { direct: (0..ports).map(|_| Batch::new()).collect(), pending: (0..ports).map(|_| ArrayVec::new()).collect(), overflow: 0 }
     }
 
-    /// Queue every packet of `pkts` for `port`, leaving `pkts` empty.
+    /// Queue every packet of `pkts` for `port`, leaving `pkts` empty; returns
+    /// how many were refused (freed and counted in [`TxStage::overflow`]).
     #[inline]
-    pub fn send_batch(&mut self, port: u16, pkts: &mut Batch<B>) {
+    pub fn send_batch(&mut self, port: u16, pkts: &mut Batch<B>) -> usize {
+        if self.hand_over(port, pkts) {
+            return 0;
+        }
+        let mut refused = 0;
+        for pkt in pkts.drain(..) {
+            refused += usize::from(!self.send(port, pkt));
+        }
+        refused
+    }
+
+    /// Hand the whole of `pkts` to `port` without moving a packet (swapped into
+    /// the port's direct slot), leaving `pkts` empty, if nothing is pending
+    /// there; else false and `pkts` untouched. Never refuses a packet.
+    #[inline]
+    pub fn hand_over(&mut self, port: u16, pkts: &mut Batch<B>) -> bool {
         let i = usize::from(port);
         match (self.direct.get_mut(i), self.pending.get(i)) {
-            (Some(d), Some(p)) if d.is_empty() && p.is_empty() => std::mem::swap(d, pkts),
-            _ => {
-                for pkt in pkts.drain(..) {
-                    self.send(port, pkt);
-                }
+            (Some(d), Some(p)) if d.is_empty() && p.is_empty() => {
+                std::mem::swap(d, pkts);
+                true
             }
+            _ => false,
         }
     }
 
-    /// Queue `pkt` for `port`. An unknown port or a full buffer frees the
-    /// packet and counts it in [`TxStage::overflow`].
+    /// Queue `pkt` for `port`; true when queued. An unknown port or a full
+    /// buffer frees the packet, counts it in [`TxStage::overflow`] and
+    /// returns false (the caller counts the drop).
     #[inline]
-    pub fn send(&mut self, port: u16, pkt: B) {
+    pub fn send(&mut self, port: u16, pkt: B) -> bool {
         if self.direct.get(usize::from(port)).is_some_and(|d| !d.is_empty()) {
             // Keep order behind a handed-over batch.
             let _ = self.pending_mut(usize::from(port));
@@ -67,9 +83,14 @@ impl<B: PacketBuf> TxStage<B> {
             Some(q) => {
                 if q.try_push(pkt).is_err() {
                     self.overflow += 1;
+                    return false;
                 }
+                true
             }
-            None => self.overflow += 1,
+            None => {
+                self.overflow += 1;
+                false
+            }
         }
     }
 

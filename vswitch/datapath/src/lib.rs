@@ -1,10 +1,14 @@
 //! The HNV switching core, sans-I/O.
 //!
-//! Per batch a worker's [`HnvSwitch`] runs: parse → ingress (port to VSID,
-//! anti-spoofing, NVGRE decapsulation) → the typed extension [`pipeline`]
-//! (capture, filter, the one HNV forwarder, filter, capture) → delivery
-//! (local port, NVGRE encapsulation from a precompiled template, ARP/ND reply
-//! from policy, distributed routing, or a counted drop).
+//! Per batch a worker's [`HnvSwitch`] ([`switch`]) runs the [`fast_path`]:
+//! key every packet on its *decision* ([`flow::key`]), look the keys up in
+//! the per-worker decision cache ([`flow::cache`]) and act on the hits. What
+//! misses takes the [`slow_path`]: parse → ingress (port to VSID,
+//! anti-spoofing, NVGRE decapsulation; [`ingress`]) → the typed extension
+//! [`pipeline`] (capture, filter, the one HNV forwarder [`forward`], filter,
+//! capture) → delivery ([`deliver`]: local port, NVGRE encapsulation from a
+//! precompiled template ([`encap`]), ARP/ND reply from policy, distributed
+//! routing, MS-NVGREE messages ([`notify`]), or a counted drop ([`drop`])).
 //!
 //! Policy arrives as immutable [`tables::Tables`] snapshots from the
 //! [`store::PolicyStore`]; workers load one per batch and never lock. The
@@ -15,14 +19,18 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod deliver;
 pub mod drop;
+pub mod encap;
 pub mod ext;
+pub mod fast_path;
 pub mod flow;
 pub mod forward;
 pub mod ingress;
 pub mod meta;
 pub mod notify;
 pub mod pipeline;
+pub mod slow_path;
 pub mod stats;
 pub mod store;
 pub mod switch;

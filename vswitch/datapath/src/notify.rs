@@ -11,7 +11,7 @@
 //! allocation, lock, syscall or log line.
 
 use crate::meta::Meta;
-use crate::switch::encap;
+use crate::encap::encap;
 use crate::tables::{Delivery, Tables};
 use hnv_wire::nvgree::{Control, ControlRepr, FRAME_LEN};
 use hnv_wire::EthernetAddress;

@@ -45,6 +45,9 @@ pub struct PortEntry {
     pub vsid_slot: u16,
     /// Port MTU.
     pub mtu: u16,
+    /// Flow keys of this VM port's traffic include the L4 ports (its VSID's
+    /// [`VsidEntry::key_ports`]).
+    pub key_ports: bool,
 }
 
 /// A provider address of this host.
@@ -150,6 +153,11 @@ pub struct VsidEntry {
     pub wildcard: Option<u32>,
     /// Record slots of the VSID's lookup records (sorted).
     pub members: Vec<u32>,
+    /// The flow-key mask: true when a forwarding decision for traffic entering
+    /// this VSID can depend on TCP/UDP ports, i.e. when an ACL rule of a VSID
+    /// of its routing domain (where its traffic can be routed to) matches on
+    /// ports. Part of the entry, so a change re-stamps the VSID's version.
+    pub key_ports: bool,
     /// Generation at which anything a cached flow of this VSID depends on last
     /// changed: the entry itself, its member set, its ports, its routing domain's routes.
     pub version: u64,
@@ -215,6 +223,9 @@ pub struct Tables {
     slot_to_dest: Vec<u32>,
     /// Generation at which ports, provider addresses or neighbors last changed.
     pub global_version: u64,
+    /// VSIDs whose [`VsidEntry::key_ports`] is set, sorted (uplink flow keys
+    /// look the decapsulated VSID up here; usually empty).
+    pub key_ports_vsids: Vec<u32>,
 }
 
 fn ip_bytes(ip: &IpAddr) -> ([u8; 16], usize) {
@@ -317,6 +328,7 @@ impl Tables {
                     acl,
                     wildcard: None,
                     members: Vec::new(),
+                    key_ports: false,
                     version: generation,
                 },
             );
@@ -337,6 +349,7 @@ impl Tables {
                 addresses: p.addresses.clone(),
                 vsid_slot: slot,
                 mtu: p.mtu.unwrap_or(if p.role == PortRole::Uplink { DEFAULT_UPLINK_MTU } else { 1500 }),
+                key_ports: false,
             });
         }
         for pa in &policy.host.provider_addresses {
@@ -379,7 +392,34 @@ impl Tables {
         for rd in &mut t.routes {
             rd.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then(a.metric.cmp(&b.metric)));
         }
+        t.compile_key_masks();
         t
+    }
+
+    /// Per routing domain: do any of its VSIDs' ACL rules match on L4 ports?
+    /// Then every VSID of it keys flows on ports too (traffic can be routed
+    /// into any VSID of its routing domain and meet that VSID's "in" rules).
+    fn compile_key_masks(&mut self) {
+        let reads_ports = |e: &VsidEntry| e.acl.iter().any(|r| r.src_ports.is_some() || r.dst_ports.is_some());
+        let mut rds: Vec<u16> = self.vsids.values().filter(|e| reads_ports(e)).map(|e| e.rd).collect();
+        rds.sort_unstable();
+        rds.dedup();
+        for e in self.vsids.values_mut() {
+            e.key_ports = rds.binary_search(&e.rd).is_ok();
+        }
+        let mut v: Vec<u32> = self.vsids.iter().filter(|(_, e)| e.key_ports).map(|(v, _)| *v).collect();
+        v.sort_unstable();
+        self.key_ports_vsids = v;
+        let vsids = &self.vsids;
+        for p in &mut self.ports {
+            p.key_ports = p.role == Role::Vm && vsids.get(&p.vsid).is_some_and(|e| e.key_ports);
+        }
+    }
+
+    /// The flow-key mask of traffic decapsulated into `vsid`: include L4 ports?
+    #[inline]
+    pub fn key_ports(&self, vsid: u32) -> bool {
+        !self.key_ports_vsids.is_empty() && self.key_ports_vsids.binary_search(&vsid).is_ok()
     }
 
     /// Build the outer header toward `pa` for `vsid`, or `None` if the next hop's MAC is unknown.

@@ -156,7 +156,7 @@ pub fn nvgre(outer_dst: Mac, outer_src: Mac, src_pa: Ipv4Addr, dst_pa: Ipv4Addr,
 
 /// The FlowID hnvswitch puts in the key for a 5-tuple.
 pub fn flow_id_of(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> u8 {
-    crate::switch::flow_id_of(src, dst, proto, sport, dport)
+    crate::encap::flow_id_of(src, dst, proto, sport, dport)
 }
 
 /// Parse a MAC like `00:15:5d:01:00:05` (panics on bad input: test helper).

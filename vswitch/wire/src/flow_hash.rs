@@ -6,43 +6,32 @@
 //! entropy". [`flow_id`] therefore never returns 0: it maps a 32-bit hash
 //! onto `1..=255`.
 //!
-//! The hash is a multiplicative word mix with a murmur3 finaliser. It is
-//! stable: the same 5-tuple gives the same FlowID in every process, on every
-//! host and in every version of this crate (changing it would reshuffle
-//! ECMP paths, so treat it as part of the wire format). It is not keyed and
-//! not meant to resist an adversary choosing flows. It never panics and
-//! never allocates.
+//! The hash multiplies the addresses, read as little-endian 64-bit words
+//! exactly as they sit on the wire, and the ports‖protocol word by odd
+//! constants, folds the product and maps its high 32 bits onto 1..=255 with
+//! a multiply-shift. The datapath computes it straight from the words of its
+//! flow key ([`flow_id_v4`], [`flow_id_v6`], about a dozen instructions),
+//! since the cache keys on decisions, not connections, and the FlowID is the
+//! one per-connection value left. It is stable: the same 5-tuple gives the
+//! same FlowID in every process and on every host (changing it reshuffles
+//! ECMP paths: it changed once, in the decision-cache release, from a
+//! murmur3-style word mix). It is not keyed and not meant to resist an
+//! adversary choosing flows. It never panics and never allocates.
 
-const SEED: u32 = 0x6558_2f00;
-const MUL: u32 = 0x9e37_79b1;
+const K_ADDR: [u64; 4] = [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f, 0x1656_67b1_9e37_79f9, 0xd6e8_feb8_6659_fd93];
+const K_PORTS: u64 = 0xff51_afd7_ed55_8ccd;
 
-#[inline]
-const fn mix(h: u32, word: u32) -> u32 {
-    (h ^ word).wrapping_mul(MUL).rotate_left(15)
+/// 1..=255 from the high half of a folded product.
+#[inline(always)]
+const fn finish(mut x: u64) -> u8 {
+    x ^= x >> 29;
+    x = x.wrapping_mul(K_PORTS);
+    (((x >> 32) * 255) >> 32) as u8 + 1
 }
 
-#[inline]
-fn mix_bytes(mut h: u32, bytes: &[u8]) -> u32 {
-    let mut chunks = bytes.chunks_exact(4);
-    for c in &mut chunks {
-        h = mix(h, u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 4];
-        w[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u32::from_be_bytes(w));
-    }
-    h
-}
-
-#[inline]
-const fn fmix32(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+#[inline(always)]
+const fn l4(ports: u32, proto: u8) -> u64 {
+    ((ports as u64) << 8 | proto as u64).wrapping_mul(K_PORTS)
 }
 
 /// Return the FlowID (`1..=255`) for an inner flow.
@@ -50,12 +39,43 @@ const fn fmix32(mut h: u32) -> u32 {
 /// `src` and `dst` are the inner IP addresses as bytes (4 for IPv4, 16 for
 /// IPv6); `proto` the IP protocol; `sport`/`dport` the ports (0 for
 /// protocols without ports). Direction matters: A→B and B→A may differ.
+/// Other lengths are hashed as their concatenation (at most 32 bytes).
 pub fn flow_id(src: &[u8], dst: &[u8], proto: u8, sport: u16, dport: u16) -> u8 {
-    let mut h = mix(SEED, ((src.len() as u32) << 8) | u32::from(proto));
-    h = mix_bytes(h, src);
-    h = mix_bytes(h, dst);
-    h = mix(h, (u32::from(sport) << 16) | u32::from(dport));
-    (fmix32(h) % 255) as u8 + 1
+    let mut b = [0u8; 32];
+    let n = src.len().min(32);
+    b[..n].copy_from_slice(&src[..n]);
+    let m = dst.len().min(32 - n);
+    b[n..n + m].copy_from_slice(&dst[..m]);
+    let w = |k: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[k * 8..k * 8 + 8]);
+        u64::from_le_bytes(x)
+    };
+    let [s0, s1] = sport.to_be_bytes();
+    let [d0, d1] = dport.to_be_bytes();
+    let ports = u32::from_le_bytes([s0, s1, d0, d1]);
+    if n + m <= 8 {
+        flow_id_v4(w(0), ports, proto)
+    } else {
+        flow_id_v6([w(0), w(1), w(2), w(3)], ports, proto)
+    }
+}
+
+/// [`flow_id`] of an IPv4 flow from the words a flow key holds: `addrs` is
+/// the 8 bytes source‖destination as they sit on the wire, read little-endian;
+/// `ports` the 4 bytes source port‖destination port likewise (0 for protocols
+/// without ports).
+#[inline(always)]
+pub fn flow_id_v4(addrs: u64, ports: u32, proto: u8) -> u8 {
+    finish(addrs.wrapping_mul(K_ADDR[0]) ^ l4(ports, proto))
+}
+
+/// [`flow_id`] of an IPv6 flow from the 32 bytes source‖destination read as
+/// four little-endian words, and the ports as in [`flow_id_v4`].
+#[inline(always)]
+pub fn flow_id_v6(addrs: [u64; 4], ports: u32, proto: u8) -> u8 {
+    let a = addrs[0].wrapping_mul(K_ADDR[0]) ^ addrs[1].wrapping_mul(K_ADDR[1]) ^ addrs[2].wrapping_mul(K_ADDR[2]) ^ addrs[3].wrapping_mul(K_ADDR[3]);
+    finish(a.rotate_left(23) ^ l4(ports, proto))
 }
 
 #[cfg(test)]
@@ -92,6 +112,33 @@ mod test {
         assert_ne!(flow_id(&[1, 2, 3], &[4, 5], 1, 0, 0), 0);
     }
 
-    const PINNED_V4: u8 = 157;
-    const PINNED_V6: u8 = 246;
+    #[test]
+    fn test_word_forms_agree_with_the_byte_form() {
+        for i in 0..2000u32 {
+            let src = (0x0a00_0000u32 + i * 7919).to_be_bytes();
+            let dst = (0xc0a8_0000u32 ^ i.wrapping_mul(2_654_435_761)).to_be_bytes();
+            let (sp, dp, proto) = (i as u16 ^ 0x1234, (i >> 3) as u16, [6u8, 17, 1][i as usize % 3]);
+            let mut a = [0u8; 8];
+            a[..4].copy_from_slice(&src);
+            a[4..].copy_from_slice(&dst);
+            let mut p = [0u8; 4];
+            p[..2].copy_from_slice(&sp.to_be_bytes());
+            p[2..].copy_from_slice(&dp.to_be_bytes());
+            let ports = u32::from_le_bytes(p);
+            assert_eq!(flow_id_v4(u64::from_le_bytes(a), ports, proto), flow_id(&src, &dst, proto, sp, dp));
+            let mut s6 = [0u8; 16];
+            let mut d6 = [0u8; 16];
+            s6[..4].copy_from_slice(&src);
+            s6[12..].copy_from_slice(&dst);
+            d6[3..7].copy_from_slice(&src);
+            let mut all = [0u8; 32];
+            all[..16].copy_from_slice(&s6);
+            all[16..].copy_from_slice(&d6);
+            let w = |k: usize| u64::from_le_bytes(all[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]));
+            assert_eq!(flow_id_v6([w(0), w(1), w(2), w(3)], ports, proto), flow_id(&s6, &d6, proto, sp, dp));
+        }
+    }
+
+    const PINNED_V4: u8 = 224;
+    const PINNED_V6: u8 = 159;
 }

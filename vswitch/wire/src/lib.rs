@@ -86,7 +86,7 @@ pub use crate::arp::{
 pub use crate::ethernet::{
     Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr,
 };
-pub use crate::flow_hash::flow_id;
+pub use crate::flow_hash::{flow_id, flow_id_v4, flow_id_v6};
 pub use crate::gre::{Packet as GrePacket, Repr as GreRepr};
 pub use crate::icmpv4::{
     DstUnreachable as Icmpv4DstUnreachable, Message as Icmpv4Message, Packet as Icmpv4Packet,
