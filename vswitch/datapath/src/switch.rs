@@ -282,8 +282,9 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
             }
             let verdict = match *v {
                 Verdict::Encap(idx) => match t.dests.get(idx as usize) {
-                    Some(Dest { to: Delivery::Encap(tpl), forward_moved, .. }) => match encap(&mut p, tpl, fid) {
+                    Some(Dest { to: Delivery::Encap(tpl), forward_moved, slot, .. }) => match encap(&mut p, tpl, fid) {
                         Ok(()) => {
+                            store.note_sent(*slot, now); // issue 13: REDIRECTs are accepted only for CAs recently sent to
                             if m.from_uplink && *forward_moved {
                                 keep_outer_source(&mut p, tpl, m.outer_src);
                             }
