@@ -111,6 +111,7 @@ drop_reasons! {
     OuterSrcLocal => "outer_src_local", "NVGRE whose outer source is one of this host's own PAs";
     Ipv6ExtHeaders => "ipv6_ext_headers", "IPv6 extension header chain longer than the switch walks (8) or truncated";
     LinkLocalOffLink => "link_local_off_link", "IPv4/IPv6 unspecified or link-local source sent to be routed or encapsulated (it stays on the host)";
+    DadOwnAddress => "dad_own_address", "ARP probe or IPv6 DAD solicitation for the asking VM's own address (not answered: an answer would be a conflict)";
     AclDeny => "acl_deny", "denied by the VSID ACL";
     ExtensionDrop => "extension_drop", "dropped by a filter extension";
     ReplicaAllocFailed => "replica_alloc_failed", "mbuf pool empty when copying a broadcast frame";

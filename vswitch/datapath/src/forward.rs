@@ -3,7 +3,10 @@
 //! For a packet from a VM (its VSID already assigned):
 //! - ARP requests and IPv6 neighbor solicitations for a CA of the VSID (or
 //!   its virtual gateway) are answered in place from the lookup records and
-//!   sent back to the VM; nothing is flooded to the fabric;
+//!   sent back to the VM; nothing is flooded to the fabric. A duplicate
+//!   address probe (ARP from 0.0.0.0, NS from `::`) for the asker's own
+//!   address is not answered ([`DadOwnAddress`](DropReason::DadOwnAddress));
+//!   for another VM's address it is (the address is in use);
 //! - frames to the subnet's virtual gateway MAC are routed by the
 //!   distributed router within the routing domain (TTL/hop limit
 //!   decremented, MACs rewritten, VSID changed), or sent to the VSID's
@@ -187,6 +190,10 @@ impl HnvForwarder {
                 None => return Verdict::Drop(DropReason::ArpNoRecord),
             }
         };
+        // An ARP probe (sender 0.0.0.0) for the asker's own address: a reply would be a conflict.
+        if data.get(28..32) == Some(&[0, 0, 0, 0][..]) && data.get(6..12) == Some(&answer[..]) {
+            return Verdict::Drop(DropReason::DadOwnAddress);
+        }
         match hnv_wire::arp::make_reply_frame_in_place(p.data_mut(), EthernetAddress(answer)) {
             Ok(()) => {
                 self.answered += 1;
@@ -219,6 +226,10 @@ impl HnvForwarder {
                 None => return Some(Verdict::Drop(DropReason::NdNoRecord)),
             }
         };
+        // Duplicate address detection (source ::) for the asker's own address: an advert would fail its DAD.
+        if m.src.is_unspecified() && p.data().get(6..12) == Some(&answer[..]) {
+            return Some(Verdict::Drop(DropReason::DadOwnAddress));
+        }
         let need = hnv_wire::ndisc::ADVERT_FRAME_LEN;
         if p.len() < need && p.append(need - p.len()).is_none() {
             return Some(Verdict::Drop(DropReason::NoHeadroom));

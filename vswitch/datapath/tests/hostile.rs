@@ -394,6 +394,23 @@ fn ipv4_non_first_fragments_meet_port_specific_deny_rules() {
 
 // ---- 5. anti-spoofing exemptions ------------------------------------------------------------------
 
+/// A duplicate address detection solicitation: from `::`, no source link-layer option (RFC 4862 §5.4.2).
+fn dad_solicit(m: Mac, target: &str) -> Vec<u8> {
+    let t: Ipv6Addr = target.parse().unwrap();
+    let o = t.octets();
+    let group = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]));
+    let mut icmp = vec![135u8, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&o);
+    let ph = hnv_wire::checksum::pseudo_header_v6(&Ipv6Addr::UNSPECIFIED, &group, hnv_wire::IpProtocol::Ipv6Icmp, icmp.len() as u32);
+    let c = !hnv_wire::checksum::combine(&[ph, hnv_wire::checksum::data(&icmp)]);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let g = group.octets();
+    let mut f = testkit::eth([0x33, 0x33, g[12], g[13], g[14], g[15]], m, 0x86dd);
+    f.extend_from_slice(&testkit::ipv6_header(Ipv6Addr::UNSPECIFIED, group, 58, 255, icmp.len()));
+    f.extend_from_slice(&icmp);
+    f
+}
+
 fn eui64(m: Mac) -> Ipv6Addr {
     Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
 }
@@ -412,13 +429,22 @@ fn unspecified_source_only_for_dhcp_and_arp_probes() {
         let dhcp = testkit::udp(mac(B1), [0xff; 6], any, IpAddr::V4(Ipv4Addr::BROADCAST), 68, 67, 300);
         assert_eq!(h1.run(BLUE, &[dhcp]), vec![(BLUE4, testkit::udp(mac(B1), [0xff; 6], any, IpAddr::V4(Ipv4Addr::BROADCAST), 68, 67, 300))]);
         let probe = testkit::arp_request(mac(B1), Ipv4Addr::UNSPECIFIED, ip("10.0.0.9"));
-        assert_eq!(h1.run(BLUE, &[probe]).len(), 1);
+        assert_eq!(h1.run(BLUE, &[probe]).len(), 1, "another VM's address is in use");
+        let own_probe = testkit::arp_request(mac(B1), Ipv4Addr::UNSPECIFIED, ip("10.0.0.5"));
+        assert!(h1.run(BLUE, &[own_probe]).is_empty(), "no conflict for its own address");
+        assert_eq!(h1.drops(DropReason::DadOwnAddress), 1);
         // IPv6 `::` only for neighbor discovery (DAD).
         let udp6 = testkit::udp(mac(B1), mac(B2), IpAddr::V6(Ipv6Addr::UNSPECIFIED), "fd00::7".parse().unwrap(), 1, 9, 80);
         assert!(h1.run(BLUE, &[udp6]).is_empty());
         assert_eq!(h1.drops(DropReason::SpoofedIp), 3);
-        let dad = testkit::neighbor_solicit(mac(B1), Ipv6Addr::UNSPECIFIED, "fd00::5".parse().unwrap());
-        h1.run(BLUE, &[dad]);
+        // DAD for its own address is not answered (an advert would fail it); for another VM's, it is.
+        let dad = dad_solicit(mac(B1), "fd00::5");
+        assert!(h1.run(BLUE, &[dad]).is_empty());
+        assert_eq!(h1.drops(DropReason::DadOwnAddress), 2);
+        let dad_taken = dad_solicit(mac(B1), "fd00::7");
+        let na = h1.run(BLUE, &[dad_taken]);
+        assert_eq!(na.len(), 1, "{:?}", h1.totals().drops);
+        assert_eq!(&na[0].1[0..6], &[0x33, 0x33, 0, 0, 0, 1], "to all-nodes");
         // An MLDv2 report from `::` behind a Hop-by-Hop header (router alert), as sent during DAD.
         let mld = ipv6_with_ext(mac(B1), [0x33, 0x33, 0, 0, 0, 0x16], "::", "ff02::16", &[(HOP_BY_HOP, vec![0, 0, 5, 2, 0, 0, 1, 0])], 58, &[143, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(h1.run(BLUE, &[mld]).len(), 1, "flooded to Blue4");
