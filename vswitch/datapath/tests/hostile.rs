@@ -261,6 +261,21 @@ fn redirect_after_sending_is_accepted_only_recently_and_only_toward_a_known_pa()
     });
 }
 
+/// A long-lived flow served from the flow cache must keep its sent mark fresh.
+#[test]
+#[ignore = "fast path must call PolicyStore::note_sent on cached encapsulation (lead's change)"]
+fn redirect_for_a_flow_served_from_the_cache_is_accepted() {
+    let mut h1 = Host::new(host1_with_host3(), true);
+    let t0 = 10 * HZ;
+    assert_eq!(h1.run_at(BLUE, &[blue1_to_blue2(1)], t0).len(), 1);
+    let later = t0 + 5 * HZ;
+    assert_eq!(h1.run_at(BLUE, &[blue1_to_blue2(1), blue1_to_blue2(1)], later).len(), 2);
+    assert!(h1.totals().flow_hits >= 2);
+    let good = redirect_msg("192.168.4.22", "192.168.4.33", "10.0.0.5", "10.0.0.7");
+    h1.run_at(UPLINK, &[redirect_frame(&good)], later);
+    assert!(h1.store.apply_control_at(Instant::now(), later), "{:?}", h1.store.notices());
+}
+
 #[test]
 fn redirects_are_rate_limited_and_can_be_turned_off() {
     let h1 = Host::new(host1_with_host3(), false);
