@@ -58,8 +58,9 @@ pub enum Hint {
 /// IPv6 extension headers [`parse_l3`] walks before giving up.
 pub const MAX_EXT_HEADERS: usize = 8;
 
-/// The transport protocol and its header after the IPv6 extension headers
-/// of `payload` (first header `next`), and whether this is a non-first fragment.
+/// Walk the IPv6 extension headers that start at `rest` (the first one of
+/// type `next`): the transport protocol, its header (empty for a non-first
+/// fragment), and whether this is a non-first fragment.
 fn walk_ipv6(mut next: u8, mut rest: &[u8]) -> Result<(u8, &[u8], bool), DropReason> {
     let mut later_fragment = false;
     for _ in 0..MAX_EXT_HEADERS {
