@@ -192,7 +192,7 @@ pub struct PortEntry {
 }
 
 /// `[forwarding]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Forwarding {
     /// The mode.
@@ -204,6 +204,20 @@ pub struct Forwarding {
     /// `hnv`: the policy file (relative paths are relative to the config file).
     #[serde(default)]
     pub policy: Option<PathBuf>,
+    /// `hnv`: act on MS-NVGREE REDIRECT messages from other hosts (default true;
+    /// false ignores them all, counted as refused).
+    #[serde(default = "default_true")]
+    pub accept_redirects: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding { mode: Mode::default(), pairs: Vec::new(), policy: None, accept_redirects: true }
+    }
 }
 
 /// Forwarding mode.

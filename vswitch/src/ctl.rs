@@ -412,6 +412,8 @@ fn show(state: &CtlState, what: Show) -> Value {
                 "redirects_in_force": state.store.redirects().iter().map(|r| json!({"vsid": r.vsid, "ca": r.ca.to_string(), "policy_pa": r.from.to_string(), "new_pa": r.new_pa.to_string(),
                     "seconds_left": r.until.saturating_duration_since(now).as_secs()})).collect::<Vec<_>>(),
                 "sent": totals.control_sent,
+                "redirects_accepted": state.store.redirect_counts().0,
+                "redirects_refused": state.store.redirect_counts().1,
             })
         }
         Show::Capture => state.captures.status().map_or_else(|| json!({"running": false}), |c| capture_json(&c, true)),

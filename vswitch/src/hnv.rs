@@ -96,6 +96,9 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let mut rates = rate_printer();
+    // Issue 13: REDIRECTs are checked against the workers' TSC marks; the operator may turn them off.
+    store.set_datapath_clock(pmd::dpdk::rdtsc, tsc_hz());
+    store.set_accept_redirects(cfg.forwarding.accept_redirects);
     let report_store = store.clone();
     let port_rows = Arc::new(Mutex::new(Vec::new()));
     let edits: Arc<Mutex<()>> = Arc::default();
@@ -151,7 +154,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
             let (stats, captures) = (stats.clone(), captures.clone());
             let every = (cfg.run.stats_interval_secs * 10.0).round() as u64;
             move |t, rt| {
-                report_store.apply_learned();
+                report_store.apply_learned(std::time::Instant::now());
                 report_store.apply_control(std::time::Instant::now());
                 report_store.expire_moved(std::time::Instant::now());
                 // Port changes from the control socket; answered once `show ports` has the new rows.

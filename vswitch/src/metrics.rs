@@ -41,6 +41,8 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter("hnv_tx_packets_total", "Packets handed to tx queues.", vec![(String::new(), t.tx)]);
     counter("hnv_encapsulated_packets_total", "Packets NVGRE-encapsulated.", vec![(String::new(), t.encapsulated)]);
     counter("hnv_nvgree_messages_sent_total", "MS-NVGREE REDIRECT/UNREACHABLE messages sent.", vec![(String::new(), t.control_sent)]);
+    let (accepted, refused) = store.redirect_counts();
+    counter("hnv_nvgree_redirects_received_total", "MS-NVGREE REDIRECTs received, by outcome.", vec![("{outcome=\"accepted\"}".into(), accepted), ("{outcome=\"refused\"}".into(), refused)]);
     counter("hnv_decapsulated_packets_total", "Packets NVGRE-decapsulated.", vec![(String::new(), t.decapsulated)]);
     counter("hnv_arp_nd_answered_total", "ARP/ND requests answered from policy.", vec![(String::new(), t.answered)]);
     counter("hnv_routed_packets_total", "Packets routed between virtual subnets.", vec![(String::new(), t.routed)]);
@@ -101,4 +103,26 @@ pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>
     })?;
     log::info!("metrics on http://{addr}/metrics");
     Ok(Server { stop, thread: Some(thread) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_outcomes_are_exported() {
+        let store = PolicyStore::new(hnv_policy::parse(hnv_policy::example::BLUE_RED_HOST1, "t").unwrap_or_else(|e| panic!("{e}")));
+        let msg = hnv_wire::nvgree::ControlRepr {
+            control: hnv_wire::nvgree::Control::Redirect { new_pa: hnv_wire::Ipv4Address::new(192, 168, 4, 99) },
+            from_pa: hnv_wire::Ipv4Address::new(192, 168, 4, 22),
+            to_pa: hnv_wire::Ipv4Address::new(192, 168, 4, 11),
+            src_ca: hnv_wire::Ipv4Address::new(10, 0, 0, 5),
+            dst_ca: hnv_wire::Ipv4Address::new(10, 0, 0, 7),
+        };
+        store.offer_control(5001, msg);
+        store.apply_control(std::time::Instant::now());
+        let text = render(&store, &[Arc::new(DatapathStats::default())], &[]);
+        assert!(text.contains("hnv_nvgree_redirects_received_total{outcome=\"accepted\"} 0\n"), "{text}");
+        assert!(text.contains("hnv_nvgree_redirects_received_total{outcome=\"refused\"} 1\n"), "{text}");
+    }
 }

@@ -137,6 +137,28 @@ fn worked_example_two_hosts_byte_for_byte_through_net_ring() {
     assert_eq!(out3["red1"], vec![red_back]);
 }
 
+/// Issue 13, through real DPDK ports: NVGRE with a wrong outer IPv4 checksum,
+/// and NVGRE to a local PA but another host's MAC (flooded unknown unicast on
+/// a promiscuous uplink), are dropped under their own names; the good frame
+/// behind them is delivered.
+#[test]
+fn hostile_nvgre_on_the_uplink_is_dropped_and_named() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (b1, b2) = (mac(traffic::BLUE1_MAC), mac(traffic::BLUE2_MAC));
+    let (pa1, pa2) = (mac(traffic::PA1_MAC), mac(traffic::PA2_MAC));
+    let inner = testkit::udp(b2, b1, IpAddr::V4(ip("10.0.0.7")), IpAddr::V4(ip("10.0.0.5")), 9, 1111, 128);
+    let good = testkit::nvgre(pa1, pa2, ip("192.168.4.22"), ip("192.168.4.11"), 5001, 0, &inner);
+    let mut bad_checksum = good.clone();
+    bad_checksum[24] ^= 0x5a;
+    let other_host = testkit::nvgre(mac("02:00:c0:a8:04:63"), pa2, ip("192.168.4.22"), ip("192.168.4.11"), 5001, 0, &inner);
+    let (out, t) = ring_host(BLUE_RED_HOST1, "hx", &[("uplink", vec![bad_checksum, other_host, good])], 1);
+    assert_eq!(out["blue1"], vec![inner]);
+    assert!(out["red1"].is_empty() && out["uplink"].is_empty());
+    assert_eq!(t.drops_of(hnv_datapath::DropReason::OuterChecksum), 1, "{t:?}");
+    assert_eq!(t.drops_of(hnv_datapath::DropReason::OuterDstMac), 1, "{t:?}");
+    assert!(t.reconciles() && t.total_drops() == 2, "{t:?}");
+}
+
 fn tshark_fields(pcap: &std::path::Path, fields: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = std::process::Command::new("tshark");
     cmd.args(["-r"]).arg(pcap).args(["-o", "ip.check_checksum:TRUE", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=;"]);

@@ -52,6 +52,10 @@ macro_rules! drop_reasons {
                         | DropReason::NvgreControl
                         | DropReason::UnknownSourceCa
                         | DropReason::PaCaMismatch
+                        | DropReason::OuterChecksum
+                        | DropReason::OuterDstMac
+                        | DropReason::OuterSrcLocal
+                        | DropReason::Ipv6ExtHeaders
                 )
             }
 
@@ -102,6 +106,12 @@ drop_reasons! {
     NvgreControl => "nvgre_control", "an MS-NVGREE REDIRECT or UNREACHABLE message for this host, consumed by the switch (not a loss)";
     UnknownSourceCa => "unknown_source_ca", "decapsulated source CA/MAC has no lookup record in the VSID";
     PaCaMismatch => "pa_ca_mismatch", "decapsulated source CA's record names another PA than the outer source";
+    OuterChecksum => "outer_checksum", "NVGRE whose outer IPv4 header checksum is wrong";
+    OuterDstMac => "outer_dst_mac", "NVGRE whose outer destination MAC is not the MAC of the local PA it is addressed to";
+    OuterSrcLocal => "outer_src_local", "NVGRE whose outer source is one of this host's own PAs";
+    Ipv6ExtHeaders => "ipv6_ext_headers", "IPv6 extension header chain longer than the switch walks (8) or truncated";
+    LinkLocalOffLink => "link_local_off_link", "IPv4/IPv6 unspecified or link-local source sent to be routed or encapsulated (it stays on the host)";
+    DadOwnAddress => "dad_own_address", "ARP probe or IPv6 DAD solicitation for the asking VM's own address (not answered: an answer would be a conflict)";
     AclDeny => "acl_deny", "denied by the VSID ACL";
     ExtensionDrop => "extension_drop", "dropped by a filter extension";
     ReplicaAllocFailed => "replica_alloc_failed", "mbuf pool empty when copying a broadcast frame";

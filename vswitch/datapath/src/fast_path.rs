@@ -28,12 +28,11 @@ use crate::encap::encap;
 use crate::flow::key::{self, Fields, FlowKey, OUTER_LEN};
 use crate::flow::{Action, FlowCache, Step};
 use crate::stats::DatapathStats;
+use crate::store::PolicyStore;
 use crate::tables::{Delivery, Dest, PortEntry, Role, Tables};
 use arrayvec::ArrayVec;
 use pmd::{Batch, PacketBuf, BURST};
 
-/// No entry: the packet had no key or missed.
-const MISS: u32 = u32::MAX;
 
 /// What [`act`] made of a hit, packed in a word so a batch's outcomes compare
 /// cheaply: `port << 16 | vsid_slot` for a packet to send, or one of the two
@@ -56,14 +55,13 @@ pub struct FastPath {
     fields: [Fields; BURST],
     hashes: [u64; BURST],
     has_key: [bool; BURST],
-    entries: [u32; BURST],
     /// For each packet handed to the slow path, its index in this batch's keys (or `u8::MAX`).
     slow_from: ArrayVec<u8, BURST>,
 }
 
 impl Default for FastPath {
     fn default() -> Self {
-        FastPath { keys: [FlowKey::default(); BURST], fields: [Fields::default(); BURST], hashes: [0; BURST], has_key: [false; BURST], entries: [MISS; BURST], slow_from: ArrayVec::new() }
+        FastPath { keys: [FlowKey::default(); BURST], fields: [Fields::default(); BURST], hashes: [0; BURST], has_key: [false; BURST], slow_from: ArrayVec::new() }
     }
 }
 
@@ -82,7 +80,8 @@ impl FastPath {
 
     /// Run `pkts` (received on `in_port`, entry `port`) through the cache;
     /// what misses stays in `pkts`, in order, for the slow path.
-    pub fn run<B: PacketBuf>(&mut self, cache: &mut FlowCache, t: &Tables, in_port: u16, port: &PortEntry, pkts: &mut Batch<B>, out: &mut Out<'_, B>) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn run<B: PacketBuf>(&mut self, cache: &mut FlowCache, t: &Tables, store: &PolicyStore, now: u64, in_port: u16, port: &PortEntry, pkts: &mut Batch<B>, out: &mut Out<'_, B>) {
         let n = pkts.len().min(BURST);
         self.slow_from.clear();
         // Stage 1: keys and hashes; prefetch the buckets.
@@ -116,7 +115,7 @@ impl FastPath {
             };
             hits += 1;
             let (Some(a), Some(p)) = (cache.action(e), pkts.get_mut(i)) else { continue };
-            outcome[i] = act(t, out, a, &self.keys[i], &self.fields[i], p);
+            outcome[i] = act(t, store, now, out, a, &self.keys[i], &self.fields[i], p);
         }
         cache.account(hits, misses);
         // Stage 3: deliver. A batch that all leaves by one port in one VSID is handed over whole.
@@ -141,7 +140,8 @@ impl FastPath {
 
 /// Carry out cached action `a` on packet `p` (key `k`, fields `f`).
 #[inline(always)]
-fn act<B: PacketBuf>(t: &Tables, out: &mut Out<'_, B>, a: &Action, k: &FlowKey, f: &Fields, p: &mut B) -> Outcome {
+#[allow(clippy::too_many_arguments)]
+fn act<B: PacketBuf>(t: &Tables, store: &PolicyStore, now: u64, out: &mut Out<'_, B>, a: &Action, k: &FlowKey, f: &Fields, p: &mut B) -> Outcome {
     let st: &DatapathStats = out.st;
     if let Step::Drop(r) = a.step {
         if !r.at_ingress() {
@@ -179,6 +179,11 @@ fn act<B: PacketBuf>(t: &Tables, out: &mut Out<'_, B>, a: &Action, k: &FlowKey, 
                 match encap(p, tpl, fid) {
                     Ok(()) => {
                         out.tally.encapsulated += 1;
+                        if out.tally.noted != slot {
+                            // Once per record per batch: REDIRECTs are accepted only for CAs recently sent to.
+                            store.note_sent(slot, now);
+                            out.tally.noted = slot;
+                        }
                         out_to(tpl.uplink, a.out_vsid_slot)
                     }
                     Err(r) => {

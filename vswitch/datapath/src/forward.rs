@@ -3,7 +3,10 @@
 //! For a packet from a VM (its VSID already assigned):
 //! - ARP requests and IPv6 neighbor solicitations for a CA of the VSID (or
 //!   its virtual gateway) are answered in place from the lookup records and
-//!   sent back to the VM; nothing is flooded to the fabric;
+//!   sent back to the VM; nothing is flooded to the fabric. A duplicate
+//!   address probe (ARP from 0.0.0.0, NS from `::`) for the asker's own
+//!   address is not answered ([`DadOwnAddress`](DropReason::DadOwnAddress));
+//!   for another VM's address it is (the address is in use);
 //! - frames to the subnet's virtual gateway MAC are routed by the
 //!   distributed router within the routing domain (TTL/hop limit
 //!   decremented, MACs rewritten, VSID changed), or sent to the VSID's
@@ -11,7 +14,14 @@
 //! - other unicast goes to the lookup record of (VSID, destination CA), or
 //!   (VSID, destination MAC) for non-IP: a local port or NVGRE encapsulation;
 //! - broadcast and multicast reach the other local ports of the VSID only
-//!   (remote members are not replicated to: HNV answers ARP/ND itself).
+//!   (remote members are not replicated to: HNV answers ARP/ND itself);
+//! - an IP packet from an unspecified or link-local source (IPv4 0.0.0.0 or
+//!   169.254/16, IPv6 `::` or fe80::/10; ingress admitted only the VM's own)
+//!   stays on the host: routing or encapsulating it is
+//!   [`LinkLocalOffLink`](DropReason::LinkLocalOffLink).
+//!
+//! Every flood is marked ([`Meta::flooded`]) so that egress filters apply
+//! "in" rules to it as to any delivery to a local VM port.
 //!
 //! Decapsulated packets go to the local port of their VSID that owns the
 //! destination MAC (broadcast: every local port of the VSID). A decapsulated
@@ -39,6 +49,17 @@ pub struct HnvForwarder {
 const ARP: u16 = 0x0806;
 const IPV4: u16 = 0x0800;
 const IPV6: u16 = 0x86dd;
+
+/// An unspecified or link-local IP source: it must not leave the host.
+fn on_link_only(m: &Meta) -> bool {
+    if m.ethertype != IPV4 && m.ethertype != IPV6 {
+        return false;
+    }
+    match m.src {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_link_local(),
+        IpAddr::V6(a) => a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
 
 fn dst_mac(data: &[u8]) -> [u8; 6] {
     let mut m = [0u8; 6];
@@ -74,6 +95,7 @@ impl ForwardingExtension for HnvForwarder {
                 if let Verdict::Port(port) = *v {
                     m.out_port = port;
                 }
+                m.flooded = *v == Verdict::Flood;
             }
         }
     }
@@ -125,7 +147,11 @@ impl HnvForwarder {
         if EthernetAddress(dst).is_multicast() {
             return Verdict::Flood;
         }
+        let local_only = on_link_only(m);
         if dst == vs.gw_mac {
+            if local_only {
+                return Verdict::Drop(DropReason::LinkLocalOffLink);
+            }
             return self.route(t, p, m, vs.rd);
         }
         let rec = match m.ethertype {
@@ -138,6 +164,8 @@ impl HnvForwarder {
                 m.dst_slot = d.slot;
                 if d.mac != dst {
                     Verdict::Drop(DropReason::DstMacMismatch)
+                } else if local_only && matches!(d.to, Delivery::Encap(_)) {
+                    Verdict::Drop(DropReason::LinkLocalOffLink)
                 } else {
                     deliver_to(d)
                 }
@@ -162,6 +190,10 @@ impl HnvForwarder {
                 None => return Verdict::Drop(DropReason::ArpNoRecord),
             }
         };
+        // An ARP probe (sender 0.0.0.0) for the asker's own address: a reply would be a conflict.
+        if data.get(28..32) == Some(&[0, 0, 0, 0][..]) && data.get(6..12) == Some(&answer[..]) {
+            return Verdict::Drop(DropReason::DadOwnAddress);
+        }
         match hnv_wire::arp::make_reply_frame_in_place(p.data_mut(), EthernetAddress(answer)) {
             Ok(()) => {
                 self.answered += 1;
@@ -171,8 +203,12 @@ impl HnvForwarder {
         }
     }
 
-    /// `None` for ICMPv6 that is not neighbor discovery.
+    /// `None` for ICMPv6 that is not neighbor discovery, or that follows
+    /// extension headers (e.g. MLD behind Hop-by-Hop): forwarded as any IP.
     fn neighbor_discovery<B: PacketBuf>(&mut self, t: &Tables, p: &mut B, m: &Meta) -> Option<Verdict> {
+        if p.data().get(20) != Some(&58) {
+            return None;
+        }
         let icmp_type = *p.data().get(54)?;
         match icmp_type {
             135 => {}
@@ -190,6 +226,10 @@ impl HnvForwarder {
                 None => return Some(Verdict::Drop(DropReason::NdNoRecord)),
             }
         };
+        // Duplicate address detection (source ::) for the asker's own address: an advert would fail its DAD.
+        if m.src.is_unspecified() && p.data().get(6..12) == Some(&answer[..]) {
+            return Some(Verdict::Drop(DropReason::DadOwnAddress));
+        }
         let need = hnv_wire::ndisc::ADVERT_FRAME_LEN;
         if p.len() < need && p.append(need - p.len()).is_none() {
             return Some(Verdict::Drop(DropReason::NoHeadroom));

@@ -1,16 +1,32 @@
 //! Ingress: parse, assign the VSID, check the sender, and decapsulate.
 //!
 //! - From a VM port: the frame takes the port's VSID; its source MAC must be
-//!   the port's and its source CA one of the port's addresses (IPv6
-//!   link-local and `::` are allowed for neighbor discovery). 802.1Q-tagged
-//!   frames are dropped: VM ports are access ports.
+//!   the port's and its source CA one of the port's addresses, with three
+//!   narrow exemptions ([`SpoofedIp`](DropReason::SpoofedIp) otherwise):
+//!   `0.0.0.0` only for DHCP (UDP 68 → 67) and ARP probes; `::` only for
+//!   neighbor solicitations and MLD reports (duplicate address detection);
+//!   an IPv6 link-local source only when it is the VM's own (the EUI-64
+//!   address of its MAC, or listed). The forwarder keeps such sources on the
+//!   host. 802.1Q-tagged frames are dropped: VM ports are access ports.
 //! - From an uplink: provider ARP for a local PA is answered in place (and its
-//!   sender offered to the neighbor learner); NVGRE to a local PA is
-//!   validated in one pass (GRE flags/version/protocol, VSID range and
+//!   sender, when the Ethernet source agrees, offered to the neighbor
+//!   learner); NVGRE is checked in this order: GRE to a local PA
+//!   ([`UplinkNotForUs`](DropReason::UplinkNotForUs)), outer IPv4 header
+//!   checksum ([`OuterChecksum`](DropReason::OuterChecksum)), not a fragment
+//!   ([`Malformed`](DropReason::Malformed)), outer source not a local PA
+//!   ([`OuterSrcLocal`](DropReason::OuterSrcLocal)), outer destination MAC
+//!   the MAC of that local PA ([`OuterDstMac`](DropReason::OuterDstMac):
+//!   the uplink is promiscuous, so flooded unicast for other hosts arrives
+//!   too); then, in one pass, GRE flags/version/protocol, VSID range and
 //!   presence on this host, no inner 802.1Q tag, the inner source's lookup
-//!   record naming the outer source PA) and the outer headers removed. An
-//!   MS-NVGREE REDIRECT/UNREACHABLE addressed to a local PA's MAC is handed
-//!   to the control side as a [`Hint`] and consumed.
+//!   record naming the outer source PA, and the outer headers are removed.
+//!   An MS-NVGREE REDIRECT/UNREACHABLE addressed to a local PA's MAC is
+//!   handed to the control side as a [`Hint`] and consumed.
+//! - L3 parsing ([`parse_l3`]) walks up to [`MAX_EXT_HEADERS`] IPv6
+//!   extension headers (Hop-by-Hop, Routing, Fragment, Destination Options,
+//!   AH) to the transport protocol; a longer or truncated chain is
+//!   [`Ipv6ExtHeaders`](DropReason::Ipv6ExtHeaders). Non-first fragments
+//!   (IPv4 or IPv6) carry no ports: [`Meta::ports_unknown`] is set for the ACL.
 //!
 //! Never panics, never allocates; every rejection is a [`DropReason`].
 
@@ -39,38 +55,101 @@ pub enum Hint {
     },
 }
 
-/// Fill the L3/L4 fields of `meta` from an Ethernet payload.
-pub fn parse_l3(ethertype: EtherType, l3: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
+/// IPv6 extension headers [`parse_l3`] walks before giving up.
+pub const MAX_EXT_HEADERS: usize = 8;
+
+/// Walk the IPv6 extension headers that start at `rest` (the first one of
+/// type `next`): the transport protocol, its header (empty for a non-first
+/// fragment), and whether this is a non-first fragment.
+fn walk_ipv6(mut next: u8, mut rest: &[u8]) -> Result<(u8, &[u8], bool), DropReason> {
+    let mut later_fragment = false;
+    for _ in 0..MAX_EXT_HEADERS {
+        let len = match next {
+            // Hop-by-Hop, Routing, Destination Options: length in 8-octet units after the first 8.
+            0 | 43 | 60 => rest.get(1).map(|&l| (usize::from(l) + 1) * 8),
+            // Fragment: fixed 8 octets; offset in the top 13 bits of bytes 2..4.
+            44 => {
+                if let Some(h) = rest.get(2..4) {
+                    later_fragment |= u16::from_be_bytes([h[0], h[1]]) >> 3 != 0;
+                }
+                Some(8)
+            }
+            // Authentication Header: length in 4-octet units, minus 2.
+            51 => rest.get(1).map(|&l| (usize::from(l) + 2) * 4),
+            _ => return Ok((next, rest, later_fragment)),
+        };
+        let (Some(len), Some(&n)) = (len, rest.first()) else { return Err(DropReason::Ipv6ExtHeaders) };
+        rest = rest.get(len..).ok_or(DropReason::Ipv6ExtHeaders)?;
+        next = n;
+        if later_fragment {
+            // What follows a non-first fragment header is payload, not headers.
+            return Ok((next, &[], true));
+        }
+    }
+    match next {
+        0 | 43 | 44 | 51 | 60 => Err(DropReason::Ipv6ExtHeaders),
+        _ => Ok((next, rest, later_fragment)),
+    }
+}
+
+/// Fill the L3/L4 fields of `meta` from an Ethernet payload; the ICMP or
+/// ICMPv6 type when the packet carries an ICMP header.
+pub fn parse_l3(ethertype: EtherType, l3: &[u8], meta: &mut Meta) -> Result<Option<u8>, DropReason> {
     meta.ethertype = u16::from(ethertype);
-    let (proto, l4) = match ethertype {
+    let (proto, l4, later_fragment) = match ethertype {
         EtherType::Ipv4 => {
             let ip = Ipv4Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
             meta.src = IpAddr::V4(ip.src_addr());
             meta.dst = IpAddr::V4(ip.dst_addr());
             let proto = u8::from(ip.next_header());
             // Only the first fragment carries ports.
-            (proto, if ip.frag_offset() == 0 { ip.payload() } else { &[][..] })
+            if ip.frag_offset() == 0 {
+                (proto, ip.payload(), false)
+            } else {
+                (proto, &[][..], true)
+            }
         }
         EtherType::Ipv6 => {
             let ip = Ipv6Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
             meta.src = IpAddr::V6(ip.src_addr());
             meta.dst = IpAddr::V6(ip.dst_addr());
-            (u8::from(ip.next_header()), ip.payload())
+            walk_ipv6(u8::from(ip.next_header()), ip.payload())?
         }
-        _ => return Ok(()),
+        _ => return Ok(None),
     };
     meta.proto = proto;
-    if (proto == 6 || proto == 17) && l4.len() >= 4 {
-        meta.sport = u16::from_be_bytes([l4[0], l4[1]]);
-        meta.dport = u16::from_be_bytes([l4[2], l4[3]]);
+    if proto == 6 || proto == 17 {
+        match l4.get(..4) {
+            Some(p) if !later_fragment => {
+                meta.sport = u16::from_be_bytes([p[0], p[1]]);
+                meta.dport = u16::from_be_bytes([p[2], p[3]]);
+            }
+            _ => meta.ports_unknown = true,
+        }
     }
-    Ok(())
+    Ok(if (proto == 1 || proto == 58) && !later_fragment { l4.first().copied() } else { None })
 }
 
 fn is_link_local_or_unspecified(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V6(a) => a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80,
         IpAddr::V4(a) => a.is_unspecified(),
+    }
+}
+
+/// The IPv6 link-local address a VM forms from its MAC (modified EUI-64).
+fn eui64_link_local(mac: [u8; 6]) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]])
+}
+
+/// Whether a VM whose MAC is `mac` may send IP from `meta.src` though it is
+/// not one of its addresses: DHCP from 0.0.0.0, DAD from `::`, its own link-local.
+fn exempt_source(mac: [u8; 6], meta: &Meta, icmp_type: Option<u8>) -> bool {
+    match meta.src {
+        IpAddr::V4(a) => a.is_unspecified() && meta.proto == 17 && !meta.ports_unknown && meta.sport == 68 && meta.dport == 67,
+        // Neighbor solicitation (135), MLDv1/v2 report (131, 143).
+        IpAddr::V6(a) if a.is_unspecified() => meta.proto == 58 && matches!(icmp_type, Some(131 | 135 | 143)),
+        IpAddr::V6(a) => a == eui64_link_local(mac),
     }
 }
 
@@ -103,16 +182,17 @@ fn vm<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &B, meta: &mut Meta) -> Resul
             if arp.source_hardware_addr().0 != port.mac {
                 return Err(DropReason::SpoofedMac);
             }
+            // Its own addresses, or 0.0.0.0 (an ARP probe).
             let spa = IpAddr::V4(arp.source_protocol_addr());
-            if !port.addresses.contains(&spa) && !is_link_local_or_unspecified(spa) {
+            if !port.addresses.contains(&spa) && !spa.is_unspecified() {
                 return Err(DropReason::SpoofedIp);
             }
             return Ok(());
         }
         _ => {}
     }
-    parse_l3(ethertype, eth.payload(), meta)?;
-    if matches!(ethertype, EtherType::Ipv4 | EtherType::Ipv6) && !port.addresses.contains(&meta.src) && !is_link_local_or_unspecified(meta.src) {
+    let icmp_type = parse_l3(ethertype, eth.payload(), meta)?;
+    if matches!(ethertype, EtherType::Ipv4 | EtherType::Ipv6) && !port.addresses.contains(&meta.src) && !exempt_source(port.mac, meta, icmp_type) {
         return Err(DropReason::SpoofedIp);
     }
     Ok(())
@@ -151,6 +231,9 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
             if ip.next_header() != IpProtocol::Gre || t.local_pa(IpAddr::V4(ip.dst_addr())).is_none() {
                 return Err(DropReason::UplinkNotForUs);
             }
+            if !ip.verify_checksum() {
+                return Err(DropReason::OuterChecksum);
+            }
             if ip.frag_offset() != 0 || ip.more_frags() {
                 return Err(DropReason::Malformed);
             }
@@ -165,6 +248,13 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
         }
         _ => return Err(DropReason::UplinkNotForUs),
     };
+    if t.local_pa(outer_src).is_some() {
+        return Err(DropReason::OuterSrcLocal);
+    }
+    // The local PA's own MAC only: not flooded unicast for another host, not broadcast.
+    if t.local_pa(outer_dst).map(|pa| pa.mac) != Some(eth.dst_addr().0) {
+        return Err(DropReason::OuterDstMac);
+    }
     // The IP views bounded the payload by the IP length; an Ethernet pad may follow.
     let ip_end = l3_off
         + match ethertype {
@@ -198,7 +288,7 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
             }
         }
     }
-    parse_l3(iethertype, ieth.payload(), meta)?;
+    let _ = parse_l3(iethertype, ieth.payload(), meta)?;
     // Provider-side anti-spoofing: the inner source must live at the outer source PA.
     let src_rec = match iethertype {
         EtherType::Ipv4 | EtherType::Ipv6 if !is_link_local_or_unspecified(meta.src) => t.source_record(vsid, meta.src),
@@ -229,7 +319,9 @@ fn provider_arp<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, l3_off: usi
     let sender = (IpAddr::V4(arp.source_protocol_addr()), arp.source_hardware_addr().0);
     let target = IpAddr::V4(arp.target_protocol_addr());
     let op = arp.operation();
-    if !sender.0.is_unspecified() && EthernetAddress(sender.1).is_unicast() {
+    // Offered only when the Ethernet source agrees; the control side learns
+    // only addresses the policy uses (see `PolicyStore::apply_learned`).
+    if !sender.0.is_unspecified() && EthernetAddress(sender.1).is_unicast() && data.get(6..12) == Some(&sender.1[..]) {
         learn(sender);
     }
     let Some(pa) = t.local_pa(target).copied() else { return Err(DropReason::ProviderArpIgnored) };

@@ -35,6 +35,12 @@ pub struct Meta {
     pub src_slot: u32,
     /// Routed by the distributed router.
     pub routed: bool,
+    /// The transport ports could not be read (a non-first IPv4/IPv6 fragment,
+    /// or a first fragment too short to hold them): the ACL assumes that
+    /// port-specific deny rules match.
+    pub ports_unknown: bool,
+    /// The forwarder flooded it to the local ports of `vsid`.
+    pub flooded: bool,
 }
 
 /// `Meta::out_port` when the packet is not delivered to a local port.
@@ -43,7 +49,7 @@ pub const NO_PORT: u16 = u16::MAX;
 impl Default for Meta {
     fn default() -> Self {
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        Meta { in_port: 0, from_uplink: false, vsid: 0, vsid_slot: 0, ethertype: 0, proto: 0, src: any, dst: any, sport: 0, dport: 0, outer_src: any, out_port: NO_PORT, dst_slot: u32::MAX, src_slot: u32::MAX, routed: false }
+        Meta { in_port: 0, from_uplink: false, vsid: 0, vsid_slot: 0, ethertype: 0, proto: 0, src: any, dst: any, sport: 0, dport: 0, outer_src: any, out_port: NO_PORT, dst_slot: u32::MAX, src_slot: u32::MAX, routed: false, ports_unknown: false, flooded: false }
     }
 }
 

@@ -106,6 +106,8 @@ impl SlowPath<'_> {
                 Verdict::Encap(idx) => match t.dests.get(idx as usize) {
                     Some(d @ Dest { to: Delivery::Encap(tpl), forward_moved, .. }) => match encap(&mut p, tpl, if d.flow_entropy { flow_id(m) } else { 0 }) {
                         Ok(()) => {
+                            // REDIRECTs are accepted only for CAs recently sent to.
+                            self.store.note_sent(d.slot, self.now);
                             if m.from_uplink && *forward_moved {
                                 keep_outer_source(&mut p, tpl, m.outer_src);
                             }

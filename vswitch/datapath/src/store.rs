@@ -12,11 +12,27 @@
 //! Provider-side neighbor learning: workers push (PA, MAC) pairs into a
 //! bounded lock-free queue (a full queue drops the hint); the control thread
 //! drains it with [`PolicyStore::apply_learned`] and republishes when a next
-//! hop's MAC is new or changed.
+//! hop's MAC is new, changed or aged out. Only addresses the policy uses are
+//! learned (a lookup record's remote PA or a provider route's next hop, on a
+//! provider subnet, without a static neighbor entry: static wins); the table
+//! holds at most [`MAX_LEARNED`] entries and an entry not seen again for
+//! [`NEIGHBOR_AGE`] is forgotten. Time is passed in, never read here.
 //!
 //! MS-NVGREE: workers push received REDIRECT/UNREACHABLE messages into a
 //! second bounded queue; [`PolicyStore::apply_control`] (control thread)
 //! validates them, keeps notices, and republishes when a REDIRECT is applied.
+//! A REDIRECT is accepted only when, in this order: REDIRECT handling is on
+//! ([`PolicyStore::set_accept_redirects`]); the rate limit has a token
+//! ([`REDIRECT_BURST`] at once, [`REDIRECT_RATE`] per second); the policy
+//! places the CA at the sending PA; this host sent to that CA within
+//! [`SENT_WINDOW_SECS`] (workers mark each record slot they encapsulate to
+//! with [`PolicyStore::note_sent`]: one relaxed load and compare per packet,
+//! a store only when the mark is older than an eighth of the window); the
+//! quoted source CA is a local VM's address in the VSID it arrived in; the
+//! new PA is a provider address the policy knows (a lookup record's PA or a
+//! static neighbor) and neither the sender nor this host; and the policy
+//! with the new PA validates. Accepted and refused REDIRECTs are counted
+//! ([`PolicyStore::redirect_counts`]).
 //! The compiled tables then come from an *effective* policy: [`PolicyStore::policy`]
 //! (what is saved and shown) with the PAs of redirected CAs replaced, until the
 //! policy changes those records or the REDIRECT expires. Live migration: a
@@ -31,7 +47,8 @@ use hnv_policy::{Policy, Vsid};
 use hnv_wire::nvgree::{Control, ControlRepr};
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Learned-neighbor hints buffered between workers and the control thread.
@@ -41,7 +58,8 @@ const LEARN_QUEUE: usize = 1024;
 struct Inner {
     policy: Policy,
     slots: VsidSlots,
-    learned: Vec<Learned>,
+    /// Learned provider neighbors with the time each was last seen.
+    learned: Vec<(IpAddr, [u8; 6], Instant)>,
     generation: u64,
     /// Records whose VM moved away from this host, with the end of their grace period.
     moved: Vec<(u32, Instant)>,
@@ -52,12 +70,92 @@ struct Inner {
     notices: VecDeque<Notice>,
     /// UNREACHABLE messages received so far.
     unreachable: u64,
+    /// REDIRECT handling on (operator switch; default on).
+    accept_redirects: bool,
+    /// REDIRECTs applied / refused so far.
+    redirects_accepted: u64,
+    redirects_refused: u64,
+    /// REDIRECT rate-limit tokens and when they were last refilled.
+    tokens: u32,
+    refilled: Option<Instant>,
+    /// Reads the datapath clock (the `now` workers pass to [`PolicyStore::note_sent`]).
+    clock: fn() -> u64,
 }
 
 /// How long a REDIRECT overrides the policy's PA for a CA (unless the policy changes first).
 pub const REDIRECT_HOLD: Duration = Duration::from_secs(60);
 /// Control messages remembered for `hnvctl show notices`.
 const NOTICES: usize = 64;
+/// A REDIRECT is accepted only for a CA this host encapsulated to within this many seconds.
+pub const SENT_WINDOW_SECS: u64 = 2;
+/// REDIRECTs handled at once before the rate limit bites.
+pub const REDIRECT_BURST: u32 = 32;
+/// REDIRECTs handled per second, sustained.
+pub const REDIRECT_RATE: u32 = 32;
+/// Most provider neighbors learned at once (the oldest is forgotten first).
+pub const MAX_LEARNED: usize = 1024;
+/// A learned provider neighbor not seen again for this long is forgotten.
+pub const NEIGHBOR_AGE: Duration = Duration::from_secs(20 * 60);
+/// Sent marks: direct-mapped by record slot (low 16 bits), told apart by a 16-bit tag.
+const SENT_MARKS: usize = 1 << 16;
+/// Datapath time kept in a mark: the low 48 bits (compared modulo 2^48).
+const TIME_MASK: u64 = (1 << 48) - 1;
+
+/// The default datapath clock: nanoseconds since the first call (workers
+/// that pass TSC cycles set theirs with [`PolicyStore::set_datapath_clock`]).
+fn monotonic_ns() -> u64 {
+    static ANCHOR: OnceLock<Instant> = OnceLock::new();
+    ANCHOR.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// "This host encapsulated to record slot S at datapath time T", shared by all workers.
+#[derive(Debug)]
+struct SentMarks {
+    /// `time << 16 | tag` per mark; 0 = never.
+    marks: Box<[AtomicU64]>,
+    /// Datapath ticks in the acceptance window.
+    window: AtomicU64,
+    /// A mark younger than this is not rewritten.
+    refresh: AtomicU64,
+}
+
+impl SentMarks {
+    fn new(ticks_per_sec: u64) -> Self {
+        let s = SentMarks { marks: (0..SENT_MARKS).map(|_| AtomicU64::new(0)).collect(), window: AtomicU64::new(0), refresh: AtomicU64::new(0) };
+        s.set_rate(ticks_per_sec);
+        s
+    }
+
+    fn set_rate(&self, ticks_per_sec: u64) {
+        let window = ticks_per_sec.saturating_mul(SENT_WINDOW_SECS).min(TIME_MASK / 4);
+        self.window.store(window, Ordering::Relaxed);
+        self.refresh.store(window / 8, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn note(&self, slot: u32, now: u64) {
+        let Some(m) = self.marks.get(slot as usize % SENT_MARKS) else { return };
+        let tag = u64::from(slot >> 16);
+        let t = (now & TIME_MASK).max(1);
+        let old = m.load(Ordering::Relaxed);
+        if old != 0 && old & 0xffff == tag && (t.wrapping_sub(old >> 16) & TIME_MASK) < self.refresh.load(Ordering::Relaxed) {
+            return;
+        }
+        m.store(t << 16 | tag, Ordering::Relaxed);
+    }
+
+    fn recent(&self, slot: u32, now: u64) -> bool {
+        let Some(m) = self.marks.get(slot as usize % SENT_MARKS) else { return false };
+        let old = m.load(Ordering::Relaxed);
+        if old == 0 || old & 0xffff != u64::from(slot >> 16) {
+            return false;
+        }
+        let age = (now & TIME_MASK).wrapping_sub(old >> 16) & TIME_MASK;
+        let window = self.window.load(Ordering::Relaxed);
+        // A worker's clock may run slightly ahead of the control thread's.
+        age <= window || age >= TIME_MASK - window
+    }
+}
 
 /// A CA whose traffic goes to `new_pa` instead of the policy's `from` because
 /// the host at `from` sent a REDIRECT.
@@ -104,6 +202,7 @@ pub struct PolicyStore {
     inner: Mutex<Inner>,
     learn: ArrayQueue<Learned>,
     control: ArrayQueue<(u32, ControlRepr)>,
+    sent: SentMarks,
 }
 
 impl PolicyStore {
@@ -123,9 +222,16 @@ impl PolicyStore {
                 redirects: Vec::new(),
                 notices: VecDeque::new(),
                 unreachable: 0,
+                accept_redirects: true,
+                redirects_accepted: 0,
+                redirects_refused: 0,
+                tokens: REDIRECT_BURST,
+                refilled: None,
+                clock: monotonic_ns,
             }),
             learn: ArrayQueue::new(LEARN_QUEUE),
             control: ArrayQueue::new(LEARN_QUEUE),
+            sent: SentMarks::new(1_000_000_000),
         }
     }
 
@@ -155,6 +261,8 @@ impl PolicyStore {
         g.generation += 1;
         let generation = g.generation;
         let Inner { policy, slots, learned, moved, grace, redirects, .. } = g;
+        let learned: Vec<Learned> = learned.iter().map(|&(ip, mac, _)| (ip, mac)).collect();
+        let learned = &learned;
         let prev = current.load_full();
         // A REDIRECT holds only while the policy still places the CA at its sender.
         redirects.retain(|r| Vsid::new(r.vsid).ok().and_then(|v| policy.lookup_record(v, r.ca)).is_some_and(|rec| rec.pa == r.from));
@@ -208,34 +316,74 @@ impl PolicyStore {
         let _ = self.learn.push(n);
     }
 
-    /// Drain learned neighbors; republish if any is new or changed. Returns true if republished.
-    pub fn apply_learned(&self) -> bool {
-        if self.learn.is_empty() {
-            return false;
-        }
+    /// Drain learned neighbors seen up to `now` and forget those not seen for
+    /// [`NEIGHBOR_AGE`]; republish if any is new, changed or forgotten.
+    /// Returns true if republished.
+    ///
+    /// A neighbor is learned only when its address is on a provider subnet of
+    /// this host, has no static entry, and is used by the policy: the PA of a
+    /// remote lookup record or the next hop of a provider route.
+    pub fn apply_learned(&self, now: Instant) -> bool {
         let mut g = self.lock();
         let mut changed = false;
         while let Some((ip, mac)) = self.learn.pop() {
-            let on_link = g.policy.host.provider_addresses.iter().any(|pa| pa.subnet().contains(ip));
-            if !on_link || g.policy.host.neighbor(ip).is_some() {
+            let h = &g.policy.host;
+            let on_link = h.provider_addresses.iter().any(|pa| pa.subnet().contains(ip));
+            let used = (g.policy.lookup.iter().any(|r| r.pa == ip) && !h.is_local_pa(ip)) || h.provider_routes.iter().any(|r| r.next_hop == ip);
+            if !on_link || !used || h.neighbor(ip).is_some() {
                 continue;
             }
-            match g.learned.iter_mut().find(|(a, _)| *a == ip) {
-                Some(e) if e.1 == mac => {}
+            match g.learned.iter_mut().find(|(a, _, _)| *a == ip) {
                 Some(e) => {
+                    changed |= e.1 != mac;
                     e.1 = mac;
-                    changed = true;
+                    e.2 = now;
                 }
                 None => {
-                    g.learned.push((ip, mac));
+                    if g.learned.len() >= MAX_LEARNED {
+                        if let Some(oldest) = g.learned.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i) {
+                            g.learned.swap_remove(oldest);
+                        }
+                    }
+                    g.learned.push((ip, mac, now));
                     changed = true;
                 }
             }
         }
+        let before = g.learned.len();
+        g.learned.retain(|e| now.saturating_duration_since(e.2) <= NEIGHBOR_AGE);
+        changed |= g.learned.len() != before;
         if changed {
             Self::publish(&self.current, &mut g);
         }
         changed
+    }
+
+    /// Mark record slot `slot` as encapsulated to at datapath time `now`
+    /// (called by workers per encapsulated packet: one relaxed load and
+    /// compare, a relaxed store at most every eighth of the window).
+    #[inline]
+    pub fn note_sent(&self, slot: u32, now: u64) {
+        self.sent.note(slot, now);
+    }
+
+    /// The datapath clock workers pass as `now` and its ticks per second
+    /// (default: nanoseconds since the first store was made).
+    pub fn set_datapath_clock(&self, clock: fn() -> u64, ticks_per_sec: u64) {
+        self.lock().clock = clock;
+        self.sent.set_rate(ticks_per_sec);
+    }
+
+    /// Turn REDIRECT handling on or off (default on); off also ends the REDIRECTs in force
+    /// at the next [`PolicyStore::apply_control`].
+    pub fn set_accept_redirects(&self, on: bool) {
+        self.lock().accept_redirects = on;
+    }
+
+    /// REDIRECTs (accepted, refused) so far.
+    pub fn redirect_counts(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.redirects_accepted, g.redirects_refused)
     }
 
     /// Offer a received control message (called by workers; never blocks).
@@ -253,10 +401,24 @@ impl PolicyStore {
     /// [`REDIRECT_HOLD`] passes. An UNREACHABLE is logged and kept as a
     /// notice for the operator: this host's policy is stale for that CA.
     pub fn apply_control(&self, now: Instant) -> bool {
+        let clock = self.lock().clock;
+        self.apply_control_at(now, clock())
+    }
+
+    /// [`PolicyStore::apply_control`] with the datapath clock read as `dp_now`.
+    pub fn apply_control_at(&self, now: Instant, dp_now: u64) -> bool {
         let mut g = self.lock();
         let before = g.redirects.len();
-        g.redirects.retain(|r| r.until > now);
+        let on = g.accept_redirects;
+        g.redirects.retain(|r| on && r.until > now);
         let mut changed = g.redirects.len() != before;
+        // Refill the rate limit.
+        let last = *g.refilled.get_or_insert(now);
+        let add = now.saturating_duration_since(last).as_millis().saturating_mul(u128::from(REDIRECT_RATE)) / 1000;
+        if add > 0 {
+            g.tokens = u128::from(g.tokens).saturating_add(add).min(u128::from(REDIRECT_BURST)) as u32;
+            g.refilled = Some(now);
+        }
         while let Some((vsid, msg)) = self.control.pop() {
             let ca = IpAddr::V4(msg.dst_ca);
             let from = IpAddr::V4(msg.from_pa);
@@ -270,14 +432,37 @@ impl PolicyStore {
                 }
                 Control::Redirect { new_pa } => {
                     let new_pa = IpAddr::V4(new_pa);
-                    let outcome = match redirect(&g.policy, &g.redirects, vsid, ca, from, new_pa) {
+                    let checked = if !g.accept_redirects {
+                        Err("REDIRECT handling is off".to_string())
+                    } else if g.tokens == 0 {
+                        Err("rate limit".to_string())
+                    } else {
+                        g.tokens -= 1;
+                        let quoted = IpAddr::V4(msg.src_ca);
+                        // The cheap checks first; `redirect` then validates the policy with the new PA.
+                        match record_in_domain(&g.policy, vsid, ca).filter(|r| r.pa == from) {
+                            None => Err(format!("the policy does not place CA {ca} (routing domain of VSID {vsid}) at the sender {from}")),
+                            Some(rec) if !g.slots.record_slot(rec.vsid.get(), ca).is_some_and(|s| self.sent.recent(s, dp_now)) => {
+                                Err(format!("this host has not sent to CA {ca} in VSID {} within {SENT_WINDOW_SECS} s", rec.vsid.get()))
+                            }
+                            Some(_) if !g.policy.ports.iter().any(|p| p.role == hnv_policy::PortRole::Vm && p.vsid.is_some_and(|pv| pv.get() == vsid) && p.addresses.contains(&quoted)) => {
+                                Err(format!("the quoted source {quoted} is not a local VM's address in VSID {vsid}"))
+                            }
+                            Some(_) => redirect(&g.policy, &g.redirects, vsid, ca, from, new_pa),
+                        }
+                    };
+                    let outcome = match checked {
                         Ok(vsid) => {
                             g.redirects.retain(|r| !(r.vsid == vsid && r.ca == ca));
                             g.redirects.push(Redirected { vsid, ca, from, new_pa, until: now + REDIRECT_HOLD });
+                            g.redirects_accepted += 1;
                             changed = true;
                             format!("applied: CA {ca} in VSID {vsid} now encapsulated to {new_pa} until the policy changes (at most {} s)", REDIRECT_HOLD.as_secs())
                         }
-                        Err(why) => format!("ignored: {why}"),
+                        Err(why) => {
+                            g.redirects_refused += 1;
+                            format!("ignored: {why}")
+                        }
                     };
                     ("redirect", Some(new_pa), outcome)
                 }
@@ -315,7 +500,7 @@ impl PolicyStore {
 
     /// Provider neighbors learned so far.
     pub fn learned(&self) -> Vec<Learned> {
-        self.lock().learned.clone()
+        self.lock().learned.iter().map(|&(ip, mac, _)| (ip, mac)).collect()
     }
 }
 
@@ -347,6 +532,9 @@ fn redirect(policy: &Policy, redirects: &[Redirected], vsid: u32, ca: IpAddr, fr
     }
     if new_pa == from || policy.host.provider_addresses.iter().any(|p| p.address == new_pa) {
         return Err(format!("new PA {new_pa} is the sender itself or this host"));
+    }
+    if !policy.lookup.iter().any(|r| r.pa == new_pa) && policy.host.neighbor(new_pa).is_none() {
+        return Err(format!("new PA {new_pa} is not a provider address the policy knows (no lookup record or static neighbor names it)"));
     }
     let mut next: Vec<Redirected> = redirects.iter().filter(|r| !(r.vsid == vsid && r.ca == ca)).copied().collect();
     next.push(Redirected { vsid, ca, from, new_pa, until: Instant::now() });

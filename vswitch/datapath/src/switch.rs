@@ -119,7 +119,7 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         let port = t.port(in_port);
         let mut o = Out { tx: out, st, tally, in_port };
         match (cache.as_mut(), port) {
-            (Some(c), Some(p)) if pipeline.cacheable() => fast.run(c, t, in_port, p, pkts, &mut o),
+            (Some(c), Some(p)) if pipeline.cacheable() => fast.run(c, t, store, now, in_port, p, pkts, &mut o),
             _ => fast.reset(),
         }
         if !pkts.is_empty() {

@@ -191,6 +191,11 @@ impl VsidSlots {
         *self.records.entry((vsid, ca)).or_insert(next)
     }
 
+    /// The slot of record (`vsid`, `ca`), if one was assigned.
+    pub fn record_slot(&self, vsid: u32, ca: IpAddr) -> Option<u32> {
+        self.records.get(&(vsid, ca)).copied()
+    }
+
     /// The slot of `vsid`, assigning the next free one (the last slot is shared on overflow).
     pub fn slot(&mut self, vsid: u32) -> u16 {
         let next = self.map.len().min(crate::stats::MAX_VSIDS - 1) as u16;

@@ -374,8 +374,9 @@ fn unresolved_next_hop_is_learned_from_provider_arp() {
     // Host 2 asks for host 1's PA: answered, and its MAC learned.
     let req = testkit::arp_request(mac(PA2_MAC), ip("192.168.4.22"), ip("192.168.4.11"));
     assert_eq!(h1.run(UPLINK, &[req]).len(), 1);
-    assert!(store.apply_learned(), "a new neighbor republishes the policy");
-    assert!(!store.apply_learned());
+    let now = std::time::Instant::now();
+    assert!(store.apply_learned(now), "a new neighbor republishes the policy");
+    assert!(!store.apply_learned(now));
     let out = h1.run(BLUE, &[f]);
     assert_eq!(out.len(), 1);
     assert_eq!(&out[0].1[0..6], &mac(PA2_MAC));
