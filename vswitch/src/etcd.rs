@@ -5,7 +5,16 @@
 //! - etcd holds only the tenant objects, one key per object, the value being
 //!   the JSON of the policy file's struct (see [`key_of`] for the layout). Each
 //!   host keeps `[host]` and `[[ports]]` from its own policy (or state) file;
-//!   the two are merged and validated exactly like a policy file.
+//!   the two are merged and validated like a policy file, with shared records
+//!   ([`SHARED`]): a local VM port whose records place its VM at another host's
+//!   PA is a VM that is elsewhere, not an error.
+//! - Moving a VM is one put of its lookup key with the new host's PA. The host
+//!   it leaves keeps the port (until `hnvctl port remove NAME`) and takes the
+//!   revision: the VM's traffic is encapsulated to the new PA, and NVGRE still
+//!   arriving for it is forwarded there for the grace period with REDIRECTs to
+//!   the senders, exactly as after `hnvctl port remove --moved-to`; later
+//!   revisions apply as usual, and a restart resumes from the state file. The
+//!   host it arrives at may have had the port all along (its VM elsewhere).
 //! - The [`Watcher`] runs on its own thread with a current-thread tokio
 //!   runtime; workers never wait on etcd. On start and on every reconnect it
 //!   reads the whole prefix, then watches from the next revision; changes
@@ -35,6 +44,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Validation of a merged policy: the lookup records are shared by every host.
+pub const SHARED: hnv_policy::Options = hnv_policy::Options { shared_records: true };
 
 /// Key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "/hnv/";
@@ -214,7 +226,7 @@ pub fn merge(local: &PolicyFile, objects: &BTreeMap<String, Object>) -> PolicyFi
 /// Every validation failure, one per line.
 pub fn merged_policy(local: &PolicyFile, objects: &BTreeMap<String, Object>, origin: &str) -> Result<Policy, String> {
     let f = merge(local, objects);
-    hnv_policy::validate(&f, origin).map_err(|e| match e {
+    hnv_policy::validate_with(&f, origin, SHARED).map_err(|e| match e {
         PolicyError::Invalid { errors, .. } => {
             let keys: Vec<(&str, Vec<&String>)> = KINDS.iter().map(|k| (*k, objects.iter().filter(|(_, o)| o.kind() == *k).map(|(key, _)| key).collect())).collect();
             errors.iter().map(|fe| format!("{origin}: {}", rename(fe, &keys))).collect::<Vec<_>>().join("\n")
@@ -434,7 +446,7 @@ impl Watcher {
     /// The file does not load, the merge is invalid, or the port list changed.
     pub fn reload_local(&self, path: &Path) -> Result<u64> {
         let result = (|| {
-            let file = hnv_policy::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let file = hnv_policy::load_with(path, SHARED).map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut m = lock(&self.shared.merge);
             let origin = format!("{} with {}", path.display(), self.shared.origin(lock(&self.shared.status).applied_revision));
             match m.objects.clone() {
@@ -478,7 +490,7 @@ impl Watcher {
             _ => {}
         }
         let mut m = lock(&self.shared.merge);
-        let policy = hnv_policy::api::apply(&self.shared.store.policy(), req).map_err(|e| e.to_string().replace('\n', "; "))?.ok_or("not a port change")?;
+        let policy = hnv_policy::api::apply_with(&self.shared.store.policy(), req, SHARED).map_err(|e| e.to_string().replace('\n', "; "))?.ok_or("not a port change")?;
         let local = local_part(&policy);
         let generation = switch(policy)?;
         m.local = local;
@@ -695,6 +707,11 @@ mod tests {
         hnv_policy::parse(text, "t").unwrap()
     }
 
+    fn test_shared(store: &Arc<PolicyStore>, p: &Policy) -> Shared {
+        let cfg = EtcdConfig { endpoints: vec!["http://127.0.0.1:1".into()], prefix: "/hnv/".into() };
+        Shared { store: store.clone(), state_file: None, cfg, status: Arc::default(), merge: Mutex::new(MergeState { local: local_part(p), objects: None }) }
+    }
+
     fn stored(prefix: &str, p: &Policy) -> BTreeMap<String, Vec<u8>> {
         objects_of(prefix, &PolicyFile::from_policy(p)).iter().map(|(k, o)| (k.clone(), o.to_json().into_bytes())).collect()
     }
@@ -773,17 +790,49 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_that_moved_away_is_taken_forwarded_for_the_grace_period_and_later_revisions_apply() {
+        let h1 = host(BLUE_RED_HOST1);
+        let store = Arc::new(PolicyStore::new(h1.clone()));
+        let shared = test_shared(&store, &h1);
+        let mut kvs = stored("/hnv/", &h1);
+        shared.apply(&kvs, 5);
+        // Blue1 (port blue1, 10.0.0.5) moves to host 2 with one put.
+        let k = "/hnv/lookup/5001/10.0.0.5";
+        let v = String::from_utf8(kvs[k].clone()).unwrap().replace("192.168.4.11", "192.168.4.22");
+        kvs.insert(k.into(), v.into_bytes());
+        shared.apply(&kvs, 6);
+        let st = lock(&shared.status).clone();
+        assert_eq!((st.applied_revision, st.last_error), (6, None));
+        let (vsid, ca) = (5001, "10.0.0.5".parse().unwrap());
+        let d = store.snapshot().by_ca(vsid, ca).cloned().unwrap();
+        assert_eq!(d.pa, "192.168.4.22".parse::<std::net::IpAddr>().unwrap());
+        assert!(matches!(d.to, hnv_datapath::tables::Delivery::Encap(_)), "{:?}", d.to);
+        assert!(d.forward_moved, "late NVGRE for Blue1 is forwarded to its new host");
+        assert!(store.policy().ports.iter().any(|p| p.name == "blue1"), "the port stays until hnvctl port remove");
+        // A later revision for the other tenant applies.
+        let k = "/hnv/lookup/6001/10.0.0.7";
+        let v = String::from_utf8(kvs[k].clone()).unwrap().replace("Red2", "Red2b");
+        kvs.insert(k.into(), v.into_bytes());
+        shared.apply(&kvs, 7);
+        assert_eq!(lock(&shared.status).applied_revision, 7);
+        assert!(store.snapshot().by_ca(vsid, ca).unwrap().forward_moved, "still in its grace period");
+        // The grace period ends; Blue1 stays at host 2.
+        assert!(store.expire_moved(std::time::Instant::now() + hnv_datapath::store::MIGRATION_GRACE));
+        let d = store.snapshot().by_ca(vsid, ca).cloned().unwrap();
+        assert!(!d.forward_moved && matches!(d.to, hnv_datapath::tables::Delivery::Encap(_)));
+        // And it can come back with one more put.
+        let v = String::from_utf8(kvs["/hnv/lookup/5001/10.0.0.5"].clone()).unwrap().replace("192.168.4.22", "192.168.4.11");
+        kvs.insert("/hnv/lookup/5001/10.0.0.5".into(), v.into_bytes());
+        shared.apply(&kvs, 8);
+        assert_eq!(lock(&shared.status).applied_revision, 8);
+        assert!(matches!(store.snapshot().by_ca(vsid, ca).unwrap().to, hnv_datapath::tables::Delivery::Local(1)));
+    }
+
+    #[test]
     fn refused_and_unchanged_revisions_leave_the_store_alone() {
         let h1 = host(BLUE_RED_HOST1);
         let store = Arc::new(PolicyStore::new(h1.clone()));
-        let cfg = EtcdConfig { endpoints: vec!["http://127.0.0.1:1".into()], prefix: "/hnv/".into() };
-        let shared = Shared {
-            store: store.clone(),
-            state_file: None,
-            cfg,
-            status: Arc::default(),
-            merge: Mutex::new(MergeState { local: local_part(&h1), objects: None }),
-        };
+        let shared = test_shared(&store, &h1);
         let g0 = store.snapshot().generation;
         let mut kvs = stored("/hnv/", &h1);
         shared.apply(&kvs, 5);

@@ -1,8 +1,9 @@
 //! The etcd policy backend against a real etcd on loopback (Debian
 //! `etcd-server`; `scripts/setup.sh --with-test-tools` installs it): two
 //! switches follow a move published through etcd within a second, refuse a
-//! value that does not parse or validate without effect, and forward
-//! unaffected while etcd is down, resynchronising when it returns.
+//! value that does not parse or validate without effect, forward unaffected
+//! while etcd is down, resynchronising when it returns, and take a VM that
+//! moved away from them with one put (and back), restarting fine after it.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
 mod support;
@@ -114,6 +115,10 @@ impl Switch {
         let child = support::spawn(config, sock, extra, "info");
         let mut s = Switch { child: Some(child), client: None };
         wait_for("the control socket", Duration::from_secs(20), || {
+            if s.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                let out = s.child.take().unwrap().wait_with_output().unwrap();
+                panic!("hnvswitch exited at start: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            }
             s.client = Client::connect(sock).ok();
             s.client.is_some()
         });
@@ -333,6 +338,119 @@ fn forwarding_survives_an_etcd_outage_and_resynchronises() {
     assert_eq!(s.etcd()["connected"], false);
     let (out, _) = s.stop();
     clean_exit(&out);
+    drop(etcd);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const BLUE4_KEY: &str = "/hnv/lookup/5001/10.0.0.9";
+
+fn record(vsid: i64, ca: &str, mac: &str, pa: &str) -> String {
+    serde_json::to_string(&LookupFile { ca: ca.into(), vsid, mac: mac.into(), pa: pa.into(), ..Default::default() }).unwrap()
+}
+
+fn blue4_value(pa: &str) -> String {
+    record(5001, "10.0.0.9", "00:15:5d:01:00:09", pa)
+}
+
+/// Host B of the move test: PA 192.168.4.33, an uplink and the port of
+/// A's VM blue4 (10.0.0.9), with A's tenant parts in its local file.
+fn host_b_policy(a_policy: &Path, path: &Path) {
+    use hnv_policy::file::{NeighborFile, PolicyFile, PortFile};
+    let mut f: PolicyFile = toml::from_str(&std::fs::read_to_string(a_policy).unwrap()).unwrap();
+    f.host.name = "bench-host2".into();
+    f.host.provider_addresses[0].address = "192.168.4.33".into();
+    f.host.provider_addresses[0].mac = "02:00:c0:a8:04:21".into();
+    f.host.neighbors.retain(|n| n.address != "192.168.4.33");
+    f.host.neighbors.push(NeighborFile { address: "192.168.4.11".into(), mac: "02:00:c0:a8:04:0b".into() });
+    let blue4 = f.ports.iter().find(|p| p.name == "blue4").unwrap().clone();
+    f.ports = vec![
+        PortFile { name: "uplink".into(), role: "uplink".into(), devargs: "net_null_uplink,no-rx=1".into(), ..Default::default() },
+        PortFile { devargs: "net_null_blue4,no-rx=1".into(), ..blue4 },
+    ];
+    std::fs::write(path, toml::to_string(&f).unwrap()).unwrap();
+}
+
+/// The README's "move a VM: one put" for a VM local to a switch: the host it
+/// leaves keeps its port (the VM is elsewhere now), takes the move, keeps
+/// applying later revisions for every tenant, restarts on its state file, and
+/// the VM can come back with one more put to a host that had its port ready.
+#[test]
+fn a_vm_moved_by_one_put_leaves_its_old_host_working() {
+    let dir = std::env::temp_dir().join(format!("hnv-etcd-move-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let etcd = Etcd::start(&dir);
+    let url = etcd.url();
+    // Host A (PA 192.168.4.11) has blue4 (10.0.0.9) and knows host B's PA.
+    let a = scenarios::write(&dir.join("a"), Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let text = std::fs::read_to_string(&a.policy).unwrap().replacen("[[host.neighbors]]", "[[host.neighbors]]\naddress = \"192.168.4.33\"\nmac = \"02:00:c0:a8:04:21\"\n\n[[host.neighbors]]", 1);
+    std::fs::write(&a.policy, text).unwrap();
+    let state = dir.join("a-state.toml");
+    let mut cfg = std::fs::read_to_string(&a.config).unwrap();
+    cfg += &format!("\n[control]\nstate_file = \"{}\"\n\n[etcd]\nendpoints = [\"{url}\"]\n", state.display());
+    std::fs::write(&a.config, cfg).unwrap();
+    let rev = publish(&url, &a.policy);
+    let mut sa = Switch::start(&a.config, &dir.join("a.sock"), &[]);
+    wait_for("switch a to apply the publish", Duration::from_secs(5), || applied(&mut sa, rev));
+    assert_eq!(sa.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.11"));
+    let g = sa.generation();
+
+    // The move: one put. Host A still has blue4's port; it takes the revision.
+    let rev = etcd.put(BLUE4_KEY, &blue4_value("192.168.4.33"));
+    let took = wait_for("switch a to apply the move (or say why not)", Duration::from_secs(3), || applied(&mut sa, rev) || !sa.etcd()["last_error"].is_null());
+    let e = sa.etcd();
+    assert!(e["last_error"].is_null() && applied(&mut sa, rev), "the host the VM left refused the move: {e}");
+    println!("switch a applied the move at revision {rev} after {took:?}");
+    assert_eq!(sa.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.33"));
+    assert_eq!(sa.generation(), g + 1);
+
+    // A later revision for another tenant applies too.
+    let rev = etcd.put("/hnv/lookup/6001/10.0.0.16", &record(6001, "10.0.0.16", "00:15:5d:02:10:00", "192.168.4.24"));
+    wait_for("switch a to apply a red revision", Duration::from_secs(3), || applied(&mut sa, rev) || !sa.etcd()["last_error"].is_null());
+    assert!(sa.etcd()["last_error"].is_null(), "{}", sa.etcd());
+    assert_eq!(sa.pa(6001, "10.0.0.16").as_deref(), Some("192.168.4.24"));
+    assert!(std::fs::read_to_string(&state).unwrap().contains("192.168.4.33"), "the move was saved");
+    let tx = sa.tx();
+    wait_for("traffic to keep flowing on a", Duration::from_secs(3), || sa.tx() > tx + 1000);
+    let (out, err) = sa.stop();
+    clean_exit(&out);
+    assert!(!err.contains("refused"), "{err}");
+
+    // A restarts on its state file (the VM elsewhere, its port still here) and follows etcd.
+    let mut sa = Switch::start(&a.config, &dir.join("a.sock"), &[]);
+    assert_eq!(sa.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.33"), "resumed with the saved policy");
+    let rev = etcd.put(MOVED_KEY, &moved_value("192.168.4.25"));
+    wait_for("the restarted switch a to apply a revision", Duration::from_secs(5), || applied(&mut sa, rev));
+    assert!(sa.etcd()["last_error"].is_null(), "{}", sa.etcd());
+
+    // Host B has blue4's port and its PA; then the VM comes back to A with one put.
+    let b_policy = dir.join("b-policy.toml");
+    host_b_policy(&a.policy, &b_policy);
+    let b = scenarios::write(&dir.join("b"), Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let cfg = std::fs::read_to_string(&b.config).unwrap().replace(&b.policy.display().to_string(), &b_policy.display().to_string());
+    std::fs::write(&b.config, cfg).unwrap();
+    let mut sb = Switch::start(&b.config, &dir.join("b.sock"), &["--etcd", &url]);
+    wait_for("switch b to apply etcd", Duration::from_secs(5), || applied(&mut sb, rev));
+    assert!(sb.etcd()["last_error"].is_null(), "{}", sb.etcd());
+    assert_eq!(sb.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.33"));
+    let rev = etcd.put(BLUE4_KEY, &blue4_value("192.168.4.11"));
+    wait_for("both switches to apply the move back", Duration::from_secs(3), || applied(&mut sa, rev) && applied(&mut sb, rev));
+    for s in [&mut sa, &mut sb] {
+        assert!(s.etcd()["last_error"].is_null(), "{}", s.etcd());
+        assert_eq!(s.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.11"));
+    }
+    // B's port of the VM that left is removed locally; etcd keeps applying on B.
+    let out = support::hnvctl(&dir.join("b.sock"), &["port", "remove", "blue4"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let rev = etcd.put(MOVED_KEY, &moved_value("192.168.4.22"));
+    wait_for("switch b to apply a revision after the port removal", Duration::from_secs(3), || applied(&mut sb, rev));
+    assert!(sb.etcd()["last_error"].is_null(), "{}", sb.etcd());
+    let (out_a, err_a) = sa.stop();
+    let (out_b, err_b) = sb.stop();
+    clean_exit(&out_a);
+    clean_exit(&out_b);
+    assert!(err_a.contains("resuming with the policy saved"), "{err_a}");
+    assert!(!err_a.contains("refused") && !err_b.contains("refused"), "{err_a}\n{err_b}");
     drop(etcd);
     std::fs::remove_dir_all(&dir).unwrap();
 }
