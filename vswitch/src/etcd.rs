@@ -19,10 +19,11 @@
 //!   runtime; workers never wait on etcd. On start and on every reconnect it
 //!   reads the whole prefix, then watches from the next revision; changes
 //!   arriving within [`DEBOUNCE`] of each other are published as one snapshot.
-//! - A state of the prefix with a key or value that does not parse, a key that
-//!   is not its value's canonical key, or a merged policy that fails validation
-//!   is refused with one log line naming the keys and problems; the previous
-//!   policy stays in force. An empty prefix changes nothing. The port list
+//! - A state of the prefix with a key that is not UTF-8, a value over
+//!   [`MAX_VALUE`] bytes, a key or value that does not parse, a key that is not
+//!   its value's canonical key, or a merged policy that fails validation is
+//!   refused with one log line naming the keys (escaped) and problems; the
+//!   previous policy stays in force. Nothing etcd sends makes the thread panic. An empty prefix changes nothing. The port list
 //!   never changes through etcd; `hnvctl port add/remove` changes it locally
 //!   ([`Watcher::change_ports`]), and later revisions merge with the new
 //!   ports. Each accepted policy is saved to the state file.
@@ -171,30 +172,48 @@ pub fn objects_of(prefix: &str, f: &PolicyFile) -> BTreeMap<String, Object> {
     all.map(|o| (key_of(prefix, &o), o)).collect()
 }
 
-/// Parse every key/value under `prefix` into objects.
+/// Longest value accepted under a key (a tenant object's JSON is a few hundred bytes).
+pub const MAX_VALUE: usize = 64 * 1024;
+
+/// A key or value from etcd made safe for one log line.
+fn shown(s: &str) -> String {
+    s.escape_debug().to_string()
+}
+
+/// Parse every key/value under `prefix` into objects. Keys are raw bytes as
+/// etcd holds them (or strings, in tests).
 ///
 /// # Errors
-/// One line per bad key (`key K: problem`): an unknown kind, a value that does
+/// One line per bad key (`key K: problem`, K escaped): a key that is not
+/// UTF-8, an unknown kind, a value over [`MAX_VALUE`] bytes, a value that does
 /// not parse, or a key that is not the canonical key of its value.
-pub fn parse_objects(prefix: &str, kvs: &BTreeMap<String, Vec<u8>>) -> Result<BTreeMap<String, Object>, Vec<String>> {
+pub fn parse_objects<K: AsRef<[u8]>>(prefix: &str, kvs: &BTreeMap<K, Vec<u8>>) -> Result<BTreeMap<String, Object>, Vec<String>> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
     for (key, value) in kvs {
-        let Some(rest) = key.strip_prefix(prefix) else {
-            problems.push(format!("key {key}: not under the prefix {prefix}"));
+        let Ok(key) = std::str::from_utf8(key.as_ref()) else {
+            problems.push(format!("key {}: not UTF-8", key.as_ref().escape_ascii()));
             continue;
         };
+        let Some(rest) = key.strip_prefix(prefix) else {
+            problems.push(format!("key {}: not under the prefix {prefix}", shown(key)));
+            continue;
+        };
+        if value.len() > MAX_VALUE {
+            problems.push(format!("key {}: value of {} bytes is over the limit of {MAX_VALUE}", shown(key), value.len()));
+            continue;
+        }
         let kind = rest.split('/').next().unwrap_or_default();
         match Object::parse(kind, value) {
             Ok(o) => {
                 let want = key_of(prefix, &o);
-                if &want == key {
-                    out.insert(key.clone(), o);
+                if want == key {
+                    out.insert(want, o);
                 } else {
-                    problems.push(format!("key {key}: holds the object whose key is {want}"));
+                    problems.push(format!("key {}: holds the object whose key is {}", shown(key), shown(&want)));
                 }
             }
-            Err(e) => problems.push(format!("key {key}: {e}")),
+            Err(e) => problems.push(format!("key {}: {e}", shown(key))),
         }
     }
     if problems.is_empty() {
@@ -356,7 +375,7 @@ impl Shared {
     }
 
     /// Apply the prefix's content at revision `rev`.
-    fn apply(&self, kvs: &BTreeMap<String, Vec<u8>>, rev: i64) {
+    fn apply<K: AsRef<[u8]>>(&self, kvs: &BTreeMap<K, Vec<u8>>, rev: i64) {
         if kvs.is_empty() {
             log::warn!("etcd revision {rev}: nothing is published under {} yet (hnvctl publish); the policy in force stays", self.cfg.prefix);
             let mut st = lock(&self.status);
@@ -564,8 +583,8 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
     let mut client = timed("connecting", Client::connect(&cfg.endpoints, Some(options()))).await?;
     let resp = timed("reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
     let mut rev = resp.header().map_or(0, |h| h.revision());
-    let mut kvs: BTreeMap<String, Vec<u8>> = resp.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())).collect();
-    let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1)))).await?;
+    let mut kvs = key_values(&resp);
+    let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(WatchOptions::new().with_prefix().with_start_revision(rev.saturating_add(1))))).await?;
     *connected = true;
     lock(&shared.status).connected = true;
     log::info!(
@@ -578,7 +597,7 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
     shared.apply(&kvs, rev);
     let mut unreachable = shared.store.unreachable_received();
     let mut tick = tokio::time::interval(STALE_CHECK);
-    let mut last_reread = std::time::Instant::now() - REREAD_EVERY;
+    let mut last_reread = std::time::Instant::now().checked_sub(REREAD_EVERY).unwrap_or_else(std::time::Instant::now);
     loop {
         let msg = tokio::select! {
             m = stream.message() => m.context("watch")?,
@@ -590,7 +609,7 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
                     unreachable = now;
                     let resp = timed("re-reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
                     let r = resp.header().map_or(rev, |h| h.revision());
-                    let fresh: BTreeMap<String, Vec<u8>> = resp.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())).collect();
+                    let fresh = key_values(&resp);
                     log::info!("etcd: UNREACHABLE received; re-read {} keys at revision {r}", fresh.len());
                     if fresh != kvs {
                         kvs = fresh;
@@ -614,8 +633,15 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
     }
 }
 
+/// The prefix's content: raw key bytes to values.
+type Kvs = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn key_values(resp: &etcd_client::GetResponse) -> Kvs {
+    resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect()
+}
+
 /// Fold one watch response into `kvs`; true if it carried events.
-fn absorb(msg: Option<etcd_client::WatchResponse>, kvs: &mut BTreeMap<String, Vec<u8>>, rev: &mut i64) -> Result<bool> {
+fn absorb(msg: Option<etcd_client::WatchResponse>, kvs: &mut Kvs, rev: &mut i64) -> Result<bool> {
     let Some(resp) = msg else { bail!("the watch stream ended") };
     if resp.canceled() || resp.compact_revision() > 0 {
         bail!("etcd cancelled the watch ({}; compacted to revision {})", resp.cancel_reason(), resp.compact_revision());
@@ -625,7 +651,7 @@ fn absorb(msg: Option<etcd_client::WatchResponse>, kvs: &mut BTreeMap<String, Ve
     }
     for ev in resp.events() {
         let Some(kv) = ev.kv() else { continue };
-        let key = String::from_utf8_lossy(kv.key()).into_owned();
+        let key = kv.key().to_vec();
         *rev = (*rev).max(kv.mod_revision());
         match ev.event_type() {
             EventType::Put => {
@@ -662,32 +688,33 @@ pub struct Published {
 /// `--max-txn-ops`, default 128), or a prefix that kept changing.
 pub fn publish(endpoints: &[String], prefix: &str, policy: &Policy) -> Result<Published> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("creating a runtime")?;
-    let want: BTreeMap<String, String> = objects_of(prefix, &PolicyFile::from_policy(policy)).iter().map(|(k, o)| (k.clone(), o.to_json())).collect();
+    let want: BTreeMap<Vec<u8>, String> = objects_of(prefix, &PolicyFile::from_policy(policy)).iter().map(|(k, o)| (k.clone().into_bytes(), o.to_json())).collect();
     rt.block_on(async {
         let at = endpoints.join(",");
         let mut client = timed("connecting", Client::connect(endpoints, Some(options()))).await.with_context(|| format!("etcd {at}"))?;
         for _ in 0..5 {
             let resp = timed("reading the prefix", client.get(prefix, Some(GetOptions::new().with_prefix()))).await.with_context(|| format!("etcd {at}"))?;
             let rev = resp.header().map_or(0, |h| h.revision());
-            let have: BTreeMap<String, Vec<u8>> = resp.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())).collect();
+            let have = key_values(&resp);
             let mut ops = Vec::new();
             let mut put = 0;
             for (k, v) in &want {
                 if have.get(k).map(Vec::as_slice) != Some(v.as_bytes()) {
-                    ops.push(TxnOp::put(k.as_str(), v.as_str(), None));
+                    ops.push(TxnOp::put(k.as_slice(), v.as_str(), None));
                     put += 1;
                 }
             }
-            let stale: Vec<&String> = have.keys().filter(|k| !want.contains_key(*k)).collect();
+            // Every other key under the prefix goes, UTF-8 or not.
+            let stale: Vec<&Vec<u8>> = have.keys().filter(|k| !want.contains_key(*k)).collect();
             for k in &stale {
-                ops.push(TxnOp::delete(k.as_str(), None));
+                ops.push(TxnOp::delete(k.as_slice(), None));
             }
             let unchanged = want.len() - put;
             if ops.is_empty() {
                 return Ok(Published { put: 0, deleted: 0, unchanged, revision: rev });
             }
             let n = ops.len();
-            let txn = Txn::new().when([Compare::mod_revision(prefix, CompareOp::Less, rev + 1).with_prefix()]).and_then(ops);
+            let txn = Txn::new().when([Compare::mod_revision(prefix, CompareOp::Less, rev.saturating_add(1)).with_prefix()]).and_then(ops);
             let hint = if n > 128 { " (more than etcd's default --max-txn-ops of 128)" } else { "" };
             let r = timed("publishing", client.txn(txn)).await.with_context(|| format!("etcd {at}: a transaction of {n} operations{hint}"))?;
             if r.succeeded() {
@@ -829,6 +856,42 @@ mod tests {
     }
 
     #[test]
+    fn hostile_keys_and_values_are_refused_by_key_and_never_panic() {
+        let h1 = host(BLUE_RED_HOST1);
+        let store = Arc::new(PolicyStore::new(h1.clone()));
+        let shared = test_shared(&store, &h1);
+        let good: Kvs = stored("/hnv/", &h1).into_iter().map(|(k, v)| (k.into_bytes(), v)).collect();
+        shared.apply(&good, 5);
+        let g = store.snapshot().generation;
+        let k = "/hnv/lookup/5001/10.0.0.7";
+        let nested = "[".repeat(MAX_VALUE - 1);
+        let cases: [(&[u8], Vec<u8>, &str, &str); 7] = [
+            (b"/hnv/lookup/5001/\xff\xfe", b"{}".to_vec(), "key /hnv/lookup/5001/\\xff\\xfe: not UTF-8", ""),
+            (k.as_bytes(), vec![0xff, 0xfe, b'{'], k, "not a valid JSON object"),
+            (k.as_bytes(), vec![b' '; MAX_VALUE + 1], k, "value of 65537 bytes is over the limit of 65536"),
+            (k.as_bytes(), nested.into_bytes(), k, "not a valid JSON object"),
+            (k.as_bytes(), b"ca = \"10.0.0.7\"\nvsid = 5001".to_vec(), k, "not a valid JSON object"),
+            (b"/hnv/acl\n/1", b"{}".to_vec(), "key /hnv/acl\\n/1: unknown object kind", ""),
+            (b"/hnv/routing_domains/a\nb", br#"{"name":"a\nb\u0007"}"#.to_vec(), "key /hnv/routing_domains/a\\nb: holds the object whose key is /hnv/routing_domains/a\\nb\\u{7}", ""),
+        ];
+        for (i, (key, value, named, problem)) in cases.into_iter().enumerate() {
+            let mut kvs = good.clone();
+            kvs.insert(key.to_vec(), value);
+            let rev = 6 + i as i64;
+            shared.apply(&kvs, rev);
+            let st = lock(&shared.status).clone();
+            let e = st.last_error.unwrap_or_default();
+            assert!(e.contains(named) && e.contains(problem), "case {i}: {e}");
+            assert!(!e.contains('\n') && !e.contains('\u{7}'), "case {i}: one line: {e:?}");
+            assert_eq!((st.revision, st.applied_revision), (rev, 5), "case {i}");
+            assert_eq!(store.snapshot().generation, g, "case {i}: the previous policy stays in force");
+        }
+        // The good state applies again afterwards.
+        shared.apply(&good, 20);
+        assert_eq!(lock(&shared.status).applied_revision, 20);
+    }
+
+    #[test]
     fn refused_and_unchanged_revisions_leave_the_store_alone() {
         let h1 = host(BLUE_RED_HOST1);
         let store = Arc::new(PolicyStore::new(h1.clone()));
@@ -838,7 +901,7 @@ mod tests {
         shared.apply(&kvs, 5);
         assert_eq!(store.snapshot().generation, g0, "the same policy is not republished");
         assert_eq!(lock(&shared.status).applied_revision, 5);
-        shared.apply(&BTreeMap::new(), 6);
+        shared.apply(&Kvs::new(), 6);
         assert_eq!(store.snapshot().generation, g0, "an empty prefix changes nothing");
         kvs.insert("/hnv/lookup/5001/10.0.0.7".into(), b"oops".to_vec());
         shared.apply(&kvs, 7);
