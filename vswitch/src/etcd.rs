@@ -30,10 +30,15 @@
 //! - When another host answers this one's traffic with an MS-NVGREE
 //!   UNREACHABLE (this host's policy is stale), the watcher re-reads the prefix
 //!   (at most once per [`REREAD_EVERY`]).
+//! - Connections use TLS, a client certificate and an etcd user as `[etcd]`
+//!   says ([`crate::etcd_security`]: the files are re-read on every
+//!   connection); a refused connection is reported with what it means
+//!   ([`explain`]).
 //! - While etcd is unreachable the switch forwards on its last good policy,
 //!   logs the loss once and retries with backoff ([`BACKOFF_MIN`] to [`BACKOFF_MAX`]).
 
 use crate::config::EtcdConfig;
+use crate::etcd_security::{explain, Credentials};
 use anyhow::{bail, Context, Result};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Txn, TxnOp, WatchOptions};
 use hnv_datapath::PolicyStore;
@@ -440,8 +445,11 @@ impl Watcher {
     /// `store` holds the local policy until the first accepted revision.
     ///
     /// # Errors
-    /// When the thread or its runtime cannot be created.
+    /// The TLS or password files of `cfg` cannot be used (the error names the
+    /// key), or the thread or its runtime cannot be created.
     pub fn start(cfg: &EtcdConfig, store: Arc<PolicyStore>, state_file: Option<PathBuf>, status: StatusHandle) -> Result<Watcher> {
+        // A missing or unreadable certificate, key or password file stops the switch at start.
+        Credentials::load(cfg).map_err(anyhow::Error::msg)?;
         let local = local_part(&store.policy());
         let shared = Arc::new(Shared { store, state_file, cfg: cfg.clone(), status, merge: Mutex::new(MergeState { local, objects: None }) });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("creating the etcd watcher's runtime")?;
@@ -518,8 +526,8 @@ impl Watcher {
     }
 }
 
-fn options() -> ConnectOptions {
-    ConnectOptions::new()
+fn options(creds: &Credentials) -> ConnectOptions {
+    creds.apply(ConnectOptions::new())
         .with_connect_timeout(REQUEST_TIMEOUT)
         .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
         .with_keep_alive_while_idle(true)
@@ -550,7 +558,7 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let e = match r {
             Ok(()) => return,
-            Err(e) => format!("{e:#}"),
+            Err(e) => explain(&e, &shared.cfg),
         };
         {
             let mut st = lock(&shared.status);
@@ -580,7 +588,9 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// One connection: full read, then watch until an error.
 async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Result<()> {
     let cfg = &shared.cfg;
-    let mut client = timed("connecting", Client::connect(&cfg.endpoints, Some(options()))).await?;
+    // Re-read on every connection: renewed certificates take effect on the next reconnect.
+    let creds = Credentials::load(cfg).map_err(anyhow::Error::msg)?;
+    let mut client = timed("connecting", Client::connect(&cfg.endpoints, Some(options(&creds)))).await?;
     let resp = timed("reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
     let mut rev = resp.header().map_or(0, |h| h.revision());
     let mut kvs = key_values(&resp);
@@ -678,22 +688,26 @@ pub struct Published {
     pub revision: i64,
 }
 
-/// Publish the tenant objects of `policy` under `prefix` in one transaction:
+/// Publish the tenant objects of `policy` under `cfg.prefix` in one transaction:
 /// write new and changed keys, delete keys under the prefix that are no longer
 /// in the policy. The transaction is conditional on nothing under the prefix
 /// having changed since it was read (it is retried a few times otherwise).
 ///
 /// # Errors
-/// etcd unreachable, a refused transaction (e.g. more changes than etcd's
-/// `--max-txn-ops`, default 128), or a prefix that kept changing.
-pub fn publish(endpoints: &[String], prefix: &str, policy: &Policy) -> Result<Published> {
+/// Unusable TLS or password files (the error names the key), etcd unreachable
+/// or refusing this client, a refused transaction (e.g. more changes than
+/// etcd's `--max-txn-ops`, default 128), or a prefix that kept changing.
+pub fn publish(cfg: &EtcdConfig, policy: &Policy) -> Result<Published> {
+    let creds = Credentials::load(cfg).map_err(anyhow::Error::msg)?;
+    let (endpoints, prefix) = (&cfg.endpoints, cfg.prefix.as_str());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("creating a runtime")?;
     let want: BTreeMap<Vec<u8>, String> = objects_of(prefix, &PolicyFile::from_policy(policy)).iter().map(|(k, o)| (k.clone().into_bytes(), o.to_json())).collect();
     rt.block_on(async {
         let at = endpoints.join(",");
-        let mut client = timed("connecting", Client::connect(endpoints, Some(options()))).await.with_context(|| format!("etcd {at}"))?;
+        let fail = |e: anyhow::Error| anyhow::anyhow!("etcd {at}: {}", explain(&e, cfg));
+        let mut client = timed("connecting", Client::connect(endpoints, Some(options(&creds)))).await.map_err(fail)?;
         for _ in 0..5 {
-            let resp = timed("reading the prefix", client.get(prefix, Some(GetOptions::new().with_prefix()))).await.with_context(|| format!("etcd {at}"))?;
+            let resp = timed("reading the prefix", client.get(prefix, Some(GetOptions::new().with_prefix()))).await.map_err(fail)?;
             let rev = resp.header().map_or(0, |h| h.revision());
             let have = key_values(&resp);
             let mut ops = Vec::new();
@@ -716,7 +730,7 @@ pub fn publish(endpoints: &[String], prefix: &str, policy: &Policy) -> Result<Pu
             let n = ops.len();
             let txn = Txn::new().when([Compare::mod_revision(prefix, CompareOp::Less, rev.saturating_add(1)).with_prefix()]).and_then(ops);
             let hint = if n > 128 { " (more than etcd's default --max-txn-ops of 128)" } else { "" };
-            let r = timed("publishing", client.txn(txn)).await.with_context(|| format!("etcd {at}: a transaction of {n} operations{hint}"))?;
+            let r = timed("publishing", client.txn(txn)).await.map_err(|e| anyhow::anyhow!("etcd {at}: a transaction of {n} operations{hint}: {}", explain(&e, cfg)))?;
             if r.succeeded() {
                 return Ok(Published { put, deleted: stale.len(), unchanged, revision: r.header().map_or(0, |h| h.revision()) });
             }
@@ -735,7 +749,7 @@ mod tests {
     }
 
     fn test_shared(store: &Arc<PolicyStore>, p: &Policy) -> Shared {
-        let cfg = EtcdConfig { endpoints: vec!["http://127.0.0.1:1".into()], prefix: "/hnv/".into() };
+        let cfg = EtcdConfig::new(vec!["http://127.0.0.1:1".into()], "/hnv/".into());
         Shared { store: store.clone(), state_file: None, cfg, status: Arc::default(), merge: Mutex::new(MergeState { local: local_part(p), objects: None }) }
     }
 
@@ -792,7 +806,7 @@ mod tests {
         let h1 = host(BLUE_RED_HOST1);
         let store = Arc::new(PolicyStore::new(h1.clone()));
         // Nothing listens on port 1: the watcher keeps retrying in the background.
-        let cfg = EtcdConfig { endpoints: vec!["http://127.0.0.1:1".into()], prefix: "/hnv/".into() };
+        let cfg = EtcdConfig::new(vec!["http://127.0.0.1:1".into()], "/hnv/".into());
         let w = Watcher::start(&cfg, store.clone(), Some(state.clone()), new_status(&cfg)).unwrap();
         let mut moved = stored("/hnv/", &h1);
         let v = String::from_utf8(moved["/hnv/lookup/5001/10.0.0.7"].clone()).unwrap().replace("192.168.4.22", "192.168.4.33");

@@ -133,7 +133,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         crate::ctl::persist(&store, path).with_context(|| format!("key 'control.state_file': cannot write {}", path.display()))?;
     }
     let etcd = match (&cfg.etcd, etcd_status) {
-        (Some(e), Some(status)) => Some(crate::etcd::Watcher::start(e, store.clone(), cfg.control.state_file.clone(), status).context("key 'etcd'")?),
+        (Some(e), Some(status)) => Some(crate::etcd::Watcher::start(e, store.clone(), cfg.control.state_file.clone(), status).context("etcd")?),
         _ => None,
     };
     let etcd = etcd.as_ref();
