@@ -449,7 +449,9 @@ impl Watcher {
     /// key), or the thread or its runtime cannot be created.
     pub fn start(cfg: &EtcdConfig, store: Arc<PolicyStore>, state_file: Option<PathBuf>, status: StatusHandle) -> Result<Watcher> {
         // A missing or unreadable certificate, key or password file stops the switch at start.
-        Credentials::load(cfg).map_err(anyhow::Error::msg)?;
+        if Credentials::load(cfg).map_err(anyhow::Error::msg)?.password_in_clear() {
+            log::warn!("etcd {}: user {:?} over http://: the password crosses the network unencrypted (use https:// with etcd.ca_file)", cfg.endpoints.join(","), cfg.user.as_deref().unwrap_or(""));
+        }
         let local = local_part(&store.policy());
         let shared = Arc::new(Shared { store, state_file, cfg: cfg.clone(), status, merge: Mutex::new(MergeState { local, objects: None }) });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("creating the etcd watcher's runtime")?;

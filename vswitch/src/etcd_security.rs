@@ -102,6 +102,11 @@ impl Credentials {
         Ok(Credentials { ca, identity, user })
     }
 
+    /// True when a password would cross the network unencrypted.
+    pub fn password_in_clear(&self) -> bool {
+        self.user.is_some() && self.ca.is_none()
+    }
+
     /// `base` with TLS and authentication set up.
     pub fn apply(&self, mut base: ConnectOptions) -> ConnectOptions {
         if let Some(ca) = &self.ca {
@@ -129,7 +134,7 @@ pub fn explain(error: &anyhow::Error, cfg: &EtcdConfig) -> String {
         format!("etcd refused user {:?}: wrong user name or password (keys 'etcd.user', 'etcd.password_file')", cfg.user.as_deref().unwrap_or(""))
     } else if has(&["user name is empty", "permission denied"]) {
         match &cfg.user {
-            Some(u) => format!("etcd user {u:?} may not read and write under {} (grant it a role with that key range)", cfg.prefix),
+            Some(u) => format!("etcd user {u:?} lacks permission under {} (the switch needs read, hnvctl publish readwrite: etcdctl role grant-permission ROLE --prefix=true read {})", cfg.prefix, cfg.prefix),
             None => format!("etcd refused access under {}: it requires authentication (keys 'etcd.user', 'etcd.password_file')", cfg.prefix),
         }
     } else if has(&["unknownissuer", "unknown issuer", "invalid peer certificate"]) {

@@ -660,7 +660,7 @@ fn mutual_tls_and_user_authentication() {
     tls_user[user_at] = "hnv".into();
     let out = publish_with(&url, &tls_user, &w.policy);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("etcd user \"hnv\" may not read and write under /hnv/"), "a read-only user cannot publish: {err}");
+    assert!(!out.status.success() && err.contains("etcd user \"hnv\" lacks permission under /hnv/ (the switch needs read, hnvctl publish readwrite"), "a read-only user cannot publish: {err}");
     tls_user[user_at] = "hnv-admin".into();
     *tls_user.last_mut().unwrap() = admin.display().to_string();
     let out = publish_with(&url, &tls_user, &w.policy);
