@@ -23,8 +23,9 @@
 //!   [`MAX_VALUE`] bytes, a key or value that does not parse, a key that is not
 //!   its value's canonical key, or a merged policy that fails validation is
 //!   refused with one log line naming the keys (escaped) and problems; the
-//!   previous policy stays in force. Nothing etcd sends makes the thread panic. An empty prefix changes nothing. The port list
-//!   never changes through etcd; `hnvctl port add/remove` changes it locally
+//!   previous policy stays in force. Nothing etcd sends makes the thread
+//!   panic. An empty prefix changes nothing. The port list never changes
+//!   through etcd; `hnvctl port add/remove` changes it locally
 //!   ([`Watcher::change_ports`]), and later revisions merge with the new
 //!   ports. Each accepted policy is saved to the state file.
 //! - When another host answers this one's traffic with an MS-NVGREE
