@@ -208,8 +208,14 @@ impl Switch {
 }
 
 impl Drop for Switch {
+    /// After a failed assertion: SIGINT first, so DPDK removes its runtime files, then SIGKILL.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+            let t0 = Instant::now();
+            while matches!(c.try_wait(), Ok(None)) && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
