@@ -7,8 +7,9 @@ set -euo pipefail
 # protoc and the well-known .proto files: the etcd-client crate compiles etcd's API at build time.
 PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config protobuf-compiler libprotobuf-dev)
 if [[ "${1:-}" == "--with-test-tools" ]]; then
-    # etcd-server/etcd-client: the etcd tests start their own etcd on free loopback ports.
-    PKGS+=(tshark valgrind iproute2 python3 iperf3 iputils-ping ethtool etcd-server etcd-client)
+    # etcd-server/etcd-client: the etcd tests start their own etcd on free loopback ports;
+    # openssl: they make a throwaway CA and certificates for etcd over mutual TLS.
+    PKGS+=(tshark valgrind iproute2 python3 iperf3 iputils-ping ethtool etcd-server etcd-client openssl)
 fi
 
 missing=()

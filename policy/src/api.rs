@@ -14,7 +14,7 @@
 //! port, then swaps the port list while its workers are paused.
 
 use crate::file::{AclFile, CustomerRouteFile, LookupFile, PolicyFile, PortFile};
-use crate::{validate, Policy, PolicyError};
+use crate::{Policy, PolicyError};
 use serde::{Deserialize, Serialize};
 
 /// What `show` lists.
@@ -197,6 +197,14 @@ fn same_ca(a: &str, b: &str) -> bool {
 /// # Errors
 /// [`ChangeError`] when the object is missing or duplicated, or the new policy is invalid.
 pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeError> {
+    apply_with(current, req, crate::Options::default())
+}
+
+/// [`apply`], validating the result with `options`.
+///
+/// # Errors
+/// As [`apply`].
+pub fn apply_with(current: &Policy, req: &Request, options: crate::Options) -> Result<Option<Policy>, ChangeError> {
     let mut f = PolicyFile::from_policy(current);
     match req {
         Request::Show { .. } | Request::CaptureStart { .. } | Request::CaptureStop => return Ok(None),
@@ -279,7 +287,7 @@ pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeEr
             }
         }
     }
-    Ok(Some(validate(&f, "hnvctl change")?))
+    Ok(Some(crate::validate_with(&f, "hnvctl change", options)?))
 }
 
 #[cfg(test)]

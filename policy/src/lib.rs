@@ -38,5 +38,5 @@ pub use model::{
     Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule,
     VirtualSubnet,
 };
-pub use validate::{load, parse, validate, MAX_PORTS};
+pub use validate::{load, load_with, parse, parse_with, validate, validate_with, Options, MAX_PORTS};
 pub use vsid::{Vsid, VsidError};

@@ -32,6 +32,11 @@
 //!   encap record whose MAC is a local VM port's MAC in that VSID must use one
 //!   of this host's PAs; an encap record using one of this host's PAs must
 //!   belong to a local VM port (same VSID and MAC).
+//!   With [`Options::shared_records`] (the records are shared by every host,
+//!   e.g. through etcd) a local VM port whose records place its VM at another
+//!   host's PA is not an error: that VM is elsewhere (it moved away, or has not
+//!   arrived yet), its traffic is encapsulated to that PA, and its port's
+//!   addresses need records with its VSID and MAC at any PA.
 //! - Customer routes: known routing domain; VSID declared by a subnet of that
 //!   same routing domain; valid destination; next hop of the same family;
 //!   no duplicate `(routing_domain, vsid, destination, next_hop)`.
@@ -62,27 +67,52 @@ use crate::model::{
 /// The most ports one switch instance accepts.
 pub const MAX_PORTS: usize = 64;
 
+/// What a validation accepts beyond the rules of a policy file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The lookup records are shared by every host (etcd) while the ports are
+    /// this host's: a local VM port whose records place its VM at another
+    /// host's PA is a VM that is elsewhere (moved away, or not arrived yet),
+    /// not an error.
+    pub shared_records: bool,
+}
+
 /// Reads and validates the policy file at `path`. Errors name the path.
 pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    load_with(path, Options::default())
+}
+
+/// [`load`] with `options`.
+pub fn load_with(path: &Path, options: Options) -> Result<Policy, PolicyError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
         origin: origin.clone(),
         source,
     })?;
-    parse(&text, &origin)
+    parse_with(&text, &origin, options)
 }
 
 /// Parses and validates policy text; `origin` names it in errors (e.g. the
 /// file name).
 pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+    parse_with(text, origin, Options::default())
+}
+
+/// [`parse`] with `options`.
+pub fn parse_with(text: &str, origin: &str, options: Options) -> Result<Policy, PolicyError> {
     let file: PolicyFile =
         toml::from_str(text).map_err(|e| PolicyError::from_toml(&e, text, origin))?;
-    validate(&file, origin)
+    validate_with(&file, origin, options)
 }
 
 /// Validates an already-deserialized policy file.
 pub fn validate(file: &PolicyFile, origin: &str) -> Result<Policy, PolicyError> {
-    let mut v = Validator::default();
+    validate_with(file, origin, Options::default())
+}
+
+/// [`validate`] with `options`.
+pub fn validate_with(file: &PolicyFile, origin: &str, options: Options) -> Result<Policy, PolicyError> {
+    let mut v = Validator { options, ..Validator::default() };
     let policy = v.run(file);
     if v.errors.is_empty() {
         Ok(policy)
@@ -131,6 +161,7 @@ fn is_unicast_ip(ip: &IpAddr) -> bool {
 #[derive(Default)]
 struct Validator {
     errors: Vec<FieldError>,
+    options: Options,
 }
 
 /// What is known about a port even if some of its fields are malformed.
@@ -968,6 +999,8 @@ impl Validator {
                     });
                     let pa_local = local_pas.contains(&p);
                     match (local_port, pa_local) {
+                        // Shared records: this port's VM is at another host now (or not yet here).
+                        (Some(_), false) if self.options.shared_records => {}
                         (Some(port), false) if !local_pas.is_empty() => {
                             let list: Vec<String> =
                                 local_pas.iter().map(ToString::to_string).collect();
@@ -1010,8 +1043,9 @@ impl Validator {
     }
 
     /// Every VM port address must be covered by a lookup record with the
-    /// port's VSID and MAC and a local PA (or rule none).
+    /// port's VSID and MAC and a local PA (or rule none; any PA with shared records).
     fn port_coverage(&mut self, ports: &[PortInfo], lookup: &[LookupInfo], host: &Host) {
+        let shared = self.options.shared_records;
         for (i, p) in ports.iter().enumerate() {
             let (Some(PortRole::Vm), Some(v), Some(m)) = (p.role, p.vsid, p.mac) else {
                 continue;
@@ -1023,6 +1057,7 @@ impl Validator {
                         && agrees(r.mac, m)
                         && (r.rule.is_none()
                             || r.rule == Some(Rule::None)
+                            || shared
                             || match r.pa {
                                 None => true,
                                 Some(pa) => host.is_local_pa(pa),
@@ -1032,7 +1067,11 @@ impl Validator {
                     self.err(
                         &format!("ports[{i}] ({})", show(&p.name)),
                         "addresses",
-                        format!("{a} has no lookup record with VSID {v}, MAC {} and a provider address of this host (anti-spoofing needs one)", format_mac(&m)),
+                        if shared {
+                            format!("{a} has no lookup record with VSID {v} and MAC {} (anti-spoofing needs one)", format_mac(&m))
+                        } else {
+                            format!("{a} has no lookup record with VSID {v}, MAC {} and a provider address of this host (anti-spoofing needs one)", format_mac(&m))
+                        },
                     );
                 }
             }

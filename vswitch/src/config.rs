@@ -42,14 +42,30 @@ pub struct Config {
 }
 
 /// `[etcd]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
-    /// Client URLs, e.g. `["http://127.0.0.1:2379"]`.
+    /// Client URLs, e.g. `["https://10.0.0.1:2379"]`: all `http://` or all `https://`.
     pub endpoints: Vec<String>,
     /// Key prefix holding the tenant policy; ends with `/`.
     #[serde(default = "default_etcd_prefix")]
     pub prefix: String,
+    /// PEM CA certificate(s) the etcd servers' certificates are checked against
+    /// (needed with `https://` endpoints).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for etcd's `--client-cert-auth` (with `key_file`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`; not accessible to other users.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// etcd user (etcd's `auth enable`; with `password_file`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// File holding the user's password (mode 0600; one trailing newline is ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 fn default_etcd_prefix() -> String {
@@ -57,7 +73,13 @@ fn default_etcd_prefix() -> String {
 }
 
 impl EtcdConfig {
-    /// Check endpoints and prefix; the error names the key.
+    /// Plaintext, unauthenticated access to `endpoints` under `prefix`.
+    pub fn new(endpoints: Vec<String>, prefix: String) -> Self {
+        EtcdConfig { endpoints, prefix, ..Default::default() }
+    }
+
+    /// Check endpoints, prefix and which security keys go together; the error
+    /// names the key. The files are read by [`crate::etcd_security::Credentials::load`].
     ///
     /// # Errors
     /// One line naming the `etcd.*` key and the problem.
@@ -65,16 +87,55 @@ impl EtcdConfig {
         if self.endpoints.is_empty() {
             return Err("key 'etcd.endpoints': at least one endpoint is needed".into());
         }
+        let mut tls = None;
         for (i, e) in self.endpoints.iter().enumerate() {
-            let rest = e.strip_prefix("http://").ok_or_else(|| format!("key 'etcd.endpoints[{i}]': {e:?} is not an http:// URL (TLS is not supported)"))?;
+            let (https, rest) = match (e.strip_prefix("http://"), e.strip_prefix("https://")) {
+                (Some(rest), _) => (false, rest),
+                (_, Some(rest)) => (true, rest),
+                _ => return Err(format!("key 'etcd.endpoints[{i}]': {e:?} is not an http:// or https:// URL")),
+            };
             if rest.is_empty() || rest.contains(char::is_whitespace) {
                 return Err(format!("key 'etcd.endpoints[{i}]': {e:?} names no host"));
             }
+            if tls.is_some_and(|t| t != https) {
+                return Err(format!("key 'etcd.endpoints[{i}]': {e:?} mixes http:// and https:// endpoints"));
+            }
+            tls = Some(https);
         }
         if !self.prefix.ends_with('/') || self.prefix.len() < 2 {
             return Err(format!("key 'etcd.prefix': {:?} must be non-empty and end with '/'", self.prefix));
         }
+        if tls == Some(true) && self.ca_file.is_none() {
+            return Err("key 'etcd.ca_file': https:// endpoints need the CA certificate that signed the etcd servers' certificates".into());
+        }
+        if tls == Some(false) {
+            for (key, set) in [("ca_file", self.ca_file.is_some()), ("cert_file", self.cert_file.is_some()), ("key_file", self.key_file.is_some())] {
+                if set {
+                    return Err(format!("key 'etcd.{key}': TLS needs https:// endpoints"));
+                }
+            }
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => return Err("key 'etcd.key_file': cert_file needs its private key".into()),
+            (None, Some(_)) => return Err("key 'etcd.cert_file': key_file needs its certificate".into()),
+            _ => {}
+        }
+        match (&self.user, &self.password_file) {
+            (Some(u), Some(_)) if u.is_empty() || u.contains(char::is_control) => return Err(format!("key 'etcd.user': {u:?} is not a user name")),
+            (Some(_), None) => return Err("key 'etcd.password_file': user needs a password file".into()),
+            (None, Some(_)) => return Err("key 'etcd.user': password_file needs a user".into()),
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// Relative file paths made relative to `dir` (the configuration file's).
+    fn resolve(&mut self, dir: &Path) {
+        for p in [&mut self.ca_file, &mut self.cert_file, &mut self.key_file, &mut self.password_file].into_iter().flatten() {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
     }
 }
 
@@ -272,6 +333,9 @@ impl Config {
                 *p = dir.join(&*p);
             }
         }
+        if let (Some(e), Some(dir)) = (cfg.etcd.as_mut(), path.parent()) {
+            e.resolve(dir);
+        }
         Ok(cfg)
     }
 
@@ -449,13 +513,26 @@ mod tests {
         assert_eq!(c.etcd.unwrap().prefix, "/hnv/");
         for (bad, key) in [
             ("endpoints=[]", "etcd.endpoints"),
-            ("endpoints=['https://h:2379']", "etcd.endpoints[0]"),
+            ("endpoints=['ftp://h:2379']", "etcd.endpoints[0]"),
+            ("endpoints=['https://h:2379']", "etcd.ca_file"),
+            ("endpoints=['https://h:2379', 'http://g:2379']\nca_file='ca.pem'", "etcd.endpoints[1]"),
+            ("endpoints=['http://h:2379']\nca_file='ca.pem'", "etcd.ca_file"),
+            ("endpoints=['https://h:2379']\nca_file='ca.pem'\ncert_file='c.pem'", "etcd.key_file"),
+            ("endpoints=['https://h:2379']\nca_file='ca.pem'\nkey_file='k.pem'", "etcd.cert_file"),
+            ("endpoints=['http://h:2379']\nuser='hnv'", "etcd.password_file"),
+            ("endpoints=['http://h:2379']\npassword_file='pw'", "etcd.user"),
+            ("endpoints=['http://h:2379']\nuser=''\npassword_file='pw'", "etcd.user"),
+            ("endpoints=['http://h:2379']\npassword='secret'", "password"),
             ("endpoints=['http://h:2379']\nprefix='/hnv'", "etcd.prefix"),
             ("endpoints=['http://h:2379']\nprefx='/x/'", "prefx"),
         ] {
             let e = Config::parse(&format!("{hnv}[etcd]\n{bad}\n"), "x.toml").unwrap_err().to_string();
-            assert!(e.starts_with("x.toml: ") && e.contains(key), "{bad}: {e}");
+            assert!(e.starts_with("x.toml: ") && e.contains(key) && !e.contains("secret"), "{bad}: {e}");
         }
+        let c = Config::parse(&format!("{hnv}[etcd]\nendpoints=['https://h:2379']\nca_file='ca.pem'\ncert_file='c.pem'\nkey_file='k.pem'\nuser='hnv'\npassword_file='pw'\n"), "t").unwrap();
+        let mut e = c.etcd.unwrap();
+        e.resolve(Path::new("/etc/hnv"));
+        assert_eq!((e.ca_file.unwrap(), e.password_file.unwrap()), (PathBuf::from("/etc/hnv/ca.pem"), PathBuf::from("/etc/hnv/pw")));
         let e = Config::parse("[[ports]]\nname='a'\ndevargs='x'\n[etcd]\nendpoints=['http://h:1']\n", "t").unwrap_err().to_string();
         assert!(e.contains("key 'etcd'"), "{e}");
     }

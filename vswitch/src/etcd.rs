@@ -5,25 +5,41 @@
 //! - etcd holds only the tenant objects, one key per object, the value being
 //!   the JSON of the policy file's struct (see [`key_of`] for the layout). Each
 //!   host keeps `[host]` and `[[ports]]` from its own policy (or state) file;
-//!   the two are merged and validated exactly like a policy file.
+//!   the two are merged and validated like a policy file, with shared records
+//!   ([`SHARED`]): a local VM port whose records place its VM at another host's
+//!   PA is a VM that is elsewhere, not an error.
+//! - Moving a VM is one put of its lookup key with the new host's PA. The host
+//!   it leaves keeps the port (until `hnvctl port remove NAME`) and takes the
+//!   revision: the VM's traffic is encapsulated to the new PA, and NVGRE still
+//!   arriving for it is forwarded there for the grace period with REDIRECTs to
+//!   the senders, exactly as after `hnvctl port remove --moved-to`; later
+//!   revisions apply as usual, and a restart resumes from the state file. The
+//!   host it arrives at may have had the port all along (its VM elsewhere).
 //! - The [`Watcher`] runs on its own thread with a current-thread tokio
 //!   runtime; workers never wait on etcd. On start and on every reconnect it
 //!   reads the whole prefix, then watches from the next revision; changes
 //!   arriving within [`DEBOUNCE`] of each other are published as one snapshot.
-//! - A state of the prefix with a key or value that does not parse, a key that
-//!   is not its value's canonical key, or a merged policy that fails validation
-//!   is refused with one log line naming the keys and problems; the previous
-//!   policy stays in force. An empty prefix changes nothing. The port list
-//!   never changes through etcd; `hnvctl port add/remove` changes it locally
+//! - A state of the prefix with a key that is not UTF-8, a value over
+//!   [`MAX_VALUE`] bytes, a key or value that does not parse, a key that is not
+//!   its value's canonical key, or a merged policy that fails validation is
+//!   refused with one log line naming the keys (escaped) and problems; the
+//!   previous policy stays in force. Nothing etcd sends makes the thread
+//!   panic. An empty prefix changes nothing. The port list never changes
+//!   through etcd; `hnvctl port add/remove` changes it locally
 //!   ([`Watcher::change_ports`]), and later revisions merge with the new
 //!   ports. Each accepted policy is saved to the state file.
 //! - When another host answers this one's traffic with an MS-NVGREE
 //!   UNREACHABLE (this host's policy is stale), the watcher re-reads the prefix
 //!   (at most once per [`REREAD_EVERY`]).
+//! - Connections use TLS, a client certificate and an etcd user as `[etcd]`
+//!   says ([`crate::etcd_security`]: the files are re-read on every
+//!   connection); a refused connection is reported with what it means
+//!   ([`explain`]).
 //! - While etcd is unreachable the switch forwards on its last good policy,
 //!   logs the loss once and retries with backoff ([`BACKOFF_MIN`] to [`BACKOFF_MAX`]).
 
 use crate::config::EtcdConfig;
+use crate::etcd_security::{explain, Credentials};
 use anyhow::{bail, Context, Result};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Txn, TxnOp, WatchOptions};
 use hnv_datapath::PolicyStore;
@@ -35,6 +51,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Validation of a merged policy: the lookup records are shared by every host.
+pub const SHARED: hnv_policy::Options = hnv_policy::Options { shared_records: true };
 
 /// Key prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "/hnv/";
@@ -159,30 +178,48 @@ pub fn objects_of(prefix: &str, f: &PolicyFile) -> BTreeMap<String, Object> {
     all.map(|o| (key_of(prefix, &o), o)).collect()
 }
 
-/// Parse every key/value under `prefix` into objects.
+/// Longest value accepted under a key (a tenant object's JSON is a few hundred bytes).
+pub const MAX_VALUE: usize = 64 * 1024;
+
+/// A key or value from etcd made safe for one log line.
+fn shown(s: &str) -> String {
+    s.escape_debug().to_string()
+}
+
+/// Parse every key/value under `prefix` into objects. Keys are raw bytes as
+/// etcd holds them (or strings, in tests).
 ///
 /// # Errors
-/// One line per bad key (`key K: problem`): an unknown kind, a value that does
+/// One line per bad key (`key K: problem`, K escaped): a key that is not
+/// UTF-8, an unknown kind, a value over [`MAX_VALUE`] bytes, a value that does
 /// not parse, or a key that is not the canonical key of its value.
-pub fn parse_objects(prefix: &str, kvs: &BTreeMap<String, Vec<u8>>) -> Result<BTreeMap<String, Object>, Vec<String>> {
+pub fn parse_objects<K: AsRef<[u8]>>(prefix: &str, kvs: &BTreeMap<K, Vec<u8>>) -> Result<BTreeMap<String, Object>, Vec<String>> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
     for (key, value) in kvs {
-        let Some(rest) = key.strip_prefix(prefix) else {
-            problems.push(format!("key {key}: not under the prefix {prefix}"));
+        let Ok(key) = std::str::from_utf8(key.as_ref()) else {
+            problems.push(format!("key {}: not UTF-8", key.as_ref().escape_ascii()));
             continue;
         };
+        let Some(rest) = key.strip_prefix(prefix) else {
+            problems.push(format!("key {}: not under the prefix {prefix}", shown(key)));
+            continue;
+        };
+        if value.len() > MAX_VALUE {
+            problems.push(format!("key {}: value of {} bytes is over the limit of {MAX_VALUE}", shown(key), value.len()));
+            continue;
+        }
         let kind = rest.split('/').next().unwrap_or_default();
         match Object::parse(kind, value) {
             Ok(o) => {
                 let want = key_of(prefix, &o);
-                if &want == key {
-                    out.insert(key.clone(), o);
+                if want == key {
+                    out.insert(want, o);
                 } else {
-                    problems.push(format!("key {key}: holds the object whose key is {want}"));
+                    problems.push(format!("key {}: holds the object whose key is {}", shown(key), shown(&want)));
                 }
             }
-            Err(e) => problems.push(format!("key {key}: {e}")),
+            Err(e) => problems.push(format!("key {}: {e}", shown(key))),
         }
     }
     if problems.is_empty() {
@@ -214,7 +251,7 @@ pub fn merge(local: &PolicyFile, objects: &BTreeMap<String, Object>) -> PolicyFi
 /// Every validation failure, one per line.
 pub fn merged_policy(local: &PolicyFile, objects: &BTreeMap<String, Object>, origin: &str) -> Result<Policy, String> {
     let f = merge(local, objects);
-    hnv_policy::validate(&f, origin).map_err(|e| match e {
+    hnv_policy::validate_with(&f, origin, SHARED).map_err(|e| match e {
         PolicyError::Invalid { errors, .. } => {
             let keys: Vec<(&str, Vec<&String>)> = KINDS.iter().map(|k| (*k, objects.iter().filter(|(_, o)| o.kind() == *k).map(|(key, _)| key).collect())).collect();
             errors.iter().map(|fe| format!("{origin}: {}", rename(fe, &keys))).collect::<Vec<_>>().join("\n")
@@ -344,7 +381,7 @@ impl Shared {
     }
 
     /// Apply the prefix's content at revision `rev`.
-    fn apply(&self, kvs: &BTreeMap<String, Vec<u8>>, rev: i64) {
+    fn apply<K: AsRef<[u8]>>(&self, kvs: &BTreeMap<K, Vec<u8>>, rev: i64) {
         if kvs.is_empty() {
             log::warn!("etcd revision {rev}: nothing is published under {} yet (hnvctl publish); the policy in force stays", self.cfg.prefix);
             let mut st = lock(&self.status);
@@ -409,8 +446,13 @@ impl Watcher {
     /// `store` holds the local policy until the first accepted revision.
     ///
     /// # Errors
-    /// When the thread or its runtime cannot be created.
+    /// The TLS or password files of `cfg` cannot be used (the error names the
+    /// key), or the thread or its runtime cannot be created.
     pub fn start(cfg: &EtcdConfig, store: Arc<PolicyStore>, state_file: Option<PathBuf>, status: StatusHandle) -> Result<Watcher> {
+        // A missing or unreadable certificate, key or password file stops the switch at start.
+        if Credentials::load(cfg).map_err(anyhow::Error::msg)?.password_in_clear() {
+            log::warn!("etcd {}: user {:?} over http://: the password crosses the network unencrypted (use https:// with etcd.ca_file)", cfg.endpoints.join(","), cfg.user.as_deref().unwrap_or(""));
+        }
         let local = local_part(&store.policy());
         let shared = Arc::new(Shared { store, state_file, cfg: cfg.clone(), status, merge: Mutex::new(MergeState { local, objects: None }) });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("creating the etcd watcher's runtime")?;
@@ -434,7 +476,7 @@ impl Watcher {
     /// The file does not load, the merge is invalid, or the port list changed.
     pub fn reload_local(&self, path: &Path) -> Result<u64> {
         let result = (|| {
-            let file = hnv_policy::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let file = hnv_policy::load_with(path, SHARED).map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut m = lock(&self.shared.merge);
             let origin = format!("{} with {}", path.display(), self.shared.origin(lock(&self.shared.status).applied_revision));
             match m.objects.clone() {
@@ -478,7 +520,7 @@ impl Watcher {
             _ => {}
         }
         let mut m = lock(&self.shared.merge);
-        let policy = hnv_policy::api::apply(&self.shared.store.policy(), req).map_err(|e| e.to_string().replace('\n', "; "))?.ok_or("not a port change")?;
+        let policy = hnv_policy::api::apply_with(&self.shared.store.policy(), req, SHARED).map_err(|e| e.to_string().replace('\n', "; "))?.ok_or("not a port change")?;
         let local = local_part(&policy);
         let generation = switch(policy)?;
         m.local = local;
@@ -487,8 +529,8 @@ impl Watcher {
     }
 }
 
-fn options() -> ConnectOptions {
-    ConnectOptions::new()
+fn options(creds: &Credentials) -> ConnectOptions {
+    creds.apply(ConnectOptions::new())
         .with_connect_timeout(REQUEST_TIMEOUT)
         .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
         .with_keep_alive_while_idle(true)
@@ -519,7 +561,7 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let e = match r {
             Ok(()) => return,
-            Err(e) => format!("{e:#}"),
+            Err(e) => explain(&e, &shared.cfg),
         };
         {
             let mut st = lock(&shared.status);
@@ -549,11 +591,13 @@ async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// One connection: full read, then watch until an error.
 async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Result<()> {
     let cfg = &shared.cfg;
-    let mut client = timed("connecting", Client::connect(&cfg.endpoints, Some(options()))).await?;
+    // Re-read on every connection: renewed certificates take effect on the next reconnect.
+    let creds = Credentials::load(cfg).map_err(anyhow::Error::msg)?;
+    let mut client = timed("connecting", Client::connect(&cfg.endpoints, Some(options(&creds)))).await?;
     let resp = timed("reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
     let mut rev = resp.header().map_or(0, |h| h.revision());
-    let mut kvs: BTreeMap<String, Vec<u8>> = resp.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())).collect();
-    let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1)))).await?;
+    let mut kvs = key_values(&resp);
+    let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(WatchOptions::new().with_prefix().with_start_revision(rev.saturating_add(1))))).await?;
     *connected = true;
     lock(&shared.status).connected = true;
     log::info!(
@@ -566,7 +610,7 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
     shared.apply(&kvs, rev);
     let mut unreachable = shared.store.unreachable_received();
     let mut tick = tokio::time::interval(STALE_CHECK);
-    let mut last_reread = std::time::Instant::now() - REREAD_EVERY;
+    let mut last_reread = std::time::Instant::now().checked_sub(REREAD_EVERY).unwrap_or_else(std::time::Instant::now);
     loop {
         let msg = tokio::select! {
             m = stream.message() => m.context("watch")?,
@@ -578,7 +622,7 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
                     unreachable = now;
                     let resp = timed("re-reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
                     let r = resp.header().map_or(rev, |h| h.revision());
-                    let fresh: BTreeMap<String, Vec<u8>> = resp.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())).collect();
+                    let fresh = key_values(&resp);
                     log::info!("etcd: UNREACHABLE received; re-read {} keys at revision {r}", fresh.len());
                     if fresh != kvs {
                         kvs = fresh;
@@ -602,8 +646,15 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
     }
 }
 
+/// The prefix's content: raw key bytes to values.
+type Kvs = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn key_values(resp: &etcd_client::GetResponse) -> Kvs {
+    resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect()
+}
+
 /// Fold one watch response into `kvs`; true if it carried events.
-fn absorb(msg: Option<etcd_client::WatchResponse>, kvs: &mut BTreeMap<String, Vec<u8>>, rev: &mut i64) -> Result<bool> {
+fn absorb(msg: Option<etcd_client::WatchResponse>, kvs: &mut Kvs, rev: &mut i64) -> Result<bool> {
     let Some(resp) = msg else { bail!("the watch stream ended") };
     if resp.canceled() || resp.compact_revision() > 0 {
         bail!("etcd cancelled the watch ({}; compacted to revision {})", resp.cancel_reason(), resp.compact_revision());
@@ -613,7 +664,7 @@ fn absorb(msg: Option<etcd_client::WatchResponse>, kvs: &mut BTreeMap<String, Ve
     }
     for ev in resp.events() {
         let Some(kv) = ev.kv() else { continue };
-        let key = String::from_utf8_lossy(kv.key()).into_owned();
+        let key = kv.key().to_vec();
         *rev = (*rev).max(kv.mod_revision());
         match ev.event_type() {
             EventType::Put => {
@@ -640,44 +691,49 @@ pub struct Published {
     pub revision: i64,
 }
 
-/// Publish the tenant objects of `policy` under `prefix` in one transaction:
+/// Publish the tenant objects of `policy` under `cfg.prefix` in one transaction:
 /// write new and changed keys, delete keys under the prefix that are no longer
 /// in the policy. The transaction is conditional on nothing under the prefix
 /// having changed since it was read (it is retried a few times otherwise).
 ///
 /// # Errors
-/// etcd unreachable, a refused transaction (e.g. more changes than etcd's
-/// `--max-txn-ops`, default 128), or a prefix that kept changing.
-pub fn publish(endpoints: &[String], prefix: &str, policy: &Policy) -> Result<Published> {
+/// Unusable TLS or password files (the error names the key), etcd unreachable
+/// or refusing this client, a refused transaction (e.g. more changes than
+/// etcd's `--max-txn-ops`, default 128), or a prefix that kept changing.
+pub fn publish(cfg: &EtcdConfig, policy: &Policy) -> Result<Published> {
+    let creds = Credentials::load(cfg).map_err(anyhow::Error::msg)?;
+    let (endpoints, prefix) = (&cfg.endpoints, cfg.prefix.as_str());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("creating a runtime")?;
-    let want: BTreeMap<String, String> = objects_of(prefix, &PolicyFile::from_policy(policy)).iter().map(|(k, o)| (k.clone(), o.to_json())).collect();
+    let want: BTreeMap<Vec<u8>, String> = objects_of(prefix, &PolicyFile::from_policy(policy)).iter().map(|(k, o)| (k.clone().into_bytes(), o.to_json())).collect();
     rt.block_on(async {
         let at = endpoints.join(",");
-        let mut client = timed("connecting", Client::connect(endpoints, Some(options()))).await.with_context(|| format!("etcd {at}"))?;
+        let fail = |e: anyhow::Error| anyhow::anyhow!("etcd {at}: {}", explain(&e, cfg));
+        let mut client = timed("connecting", Client::connect(endpoints, Some(options(&creds)))).await.map_err(fail)?;
         for _ in 0..5 {
-            let resp = timed("reading the prefix", client.get(prefix, Some(GetOptions::new().with_prefix()))).await.with_context(|| format!("etcd {at}"))?;
+            let resp = timed("reading the prefix", client.get(prefix, Some(GetOptions::new().with_prefix()))).await.map_err(fail)?;
             let rev = resp.header().map_or(0, |h| h.revision());
-            let have: BTreeMap<String, Vec<u8>> = resp.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())).collect();
+            let have = key_values(&resp);
             let mut ops = Vec::new();
             let mut put = 0;
             for (k, v) in &want {
                 if have.get(k).map(Vec::as_slice) != Some(v.as_bytes()) {
-                    ops.push(TxnOp::put(k.as_str(), v.as_str(), None));
+                    ops.push(TxnOp::put(k.as_slice(), v.as_str(), None));
                     put += 1;
                 }
             }
-            let stale: Vec<&String> = have.keys().filter(|k| !want.contains_key(*k)).collect();
+            // Every other key under the prefix goes, UTF-8 or not.
+            let stale: Vec<&Vec<u8>> = have.keys().filter(|k| !want.contains_key(*k)).collect();
             for k in &stale {
-                ops.push(TxnOp::delete(k.as_str(), None));
+                ops.push(TxnOp::delete(k.as_slice(), None));
             }
             let unchanged = want.len() - put;
             if ops.is_empty() {
                 return Ok(Published { put: 0, deleted: 0, unchanged, revision: rev });
             }
             let n = ops.len();
-            let txn = Txn::new().when([Compare::mod_revision(prefix, CompareOp::Less, rev + 1).with_prefix()]).and_then(ops);
+            let txn = Txn::new().when([Compare::mod_revision(prefix, CompareOp::Less, rev.saturating_add(1)).with_prefix()]).and_then(ops);
             let hint = if n > 128 { " (more than etcd's default --max-txn-ops of 128)" } else { "" };
-            let r = timed("publishing", client.txn(txn)).await.with_context(|| format!("etcd {at}: a transaction of {n} operations{hint}"))?;
+            let r = timed("publishing", client.txn(txn)).await.map_err(|e| anyhow::anyhow!("etcd {at}: a transaction of {n} operations{hint}: {}", explain(&e, cfg)))?;
             if r.succeeded() {
                 return Ok(Published { put, deleted: stale.len(), unchanged, revision: r.header().map_or(0, |h| h.revision()) });
             }
@@ -693,6 +749,11 @@ mod tests {
 
     fn host(text: &str) -> Policy {
         hnv_policy::parse(text, "t").unwrap()
+    }
+
+    fn test_shared(store: &Arc<PolicyStore>, p: &Policy) -> Shared {
+        let cfg = EtcdConfig::new(vec!["http://127.0.0.1:1".into()], "/hnv/".into());
+        Shared { store: store.clone(), state_file: None, cfg, status: Arc::default(), merge: Mutex::new(MergeState { local: local_part(p), objects: None }) }
     }
 
     fn stored(prefix: &str, p: &Policy) -> BTreeMap<String, Vec<u8>> {
@@ -748,7 +809,7 @@ mod tests {
         let h1 = host(BLUE_RED_HOST1);
         let store = Arc::new(PolicyStore::new(h1.clone()));
         // Nothing listens on port 1: the watcher keeps retrying in the background.
-        let cfg = EtcdConfig { endpoints: vec!["http://127.0.0.1:1".into()], prefix: "/hnv/".into() };
+        let cfg = EtcdConfig::new(vec!["http://127.0.0.1:1".into()], "/hnv/".into());
         let w = Watcher::start(&cfg, store.clone(), Some(state.clone()), new_status(&cfg)).unwrap();
         let mut moved = stored("/hnv/", &h1);
         let v = String::from_utf8(moved["/hnv/lookup/5001/10.0.0.7"].clone()).unwrap().replace("192.168.4.22", "192.168.4.33");
@@ -773,23 +834,91 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_that_moved_away_is_taken_forwarded_for_the_grace_period_and_later_revisions_apply() {
+        let h1 = host(BLUE_RED_HOST1);
+        let store = Arc::new(PolicyStore::new(h1.clone()));
+        let shared = test_shared(&store, &h1);
+        let mut kvs = stored("/hnv/", &h1);
+        shared.apply(&kvs, 5);
+        // Blue1 (port blue1, 10.0.0.5) moves to host 2 with one put.
+        let k = "/hnv/lookup/5001/10.0.0.5";
+        let v = String::from_utf8(kvs[k].clone()).unwrap().replace("192.168.4.11", "192.168.4.22");
+        kvs.insert(k.into(), v.into_bytes());
+        shared.apply(&kvs, 6);
+        let st = lock(&shared.status).clone();
+        assert_eq!((st.applied_revision, st.last_error), (6, None));
+        let (vsid, ca) = (5001, "10.0.0.5".parse().unwrap());
+        let d = store.snapshot().by_ca(vsid, ca).cloned().unwrap();
+        assert_eq!(d.pa, "192.168.4.22".parse::<std::net::IpAddr>().unwrap());
+        assert!(matches!(d.to, hnv_datapath::tables::Delivery::Encap(_)), "{:?}", d.to);
+        assert!(d.forward_moved, "late NVGRE for Blue1 is forwarded to its new host");
+        assert!(store.policy().ports.iter().any(|p| p.name == "blue1"), "the port stays until hnvctl port remove");
+        // A later revision for the other tenant applies.
+        let k = "/hnv/lookup/6001/10.0.0.7";
+        let v = String::from_utf8(kvs[k].clone()).unwrap().replace("Red2", "Red2b");
+        kvs.insert(k.into(), v.into_bytes());
+        shared.apply(&kvs, 7);
+        assert_eq!(lock(&shared.status).applied_revision, 7);
+        assert!(store.snapshot().by_ca(vsid, ca).unwrap().forward_moved, "still in its grace period");
+        // The grace period ends; Blue1 stays at host 2.
+        assert!(store.expire_moved(std::time::Instant::now() + hnv_datapath::store::MIGRATION_GRACE));
+        let d = store.snapshot().by_ca(vsid, ca).cloned().unwrap();
+        assert!(!d.forward_moved && matches!(d.to, hnv_datapath::tables::Delivery::Encap(_)));
+        // And it can come back with one more put.
+        let v = String::from_utf8(kvs["/hnv/lookup/5001/10.0.0.5"].clone()).unwrap().replace("192.168.4.22", "192.168.4.11");
+        kvs.insert("/hnv/lookup/5001/10.0.0.5".into(), v.into_bytes());
+        shared.apply(&kvs, 8);
+        assert_eq!(lock(&shared.status).applied_revision, 8);
+        assert!(matches!(store.snapshot().by_ca(vsid, ca).unwrap().to, hnv_datapath::tables::Delivery::Local(1)));
+    }
+
+    #[test]
+    fn hostile_keys_and_values_are_refused_by_key_and_never_panic() {
+        let h1 = host(BLUE_RED_HOST1);
+        let store = Arc::new(PolicyStore::new(h1.clone()));
+        let shared = test_shared(&store, &h1);
+        let good: Kvs = stored("/hnv/", &h1).into_iter().map(|(k, v)| (k.into_bytes(), v)).collect();
+        shared.apply(&good, 5);
+        let g = store.snapshot().generation;
+        let k = "/hnv/lookup/5001/10.0.0.7";
+        let nested = "[".repeat(MAX_VALUE - 1);
+        let cases: [(&[u8], Vec<u8>, &str, &str); 7] = [
+            (b"/hnv/lookup/5001/\xff\xfe", b"{}".to_vec(), "key /hnv/lookup/5001/\\xff\\xfe: not UTF-8", ""),
+            (k.as_bytes(), vec![0xff, 0xfe, b'{'], k, "not a valid JSON object"),
+            (k.as_bytes(), vec![b' '; MAX_VALUE + 1], k, "value of 65537 bytes is over the limit of 65536"),
+            (k.as_bytes(), nested.into_bytes(), k, "not a valid JSON object"),
+            (k.as_bytes(), b"ca = \"10.0.0.7\"\nvsid = 5001".to_vec(), k, "not a valid JSON object"),
+            (b"/hnv/acl\n/1", b"{}".to_vec(), "key /hnv/acl\\n/1: unknown object kind", ""),
+            (b"/hnv/routing_domains/a\nb", br#"{"name":"a\nb\u0007"}"#.to_vec(), "key /hnv/routing_domains/a\\nb: holds the object whose key is /hnv/routing_domains/a\\nb\\u{7}", ""),
+        ];
+        for (i, (key, value, named, problem)) in cases.into_iter().enumerate() {
+            let mut kvs = good.clone();
+            kvs.insert(key.to_vec(), value);
+            let rev = 6 + i as i64;
+            shared.apply(&kvs, rev);
+            let st = lock(&shared.status).clone();
+            let e = st.last_error.unwrap_or_default();
+            assert!(e.contains(named) && e.contains(problem), "case {i}: {e}");
+            assert!(!e.contains('\n') && !e.contains('\u{7}'), "case {i}: one line: {e:?}");
+            assert_eq!((st.revision, st.applied_revision), (rev, 5), "case {i}");
+            assert_eq!(store.snapshot().generation, g, "case {i}: the previous policy stays in force");
+        }
+        // The good state applies again afterwards.
+        shared.apply(&good, 20);
+        assert_eq!(lock(&shared.status).applied_revision, 20);
+    }
+
+    #[test]
     fn refused_and_unchanged_revisions_leave_the_store_alone() {
         let h1 = host(BLUE_RED_HOST1);
         let store = Arc::new(PolicyStore::new(h1.clone()));
-        let cfg = EtcdConfig { endpoints: vec!["http://127.0.0.1:1".into()], prefix: "/hnv/".into() };
-        let shared = Shared {
-            store: store.clone(),
-            state_file: None,
-            cfg,
-            status: Arc::default(),
-            merge: Mutex::new(MergeState { local: local_part(&h1), objects: None }),
-        };
+        let shared = test_shared(&store, &h1);
         let g0 = store.snapshot().generation;
         let mut kvs = stored("/hnv/", &h1);
         shared.apply(&kvs, 5);
         assert_eq!(store.snapshot().generation, g0, "the same policy is not republished");
         assert_eq!(lock(&shared.status).applied_revision, 5);
-        shared.apply(&BTreeMap::new(), 6);
+        shared.apply(&Kvs::new(), 6);
         assert_eq!(store.snapshot().generation, g0, "an empty prefix changes nothing");
         kvs.insert("/hnv/lookup/5001/10.0.0.7".into(), b"oops".to_vec());
         shared.apply(&kvs, 7);

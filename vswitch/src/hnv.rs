@@ -60,9 +60,12 @@ pub struct Outcome {
 }
 
 /// The policy to start with: a valid state file (a restart) wins over the policy file.
+/// With etcd the lookup records are shared ([`crate::etcd::SHARED`]): a VM port
+/// whose VM is at another host is valid.
 pub fn initial_policy(cfg: &Config, policy_path: &Path) -> Result<Policy> {
+    let options = if cfg.etcd.is_some() { crate::etcd::SHARED } else { hnv_policy::Options::default() };
     if let Some(state) = cfg.control.state_file.as_deref().filter(|p| p.exists()) {
-        match hnv_policy::load(state) {
+        match hnv_policy::load_with(state, options) {
             Ok(p) => {
                 log::info!("resuming with the policy saved in {}", state.display());
                 return Ok(p);
@@ -70,7 +73,7 @@ pub fn initial_policy(cfg: &Config, policy_path: &Path) -> Result<Policy> {
             Err(e) => log::warn!("state file {} ignored: {}", state.display(), e.to_string().replace('\n', "; ")),
         }
     }
-    hnv_policy::load(policy_path).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', "; ")))
+    hnv_policy::load_with(policy_path, options).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', "; ")))
 }
 
 /// Start DPDK for `policy`, run the HNV switch until `stop`, the duration or
@@ -133,7 +136,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         crate::ctl::persist(&store, path).with_context(|| format!("key 'control.state_file': cannot write {}", path.display()))?;
     }
     let etcd = match (&cfg.etcd, etcd_status) {
-        (Some(e), Some(status)) => Some(crate::etcd::Watcher::start(e, store.clone(), cfg.control.state_file.clone(), status).context("key 'etcd'")?),
+        (Some(e), Some(status)) => Some(crate::etcd::Watcher::start(e, store.clone(), cfg.control.state_file.clone(), status).context("etcd")?),
         _ => None,
     };
     let etcd = etcd.as_ref();

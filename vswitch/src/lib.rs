@@ -16,6 +16,7 @@ pub mod config;
 pub mod ctl;
 pub mod demo;
 pub mod etcd;
+pub mod etcd_security;
 pub mod fwd;
 pub mod hnv;
 pub mod metrics;

@@ -1,8 +1,11 @@
 //! The etcd policy backend against a real etcd on loopback (Debian
 //! `etcd-server`; `scripts/setup.sh --with-test-tools` installs it): two
 //! switches follow a move published through etcd within a second, refuse a
-//! value that does not parse or validate without effect, and forward
-//! unaffected while etcd is down, resynchronising when it returns.
+//! value that does not parse or validate without effect, forward unaffected
+//! while etcd is down, resynchronising when it returns, take a VM that moved
+//! away from them with one put (and back), restarting fine after it, and
+//! reach etcd over mutual TLS with user authentication (certificates made
+//! with the `openssl` CLI), saying clearly why a connection was refused.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
 mod support;
@@ -43,26 +46,43 @@ struct Etcd {
     dir: PathBuf,
     client: u16,
     peer: u16,
+    /// TLS with --client-cert-auth: the directory of [`Pki`]'s files.
+    tls: Option<PathBuf>,
+    /// etcdctl's --user (after `auth enable`).
+    user: Option<String>,
 }
 
 impl Etcd {
     fn start(dir: &Path) -> Etcd {
+        Etcd::start_with(dir, None)
+    }
+
+    /// `tls`: serve https:// with `server.pem`, and require client certificates signed by `ca.pem`.
+    fn start_with(dir: &Path, tls: Option<&Path>) -> Etcd {
         need("etcd", "--version");
         need("etcdctl", "version");
-        let mut e = Etcd { child: None, dir: dir.to_path_buf(), client: free_port(), peer: free_port() };
+        let mut e = Etcd { child: None, dir: dir.to_path_buf(), client: free_port(), peer: free_port(), tls: tls.map(Path::to_path_buf), user: None };
         e.spawn();
         e
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client)
+        format!("{}://127.0.0.1:{}", if self.tls.is_some() { "https" } else { "http" }, self.client)
     }
 
     /// Start (or restart, on the same data directory and ports) and wait until it answers.
     fn spawn(&mut self) {
         let peer = format!("http://127.0.0.1:{}", self.peer);
         let log = std::fs::File::options().create(true).append(true).open(self.dir.join("etcd.log")).unwrap();
+        let tls: Vec<String> = match &self.tls {
+            Some(d) => ["--client-cert-auth", "--trusted-ca-file", "ca.pem", "--cert-file", "server.pem", "--key-file", "server.key"]
+                .iter()
+                .map(|a| if a.contains('.') { d.join(a).display().to_string() } else { a.to_string() })
+                .collect(),
+            None => Vec::new(),
+        };
         let child = Command::new("etcd")
+            .args(&tls)
             .args(["--name", "hnvtest", "--data-dir"])
             .arg(self.dir.join("data"))
             .args(["--listen-client-urls", &self.url(), "--advertise-client-urls", &self.url()])
@@ -84,7 +104,21 @@ impl Etcd {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new("etcdctl").env("ETCDCTL_API", "3").args(["--endpoints", &self.url(), "--command-timeout=2s"]).args(args).output().unwrap()
+        let mut c = Command::new("etcdctl");
+        c.env("ETCDCTL_API", "3").args(["--endpoints", &self.url(), "--command-timeout=2s"]);
+        if let Some(d) = &self.tls {
+            c.arg("--cacert").arg(d.join("ca.pem")).arg("--cert").arg(d.join("client.pem")).arg("--key").arg(d.join("client.key"));
+        }
+        if let Some(u) = &self.user {
+            c.args(["--user", u]);
+        }
+        c.args(args).output().unwrap()
+    }
+
+    /// etcdctl, which must succeed.
+    fn must(&self, args: &[&str]) {
+        let out = self.ctl(args);
+        assert!(out.status.success(), "etcdctl {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
 
     /// Put one key; returns the revision it created.
@@ -103,6 +137,25 @@ impl Drop for Etcd {
     }
 }
 
+/// A test's directory, removed on drop (also when the test fails; declare it
+/// first so that etcd and the switches are gone before).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("hnv-etcd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running hnvswitch with its control client; killed on drop unless stopped.
 struct Switch {
     child: Option<Child>,
@@ -114,6 +167,10 @@ impl Switch {
         let child = support::spawn(config, sock, extra, "info");
         let mut s = Switch { child: Some(child), client: None };
         wait_for("the control socket", Duration::from_secs(20), || {
+            if s.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                let out = s.child.take().unwrap().wait_with_output().unwrap();
+                panic!("hnvswitch exited at start: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            }
             s.client = Client::connect(sock).ok();
             s.client.is_some()
         });
@@ -151,8 +208,14 @@ impl Switch {
 }
 
 impl Drop for Switch {
+    /// After a failed assertion: SIGINT first, so DPDK removes its runtime files, then SIGKILL.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+            let t0 = Instant::now();
+            while matches!(c.try_wait(), Ok(None)) && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -335,4 +398,303 @@ fn forwarding_survives_an_etcd_outage_and_resynchronises() {
     clean_exit(&out);
     drop(etcd);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const BLUE4_KEY: &str = "/hnv/lookup/5001/10.0.0.9";
+
+fn record(vsid: i64, ca: &str, mac: &str, pa: &str) -> String {
+    serde_json::to_string(&LookupFile { ca: ca.into(), vsid, mac: mac.into(), pa: pa.into(), ..Default::default() }).unwrap()
+}
+
+fn blue4_value(pa: &str) -> String {
+    record(5001, "10.0.0.9", "00:15:5d:01:00:09", pa)
+}
+
+/// Host B of the move test: PA 192.168.4.33, an uplink and the port of
+/// A's VM blue4 (10.0.0.9), with A's tenant parts in its local file.
+fn host_b_policy(a_policy: &Path, path: &Path) {
+    use hnv_policy::file::{NeighborFile, PolicyFile, PortFile};
+    let mut f: PolicyFile = toml::from_str(&std::fs::read_to_string(a_policy).unwrap()).unwrap();
+    f.host.name = "bench-host2".into();
+    f.host.provider_addresses[0].address = "192.168.4.33".into();
+    f.host.provider_addresses[0].mac = "02:00:c0:a8:04:21".into();
+    f.host.neighbors.retain(|n| n.address != "192.168.4.33");
+    f.host.neighbors.push(NeighborFile { address: "192.168.4.11".into(), mac: "02:00:c0:a8:04:0b".into() });
+    let blue4 = f.ports.iter().find(|p| p.name == "blue4").unwrap().clone();
+    f.ports = vec![
+        PortFile { name: "uplink".into(), role: "uplink".into(), devargs: "net_null_uplink,no-rx=1".into(), ..Default::default() },
+        PortFile { devargs: "net_null_blue4,no-rx=1".into(), ..blue4 },
+    ];
+    std::fs::write(path, toml::to_string(&f).unwrap()).unwrap();
+}
+
+/// The README's "move a VM: one put" for a VM local to a switch: the host it
+/// leaves keeps its port (the VM is elsewhere now), takes the move, keeps
+/// applying later revisions for every tenant, restarts on its state file, and
+/// the VM can come back with one more put to a host that had its port ready.
+#[test]
+fn a_vm_moved_by_one_put_leaves_its_old_host_working() {
+    let tmp = TempDir::new("move");
+    let dir = tmp.0.clone();
+    let etcd = Etcd::start(&dir);
+    let url = etcd.url();
+    // Host A (PA 192.168.4.11) has blue4 (10.0.0.9) and knows host B's PA.
+    let a = scenarios::write(&dir.join("a"), Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let text = std::fs::read_to_string(&a.policy).unwrap().replacen("[[host.neighbors]]", "[[host.neighbors]]\naddress = \"192.168.4.33\"\nmac = \"02:00:c0:a8:04:21\"\n\n[[host.neighbors]]", 1);
+    std::fs::write(&a.policy, text).unwrap();
+    let state = dir.join("a-state.toml");
+    let mut cfg = std::fs::read_to_string(&a.config).unwrap();
+    cfg += &format!("\n[control]\nstate_file = \"{}\"\n\n[etcd]\nendpoints = [\"{url}\"]\n", state.display());
+    std::fs::write(&a.config, cfg).unwrap();
+    let rev = publish(&url, &a.policy);
+    let mut sa = Switch::start(&a.config, &dir.join("a.sock"), &[]);
+    wait_for("switch a to apply the publish", Duration::from_secs(5), || applied(&mut sa, rev));
+    assert_eq!(sa.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.11"));
+    let g = sa.generation();
+
+    // The move: one put. Host A still has blue4's port; it takes the revision.
+    let rev = etcd.put(BLUE4_KEY, &blue4_value("192.168.4.33"));
+    let took = wait_for("switch a to apply the move (or say why not)", Duration::from_secs(3), || applied(&mut sa, rev) || !sa.etcd()["last_error"].is_null());
+    let e = sa.etcd();
+    assert!(e["last_error"].is_null() && applied(&mut sa, rev), "the host the VM left refused the move: {e}");
+    println!("switch a applied the move at revision {rev} after {took:?}");
+    assert_eq!(sa.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.33"));
+    assert_eq!(sa.generation(), g + 1);
+
+    // A later revision for another tenant applies too.
+    let rev = etcd.put("/hnv/lookup/6001/10.0.0.16", &record(6001, "10.0.0.16", "00:15:5d:02:10:00", "192.168.4.24"));
+    wait_for("switch a to apply a red revision", Duration::from_secs(3), || applied(&mut sa, rev) || !sa.etcd()["last_error"].is_null());
+    assert!(sa.etcd()["last_error"].is_null(), "{}", sa.etcd());
+    assert_eq!(sa.pa(6001, "10.0.0.16").as_deref(), Some("192.168.4.24"));
+    assert!(std::fs::read_to_string(&state).unwrap().contains("192.168.4.33"), "the move was saved");
+    let tx = sa.tx();
+    wait_for("traffic to keep flowing on a", Duration::from_secs(3), || sa.tx() > tx + 1000);
+    let (out, err) = sa.stop();
+    clean_exit(&out);
+    assert!(!err.contains("refused"), "{err}");
+
+    // A restarts on its state file (the VM elsewhere, its port still here) and follows etcd.
+    let mut sa = Switch::start(&a.config, &dir.join("a.sock"), &[]);
+    assert_eq!(sa.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.33"), "resumed with the saved policy");
+    let rev = etcd.put(MOVED_KEY, &moved_value("192.168.4.25"));
+    wait_for("the restarted switch a to apply a revision", Duration::from_secs(5), || applied(&mut sa, rev));
+    assert!(sa.etcd()["last_error"].is_null(), "{}", sa.etcd());
+
+    // Host B has blue4's port and its PA; then the VM comes back to A with one put.
+    let b_policy = dir.join("b-policy.toml");
+    host_b_policy(&a.policy, &b_policy);
+    let b = scenarios::write(&dir.join("b"), Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let cfg = std::fs::read_to_string(&b.config).unwrap().replace(&b.policy.display().to_string(), &b_policy.display().to_string());
+    std::fs::write(&b.config, cfg).unwrap();
+    let mut sb = Switch::start(&b.config, &dir.join("b.sock"), &["--etcd", &url]);
+    wait_for("switch b to apply etcd", Duration::from_secs(5), || applied(&mut sb, rev));
+    assert!(sb.etcd()["last_error"].is_null(), "{}", sb.etcd());
+    assert_eq!(sb.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.33"));
+    let rev = etcd.put(BLUE4_KEY, &blue4_value("192.168.4.11"));
+    wait_for("both switches to apply the move back", Duration::from_secs(3), || applied(&mut sa, rev) && applied(&mut sb, rev));
+    for s in [&mut sa, &mut sb] {
+        assert!(s.etcd()["last_error"].is_null(), "{}", s.etcd());
+        assert_eq!(s.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.11"));
+    }
+    // B's port of the VM that left is removed locally; etcd keeps applying on B.
+    let out = support::hnvctl(&dir.join("b.sock"), &["port", "remove", "blue4"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let rev = etcd.put(MOVED_KEY, &moved_value("192.168.4.22"));
+    wait_for("switch b to apply a revision after the port removal", Duration::from_secs(3), || applied(&mut sb, rev));
+    assert!(sb.etcd()["last_error"].is_null(), "{}", sb.etcd());
+    // Hot-added again, with its address (the record is in etcd, at A), the VM moves to B once more.
+    let add = ["port", "add", "--name", "blue4", "--role", "vm", "--devargs", "net_null_blue4b,no-rx=1", "--vsid", "5001", "--mac", "00:15:5d:01:00:09", "--address", "10.0.0.9"];
+    let out = support::hnvctl(&dir.join("b.sock"), &add);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let rev = etcd.put(BLUE4_KEY, &blue4_value("192.168.4.33"));
+    wait_for("both switches to apply the second move", Duration::from_secs(3), || applied(&mut sa, rev) && applied(&mut sb, rev));
+    for s in [&mut sa, &mut sb] {
+        assert!(s.etcd()["last_error"].is_null(), "{}", s.etcd());
+        assert_eq!(s.pa(5001, "10.0.0.9").as_deref(), Some("192.168.4.33"));
+    }
+    let (out_a, err_a) = sa.stop();
+    let (out_b, err_b) = sb.stop();
+    clean_exit(&out_a);
+    clean_exit(&out_b);
+    assert!(err_a.contains("resuming with the policy saved"), "{err_a}");
+    assert!(!err_a.contains("refused") && !err_b.contains("refused"), "{err_a}\n{err_b}");
+    drop(etcd);
+}
+
+/// A throwaway PKI made with the `openssl` CLI in `dir`: `ca` signs the etcd
+/// server's certificate (`server`, for 127.0.0.1) and the switch's (`client`);
+/// `rogue`, another CA, signs `intruder`. Keys are mode 0600.
+fn pki(dir: &Path) {
+    need("openssl", "version");
+    std::fs::create_dir_all(dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    for ca in ["ca", "rogue"] {
+        let (k, p, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN=hnv test {ca}"));
+        let mut args = vec!["req", "-x509"];
+        args.extend(key);
+        args.extend(["-keyout", &k, "-out", &p, "-days", "2", "-subj", &subj, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(&args);
+    }
+    for (name, ca, usage) in [("server", "ca", "serverAuth"), ("client", "ca", "clientAuth"), ("intruder", "rogue", "clientAuth")] {
+        let (k, csr, p, ext, subj) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"), format!("/CN=hnv test {name}"));
+        std::fs::write(dir.join(&ext), format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\nsubjectAltName=IP:127.0.0.1\n")).unwrap();
+        let mut args = vec!["req"];
+        args.extend(key);
+        args.extend(["-keyout", &k, "-out", &csr, "-subj", &subj]);
+        openssl(&args);
+        let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+        openssl(&["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out", &p, "-days", "2", "-extfile", &ext]);
+    }
+    for f in std::fs::read_dir(dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "key") {
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
+/// `hnvctl publish --etcd URL EXTRA... POLICY`.
+fn publish_with(url: &str, extra: &[String], policy: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hnvctl")).args(["publish", "--etcd", url]).args(extra).arg(policy).output().unwrap()
+}
+
+/// `config` with an `[etcd]` section for `url` and `keys` (TOML lines).
+fn with_etcd(config: &Path, url: &str, keys: &str) -> PathBuf {
+    let text = std::fs::read_to_string(config).unwrap();
+    let text = text.split("\n[etcd]").next().unwrap().to_string();
+    std::fs::write(config, format!("{text}\n[etcd]\nendpoints = [\"{url}\"]\n{keys}")).unwrap();
+    config.to_path_buf()
+}
+
+/// etcd over TLS with `--client-cert-auth`, then with `auth enable`: the switch
+/// follows policy over mutual TLS; without a client certificate or with one
+/// from another CA it is refused and says so; a wrong password is refused and
+/// the right one works; `hnvctl publish` takes the same options; the password
+/// appears nowhere.
+#[test]
+fn mutual_tls_and_user_authentication() {
+    let tmp = TempDir::new("tls");
+    let dir = tmp.0.clone();
+    let certs = dir.join("pki");
+    pki(&certs);
+    let mut etcd = Etcd::start_with(&dir, Some(&certs));
+    let url = etcd.url();
+    let c = |f: &str| certs.join(f).display().to_string();
+    let mtls = format!("ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n", c("ca.pem"), c("client.pem"), c("client.key"));
+    let w = scenarios::write(&dir.join("a"), Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let sock = dir.join("a.sock");
+
+    // hnvctl publish: refused without a client certificate, with one from another CA, or
+    // without the CA that signed the server's; accepted with the switch's files.
+    let opts = |pairs: &[(&str, &str)]| -> Vec<String> { pairs.iter().flat_map(|(k, f)| [format!("--{k}"), c(f)]).collect() };
+    for (extra, says) in [
+        (opts(&[("ca-file", "ca.pem")]), "it requires a client certificate (options --cert-file, --key-file)"),
+        (opts(&[("ca-file", "ca.pem"), ("cert-file", "intruder.pem"), ("key-file", "intruder.key")]), "it does not accept this client's certificate"),
+        (opts(&[("ca-file", "rogue.pem"), ("cert-file", "client.pem"), ("key-file", "client.key")]), "the etcd server's certificate is not signed by the CA in --ca-file"),
+    ] {
+        let out = publish_with(&url, &extra, &w.policy);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{extra:?}: {err}");
+    }
+    let out = publish_with(&url, &opts(&[("ca-file", "ca.pem"), ("cert-file", "client.pem"), ("key-file", "client.key")]), &w.policy);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rev = etcd.ctl(&["get", "/hnv/", "--prefix", "-w", "json"]);
+    let rev = serde_json::from_slice::<Value>(&rev.stdout).unwrap()["header"]["revision"].as_i64().unwrap();
+
+    // (a) The switch follows the policy over mutual TLS.
+    let mut s = Switch::start(&with_etcd(&w.config, &url, &mtls), &sock, &[]);
+    wait_for("the switch to apply the policy over mTLS", Duration::from_secs(5), || applied(&mut s, rev));
+    let rev = etcd.put(MOVED_KEY, &moved_value("192.168.4.24"));
+    wait_for("the switch to follow a put over mTLS", Duration::from_secs(3), || applied(&mut s, rev));
+    assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.24"));
+    assert_eq!(s.etcd()["connected"], true);
+    let (out, _) = s.stop();
+    clean_exit(&out);
+
+    // (b) Without a client certificate, or with one from another CA: refused, and the switch says so.
+    for (keys, says) in [
+        (format!("ca_file = \"{}\"\n", c("ca.pem")), "it requires a client certificate (keys 'etcd.cert_file', 'etcd.key_file')"),
+        (format!("ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n", c("ca.pem"), c("intruder.pem"), c("intruder.key")), "it does not accept this client's certificate"),
+    ] {
+        let mut s = Switch::start(&with_etcd(&w.config, &url, &keys), &sock, &[]);
+        wait_for("the switch to report the refusal", Duration::from_secs(5), || !s.etcd()["last_error"].is_null());
+        let e = s.etcd();
+        assert!(e["connected"] == false && e["applied_revision"] == 0 && e["last_error"].as_str().unwrap().contains(says), "{e}");
+        assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.22"), "the local policy stays in force");
+        let (out, err) = s.stop();
+        clean_exit(&out);
+        assert!(err.contains(says) && err.contains("forwarding continues on the last good policy"), "{err}");
+    }
+    // A missing key file stops the switch before DPDK starts, naming the key.
+    let bad = with_etcd(&w.config, &url, &mtls.replace("client.key", "missing.key"));
+    let out = Command::new(env!("CARGO_BIN_EXE_hnvswitch")).args(["run", "--config"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("key 'etcd.key_file': cannot read") && err.contains("missing.key"), "{err}");
+
+    // (c) etcd authentication: a user that may read and write the prefix.
+    let root_pw = "root-pw-not-for-switches";
+    etcd.must(&["user", "add", &format!("root:{root_pw}")]);
+    etcd.must(&["user", "grant-role", "root", "root"]);
+    // The switches' user may read the prefix; the publisher's may write it.
+    etcd.must(&["user", "add", "hnv:hnv-s3cret-pw"]);
+    etcd.must(&["role", "add", "hnv-read"]);
+    etcd.must(&["role", "grant-permission", "hnv-read", "--prefix=true", "read", "/hnv/"]);
+    etcd.must(&["user", "grant-role", "hnv", "hnv-read"]);
+    etcd.must(&["user", "add", "hnv-admin:hnv-admin-s3cret-pw"]);
+    etcd.must(&["role", "add", "hnv-rw"]);
+    etcd.must(&["role", "grant-permission", "hnv-rw", "--prefix=true", "readwrite", "/hnv/"]);
+    etcd.must(&["user", "grant-role", "hnv-admin", "hnv-rw"]);
+    etcd.must(&["auth", "enable"]);
+    etcd.user = Some(format!("root:{root_pw}"));
+    let (good, wrong, admin) = (dir.join("hnv.pw"), dir.join("wrong.pw"), dir.join("admin.pw"));
+    for (p, text) in [(&good, "hnv-s3cret-pw\n"), (&wrong, "hnv-wrong-pw\n"), (&admin, "hnv-admin-s3cret-pw")] {
+        std::fs::write(p, text).unwrap();
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let user = |pw: &Path| format!("{mtls}user = \"hnv\"\npassword_file = \"{}\"\n", pw.display());
+    let mut tls_user = opts(&[("ca-file", "ca.pem"), ("cert-file", "client.pem"), ("key-file", "client.key")]);
+    tls_user.extend(["--user".into(), "hnv-admin".into(), "--password-file".into(), wrong.display().to_string()]);
+    let out = publish_with(&url, &tls_user, &w.policy);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("etcd refused user \"hnv-admin\": wrong user name or password (options --user, --password-file)"), "{err}");
+    let user_at = tls_user.len() - 3;
+    *tls_user.last_mut().unwrap() = good.display().to_string();
+    tls_user[user_at] = "hnv".into();
+    let out = publish_with(&url, &tls_user, &w.policy);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("etcd user \"hnv\" lacks permission under /hnv/ (the switch needs read, hnvctl publish readwrite"), "a read-only user cannot publish: {err}");
+    tls_user[user_at] = "hnv-admin".into();
+    *tls_user.last_mut().unwrap() = admin.display().to_string();
+    let out = publish_with(&url, &tls_user, &w.policy);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut s = Switch::start(&with_etcd(&w.config, &url, &user(&wrong)), &sock, &[]);
+    wait_for("the switch to report the wrong password", Duration::from_secs(5), || !s.etcd()["last_error"].is_null());
+    let e = s.etcd();
+    assert!(e["connected"] == false && e["last_error"].as_str().unwrap().contains("etcd refused user \"hnv\": wrong user name or password (keys 'etcd.user', 'etcd.password_file')"), "{e}");
+    let (out, err_wrong) = s.stop();
+    clean_exit(&out);
+
+    let mut s = Switch::start(&with_etcd(&w.config, &url, &user(&good)), &sock, &[]);
+    let rev = etcd.put(MOVED_KEY, &moved_value("192.168.4.25"));
+    wait_for("the switch with the right password to follow a put", Duration::from_secs(5), || applied(&mut s, rev));
+    assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.25"));
+    sock_show_policy_has_no_password(&sock);
+    let (out, err) = s.stop();
+    clean_exit(&out);
+    for text in [&err_wrong, &err, &out] {
+        assert!(!text.contains("s3cret-pw") && !text.contains("hnv-wrong-pw"), "a password was logged:\n{text}");
+    }
+    drop(etcd);
+}
+
+fn sock_show_policy_has_no_password(sock: &Path) {
+    let out = support::hnvctl(sock, &["--json", "show", "policy"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && (text.contains("\"connected\": true") || text.contains("\"connected\":true")), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
 }

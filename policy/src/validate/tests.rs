@@ -554,6 +554,38 @@ fn port_backed_record_needs_local_pa() {
 }
 
 #[test]
+fn shared_records_let_a_vm_port_be_elsewhere() {
+    let moved = edit(
+        BASE,
+        "pa = \"192.168.4.11\"\nvm_name = \"Blue1\"",
+        "pa = \"192.168.4.33\"\nvm_name = \"Blue1\"",
+    );
+    let shared = Options { shared_records: true };
+    // Blue1 moved to 192.168.4.33 while its port is still here: refused from a
+    // file (above), accepted when the records are shared (etcd).
+    let p = match parse_with(&moved, "etcd", shared) {
+        Ok(p) => p,
+        Err(e) => panic!("expected a valid policy:\n{e}"),
+    };
+    let blue1 = p.lookup.iter().find(|r| r.vsid.get() == 5001 && r.ca == IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
+    assert_eq!(blue1.map(|r| r.pa), Some(IpAddr::V4(Ipv4Addr::new(192, 168, 4, 33))));
+    assert!(p.ports.iter().any(|q| q.name == "blue1"));
+    // What stays an error: a port address without any record for its VSID and MAC,
+    // and a record at this host's PA without a local port.
+    let uncovered = edit(BASE, "devargs = \"net_ring_h1blue1\"", "devargs = \"net_ring_h1blue1\"\naddresses = [\"10.0.0.99\"]").replacen("addresses = [\"10.0.0.5\"]\n", "", 1);
+    let e = match parse_with(&uncovered, "etcd", shared) {
+        Err(PolicyError::Invalid { errors, .. }) => errors,
+        other => panic!("{other:?}"),
+    };
+    has(&e, "ports[1] (blue1)", "addresses", "10.0.0.99 has no lookup record with VSID 5001 and MAC 00:15:5d:01:00:05");
+    let e = match parse_with(&with("[[lookup]]\nca = \"10.0.0.60\"\nvsid = 5001\nmac = \"00:15:5d:01:00:60\"\npa = \"192.168.4.11\"\n"), "etcd", shared) {
+        Err(PolicyError::Invalid { errors, .. }) => errors,
+        other => panic!("{other:?}"),
+    };
+    has(&e, "lookup[5]", "pa", "is this host's but no local port");
+}
+
+#[test]
 fn pa_family_needs_local_pa_of_that_family() {
     let e = errors(&with("[[lookup]]\nca = \"10.0.0.60\"\nvsid = 5001\nmac = \"00:15:5d:01:00:60\"\npa = \"fd00::22\"\n"));
     has(&e, "lookup[5]", "pa", "no IPv6 provider address");

@@ -64,6 +64,9 @@ enum Command {
         /// Key prefix.
         #[arg(long, default_value = hnvswitch::etcd::DEFAULT_PREFIX)]
         prefix: String,
+        /// How to reach etcd: TLS and user, as the switch's [etcd] keys.
+        #[command(flatten)]
+        security: EtcdSecurity,
         /// The policy file.
         policy: PathBuf,
     },
@@ -365,13 +368,48 @@ fn call(client: &mut Client, req: &Request, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn publish(endpoints: Vec<String>, prefix: String, path: &std::path::Path) -> Result<()> {
-    hnvswitch::config::EtcdConfig { endpoints: endpoints.clone(), prefix: prefix.clone() }.check().map_err(|m| anyhow::anyhow!("--etcd/--prefix: {m}"))?;
+/// `hnvctl publish`'s TLS and user options, named after the switch's `[etcd]` keys.
+#[derive(Debug, clap::Args)]
+struct EtcdSecurity {
+    /// CA certificate (PEM) that signed the etcd servers' certificates (https:// endpoints).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth.
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// etcd user.
+    #[arg(long, value_name = "NAME", requires = "password_file")]
+    user: Option<String>,
+    /// File holding the user's password (mode 0600), never the password itself.
+    #[arg(long, value_name = "FILE", requires = "user")]
+    password_file: Option<PathBuf>,
+}
+
+/// A message naming `[etcd]` keys, naming this command's options instead.
+fn as_options(m: &str) -> String {
+    let mut m = m.replace("key 'etcd.endpoints'", "--etcd");
+    for i in 0..16 {
+        m = m.replace(&format!("key 'etcd.endpoints[{i}]'"), &format!("--etcd #{}", i + 1));
+    }
+    for key in ["prefix", "ca_file", "cert_file", "key_file", "user", "password_file"] {
+        m = m.replace(&format!("key 'etcd.{key}'"), &format!("--{}", key.replace('_', "-")));
+        m = m.replace(&format!("'etcd.{key}'"), &format!("--{}", key.replace('_', "-")));
+    }
+    m.replace("(keys --", "(options --")
+}
+
+fn publish(endpoints: Vec<String>, prefix: String, security: EtcdSecurity, path: &std::path::Path) -> Result<()> {
+    let EtcdSecurity { ca_file, cert_file, key_file, user, password_file } = security;
+    let cfg = hnvswitch::config::EtcdConfig { endpoints: endpoints.clone(), prefix: prefix.clone(), ca_file, cert_file, key_file, user, password_file };
+    cfg.check().map_err(|m| anyhow::anyhow!("{}", as_options(&m)))?;
     let policy = hnv_policy::load(path).map_err(|e| {
         eprintln!("{e}");
         anyhow::anyhow!("{}: policy rejected, nothing published", path.display())
     })?;
-    let r = hnvswitch::etcd::publish(&endpoints, &prefix, &policy)?;
+    let r = hnvswitch::etcd::publish(&cfg, &policy).map_err(|e| anyhow::anyhow!("{}", as_options(&format!("{e:#}"))))?;
     println!(
         "published {} to etcd {} under {}: {} written, {} deleted, {} unchanged (revision {})",
         path.display(),
@@ -389,7 +427,7 @@ fn run(cli: Cli) -> Result<()> {
     let socket = cli.socket;
     let connect = || Client::connect(&socket).with_context(|| format!("cannot open {} (is hnvswitch running with a control socket, and are you root?)", socket.display()));
     let req = match cli.command {
-        Command::Publish { etcd, prefix, policy } => return publish(etcd, prefix, &policy),
+        Command::Publish { etcd, prefix, security, policy } => return publish(etcd, prefix, security, &policy),
         Command::Show { what } => Request::Show { what },
         Command::Watch { interval, count } => {
             let mut client = connect()?;

@@ -37,7 +37,7 @@ enum Command {
         /// hnv mode: serve hnvctl on this Unix socket (overrides control.socket).
         #[arg(long)]
         control: Option<PathBuf>,
-        /// hnv mode: take the tenant policy from etcd at this client URL (repeatable; overrides etcd.endpoints).
+        /// hnv mode: take the tenant policy from etcd at this client URL (repeatable; overrides etcd.endpoints, keeps the other [etcd] keys).
         #[arg(long = "etcd", value_name = "URL")]
         etcd: Vec<String>,
     },
@@ -104,10 +104,14 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Op
         if cfg.forwarding.mode != Mode::Hnv {
             bail!("--etcd: only hnv mode takes its policy from etcd");
         }
-        let prefix = cfg.etcd.take().map_or_else(|| hnvswitch::etcd::DEFAULT_PREFIX.to_string(), |e| e.prefix);
-        let e = hnvswitch::config::EtcdConfig { endpoints: etcd, prefix };
+        // The endpoints replace etcd.endpoints; prefix, TLS and user stay as configured.
+        let e = hnvswitch::config::EtcdConfig { endpoints: etcd, ..cfg.etcd.take().unwrap_or_else(|| hnvswitch::config::EtcdConfig::new(Vec::new(), hnvswitch::etcd::DEFAULT_PREFIX.to_string())) };
         e.check().map_err(|m| anyhow::anyhow!("--etcd: {m}"))?;
         cfg.etcd = Some(e);
+    }
+    if let Some(e) = &cfg.etcd {
+        // Certificate, key and password files are checked before DPDK starts.
+        hnvswitch::etcd_security::Credentials::load(e).map_err(|m| anyhow::anyhow!("{}: {m}", config.display()))?;
     }
     if let Some(d) = duration {
         if d.is_nan() || d < 0.0 {
