@@ -152,6 +152,15 @@ fn act<B: PacketBuf>(t: &Tables, store: &PolicyStore, now: u64, out: &mut Out<'_
                 out.tally.decapsulated += 1;
             }
         }
+        if let Some((dst, src)) = a.route {
+            // Routed first, then dropped (an "in" ACL rule of the destination):
+            // as on the slow path, an expiring TTL is the reason, else it counts as routed.
+            if !route(p, &dst, &src) {
+                out.drop(DropReason::TtlExpired, Some(a.in_vsid_slot));
+                return DROPPED;
+            }
+            out.tally.routed += 1;
+        }
         out.drop(r, Some(if r.at_ingress() { a.in_vsid_slot } else { a.out_vsid_slot }));
         return DROPPED;
     }
@@ -168,7 +177,8 @@ fn act<B: PacketBuf>(t: &Tables, store: &PolicyStore, now: u64, out: &mut Out<'_
     }
     if let Some((dst, src)) = a.route {
         if !route(p, &dst, &src) {
-            out.drop(DropReason::TtlExpired, Some(a.out_vsid_slot));
+            // The router drops before the packet changes VSID.
+            out.drop(DropReason::TtlExpired, Some(a.in_vsid_slot));
             return DROPPED;
         }
         out.tally.routed += 1;

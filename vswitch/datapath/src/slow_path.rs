@@ -138,6 +138,9 @@ fn compile<B: PacketBuf>(t: &Tables, p: &B, m: &Meta, v: Verdict, (iv, islot): (
         Verdict::Port(q) => Step::Port(q),
         // Traffic for a VM that just moved away stays on the slow path, which redirects its sender.
         Verdict::Encap(idx) => t.dests.get(idx as usize).filter(|d| !(m.from_uplink && d.forward_moved)).map(|d| Step::Encap { slot: d.slot })?,
+        // NVGRE for a VM that is not here is answered with an UNREACHABLE
+        // (rate-limited) by the slow path, every time.
+        Verdict::Drop(DropReason::NoRecord | DropReason::NoLocalPort) if m.from_uplink => return None,
         Verdict::Drop(r) if cacheable_drop(r) => Step::Drop(r),
         _ => return None,
     };
