@@ -20,7 +20,7 @@
 //! counter is written by the writer thread only. Nothing here panics outside
 //! tests.
 //!
-//! The file: one Interface Description Block per switch port (link type
+//! The file (mode 0600: it holds tenants' packets): one Interface Description Block per switch port (link type
 //! Ethernet, `if_name` = the port's name, nanosecond timestamps); each packet
 //! is an Enhanced Packet Block on the interface of the port it *arrived* on
 //! (`meta.in_port`; at egress the destination is not part of a
@@ -41,8 +41,8 @@ use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, PcapError};
 use pmd::stats::Counter;
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::fs::File;
+use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -338,9 +338,14 @@ fn extensions(spec: &CaptureSpec, rings: &[Arc<Ring>]) -> Vec<PcapngCapture> {
     rings.iter().map(|r| PcapngCapture { spec: spec.clone(), snaplen, ring: Arc::clone(r) }).collect()
 }
 
-/// Create the file, write its headers and start the thread.
+/// Create the file (mode 0600 from the start: it holds tenants' packets; an
+/// existing file is truncated and made 0600 too), write its headers and
+/// start the thread.
 fn spawn_writer(path: &Path, port_names: Vec<String>, spec: &CaptureSpec, tsc_hz: u64, rings: Vec<Arc<Ring>>) -> io::Result<CaptureWriter> {
-    let file = BufWriter::new(File::create(path)?);
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let file = BufWriter::new(file);
     let mut out = PcapFile { w: PcapNgWriter::new(file).map_err(pcap_io)?, snaplen: spec.effective_snaplen() as u32, interfaces: 0 };
     for name in &port_names {
         out.add_interface(name)?;
@@ -748,5 +753,20 @@ mod tests {
         assert_eq!(read_back(&tmp.0).1.len(), 1);
         // The extension keeps working without a writer: it counts, never blocks.
         feed(&mut caps[0], &tables, 2, Stage::Ingress, &[(0, 1, frame(0, 1, 1, 60))]);
+    }
+
+    #[test]
+    fn the_file_is_private_to_root_even_when_it_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = TempPath::new("mode");
+        let (_caps, writer) = capture(CaptureSpec::all(), &tmp.0, names(), 1_000, 1).unwrap();
+        drop(writer);
+        assert_eq!(mode(&tmp.0), 0o600, "a new capture file holds tenants' packets: owner only");
+        // An existing world-readable file is made private before packets go in.
+        std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (_caps, writer) = capture(CaptureSpec::all(), &tmp.0, names(), 1_000, 1).unwrap();
+        assert_eq!(mode(&tmp.0), 0o600);
+        drop(writer);
     }
 }
