@@ -37,7 +37,15 @@ fn restart_resumes_with_the_saved_policy_and_metrics_serve_counters() {
     let mut body = String::new();
     {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The metrics listener opens just after the control socket: on a loaded machine, later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "metrics on port {port}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
         s.read_to_string(&mut body).unwrap();
     }
