@@ -48,6 +48,12 @@ impl Drop for Server {
     }
 }
 
+/// `v` as a label value: backslash, double quote and newline escaped, so a
+/// port name cannot end its label or add lines to the exposition.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// The exposition text.
 pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String]) -> String {
     let t = Totals::sum(stats.iter().map(|s| &**s));
@@ -71,12 +77,12 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter(
         "hnv_port_rx_packets_total",
         "Packets received, by switch port.",
-        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{p}\"}}"), t.ports.get(i).map_or(0, |c| c.0))).collect(),
+        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{}\"}}", label(p)), t.ports.get(i).map_or(0, |c| c.0))).collect(),
     );
     counter(
         "hnv_port_tx_packets_total",
         "Packets sent, by switch port.",
-        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{p}\"}}"), t.ports.get(i).map_or(0, |c| c.1))).collect(),
+        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{}\"}}", label(p)), t.ports.get(i).map_or(0, |c| c.1))).collect(),
     );
     let slots = store.vsid_slots();
     counter(
@@ -318,6 +324,18 @@ mod tests {
             }
             assert!(t.elapsed() < Duration::from_secs(5), "the server serves again once the idle clients leave");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_port_name_cannot_add_lines_or_labels_to_the_exposition() {
+        let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
+        let evil = "up\\\"} 1\nhnv_fake_total 99\n#".to_string();
+        let text = render(&store, &[Arc::new(DatapathStats::default())], &[evil]);
+        assert!(!text.lines().any(|l| l.starts_with("hnv_fake_total")), "{text}");
+        assert!(text.contains(r#"hnv_port_rx_packets_total{port="up\\\"} 1\nhnv_fake_total 99\n#"} 0"#), "{text}");
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<u64>().is_ok()), "{l}");
         }
     }
 }
