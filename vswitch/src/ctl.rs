@@ -111,41 +111,36 @@ pub struct CtlState {
 }
 
 /// Save the policy in force to `path` atomically and durably (write and fsync a
-/// temporary file, rename it, fsync the directory). The file is mode 0600
-/// from its creation: it holds every tenant's addresses.
+/// temporary file next to it, rename it, fsync the directory). The file is
+/// mode 0600 from its creation: it holds every tenant's addresses.
 ///
 /// # Errors
 /// File-system errors.
 pub fn persist(store: &PolicyStore, path: &Path) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    use std::os::unix::fs::OpenOptionsExt;
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a file name", path.display())))?;
+    // Unique per call (concurrent saves never share it) and created new: a
+    // symlink or file planted at that name is refused, never written through.
+    let tmp = path.with_file_name(format!(".{}.{}.{}.tmp", name.to_string_lossy(), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let text = format!("# hnvswitch state: the policy in force (generation {})\n{}", store.snapshot().generation, hnv_policy::to_toml(&store.policy()));
-    {
-        use std::io::Write as _;
-        let mut f = create_private(&tmp)?;
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|mut f| {
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
+    written?;
     // Make the rename itself durable.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
-}
-
-/// Create or truncate `path` for writing, mode 0600 from the start; an
-/// existing file is also set to 0600 before anything is written.
-///
-/// # Errors
-/// File-system errors.
-pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(f)
 }
 
 /// A running control server; dropping it stops the thread and removes the socket.
@@ -688,18 +683,31 @@ mod tests {
     }
 
     #[test]
-    fn the_state_file_is_private_even_when_it_existed() {
+    fn the_state_file_is_private_and_concurrent_saves_never_mix() {
         let dir = TempDir::new("state");
         let path = dir.0.join("state.toml");
-        let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
-        persist(&store, &path).unwrap();
+        // A world-readable file where the state goes (an older version, or planted): replaced.
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let st = state();
+        persist(&st.store, &path).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600, "the state file lists every tenant's addresses");
-        // A world-readable temporary file left by a killed switch.
-        std::fs::write(path.with_extension("tmp"), "old").unwrap();
-        std::fs::set_permissions(path.with_extension("tmp"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        persist(&store, &path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(hnv_policy::load(&path).unwrap(), store.policy());
+        assert_eq!(hnv_policy::load(&path).unwrap(), st.store.policy());
+        // Saves racing each other (control connections, etcd): each file whole, none fails.
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        persist(&st.store, &path).unwrap();
+                    }
+                });
+            }
+            for _ in 0..20 {
+                assert_eq!(hnv_policy::load(&path).unwrap(), st.store.policy());
+            }
+        });
+        let names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["state.toml"], "no temporary file left");
     }
 
     /// Values a hostile or careless client might put in any field.
