@@ -143,6 +143,20 @@ pub fn persist(store: &PolicyStore, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Remove temporary files that [`persist`] left next to `path` when a switch
+/// was killed mid-save (call before the first save; one switch per state file).
+pub fn remove_stale_temporaries(path: &Path) {
+    let (Some(name), Some(dir)) = (path.file_name(), path.parent()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A running control server; dropping it stops the thread and removes the socket.
 #[derive(Debug)]
 pub struct Server {
@@ -708,6 +722,13 @@ mod tests {
         });
         let names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["state.toml"], "no temporary file left");
+        // What a switch killed mid-save leaves is removed at the next start; nothing else is.
+        std::fs::write(dir.0.join(".state.toml.4242.7.tmp"), "half").unwrap();
+        std::fs::write(dir.0.join(".other.toml.4242.7.tmp"), "not ours").unwrap();
+        remove_stale_temporaries(&path);
+        let mut names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, [".other.toml.4242.7.tmp", "state.toml"]);
     }
 
     /// Values a hostile or careless client might put in any field.
