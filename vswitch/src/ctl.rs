@@ -204,14 +204,15 @@ pub fn serve(path: &Path, state: CtlState) -> std::io::Result<Server> {
                             continue;
                         }
                         open.fetch_add(1, Ordering::Relaxed);
-                        let (state, stop, open) = (&state, &*stop2, open.clone());
+                        let (state, stop, open2) = (&state, &*stop2, open.clone());
                         let spawned = std::thread::Builder::new().name("hnv-ctl-conn".into()).spawn_scoped(scope, move || {
                             if let Err(e) = handle(s, state, stop) {
                                 log::debug!("control connection ended: {e}");
                             }
-                            open.fetch_sub(1, Ordering::Relaxed);
+                            open2.fetch_sub(1, Ordering::Relaxed);
                         });
                         if let Err(e) = spawned {
+                            open.fetch_sub(1, Ordering::Relaxed);
                             log::warn!("cannot serve a control connection: {e}");
                         }
                     }
