@@ -15,6 +15,15 @@
 //! once applied (see `hnv::run_on`). They are refused while a capture runs
 //! (its file names ports by index). With the etcd backend they are allowed:
 //! ports are host-local.
+//!
+//! Hostile or broken clients: the socket is 0600 from the moment its path
+//! exists (bound in a private directory, then renamed into place); a request
+//! line is at most [`MAX_LINE`] bytes, a longer one is answered with an
+//! error and the connection closed without reading the rest; bytes that are
+//! not UTF-8 or not a request are answered `malformed request`; a response
+//! write blocks at most [`WRITE_TIMEOUT`]. No input makes this module panic
+//! (property-tested below): with `panic = "abort"` a panic here would take
+//! the datapath down. The state file is written 0600.
 
 use hnv_datapath::{DatapathStats, PolicyStore, Totals};
 use hnv_policy::api::{apply, Request, Response, Show};
@@ -22,7 +31,7 @@ use pmd::WorkerStats;
 use hnv_datapath::ext::capture::{CaptureSpec, StageSel};
 use hnv_datapath::ext::live_capture::{CaptureControl, CaptureStatus};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -34,6 +43,8 @@ use std::time::Duration;
 const MAX_LINE: usize = 1 << 20;
 /// Control connections served at once (each on its own thread).
 const MAX_CONNECTIONS: usize = 16;
+/// How long writing a response may block on a peer that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-port facts the main loop refreshes for `show ports`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -100,28 +111,50 @@ pub struct CtlState {
 }
 
 /// Save the policy in force to `path` atomically and durably (write and fsync a
-/// temporary file, rename it, fsync the directory).
+/// temporary file next to it, rename it, fsync the directory). The file is
+/// mode 0600 from its creation: it holds every tenant's addresses.
 ///
 /// # Errors
 /// File-system errors.
 pub fn persist(store: &PolicyStore, path: &Path) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    use std::os::unix::fs::OpenOptionsExt;
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a file name", path.display())))?;
+    // Unique per call (concurrent saves never share it) and created new: a
+    // symlink or file planted at that name is refused, never written through.
+    let tmp = path.with_file_name(format!(".{}.{}.{}.tmp", name.to_string_lossy(), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let text = format!("# hnvswitch state: the policy in force (generation {})\n{}", store.snapshot().generation, hnv_policy::to_toml(&store.policy()));
-    {
-        use std::io::Write as _;
-        let mut f = std::fs::File::create(&tmp)?;
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|mut f| {
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
+    written?;
     // Make the rename itself durable.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Remove temporary files that [`persist`] left next to `path` when a switch
+/// was killed mid-save (call before the first save; one switch per state file).
+pub fn remove_stale_temporaries(path: &Path) {
+    let (Some(name), Some(dir)) = (path.file_name(), path.parent()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// A running control server; dropping it stops the thread and removes the socket.
@@ -153,14 +186,10 @@ pub fn serve(path: &Path, state: CtlState) -> std::io::Result<Server> {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
     }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("{} is in use by another hnvswitch", path.display())));
-        }
-        std::fs::remove_file(path)?;
+    if path.exists() && UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("{} is in use by another hnvswitch", path.display())));
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind_private(path)?;
     listener.set_nonblocking(true)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -175,14 +204,15 @@ pub fn serve(path: &Path, state: CtlState) -> std::io::Result<Server> {
                             continue;
                         }
                         open.fetch_add(1, Ordering::Relaxed);
-                        let (state, stop, open) = (&state, &*stop2, open.clone());
+                        let (state, stop, open2) = (&state, &*stop2, open.clone());
                         let spawned = std::thread::Builder::new().name("hnv-ctl-conn".into()).spawn_scoped(scope, move || {
                             if let Err(e) = handle(s, state, stop) {
                                 log::debug!("control connection ended: {e}");
                             }
-                            open.fetch_sub(1, Ordering::Relaxed);
+                            open2.fetch_sub(1, Ordering::Relaxed);
                         });
                         if let Err(e) = spawned {
+                            open.fetch_sub(1, Ordering::Relaxed);
                             log::warn!("cannot serve a control connection: {e}");
                         }
                     }
@@ -199,36 +229,91 @@ pub fn serve(path: &Path, state: CtlState) -> std::io::Result<Server> {
     Ok(Server { stop, thread: Some(thread), path: path.to_path_buf() })
 }
 
+/// Serve one connection until the peer closes it or the server stops.
+///
+/// Checks, in order, for each line:
+/// 1. at most [`MAX_LINE`] bytes (newline included) are ever buffered: a
+///    longer line is answered `request longer than ...` and the connection
+///    is closed (the rest of the line is never read);
+/// 2. the line is UTF-8 JSON of a [`Request`], else `malformed request: ...`;
+/// 3. [`respond`] answers it.
+///
+/// A partial line left when the peer disconnects is dropped unanswered.
+/// Writes time out after [`WRITE_TIMEOUT`], so a peer that stops reading
+/// cannot hold the server's shutdown.
+/// Bind a listening socket that is mode 0600 from the moment `path` names
+/// it: bind in a fresh 0700 directory next to `path` (where nobody else can
+/// reach it), set 0600 there, then rename it onto `path` (replacing a stale
+/// socket atomically). The directory is removed whatever happens.
+///
+/// # Errors
+/// File-system errors, or a socket path too long for `sockaddr_un` (the
+/// temporary path is about 20 bytes longer than `path`).
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = parent.join(format!(".hnvctl-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    if dir.exists() {
+        // Left by a killed process that had the same pid.
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    let tmp = dir.join("s");
+    let bound = UnixListener::bind(&tmp).and_then(|l| {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(l)
+    });
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_dir(&dir);
+    bound
+}
+
 fn handle(s: UnixStream, state: &CtlState, stop: &AtomicBool) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut w = s.try_clone()?;
     let mut r = BufReader::new(s);
-    let mut line = String::new();
+    let mut line: Vec<u8> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        match r.read_line(&mut line) {
+        if line.len() >= MAX_LINE {
+            let mut text = serde_json::to_string(&Response::error(format!("request longer than {MAX_LINE} bytes: connection closed"))).unwrap_or_else(|_| "{\"ok\":false}".into());
+            text.push('\n');
+            w.write_all(text.as_bytes())?;
+            return Ok(());
+        }
+        // Bounded: never more than MAX_LINE bytes buffered, whatever the peer sends.
+        let room = (MAX_LINE - line.len()) as u64;
+        match (&mut r).take(room).read_until(b'\n', &mut line) {
             Ok(0) => return Ok(()),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
             Err(e) => return Err(e),
         }
-        if !line.ends_with('\n') && line.len() < MAX_LINE {
+        if !line.ends_with(b"\n") {
             continue;
         }
-        let resp = if line.len() >= MAX_LINE {
-            Response::error("request too long")
-        } else {
-            match serde_json::from_str::<Request>(line.trim()) {
-                Ok(req) => respond(state, &req),
-                Err(e) => Response::error(format!("malformed request: {e}")),
-            }
-        };
+        let resp = answer_line(state, &line);
         line.clear();
         let mut text = serde_json::to_string(&resp).unwrap_or_else(|_| "{\"ok\":false}".into());
         text.push('\n');
         w.write_all(text.as_bytes())?;
     }
     Ok(())
+}
+
+/// Answer one request line (its newline included or not): parse, then [`respond`].
+pub fn answer_line(state: &CtlState, line: &[u8]) -> Response {
+    let text = match std::str::from_utf8(line) {
+        Ok(t) => t,
+        Err(e) => return Response::error(format!("malformed request: not UTF-8 ({e})")),
+    };
+    match serde_json::from_str::<Request>(text.trim()) {
+        Ok(req) => respond(state, &req),
+        Err(e) => Response::error(format!("malformed request: {e}")),
+    }
 }
 
 /// Answer one request.
@@ -471,5 +556,389 @@ impl Client {
         let mut resp = String::new();
         self.r.read_line(&mut resp)?;
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hnv_policy::example::BLUE_RED_HOST1;
+    use proptest::prelude::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn state() -> CtlState {
+        let policy = hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap();
+        let names = policy.ports.iter().map(|p| p.name.clone()).collect();
+        CtlState {
+            store: Arc::new(PolicyStore::new(policy)),
+            stats: vec![Arc::new(DatapathStats::default())],
+            ports: Arc::default(),
+            state_file: None,
+            etcd: None,
+            workers: vec![Arc::new(WorkerStats::default())],
+            captures: CaptureControl::new(1, 1_000_000, names),
+            edits: Arc::default(),
+            ports_or_capture: Arc::default(),
+            port_jobs: None,
+        }
+    }
+
+    /// A fresh directory under the temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static SEQ: AtomicUsize = AtomicUsize::new(0);
+            let d = std::env::temp_dir().join(format!("hnv-ctl-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            TempDir(d)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_off_with_an_error_after_at_most_max_line_bytes() {
+        let st = state();
+        let stop = AtomicBool::new(false);
+        let (server, client) = UnixStream::pair().unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        client.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+        std::thread::scope(|s| {
+            let served = s.spawn(|| handle(server, &st, &stop));
+            // 64 MiB without a newline, written until the switch closes the connection.
+            let mut w = client.try_clone().unwrap();
+            let writer = s.spawn(move || {
+                let chunk = vec![b'a'; 64 << 10];
+                let mut sent = 0usize;
+                while sent < 64 << 20 {
+                    match w.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(_) => break,
+                    }
+                }
+                sent
+            });
+            let mut resp = String::new();
+            BufReader::new(&client).read_line(&mut resp).unwrap();
+            assert!(resp.contains("\"ok\":false") && resp.contains("longer than"), "{resp}");
+            let sent = writer.join().unwrap();
+            assert!(sent < MAX_LINE + (8 << 20), "the switch stopped reading after the limit, not after {sent} bytes");
+            assert!(served.join().unwrap().is_ok(), "connection closed by the switch");
+        });
+    }
+
+    #[test]
+    fn a_line_split_inside_a_utf8_character_by_a_pause_is_read_whole() {
+        let st = state();
+        let stop = AtomicBool::new(false);
+        let (server, mut client) = UnixStream::pair().unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| handle(server, &st, &stop));
+            // "é" is 0xc3 0xa9; the pause is longer than the server's read timeout.
+            let req = "{\"op\":\"remove_record\",\"vsid\":5001,\"ca\":\"é\"}\n".as_bytes();
+            let cut = req.iter().position(|&b| b == 0xc3).unwrap() + 1;
+            client.write_all(&req[..cut]).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            client.write_all(&req[cut..]).unwrap();
+            let mut resp = String::new();
+            BufReader::new(&client).read_line(&mut resp).unwrap();
+            assert!(resp.contains("no record for CA é"), "{resp}");
+            client.shutdown(std::net::Shutdown::Both).unwrap();
+        });
+    }
+
+    #[test]
+    fn the_socket_is_private_from_the_moment_its_path_appears() {
+        let dir = TempDir::new("sock");
+        let path = dir.0.join("ctl.sock");
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                let (mut seen, mut open) = (0u32, Vec::new());
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(m) = std::fs::symlink_metadata(&path) {
+                        seen += 1;
+                        if m.mode() & 0o077 != 0 {
+                            open.push(format!("{:o}", m.mode() & 0o777));
+                        }
+                    }
+                }
+                (seen, open)
+            });
+            for _ in 0..200 {
+                drop(serve(&path, state()).unwrap());
+            }
+            done.store(true, Ordering::Relaxed);
+            let (seen, open) = watcher.join().unwrap();
+            assert!(seen > 0, "the watcher saw the socket");
+            assert!(open.is_empty(), "the socket was reachable with modes {:?} ({} of {seen} looks)", &open[..open.len().min(5)], open.len());
+        });
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0, "no socket or temporary directory left");
+    }
+
+    #[test]
+    fn a_served_socket_answers_and_replaces_a_stale_one() {
+        let dir = TempDir::new("stale");
+        let path = dir.0.join("ctl.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists(), "a stale socket from a killed switch");
+        let server = serve(&path, state()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let mut c = Client::connect(&path).unwrap();
+        assert!(c.call(&Request::Show { what: Show::Records }).unwrap().ok);
+        assert_eq!(serve(&path, state()).unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+        drop(c);
+        drop(server);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_state_file_is_private_and_concurrent_saves_never_mix() {
+        let dir = TempDir::new("state");
+        let path = dir.0.join("state.toml");
+        // A world-readable file where the state goes (an older version, or planted): replaced.
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let st = state();
+        persist(&st.store, &path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600, "the state file lists every tenant's addresses");
+        assert_eq!(hnv_policy::load(&path).unwrap(), st.store.policy());
+        // Saves racing each other (control connections, etcd): each file whole, none fails.
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        persist(&st.store, &path).unwrap();
+                    }
+                });
+            }
+            for _ in 0..20 {
+                assert_eq!(hnv_policy::load(&path).unwrap(), st.store.policy());
+            }
+        });
+        let names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["state.toml"], "no temporary file left");
+        // What a switch killed mid-save leaves is removed at the next start; nothing else is.
+        std::fs::write(dir.0.join(".state.toml.4242.7.tmp"), "half").unwrap();
+        std::fs::write(dir.0.join(".other.toml.4242.7.tmp"), "not ours").unwrap();
+        remove_stale_temporaries(&path);
+        let mut names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, [".other.toml.4242.7.tmp", "state.toml"]);
+    }
+
+    /// Values a hostile or careless client might put in any field.
+    fn text() -> impl Strategy<Value = Value> {
+        const POOL: &[&str] = &[
+            "", " ", "10.0.0.5", "10.0.0.7", "10.0.0.16", "10.0.1.9", "10.0.0.1", "192.168.4.11", "192.168.4.22", "192.168.4.1", "0.0.0.0", "::", "::1",
+            "255.255.255.255", "224.0.0.1", "fe80::1", "fd00::5", "10.0.0.0/24", "10.0.0.0/33", "10.0.0.5/32", "::/0", "::/129", "0.0.0.0/0", "10.0.0.0/-1",
+            "10.0.0.0/99999999999999999999", "00:15:5d:01:00:05", "00:15:5d:01:10:00", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "00:15:5d:01:10",
+            "00:15:5d:01:10:00:00", "zz:zz:zz:zz:zz:zz", "é", "ééé:é", "1000-2000", "2000-1000", "0-65535", "65535-65536", "-", "--", "80-", "-80", "1-2-3",
+            "99999999999999999999", "-9223372036854775808", "tcp", "udp", "icmp", "icmpv6", "any", "256", "-1", "in", "out", "both", "allow", "deny",
+            "encap", "none", "nat", "static", "l2only", "gateway_wildcard", "vm", "uplink", "blue", "red", "blue1", "red1", "uplink", "blue9", "net_null_x",
+            "net_ring_h1blue1", "{11111111-2222-3333-4444-555555555555}", "ingress", "egress", "sideways", "relative.pcapng", "/nonexistent-dir/x.pcapng",
+        ];
+        prop_oneof![
+            4 => proptest::sample::select(POOL).prop_map(Value::from),
+            1 => "\\PC{0,24}".prop_map(Value::from),
+            1 => number(),
+            1 => Just(Value::Null),
+            1 => Just(json!(["10.0.0.5", 1])),
+            1 => Just(json!({"x": 1})),
+            1 => Just(Value::Bool(true)),
+        ]
+    }
+
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            proptest::sample::select(&[0i64, 1, -1, 5001, 5002, 6001, 4095, 4096, 0xff_ffff, 0x100_0000, 65535, 65536, 100, i64::MIN, i64::MAX][..]).prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            Just(json!(u64::MAX)),
+            Just(json!(1e300)),
+            Just(json!(-0.5)),
+        ]
+    }
+
+    fn field() -> impl Strategy<Value = Value> {
+        prop_oneof![3 => text(), 1 => number()]
+    }
+
+    /// Values that pass or nearly pass validation for field `key`, so that
+    /// changes are accepted and later requests see them.
+    fn plausible(key: &str) -> BoxedStrategy<Value> {
+        let v: Vec<Value> = match key {
+            "ca" => vec![json!("10.0.0.16"), json!("10.0.0.99"), json!("10.0.0.5"), json!("10.0.1.20"), json!("fd00::5"), json!("10.0.0.255"), json!("10.0.0.0")],
+            "vsid" => vec![json!(5001), json!(5002), json!(6001), json!(7000)],
+            "mac" => vec![json!("00:15:5d:01:10:00"), json!("00:15:5d:01:00:05"), json!("00:15:5d:01:10:63"), json!("01:00:5e:00:00:01"), json!("02:48:4e:00:13:89")],
+            "pa" | "moved_to" => vec![json!("192.168.4.22"), json!("192.168.4.11"), json!("192.168.4.33"), json!("10.0.0.5"), json!("::1"), json!("not-an-ip")],
+            "rule" => vec![json!("encap"), json!("none"), json!("nat")],
+            "type" => vec![json!("static"), json!("l2only"), json!("gateway_wildcard")],
+            "flow_id" | "with_records" => vec![json!(true), json!(false)],
+            "routing_domain" => vec![json!("blue"), json!("red"), json!("green")],
+            "destination" | "src" | "dst" => vec![json!("10.0.5.0/24"), json!("0.0.0.0/0"), json!("10.0.0.0/24"), json!("fd00::/64"), json!("10.0.0.0/33"), json!("10.0.0.7")],
+            "next_hop" => vec![json!("10.0.0.7"), json!("0.0.0.0"), json!("::"), json!("10.9.9.9")],
+            "metric" | "priority" => vec![json!(0), json!(1), json!(100), json!(200), json!(-1), json!(i64::MAX)],
+            "direction" => vec![json!("in"), json!("out"), json!("both")],
+            "action" => vec![json!("allow"), json!("deny")],
+            "protocol" => vec![json!("tcp"), json!("udp"), json!(6), json!(17), json!(300), json!("any"), json!("icmpv6")],
+            "src_ports" | "dst_ports" => vec![json!("80"), json!("1000-2000"), json!(80), json!(70000), json!("2000-1000"), json!(-1)],
+            "name" => vec![json!("blue9"), json!("blue1"), json!("uplink"), json!("")],
+            "role" => vec![json!("vm"), json!("uplink")],
+            "devargs" => vec![json!("net_null_blue9"), json!("net_ring_h1blue1")],
+            "addresses" => vec![json!(["10.0.0.99"]), json!([]), json!(["10.0.0.99", "fd00::99"]), json!(["x"])],
+            "mtu" => vec![json!(1500), json!(0), json!(65536), json!(-1)],
+            "stage" => vec![json!("ingress"), json!("egress"), json!("both")],
+            "snaplen" => vec![json!(0), json!(128), json!(65535), json!(-1)],
+            _ => vec![Value::Null],
+        };
+        proptest::sample::select(v).boxed()
+    }
+
+    /// An object with `keys`: half the time every required key with a
+    /// plausible value (optional ones sometimes), else any subset with
+    /// plausible or arbitrary values and sometimes an unknown key.
+    fn object(keys: &'static [&'static str]) -> impl Strategy<Value = Value> {
+        const OPTIONAL: &[&str] = &["rule", "type", "customer_id", "vm_name", "flow_id", "direction", "protocol", "src", "dst", "src_ports", "dst_ports", "mtu", "addresses", "metric", "moved_to", "with_records"];
+        let clean: Vec<_> = keys.iter().map(|k| (proptest::bool::weighted(if OPTIONAL.contains(k) { 0.3 } else { 1.0 }), plausible(k))).collect();
+        let wild: Vec<_> = keys.iter().map(|k| (proptest::bool::weighted(0.9), prop_oneof![4 => plausible(k), 1 => field()])).collect();
+        let object = move |(vals, extra): (Vec<(bool, Value)>, bool)| {
+            let mut o = serde_json::Map::new();
+            for (k, (present, v)) in keys.iter().zip(vals) {
+                if present {
+                    o.insert((*k).to_string(), v);
+                }
+            }
+            if extra {
+                o.insert("bogus".into(), json!(1));
+            }
+            Value::Object(o)
+        };
+        prop_oneof![(clean, Just(false)).prop_map(object), (wild, proptest::bool::weighted(0.05)).prop_map(object)]
+    }
+
+    const RECORD: &[&str] = &["ca", "vsid", "mac", "pa", "rule", "type", "customer_id", "vm_name", "flow_id"];
+    const ROUTE: &[&str] = &["routing_domain", "vsid", "destination", "next_hop", "metric"];
+    const ACL: &[&str] = &["vsid", "priority", "direction", "action", "protocol", "src", "dst", "src_ports", "dst_ports"];
+    const PORT: &[&str] = &["name", "role", "devargs", "vsid", "mac", "addresses", "mtu"];
+
+    /// A request line: mostly well-formed requests with hostile field values.
+    fn request() -> impl Strategy<Value = Value> {
+        const SHOW: &[&str] = &["ports", "vsids", "records", "routes", "acl", "counters", "flows", "workers", "policy", "capture", "notices", "everything"];
+        prop_oneof![
+            proptest::sample::select(SHOW).prop_map(|w| json!({"op": "show", "what": w})),
+            object(RECORD).prop_map(|r| json!({"op": "add_record", "record": r})),
+            object(RECORD).prop_map(|r| json!({"op": "replace_record", "record": r})),
+            object(&["vsid", "ca"]).prop_map(|mut o| {
+                o["op"] = json!("remove_record");
+                o
+            }),
+            object(ROUTE).prop_map(|r| json!({"op": "add_route", "route": r})),
+            object(&["routing_domain", "vsid", "destination"]).prop_map(|mut o| {
+                o["op"] = json!("remove_route");
+                o
+            }),
+            object(ACL).prop_map(|r| json!({"op": "add_acl", "rule": r})),
+            object(&["vsid", "priority"]).prop_map(|mut o| {
+                o["op"] = json!("remove_acl");
+                o
+            }),
+            (object(PORT), proptest::collection::vec(object(RECORD), 0..3)).prop_map(|(p, r)| json!({"op": "add_port", "port": p, "records": r})),
+            object(&["name", "with_records", "moved_to"]).prop_map(|mut o| {
+                o["op"] = json!("remove_port");
+                o
+            }),
+            (object(&["stage", "snaplen"]), proptest::sample::select(&["", "relative.pcapng", "/nonexistent-dir/x.pcapng", "TMP"][..]), proptest::collection::vec(field(), 0..3), proptest::collection::vec(field(), 0..3))
+                .prop_map(|(mut o, path, ports, vsids)| {
+                    o["op"] = json!("capture_start");
+                    o["path"] = json!(path);
+                    o["ports"] = json!(ports);
+                    o["vsids"] = json!(vsids);
+                    o
+                }),
+            Just(json!({"op": "capture_stop"})),
+            field().prop_map(|v| json!({"op": v})),
+        ]
+    }
+
+    /// Feed `lines` to [`answer_line`] in order on one state; check every
+    /// answer, and that every accepted policy survives a restart from the
+    /// state file it would be saved to.
+    fn feed(st: &CtlState, tmp: &Path, lines: &[Vec<u8>]) -> Result<(), TestCaseError> {
+        for line in lines {
+            let text = String::from_utf8_lossy(line).replace("\"TMP\"", &format!("{:?}", tmp.join("c.pcapng").display().to_string()));
+            let before = st.store.snapshot().generation;
+            let resp = answer_line(st, text.as_bytes());
+            prop_assert!(resp.ok || resp.error.as_deref().is_some_and(|e| !e.is_empty()), "a refusal says why: {resp:?}");
+            prop_assert!(serde_json::to_string(&resp).is_ok());
+            // The main thread's side of a port change (needs DPDK to complete, but validation runs here).
+            if let Ok(req) = serde_json::from_str::<Request>(text.trim()) {
+                let _ = hnv_policy::api::apply(&st.store.policy(), &req);
+            }
+            if st.store.snapshot().generation != before {
+                let saved = format!("# state\n{}", hnv_policy::to_toml(&st.store.policy()));
+                let back = hnv_policy::parse(&saved, "state file");
+                prop_assert!(back.is_ok(), "an accepted change must survive a restart: {:?}\n{saved}", back.err());
+                prop_assert_eq!(back.ok(), Some(st.store.policy()));
+            }
+        }
+        let _ = st.captures.stop();
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Hostile requests (sequences, so that accepted ones change what later ones see): never a panic, always an answer.
+        #[test]
+        fn no_request_panics_and_every_one_is_answered(reqs in proptest::collection::vec(request(), 1..6)) {
+            let dir = TempDir::new("prop");
+            let st = state();
+            let lines: Vec<Vec<u8>> = reqs.iter().map(|r| r.to_string().into_bytes()).collect();
+            feed(&st, &dir.0, &lines)?;
+        }
+
+        /// Arbitrary bytes, and JSON cut or corrupted anywhere.
+        #[test]
+        fn no_line_of_bytes_panics(raw in proptest::collection::vec(any::<u8>(), 0..256), req in request(), cut in any::<usize>(), flip in any::<(usize, u8)>()) {
+            let dir = TempDir::new("bytes");
+            let st = state();
+            let mut whole = req.to_string().into_bytes();
+            let cut_line = whole[..cut % (whole.len() + 1)].to_vec();
+            let i = flip.0 % whole.len();
+            whole[i] = flip.1;
+            feed(&st, &dir.0, &[raw, cut_line, whole])?;
+        }
+
+        /// The connection loop: any bytes in any chunks get one answer per line and a clean end.
+        #[test]
+        fn the_connection_answers_every_line(chunks in proptest::collection::vec(proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\n')], 0..64), 0..8)) {
+            let st = state();
+            let stop = AtomicBool::new(false);
+            let (server, mut client) = UnixStream::pair().unwrap();
+            client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let lines = chunks.iter().flatten().filter(|&&b| b == b'\n').count();
+            let answers = std::thread::scope(|s| {
+                let served = s.spawn(|| handle(server, &st, &stop));
+                for c in &chunks {
+                    client.write_all(c).unwrap();
+                }
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+                let mut out = String::new();
+                let _ = client.read_to_string(&mut out);
+                (served.join().is_ok_and(|r| r.is_ok()), out)
+            });
+            prop_assert!(answers.0, "the connection ended cleanly");
+            prop_assert_eq!(answers.1.lines().count(), lines);
+            for l in answers.1.lines() {
+                prop_assert!(serde_json::from_str::<Response>(l).is_ok(), "{}", l);
+            }
+        }
     }
 }

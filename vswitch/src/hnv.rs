@@ -133,6 +133,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         None => None,
     };
     if let Some(path) = &cfg.control.state_file {
+        crate::ctl::remove_stale_temporaries(path);
         crate::ctl::persist(&store, path).with_context(|| format!("key 'control.state_file': cannot write {}", path.display()))?;
     }
     let etcd = match (&cfg.etcd, etcd_status) {

@@ -1,21 +1,42 @@
 //! Prometheus text metrics over HTTP (off unless `control.metrics` is set;
 //! meant for loopback). Every GET is answered with the current counters;
-//! the server runs on its own thread and never touches the datapath beyond
+//! the server runs on its own threads and never touches the datapath beyond
 //! relaxed counter reads. DPDK's own telemetry socket stays available.
+//!
+//! Hostile or broken clients: each connection is served on its own thread,
+//! at most [`MAX_CONNECTIONS`] at once (one more is closed unanswered); a
+//! connection gets [`CONNECTION_DEADLINE`] in all to send its request (at
+//! most [`MAX_REQUEST`] bytes) and take the answer. Stopping the server
+//! shuts down every open connection, so it never waits on a slow client.
 
 use hnv_datapath::{DatapathStats, PolicyStore, Totals};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 8;
+/// Longest request head read.
+pub const MAX_REQUEST: usize = 8 << 10;
+/// How long one connection may take, from accept to the last byte answered.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A running metrics server; dropping it stops the thread.
 #[derive(Debug)]
 pub struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    local: SocketAddr,
+}
+
+impl Server {
+    /// The address it listens on (the port chosen when `addr` said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
 }
 
 impl Drop for Server {
@@ -25,6 +46,12 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
+}
+
+/// `v` as a label value: backslash, double quote and newline escaped, so a
+/// port name cannot end its label or add lines to the exposition.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// The exposition text.
@@ -52,12 +79,12 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter(
         "hnv_port_rx_packets_total",
         "Packets received, by switch port.",
-        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{p}\"}}"), t.ports.get(i).map_or(0, |c| c.0))).collect(),
+        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{}\"}}", label(p)), t.ports.get(i).map_or(0, |c| c.0))).collect(),
     );
     counter(
         "hnv_port_tx_packets_total",
         "Packets sent, by switch port.",
-        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{p}\"}}"), t.ports.get(i).map_or(0, |c| c.1))).collect(),
+        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{}\"}}", label(p)), t.ports.get(i).map_or(0, |c| c.1))).collect(),
     );
     let slots = store.vsid_slots();
     counter(
@@ -80,29 +107,239 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
 /// When the address cannot be bound.
 pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let thread = std::thread::Builder::new().name("hnv-metrics".into()).spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((mut c, _)) => {
-                    let _ = c.set_nonblocking(false);
-                    let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
-                    let mut buf = [0u8; 1024];
-                    let _ = c.read(&mut buf);
-                    // Port names from the policy in force (ports may be added or removed).
-                    let ports: Vec<String> = store.policy().ports.iter().map(|p| p.name.clone()).collect();
-                    let body = render(&store, &stats, &ports);
-                    let head = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
-                    let _ = c.write_all(head.as_bytes()).and_then(|_| c.write_all(body.as_bytes()));
+        // Every connection being served, so that stopping can cut them off.
+        let open: Mutex<Vec<(u64, TcpStream)>> = Mutex::new(Vec::new());
+        let (store, stats, open) = (&*store, &stats[..], &open);
+        std::thread::scope(|scope| {
+            let mut next_id = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let c = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                };
+                let mut conns = open.lock().unwrap_or_else(PoisonError::into_inner);
+                if conns.len() >= MAX_CONNECTIONS {
+                    log::debug!("metrics: {MAX_CONNECTIONS} connections open, one more closed unanswered");
+                    continue;
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                let Ok(cut) = c.try_clone() else { continue };
+                let id = next_id;
+                next_id += 1;
+                conns.push((id, cut));
+                drop(conns);
+                let spawned = std::thread::Builder::new().name("hnv-metrics-conn".into()).spawn_scoped(scope, move || {
+                    answer(c, store, stats);
+                    open.lock().unwrap_or_else(PoisonError::into_inner).retain(|(i, _)| *i != id);
+                });
+                if spawned.is_err() {
+                    open.lock().unwrap_or_else(PoisonError::into_inner).retain(|(i, _)| *i != id);
+                }
             }
-        }
+            // Stopping: a connection still open fails its next read or write at once.
+            for (_, c) in open.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+                let _ = c.shutdown(Shutdown::Both);
+            }
+        });
     })?;
-    log::info!("metrics on http://{addr}/metrics");
-    Ok(Server { stop, thread: Some(thread) })
+    log::info!("metrics on http://{local}/metrics");
+    Ok(Server { stop, thread: Some(thread), local })
+}
+
+/// Serve one connection. Checks, in order:
+/// 1. the request head (up to a blank line, or the peer's end of sending)
+///    arrives within [`CONNECTION_DEADLINE`] of the accept, else the
+///    connection is closed unanswered;
+/// 2. it is at most [`MAX_REQUEST`] bytes, else `431` and close (the rest is
+///    never read);
+/// 3. any request is answered `200` with [`render`]'s text; the answer must
+///    be written by the same deadline, else the connection is closed.
+fn answer(mut c: TcpStream, store: &PolicyStore, stats: &[Arc<DatapathStats>]) {
+    let deadline = Instant::now() + CONNECTION_DEADLINE;
+    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    if c.set_nonblocking(false).is_err() {
+        return;
+    }
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    loop {
+        if Instant::now() >= deadline || c.set_read_timeout(Some(left())).is_err() {
+            return;
+        }
+        let n = match c.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        head.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if n == 0 || head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+        if head.len() >= MAX_REQUEST {
+            let _ = c.set_write_timeout(Some(left()));
+            let _ = c.write_all(b"HTTP/1.0 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
+    }
+    // Port names from the policy in force (ports may be added or removed).
+    let ports: Vec<String> = store.policy().ports.iter().map(|p| p.name.clone()).collect();
+    let body = render(store, stats, &ports);
+    let head = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
+    if c.set_write_timeout(Some(left())).is_ok() {
+        let _ = c.write_all(head.as_bytes()).and_then(|_| c.write_all(body.as_bytes()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hnv_policy::example::BLUE_RED_HOST1;
+
+    fn server() -> Server {
+        let store = Arc::new(PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap()));
+        serve("127.0.0.1:0", store, vec![Arc::new(DatapathStats::default())]).unwrap()
+    }
+
+    fn scrape(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    #[test]
+    fn idle_clients_block_neither_a_scrape_nor_shutdown() {
+        let m = server();
+        let addr = m.local_addr();
+        // Connected, never sending: each used to hold the only server thread for 500 ms.
+        let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let body = scrape(addr);
+        assert!(body.starts_with("HTTP/1.0 200") && body.contains("hnv_policy_generation 1"), "{body}");
+        assert!(t.elapsed() < Duration::from_millis(1000), "a scrape waited {:?} behind idle clients", t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        drop(m);
+        assert!(t.elapsed() < Duration::from_millis(300), "shutdown waited {:?} on idle clients", t.elapsed());
+        drop(idle);
+    }
+
+    #[test]
+    fn a_slow_client_is_cut_off_at_the_deadline_and_shutdown_cuts_it_at_once() {
+        let m = server();
+        let mut slow = TcpStream::connect(m.local_addr()).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // One byte at a time, never finishing the request.
+        let t = Instant::now();
+        let mut answer = Vec::new();
+        let mut cut = false;
+        while t.elapsed() < CONNECTION_DEADLINE + Duration::from_secs(5) {
+            if slow.write_all(b"G").is_err() {
+                cut = true;
+                break;
+            }
+            slow.set_nonblocking(true).unwrap();
+            match slow.read_to_end(&mut answer) {
+                Ok(_) => {
+                    cut = true;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    cut = true;
+                    break;
+                }
+            }
+            slow.set_nonblocking(false).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(cut && answer.is_empty(), "closed unanswered: {}", String::from_utf8_lossy(&answer));
+        assert!(t.elapsed() >= CONNECTION_DEADLINE - Duration::from_millis(500) && t.elapsed() < CONNECTION_DEADLINE + Duration::from_secs(2), "{:?}", t.elapsed());
+        // Another slow client, then shutdown: cut at once.
+        let mut slow = TcpStream::connect(m.local_addr()).unwrap();
+        slow.write_all(b"GET /met").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        drop(m);
+        assert!(t.elapsed() < Duration::from_millis(300), "shutdown waited {:?}", t.elapsed());
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = Vec::new();
+        let _ = slow.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn an_endless_request_is_cut_off_and_others_are_served_meanwhile() {
+        let m = server();
+        let addr = m.local_addr();
+        let mut hog = TcpStream::connect(addr).unwrap();
+        hog.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let writer = std::thread::spawn(move || {
+            let chunk = [b'a'; 16 << 10];
+            let mut sent = 0usize;
+            while sent < 256 << 20 {
+                match hog.write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+            sent
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(scrape(addr).starts_with("HTTP/1.0 200"));
+        let sent = writer.join().unwrap();
+        assert!(sent < 64 << 20, "the server stopped reading after {MAX_REQUEST} bytes, not after {sent}");
+    }
+
+    #[test]
+    fn connections_beyond_the_bound_are_closed_and_the_server_recovers() {
+        let m = server();
+        let addr = m.local_addr();
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut extra = TcpStream::connect(addr).unwrap();
+        extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = extra.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let mut got = Vec::new();
+        let _ = extra.read_to_end(&mut got);
+        assert!(got.is_empty(), "closed unanswered");
+        drop(idle);
+        let t = Instant::now();
+        loop {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            if body.starts_with("HTTP/1.0 200") {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(5), "the server serves again once the idle clients leave");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_port_name_cannot_add_lines_or_labels_to_the_exposition() {
+        let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
+        let evil = "up\\\"} 1\nhnv_fake_total 99\n#".to_string();
+        let text = render(&store, &[Arc::new(DatapathStats::default())], &[evil]);
+        assert!(!text.lines().any(|l| l.starts_with("hnv_fake_total")), "{text}");
+        assert!(text.contains(r#"hnv_port_rx_packets_total{port="up\\\"} 1\nhnv_fake_total 99\n#"} 0"#), "{text}");
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<u64>().is_ok()), "{l}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! hnvctl against a running switch under sustained traffic: inspection,
 //! thousands of hitless policy updates (no drop attributable to them, counters
-//! reconcile), and refusal of malformed or invalid requests without effect.
+//! reconcile), refusal of malformed or invalid requests without effect, an
+//! endless request line cut off without growing the switch, and a switch
+//! killed with SIGKILL restarting from its state file with every acknowledged
+//! change.
 #![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
 mod support;
 
 use hnv_policy::api::{Request, Show};
-use hnv_policy::file::LookupFile;
+use hnv_policy::file::{AclFile, LookupFile, TextOrNumber};
 use support::{encapsulated, hnvctl, start, stop};
 use hnvswitch::scenarios::{self, Scenario};
 use std::process::Command;
@@ -34,7 +37,15 @@ fn restart_resumes_with_the_saved_policy_and_metrics_serve_counters() {
     let mut body = String::new();
     {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The metrics listener opens just after the control socket: on a loaded machine, later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(e) => assert!(std::time::Instant::now() < deadline, "metrics on port {port}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
         s.read_to_string(&mut body).unwrap();
     }
@@ -189,5 +200,114 @@ fn capture_starts_and_stops_live_and_workers_show_busy_cycles() {
     let lines: Vec<String> = String::from_utf8_lossy(&t.stdout).lines().map(str::to_string).collect();
     assert_eq!(lines.len() as u64, written);
     assert!(lines.iter().all(|l| l == "ingress vsid 5001"), "{:?}", &lines[..lines.len().min(5)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_switch_killed_under_traffic_restarts_from_its_state_file_with_every_acknowledged_change() {
+    use std::io::{BufRead, Write};
+    let dir = std::env::temp_dir().join(format!("hnvctl-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let w = scenarios::write(&dir, Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let state = dir.join("state.toml");
+    let mut cfg = std::fs::read_to_string(&w.config).unwrap();
+    cfg += &format!("\n[control]\nstate_file = \"{}\"\n", state.display());
+    std::fs::write(&w.config, cfg).unwrap();
+    let sock = dir.join("ctl.sock");
+    let (child, mut c) = start(&w.config, &sock);
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // An endless request line: cut off with an error, the switch does not
+    // buffer it, and other clients are served meanwhile.
+    let rss_before = rss_kib(pid);
+    let hog = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    hog.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    hog.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut hw = hog.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        let mut sent = 0usize;
+        while sent < 64 << 20 {
+            match hw.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    for _ in 0..5 {
+        assert!(c.call(&Request::Show { what: Show::Counters }).unwrap().ok, "another client is served meanwhile");
+    }
+    let mut resp = String::new();
+    std::io::BufReader::new(&hog).read_line(&mut resp).unwrap();
+    assert!(resp.contains("\"ok\":false") && resp.contains("longer than"), "{resp}");
+    let sent = writer.join().unwrap();
+    assert!(sent < 16 << 20, "the switch stopped reading at the line limit, not after {sent} bytes");
+    let grown = rss_kib(pid).saturating_sub(rss_before);
+    assert!(grown < 16 << 10, "the switch grew by {grown} KiB for one endless line");
+
+    // Acknowledged changes, then SIGKILL while a client keeps changing a record.
+    let acl = AclFile {
+        vsid: 5001,
+        priority: 300,
+        direction: Some("in".into()),
+        action: "deny".into(),
+        protocol: Some(TextOrNumber::Text("tcp".into())),
+        dst_ports: Some(TextOrNumber::Text("2222".into())),
+        ..Default::default()
+    };
+    assert!(c.call(&Request::AddAcl { rule: acl }).unwrap().ok);
+    assert!(c.call(&Request::RemoveRecord { vsid: 6001, ca: "10.0.0.31".into() }).unwrap().ok);
+    const PAS: [&str; 4] = ["192.168.4.22", "192.168.4.23", "192.168.4.24", "192.168.4.25"];
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hammer = {
+        let (acked, sock) = (acked.clone(), sock.clone());
+        std::thread::spawn(move || {
+            let mut c = hnvswitch::ctl::Client::connect(&sock).unwrap();
+            for i in 1.. {
+                match c.call(&Request::ReplaceRecord { record: record(PAS[i % 4]) }) {
+                    Ok(r) if r.ok => acked.store(i, std::sync::atomic::Ordering::SeqCst),
+                    _ => return,
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    hammer.join().unwrap();
+    let mut child = child;
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed");
+    // What a killed DPDK process leaves: its runtime directory (the supervisor's restart does not need it removed).
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/hnv{pid}"));
+    let k = acked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(k > 10, "changes were being made when the switch was killed ({k})");
+    drop(c);
+
+    // Restarted from the state file: every acknowledged change is in force
+    // (the one in flight at the kill may or may not be), and traffic flows.
+    let (child, mut c) = start(&w.config, &sock);
+    let recs = c.call(&Request::Show { what: Show::Records }).unwrap();
+    let rows = recs.data.as_array().unwrap();
+    let moved = rows.iter().find(|r| r["ca"] == "10.0.0.16" && r["vsid"] == 5001).unwrap();
+    assert!(moved["pa"] == PAS[k % 4] || moved["pa"] == PAS[(k + 1) % 4], "acknowledged PA {} (change {k}), found {}", PAS[k % 4], moved["pa"]);
+    assert!(!rows.iter().any(|r| r["ca"] == "10.0.0.31" && r["vsid"] == 6001), "the removed record stays removed");
+    let acl = c.call(&Request::Show { what: Show::Acl }).unwrap();
+    assert!(acl.data.to_string().contains("2222"), "{acl:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(c);
+    let out = stop(child);
+    assert!(out.contains(": reconciled"), "{out}");
+    assert!(encapsulated(&out) > 1000, "{out}");
+    // No private socket directory, no temporary state file of the killed switch.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

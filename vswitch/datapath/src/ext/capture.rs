@@ -20,7 +20,8 @@
 //! counter is written by the writer thread only. Nothing here panics outside
 //! tests.
 //!
-//! The file: one Interface Description Block per switch port (link type
+//! The file (new, never an existing file or a symlink; mode 0600: it holds
+//! tenants' packets): one Interface Description Block per switch port (link type
 //! Ethernet, `if_name` = the port's name, nanosecond timestamps); each packet
 //! is an Enhanced Packet Block on the interface of the port it *arrived* on
 //! (`meta.in_port`; at egress the destination is not part of a
@@ -41,8 +42,8 @@ use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, PcapError};
 use pmd::stats::Counter;
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::fs::File;
+use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -315,7 +316,8 @@ impl Drop for CaptureWriter {
 /// running. Preallocates [`RING_RECORDS`] records per worker.
 ///
 /// # Errors
-/// `tsc_hz` is 0 (`InvalidInput`), the file cannot be created, or the
+/// `tsc_hz` is 0 (`InvalidInput`), `path` exists (`AlreadyExists`, symlinks
+/// included: a capture never overwrites), the file cannot be created, or the
 /// section or interface headers cannot be written.
 pub fn capture(spec: CaptureSpec, path: &Path, port_names: Vec<String>, tsc_hz: u64, workers: usize) -> io::Result<(Vec<PcapngCapture>, CaptureWriter)> {
     capture_with(spec, path, port_names, tsc_hz, workers, RING_RECORDS)
@@ -338,9 +340,18 @@ fn extensions(spec: &CaptureSpec, rings: &[Arc<Ring>]) -> Vec<PcapngCapture> {
     rings.iter().map(|r| PcapngCapture { spec: spec.clone(), snaplen, ring: Arc::clone(r) }).collect()
 }
 
-/// Create the file, write its headers and start the thread.
+/// Create the file, write its headers and start the thread. The file is new
+/// (`O_CREAT|O_EXCL`: an existing file or a symlink is refused with
+/// `AlreadyExists`, so a capture never overwrites anything, nor writes
+/// tenants' packets into a file someone else prepared, e.g. in /tmp) and
+/// mode 0600 from the start (it holds tenants' packets).
 fn spawn_writer(path: &Path, port_names: Vec<String>, spec: &CaptureSpec, tsc_hz: u64, rings: Vec<Arc<Ring>>) -> io::Result<CaptureWriter> {
-    let file = BufWriter::new(File::create(path)?);
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => io::Error::new(e.kind(), format!("{} exists (a capture never overwrites a file or follows a symlink)", path.display())),
+        _ => e,
+    })?;
+    let file = BufWriter::new(file);
     let mut out = PcapFile { w: PcapNgWriter::new(file).map_err(pcap_io)?, snaplen: spec.effective_snaplen() as u32, interfaces: 0 };
     for name in &port_names {
         out.add_interface(name)?;
@@ -748,5 +759,25 @@ mod tests {
         assert_eq!(read_back(&tmp.0).1.len(), 1);
         // The extension keeps working without a writer: it counts, never blocks.
         feed(&mut caps[0], &tables, 2, Stage::Ingress, &[(0, 1, frame(0, 1, 1, 60))]);
+    }
+
+    #[test]
+    fn the_file_is_new_and_private_to_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempPath::new("mode");
+        let (_caps, writer) = capture(CaptureSpec::all(), &tmp.0, names(), 1_000, 1).unwrap();
+        drop(writer);
+        assert_eq!(std::fs::metadata(&tmp.0).unwrap().permissions().mode() & 0o777, 0o600, "a capture file holds tenants' packets: owner only");
+        // An existing file (a finished capture, or one someone else prepared) is left as it was.
+        std::fs::write(&tmp.0, "precious").unwrap();
+        std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(capture(CaptureSpec::all(), &tmp.0, names(), 1_000, 1).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&tmp.0).unwrap(), "precious");
+        // A symlink is not followed, even to a file that does not exist yet.
+        let link = TempPath::new("link");
+        let target = TempPath::new("target");
+        std::os::unix::fs::symlink(&target.0, &link.0).unwrap();
+        assert_eq!(capture(CaptureSpec::all(), &link.0, names(), 1_000, 1).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert!(!target.0.exists());
     }
 }
