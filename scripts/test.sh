@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-test-tools
 export RUST_BACKTRACE=1
+echo "== lints (clippy -D warnings, rustfmt)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo fmt --all --check
 echo "== build"
 cargo build --release --locked --bin hnvswitch
 echo "== tests"
