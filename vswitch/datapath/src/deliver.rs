@@ -36,14 +36,11 @@ pub struct Tally {
     pub decapsulated: u32,
     /// Packets routed between virtual subnets.
     pub routed: u32,
-    /// The record slot last marked as sent to in this batch
-    /// ([`crate::PolicyStore::note_sent`]; `u32::MAX` when none).
-    pub noted: u32,
 }
 
 impl Default for Tally {
     fn default() -> Self {
-        Tally { tx: [0; MAX_PORTS], vsid_rx: Run::default(), vsid_tx: Run::default(), encapsulated: 0, decapsulated: 0, routed: 0, noted: u32::MAX }
+        Tally { tx: [0; MAX_PORTS], vsid_rx: Run::default(), vsid_tx: Run::default(), encapsulated: 0, decapsulated: 0, routed: 0 }
     }
 }
 
@@ -97,7 +94,6 @@ impl Tally {
         self.encapsulated = 0;
         self.decapsulated = 0;
         self.routed = 0;
-        self.noted = u32::MAX;
     }
 }
 

@@ -107,6 +107,7 @@ impl FastPath {
         // Stage 2: look up and act on every hit in place.
         let mut outcome = [SLOW; BURST];
         let (mut hits, mut misses) = (0u32, 0u32);
+        let refresh = store.note_refresh();
         for i in 0..n {
             if !self.has_key[i] {
                 continue;
@@ -116,8 +117,9 @@ impl FastPath {
                 continue;
             };
             hits += 1;
+            let note = cache.note_due(e, now, refresh);
             let (Some(a), Some(p)) = (cache.action(e), pkts.get_mut(i)) else { continue };
-            outcome[i] = act(t, store, now, out, a, &self.keys[i], &self.fields[i], p);
+            outcome[i] = act(t, note.then_some(store), now, out, a, &self.keys[i], &self.fields[i], p);
         }
         cache.account(hits, misses);
         // Stage 3: deliver. A batch that all leaves by one port in one VSID is handed over whole.
@@ -140,10 +142,11 @@ impl FastPath {
     }
 }
 
-/// Carry out cached action `a` on packet `p` (key `k`, fields `f`).
+/// Carry out cached action `a` on packet `p` (key `k`, fields `f`); mark
+/// its record as sent to through `note` when given.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn act<B: PacketBuf>(t: &Tables, store: &PolicyStore, now: u64, out: &mut Out<'_, B>, a: &Action, k: &FlowKey, f: &Fields, p: &mut B) -> Outcome {
+fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut Out<'_, B>, a: &Action, k: &FlowKey, f: &Fields, p: &mut B) -> Outcome {
     let st: &DatapathStats = out.st;
     if let Step::Drop(r) = a.step {
         if !r.at_ingress() {
@@ -191,10 +194,9 @@ fn act<B: PacketBuf>(t: &Tables, store: &PolicyStore, now: u64, out: &mut Out<'_
                 match encap(p, tpl, fid) {
                     Ok(()) => {
                         out.tally.encapsulated += 1;
-                        if out.tally.noted != slot {
-                            // Once per record per batch: REDIRECTs are accepted only for CAs recently sent to.
+                        if let Some(store) = note {
+                            // Due for this entry: REDIRECTs are accepted only for CAs recently sent to.
                             store.note_sent(slot, now);
-                            out.tally.noted = slot;
                         }
                         out_to(tpl.uplink, a.out_vsid_slot)
                     }

@@ -367,6 +367,15 @@ impl PolicyStore {
         self.sent.note(slot, now);
     }
 
+    /// How often (datapath ticks) a worker needs to mark a record it keeps
+    /// sending to: a mark younger than this is not rewritten anyway. The
+    /// fast path keeps the time it last marked in the cache entry and calls
+    /// [`PolicyStore::note_sent`] only when this much has passed.
+    #[inline]
+    pub fn note_refresh(&self) -> u64 {
+        self.sent.refresh.load(Ordering::Relaxed)
+    }
+
     /// The datapath clock workers pass as `now` and its ticks per second
     /// (default: nanoseconds since the first store was made).
     pub fn set_datapath_clock(&self, clock: fn() -> u64, ticks_per_sec: u64) {

@@ -84,6 +84,9 @@ struct Hot {
     action: Action,
     /// Generation of the snapshot the entry was last found valid in.
     generation: u64,
+    /// Datapath time at which this entry's record was last marked as sent
+    /// to ([`crate::PolicyStore::note_sent`]).
+    noted: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -169,7 +172,7 @@ impl FlowCache {
     pub fn new(entries: usize) -> Self {
         let n = entries.max(64).next_power_of_two();
         let buckets = n / WAYS;
-        let none = Hot { action: Action { step: Step::Drop(DropReason::Malformed), decap: false, route: None, in_vsid_slot: 0, out_vsid_slot: 0 }, generation: u64::MAX };
+        let none = Hot { action: Action { step: Step::Drop(DropReason::Malformed), decap: false, route: None, in_vsid_slot: 0, out_vsid_slot: 0 }, generation: u64::MAX, noted: 0 };
         FlowCache {
             sigs: vec![Sigs::default(); buckets].into_boxed_slice(),
             keys: vec![FlowKey::default(); n].into_boxed_slice(),
@@ -259,6 +262,19 @@ impl FlowCache {
         }
     }
 
+    /// True (and the entry stamped with `now`) when entry `i` was last marked
+    /// as sent to at least `refresh` ticks ago: its caller marks the record.
+    #[inline(always)]
+    pub fn note_due(&mut self, i: u32, now: u64, refresh: u64) -> bool {
+        match self.hot.get_mut(i as usize) {
+            Some(h) if now.wrapping_sub(h.noted) >= refresh => {
+                h.noted = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The action of entry `i` (from [`FlowCache::find`]).
     #[inline(always)]
     pub fn action(&self, i: u32) -> Option<&Action> {
@@ -312,7 +328,7 @@ impl FlowCache {
         if let (Some(s), Some(k), Some(h), Some(c)) = (self.sigs.get_mut(b), self.keys.get_mut(i), self.hot.get_mut(i), self.cold.get_mut(i)) {
             s.0[way] = sig(hash);
             *k = key;
-            *h = Hot { action, generation: t.generation };
+            *h = Hot { action, generation: t.generation, noted: 0 };
             *c = Cold { deps, global: t.global_version, versions };
             self.stats.inserts += 1;
         }
