@@ -248,3 +248,35 @@ def append_jsonl(path, rec):
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(x) for x in f if x.strip()]
+
+
+def _main(argv):
+    """Small command line for scripts that need one figure:
+      benchlib.py hnv-median LOG SINK[,SINK]   median of hnvswitch's per-second sink tx (Mpps)
+      benchlib.py testpmd-median LOG           median of testpmd's per-period Tx-pps (Mpps)
+      benchlib.py median [X...]                median of the arguments (or of stdin's lines)
+      benchlib.py ratio A B                    A / B, two decimals (n/a when undefined)
+      benchlib.py machine                      the machine line (lscpu)
+    """
+    import sys
+    if len(argv) == 3 and argv[0] == "hnv-median":
+        with open(argv[1], errors="replace") as f:
+            print(fmt(median(hnv_samples(f.read(), argv[2].split(","))), 3))
+    elif len(argv) == 2 and argv[0] == "testpmd-median":
+        with open(argv[1], errors="replace") as f:
+            print(fmt(median(testpmd_samples(f.read())), 3))
+    elif argv and argv[0] == "median":
+        vals = argv[1:] or sys.stdin.read().split()
+        print(fmt(median([float(x) for x in vals if x not in ("n/a", "nan")]), 3))
+    elif len(argv) == 3 and argv[0] == "ratio":
+        a, b = (NAN if x in ("n/a", "nan") else float(x) for x in argv[1:])
+        print(fmt(ratio(a, b)))
+    elif argv == ["machine"]:
+        print(machine())
+    else:
+        sys.exit(_main.__doc__)
+
+
+if __name__ == "__main__":
+    import sys
+    _main(sys.argv[1:])

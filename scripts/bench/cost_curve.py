@@ -99,6 +99,9 @@ def plot(path, flows, med, ir, tp):
         xs = [f for f in flows if (s, f) in ir]
         if xs:
             ax2.plot(xs, [ir[(s, f)] for f in xs], "o-", color=colors[s], label=s)
+    # issue 10's callgrind targets at 1k flows
+    ax2.axhline(360, ls=":", color="gray", lw=1, label="target encap/decap (1k): 360")
+    ax2.axhline(300, ls=":", color="tab:green", lw=1, label="target local (1k): 300")
     for ax, title, yl in ((ax1, "Throughput, one core", "Mpps (median of rounds)"), (ax2, "callgrind, steady state", "instructions per packet")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(flows)
