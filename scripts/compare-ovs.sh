@@ -411,7 +411,12 @@ run_ovs() { # key round
     local key=$1 sinks=${SCEN_SINKS[$1]} i c cnt=$WORK/ovs-counts.txt stats desc
     ensure_free_huge 640
     if ! ovs_start "${SCEN_POL[$key]}"; then
-        ovs_stop; record_run "$key" ovs "$2" "" "" "OVS could not run it: $OVS_ERR"; return
+        local why="OVS could not run it: $OVS_ERR" flows
+        IFS=: read -r _ flows _ <<< "$key"
+        # OVS 3.1 caps a shared mempool at 262144 mbufs (MAX_NB_MBUF in netdev-dpdk.c), and
+        # net_pcap infinite_rx preloads the whole file into the port's pool.
+        ((flows <= 262144)) || why+=" (OVS 3.1's shared mempool holds at most 262144 mbufs, MAX_NB_MBUF in lib/netdev-dpdk.c; net_pcap infinite_rx must preload all $flows frames)"
+        ovs_stop; record_run "$key" ovs "$2" "" "" "$why"; return
     fi
     for ((i = 0; i < 600; i++)); do c=$(ovs_tx "$sinks"); ((c > 0)) && break; sleep 0.1; done
     if ((c == 0)); then ovs_stop; record_run "$key" ovs "$2" "" "" "OVS forwarded nothing to $sinks"; return; fi
@@ -535,10 +540,7 @@ for key in "${KEYS[@]}"; do
             else
                 "run_$c" "$key" "$r"
                 if [[ $c == ovs && $R_MPPS == n/a && $R_DESC == "OVS could not run it"* ]]; then
-                    # OVS 3.1 caps a shared mempool at 262144 mbufs (MAX_NB_MBUF in netdev-dpdk.c), and
-                    # net_pcap infinite_rx preloads the whole file into the port's pool.
-                    ((flows > 262144)) && R_DESC="$R_DESC (OVS 3.1's shared mempool holds at most 262144 mbufs, MAX_NB_MBUF in lib/netdev-dpdk.c; net_pcap infinite_rx must preload all $flows frames)"
-                    ovs_skip="not run again (round $r: OVS could not load the traffic): $R_DESC"
+                    ovs_skip="not run again (round $r: OVS could not load the traffic)"
                 fi
             fi
             log "    $(printf '%-11s %8s Mpps' "${NAME[$c]}" "$R_MPPS")   $R_DESC"

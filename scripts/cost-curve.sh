@@ -164,23 +164,30 @@ done
 log "cost-curve: rates took $((SECONDS - START)) s"
 
 # ---------------------------------------------------------------- callgrind Ir/packet
-cg() { # point packets tag -> callgrind output file
-    local k=$1 cfg=$WORK/cg-${1/:/-}.toml
-    sed -e 's/^hugepages = .*/hugepages = "off"/' "${CFG[$k]}" > "$cfg"
-    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$3" "$HNV" run --config "$cfg" --packets "$2" --duration 3600 \
-        > "$WORK/cg.$3.log" 2>&1 &
+cg() { # point packets tag -> callgrind counts up to the end of forwarding in $WORK/cg.tag.1
+    local k=$1 cfg=$WORK/cg-${1/:/-}.toml out=$WORK/cg.$3
+    # --no-huge (valgrind cannot reserve DPDK's hugepage VA space): 4 KiB pages hold one mbuf each.
+    sed -e 's/^hugepages = .*/hugepages = "off"/' -e "s/^memory_mb = .*/memory_mb = $((MBUFS[$k] * 4096 / 1048576 + 256))/" "${CFG[$k]}" > "$cfg"
+    # Part 1 is dumped when the first port is stopped, i.e. after the last packet and the exit
+    # report; the teardown after it (freeing and zeroing the pool: minutes at 1M flows) is not
+    # needed, so the process is killed once part 1 is complete.
+    rm -f "$out" "$out".*
+    RUST_LOG=warn valgrind --tool=callgrind --dump-before=rte_eth_dev_stop --callgrind-out-file="$out" \
+        "$HNV" run --config "$cfg" --packets "$2" --duration 3600 > "$out.log" 2>&1 &
     RUN_PID=$!; HNV_PIDS+=("$RUN_PID")
-    wait "$RUN_PID" || { RUN_PID=""; log "cost-curve: callgrind run failed: $(tail -3 "$WORK/cg.$3.log")"; return 1; }
-    RUN_PID=""
+    while kill -0 "$RUN_PID" 2>/dev/null && ! grep -qs '^totals:' "$out.1"; do sleep 0.5; done
+    stop_pid "$RUN_PID" KILL 2>/dev/null; RUN_PID=""   # (no "Killed" job notice)
+    grep -qs '^totals:' "$out.1" || { log "cost-curve: callgrind run failed: $(grep -v '^==' "$out.log" | tail -3)"; return 1; }
+    grep -q 'reconciled' "$out.log" || { log "cost-curve: counters do not reconcile: $(grep -E '^rx [0-9]+' "$out.log")"; return 1; }
 }
 if ((CALLGRIND)); then
     for k in "${POINTS[@]}"; do
         t0=$SECONDS f=${k##*:}
         n1=$((f + 32768)); n2=$((n1 + DIFF))
         if cg "$k" "$n1" 1 && cg "$k" "$n2" 2; then
-            log "  callgrind $(printf '%-6s %8s' "${k%%:*}" "$f"): $("$PY" "$CC" ir --raw "$RAW" --scenario "${k%%:*}" --flows "$f" --n1 "$n1" --n2 "$n2" --out1 "$WORK/cg.1" --out2 "$WORK/cg.2") ($((SECONDS - t0)) s)"
+            log "  callgrind $(printf '%-6s %8s' "${k%%:*}" "$f"): $("$PY" "$CC" ir --raw "$RAW" --scenario "${k%%:*}" --flows "$f" --n1 "$n1" --n2 "$n2" --out1 "$WORK/cg.1.1" --out2 "$WORK/cg.2.1") ($((SECONDS - t0)) s)"
         fi
-        rm -f "$WORK"/cg.[12]
+        rm -f "$WORK"/cg.[12] "$WORK"/cg.[12].*[0-9]
     done
 fi
 log "cost-curve: total $((SECONDS - START)) s"

@@ -16,7 +16,10 @@ in the difference; N2 - N1 = 262144 (65536 with --quick) of them, a whole number
 of pcap cycles up to 256k flows and a quarter of the cycle at 1M flows (the flows
 are laid out round robin over the remote CAs, so any window of the cycle has the
 same mix). A flow cache that cannot hold every flow still misses in that window:
-that is the steady state this measures, as the Mpps runs do.
+that is the steady state this measures, as the Mpps runs do. Each run counts up to
+the first rte_eth_dev_stop (callgrind --dump-before, part 1) and is then killed:
+the teardown would be the same in both runs, but freeing and zeroing a --no-huge
+pool of a million mbufs takes minutes under valgrind.
 
   cost_curve.py rate --raw RAW --scenario S --flows F --contender hnv|testpmd --round R --log LOG --sinks P
   cost_curve.py ir --raw RAW --scenario S --flows F --n1 N1 --n2 N2 --out1 CG1 --out2 CG2
