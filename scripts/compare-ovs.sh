@@ -32,9 +32,9 @@
 # Usage: scripts/compare-ovs.sh [--quick] [--rounds N] [--seconds S] [--frame-size 64[,128]]
 #          [--scenarios encap-multi:1024,decap:65536:128,...] [--out FILE.md] [--keep]
 #   default: encap-multi and decap-multi 1k/64k/1M and 1k at 128 bytes; encap 1k/64k/1M,
-#            decap 1k/64k, local 1k; 64-byte frames; 3 rounds of 5 s (about 45 min)
+#            decap 1k/64k, local 1k; 64-byte frames; 3 rounds of 5 s (about 35 min on the 2-vCPU VM)
 #   --frame-size: frame sizes (with FCS) for the scenarios that name none (default 64)
-#   --quick: encap-multi, decap-multi, encap, decap and local with 1k flows, 1 round of 3 s (about 5 min)
+#   --quick: encap-multi, decap-multi, encap, decap and local with 1k flows, 1 round of 3 s (about 3 min)
 # Writes bench/results/compare-ovs-<date>.md (…-quick.md with --quick) with the raw
 # per-round figures next to it (.json, .csv), and prints the report.
 # Needs root. Installs openvswitch-switch-dpdk and tshark with apt-get if missing.

@@ -13,8 +13,9 @@
 #
 # Usage: scripts/cost-curve.sh [--quick] [--rounds N] [--seconds S] [--flows 1024,16384,...]
 #          [--scenarios encap,decap,local] [--no-callgrind] [--no-testpmd] [--out FILE.md] [--keep]
-#   default: 3 rounds of 4 s, callgrind with N2 - N1 = 262144 (about 25 min on the 2-vCPU machine)
-#   --quick: 1 round of 2 s, N2 - N1 = 65536 (about 12 min)
+#   default: 3 rounds of 4 s, callgrind with N2 - N1 = 262144 (about 22 min on the 2-vCPU VM;
+#            callgrind at 1M flows takes about 100 s per scenario)
+#   --quick: 1 round of 2 s, N2 - N1 = 65536 (about 11 min)
 # Writes bench/results/cost-curve-<date>.md (…-quick.md with --quick) with the plot
 # (.svg) and the raw figures (.json, .csv) next to it, and prints the table.
 # Needs root (hugepages), valgrind (scripts/setup.sh --with-test-tools) and
