@@ -91,8 +91,9 @@ def metadata(root, hnv=None, with_ovs=True):
 
 def metadata_lines(m):
     """Markdown lines describing the run."""
-    out = [f"- Date: {m['date']}", f"- Machine: {m['machine']}", f"- Commit: {m['commit']}" + (f" ({m['hnvswitch']})" if m.get("hnvswitch") else ""),
-           f"- Toolchain: {m['toolchain']}", f"- DPDK: {m['dpdk']} (Debian)"]
+    g = lambda k: m.get(k, "?")  # noqa: E731
+    out = [f"- Date: {g('date')}", f"- Machine: {g('machine')}", f"- Commit: {g('commit')}" + (f" ({m['hnvswitch']})" if m.get("hnvswitch") else ""),
+           f"- Toolchain: {g('toolchain')}", f"- DPDK: {g('dpdk')} (Debian)"]
     if m.get("ovs"):
         out.append(f"- OVS: {m['ovs']} (Debian openvswitch-switch-dpdk)")
     return out

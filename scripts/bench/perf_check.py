@@ -17,6 +17,7 @@ import datetime
 import sys
 import tomllib
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from cost_curve import callgrind_total  # noqa: E402
 

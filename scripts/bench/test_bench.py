@@ -17,6 +17,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 import benchlib as bl  # noqa: E402
 import compare  # noqa: E402
@@ -84,6 +85,15 @@ class Targets(unittest.TestCase):
         self.assertEqual(compare.target("encap-multi", 1024, 64, med), "≥ 3× OVS: met")
         self.assertEqual(compare.target("encap-multi", 65536, 64, med), "≥ 3× OVS: met; ≥ 0.8× own 1k: missed (0.67×)")
         self.assertEqual(compare.target("encap-multi", 1048576, 64, med), "≥ 0.6× own 1k: met")
+
+
+    def test_cost_curve_targets(self):
+        import cost_curve
+        self.assertEqual(cost_curve.target("encap", 1024, 20.0, 20.0, 350.0), "Ir ≤ 360: met")
+        self.assertEqual(cost_curve.target("local", 1024, 20.0, 20.0, 450.0), "Ir ≤ 300: missed (1.50×)")
+        self.assertEqual(cost_curve.target("decap", 65536, 15.0, 20.0, 900.0), "≥ 0.8× own 1k: missed (0.75×)")
+        self.assertEqual(cost_curve.target("decap", 1048576, 13.0, 20.0, None), "≥ 0.6× own 1k: met")
+        self.assertEqual(cost_curve.target("decap", 16384, 13.0, 20.0, None), "")
 
 
 class Baseline(unittest.TestCase):
