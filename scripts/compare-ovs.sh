@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
 # Throughput of hnvswitch against Open vSwitch with DPDK (Debian
 # openvswitch-switch-dpdk 3.1) and dpdk-testpmd --forward-mode=io (the ceiling
-# of the harness), on identical traffic files and identical vdevs: a net_pcap
-# infinite_rx source into net_null,no-rx=1 sinks, one forwarding core (core 1),
-# hugepages. The traffic, the policy and hnvswitch's configuration come from
-# `hnvswitch scenario`; OVS's bridges, ports and OpenFlow rules are generated from
-# the same policy (scripts/ovs/policy.py); the OVS setup follows
-# ../shared/reference/ovs-dpdk-peer.md (private directory, own network namespace,
-# br-int with the VM ports and gre0, br-phy with the PA, one PMD on core 1).
+# of the harness), on identical traffic files and identical vdevs: net_pcap
+# infinite_rx sources (one per source port) into net_null,no-rx=1 sinks, one
+# forwarding core (core 1) polling every port, hugepages. The traffic, the policy
+# and hnvswitch's configuration come from `hnvswitch scenario`; OVS's bridges,
+# ports and OpenFlow rules are generated from the same policy
+# (scripts/ovs/policy.py); the OVS setup follows ../shared/reference/ovs-dpdk-peer.md
+# (private directory, own network namespace, br-int with the VM ports and gre0,
+# br-phy with the PA, one PMD on core 1).
 #
-# Per scenario: each contender first runs a short verification whose sink is a
-# net_pcap tx_pcap and whose source is finite (at most the first 16384 frames of
-# the traffic file; for OVS repeated and added after the rules, see verify_ovs);
+# Scenarios (SCEN:FLOWS[:FRAME]): the single-VM encap, decap, local (Blue1 only)
+# and the multi-VM encap-multi, decap-multi (Blue1, Blue4 in VSID 5001, Red1,
+# Red2 in 6001 with overlapping CAs, 32 remote CAs on 4 remote PAs; encap-multi
+# sources traffic on all 4 VM ports, decap-multi receives NVGRE for all 4 VMs on
+# the uplink). testpmd io forwards port pairs: each source is paired with a
+# net_null sink (the scenario's sink where there is one, an extra one otherwise).
+#
+# Per scenario: each contender first runs a short verification whose sinks are
+# net_pcap tx_pcap and whose sources are finite (at most the first 16384 frames of
+# the traffic together; for OVS repeated and added after the rules, see verify_ovs);
 # every distinct output frame is checked and a sample decoded with tshark
 # (scripts/ovs/check.py). Then ROUNDS timed rounds, the order alternating per
-# round (odd: testpmd, OVS, hnvswitch; even: the reverse). A run's figure is the
-# median of its per-second Mpps on the sink port (the first second skipped); a
-# scenario's figure is the median over the rounds. Each run also records load1,
-# the forwarding thread's CPU share, what else ran on core 1 and the busiest other
-# processes during the measured seconds.
+# round (odd: testpmd, OVS, hnvswitch; even: the reverse). Each run records its
+# per-second Mpps on the sink ports (summed) and its conditions (load1, the
+# forwarding thread's CPU share, what else ran on core 1, the busiest other
+# processes); scripts/bench/compare.py computes the medians (per run over its
+# seconds, the first skipped; per contender over the rounds), the ratios and the
+# report. This script only starts processes.
 #
-# Usage: scripts/compare-ovs.sh [--quick] [--rounds N] [--seconds S]
-#          [--scenarios encap:1024,decap:65536,...] [--out FILE.md] [--keep]
-#   default: encap 1k/64k/1M, decap 1k/64k, local 1k; 3 rounds of 5 s (about 10 min)
-#   --quick: encap, decap and local with 1k flows, 1 round of 3 s (about 1.5 min)
-# Writes bench/results/compare-ovs-<date>.md (…-quick.md with --quick) and prints it.
+# Usage: scripts/compare-ovs.sh [--quick] [--rounds N] [--seconds S] [--frame-size 64[,128]]
+#          [--scenarios encap-multi:1024,decap:65536:128,...] [--out FILE.md] [--keep]
+#   default: encap-multi and decap-multi 1k/64k/1M and 1k at 128 bytes; encap 1k/64k/1M,
+#            decap 1k/64k, local 1k; 64-byte frames; 3 rounds of 5 s (about 35 min on the 2-vCPU VM)
+#   --frame-size: frame sizes (with FCS) for the scenarios that name none (default 64)
+#   --quick: encap-multi, decap-multi, encap, decap and local with 1k flows, 1 round of 3 s (about 3 min)
+# Writes bench/results/compare-ovs-<date>.md (…-quick.md with --quick) with the raw
+# per-round figures next to it (.json, .csv), and prints the report.
 # Needs root. Installs openvswitch-switch-dpdk and tshark with apt-get if missing.
 # Cleans up on exit, Ctrl-C or TERM: processes by pid, the netns, /var/run/dpdk
 # prefixes, temporary files and the hugepage setting.
@@ -32,14 +44,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-ROUNDS=3 SECS=5 QUICK=0 KEEP=0 OUT=""
-SCEN_LIST="encap:1024,encap:65536,encap:1048576,decap:1024,decap:65536,local:1024"
-SCEN_SET=0
+ROUNDS=3 SECS=5 QUICK=0 KEEP=0 OUT="" SIZES=64
+SCEN_LIST="encap-multi:1024,encap-multi:65536,encap-multi:1048576,decap-multi:1024,decap-multi:65536,decap-multi:1048576"
+SCEN_LIST+=",encap-multi:1024:128,decap-multi:1024:128,encap:1024,encap:65536,encap:1048576,decap:1024,decap:65536,local:1024"
+SCEN_SET=0 ARGS="$*"
 while (($#)); do
     case $1 in
         --quick) QUICK=1; shift ;;
         --rounds) ROUNDS=$2; shift 2 ;;
         --seconds) SECS=$2; shift 2 ;;
+        --frame-size) SIZES=$2; shift 2 ;;
         --scenarios) SCEN_LIST=$2; SCEN_SET=1; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
@@ -49,7 +63,7 @@ while (($#)); do
 done
 if ((QUICK)); then
     ROUNDS=1; SECS=3
-    ((SCEN_SET)) || SCEN_LIST="encap:1024,decap:1024,local:1024"
+    ((SCEN_SET)) || SCEN_LIST="encap-multi:1024,decap-multi:1024,encap:1024,decap:1024,local:1024"
 fi
 ((SECS >= 2)) || { echo "--seconds must be >= 2" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "compare-ovs: must run as root (DPDK, hugepages, netns)" >&2; exit 1; }
@@ -131,18 +145,20 @@ trap 'echo "compare-ovs: interrupted" >&2; exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+STATS=$ROOT/scripts/bench/compare.py
+RAW=$WORK/raw.jsonl            # every run and verification, for compare.py report
 now() { date +%s.%N; }
 log() { echo "$*" >&2; }
+free_huge() { local k v _; while read -r k v _; do if [[ $k == HugePages_Free: ]]; then echo "$v"; fi; done < /proc/meminfo; }
 
 # Make sure at least MB of 2 MiB hugepages are free, raising nr_hugepages (restored on exit).
 ensure_free_huge() {
     local mb=$1 free want
-    free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+    free=$(free_huge)
     want=$(((mb + 1) / 2))
     if ((free < want)); then
         echo $(($(cat "$HUGE_NR") + want - free + 16)) > "$HUGE_NR" || true
-        free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+        free=$(free_huge)
         ((free >= want)) || log "  warning: only $((free * 2)) MB of hugepages free, $mb MB wanted"
     fi
 }
@@ -158,149 +174,158 @@ wait_for() {
     return 1
 }
 
-# CPU ticks (1/100 s) of PID's threads whose name starts with PREFIX.
-thread_ticks() {
-    local t c s=0 v
-    for t in /proc/"$1"/task/*; do
-        read -r c < "$t/comm" 2>/dev/null || continue
-        [[ $c == "$2"* ]] || continue
-        v=$(awk '{print $14+$15}' "$t/stat" 2>/dev/null) || continue
-        s=$((s + v))
+wait_periods() { # testpmd-log count pid timeout: until COUNT stats periods are in the log
+    local i n
+    for ((i = 0; i < $4 * 10; i++)); do
+        n=$(grep -c 'NIC statistics for port 0 ' "$1" || true)
+        ((n >= $2)) && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.1
     done
-    echo "$s"
+    return 1
 }
-# "pid ticks comm" for every process (comm with its spaces replaced).
-snap_procs() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{
-        o = index($0, "("); r = length($0); while (r > o && substr($0, r, 1) != ")") r--
-        comm = substr($0, o + 1, r - o - 1); gsub(/[ \t]/, "_", comm)
-        n = split(substr($0, r + 2), f, " "); print $1, f[12] + f[13], comm }'
-}
-cpu1_ticks() { awk '$1 == "cpu1" {print $2+$3+$4+$7+$8, $9}' /proc/stat; }
+# The measurement window around the timed seconds (compare.py reads /proc): W_DESC.
+window_begin() { "$PY" "$STATS" window-begin "$1" "$2" "$WORK/window.json"; }
+window_end() { W_DESC=$("$PY" "$STATS" window-end "$WORK/window.json"); }
 
-# Measurement window around the timed seconds: sets W_DESC (load1, forwarding
-# thread %, others on core 1, steal, busiest other processes) and W_FWD.
-window_begin() { # pid thread-prefix
-    W_PID=$1 W_THR=$2
-    W_LOAD=$(cut -d' ' -f1 /proc/loadavg)
-    W_T0=$(now); W_F0=$(thread_ticks "$1" "$2"); read -r W_C0 W_S0 < <(cpu1_ticks)
-    snap_procs > "$WORK/snap0"
-}
-window_end() {
-    local t1 f1 c1 s1 dt others
-    t1=$(now); f1=$(thread_ticks "$W_PID" "$W_THR"); read -r c1 s1 < <(cpu1_ticks)
-    snap_procs > "$WORK/snap1"
-    dt=$(awk -v a="$W_T0" -v b="$t1" 'BEGIN {print b - a}')
-    W_FWD=$(awk -v a="$W_F0" -v b="$f1" -v d="$dt" 'BEGIN {printf "%.0f", (b - a) / d}')
-    others=$(awk -v d="$dt" -v me="$W_PID" -v self="$$" '
-        NR == FNR {t[$1] = $2; next}
-        ($1 in t) && $1 != me && $1 != self {p = ($2 - t[$1]) / d; if (p >= 3) printf "%s %.0f%%\n", $3, p}' \
-        "$WORK/snap0" "$WORK/snap1" | sort -k2 -t' ' -g -r | head -3 | paste -sd, - | sed 's/,/, /g')
-    W_DESC=$(awk -v l="$W_LOAD" -v f="$W_FWD" -v c0="$W_C0" -v c1="$c1" -v s0="$W_S0" -v s1="$s1" -v d="$dt" -v o="${others:-none}" \
-        'BEGIN {c = (c1 - c0) / d - f; if (c < 0) c = 0; printf "load1 %s, fwd thread %s%%, rest of core 1 %.0f%%, steal %.0f%%; others: %s", l, f, c, (s1 - s0) / d, o}')
+# Record run ROUND of contender C on KEY from LOG (compare.py parses the samples): sets R_MPPS, R_DESC, R_FAIL.
+record_run() { # key contender round log desc [fail]
+    local out
+    out=$("$PY" "$STATS" run --raw "$RAW" --key "$1" --contender "$2" --round "$3" --log "$4" \
+        --sinks "${SCEN_SINKS[$1]}" --desc "$5" --fail "${6:-}")
+    IFS=$'\x1f' read -r R_MPPS R_DESC R_FAIL <<< "$out"
 }
 
 # A private copy of the binary: a rebuild during the run must not change the contender.
 cp "$HNV" "$WORK/hnvswitch"; HNV=$WORK/hnvswitch
 
 # ---------------------------------------------------------------- scenario files
-declare -A SCEN_DIR SCEN_CFG SCEN_PCAP SCEN_SINK SCEN_SRC SCEN_POL SCEN_MBUFS SCEN_MEM SCEN_VIN SCEN_VN
-mbufs_for() { # the pool must hold the whole preloaded pcap plus what is in flight
+# Per key: the directory, hnvswitch's config, the policy, and comma lists of the source
+# ports, their traffic files, the sink ports, and the verification inputs (VIN; VN frames).
+declare -A SCEN_DIR SCEN_CFG SCEN_PCAPS SCEN_SINKS SCEN_SRCS SCEN_POL SCEN_MBUFS SCEN_MEM SCEN_VIN SCEN_VN
+mbufs_for() { # the pool must hold every preloaded pcap plus what is in flight
     local f=$1
     if ((f <= 8192)); then echo 16383
     elif ((f <= 65536)); then echo 131071
     else echo $((f + 65535)); fi
 }
-VERIFY_MAX=16384   # verification runs use at most the first 16384 frames of a traffic file
+VERIFY_MAX=16384   # verification runs use at most the first 16384 frames of the traffic (all sources together)
 
-make_scenario() { # key = scen:flows
-    local key=$1 scen=${1%%:*} flows=${1##*:} dir cfg pcap sink mbufs
-    dir=$WORK/$scen-$flows
+make_scenario() { # key = scen:flows:size
+    local key=$1 scen flows size dir cfg pcaps sinks srcs mbufs per p vin=() vn=0 n i=0 mem
+    IFS=: read -r scen flows size <<< "$key"
+    dir=$WORK/$scen-$flows-$size
     mbufs=$(mbufs_for "$flows")
-    read -r cfg pcap sink < <("$HNV" scenario --scenario "$scen" --flows "$flows" --size 64 --hugepages on --mbufs "$mbufs" --dir "$dir")
-    [[ -f $cfg && -f $pcap ]] || { log "compare-ovs: hnvswitch scenario $scen $flows failed"; exit 1; }
-    SCEN_DIR[$key]=$dir SCEN_CFG[$key]=$cfg SCEN_PCAP[$key]=$pcap SCEN_SINK[$key]=$sink SCEN_MBUFS[$key]=$mbufs
+    read -r cfg pcaps sinks srcs < <("$HNV" scenario --scenario "$scen" --flows "$flows" --frame-size "$size" \
+        --hugepages on --mbufs "$mbufs" --dir "$dir")
+    [[ -f $cfg && -n $srcs ]] || { log "compare-ovs: hnvswitch scenario $scen $flows $size failed"; exit 1; }
+    SCEN_DIR[$key]=$dir SCEN_CFG[$key]=$cfg SCEN_PCAPS[$key]=$pcaps SCEN_SINKS[$key]=$sinks SCEN_SRCS[$key]=$srcs SCEN_MBUFS[$key]=$mbufs
     SCEN_POL[$key]=$dir/${scen}_policy.toml
-    SCEN_MEM[$key]=$(awk -F' *= *' '$1 == "memory_mb" {print $2}' "$cfg")
-    [[ $scen == decap ]] && SCEN_SRC[$key]=uplink || SCEN_SRC[$key]=blue1
-    if ((flows > VERIFY_MAX)); then
-        editcap -F pcap -r "$pcap" "$dir/verify_in.pcap" "1-$VERIFY_MAX" >/dev/null
-        SCEN_VIN[$key]=$dir/verify_in.pcap SCEN_VN[$key]=$VERIFY_MAX
-    else
-        SCEN_VIN[$key]=$pcap SCEN_VN[$key]=$flows
-    fi
+    mem=$(grep -E '^memory_mb *=' "$cfg"); SCEN_MEM[$key]=${mem##*= }
+    IFS=, read -r -a pcaps <<< "$pcaps"
+    per=$((VERIFY_MAX / ${#pcaps[@]}))
+    for p in "${pcaps[@]}"; do
+        n=$(( (flows + ${#pcaps[@]} - 1 - i) / ${#pcaps[@]} )); i=$((i + 1))  # frames in this source's file
+        if ((n > per)); then
+            editcap -F pcap -r "$p" "${p%.pcap}_verify.pcap" "1-$per" >/dev/null
+            vin+=("${p%.pcap}_verify.pcap"); vn=$((vn + per))
+        else
+            vin+=("$p"); vn=$((vn + n))
+        fi
+    done
+    SCEN_VIN[$key]=$(IFS=,; echo "${vin[*]}") SCEN_VN[$key]=$vn
 }
-port_devargs() { "$PY" "$ROOT/scripts/ovs/policy.py" ports "$1" | awk -v n="$2" '$1 == n {print $4}'; }
+port_field() { # policy port field(ofport|devargs) -> the port's value (empty when not in the policy)
+    local name role ofp devargs
+    while read -r name role ofp devargs; do
+        if [[ $name == "$2" ]]; then [[ $3 == ofport ]] && echo "$ofp" || echo "$devargs"; fi
+    done < <("$PY" "$ROOT/scripts/ovs/policy.py" ports "$1")
+}
+port_devargs() { port_field "$1" "$2" devargs; }
+list() { local -n _l=$2; IFS=, read -r -a _l <<< "$1"; }   # comma list -> array variable
 
 # ---------------------------------------------------------------- testpmd
-run_testpmd() { # key -> R_MPPS R_DESC
-    local key=$1 log=$WORK/testpmd.log src sink
-    src=$(port_devargs "${SCEN_POL[$key]}" "${SCEN_SRC[$key]}")
-    sink=$(port_devargs "${SCEN_POL[$key]}" "${SCEN_SINK[$key]}")
+# testpmd io forwards port pairs (0-1, 2-3, ...): source i is paired with sink i, or with an
+# extra net_null sink where the scenario has fewer sinks than sources (encap-multi).
+testpmd_sink() { # key i -> sink name
+    local sinks; list "${SCEN_SINKS[$1]}" sinks
+    if (($2 < ${#sinks[@]})); then echo "${sinks[$2]}"; else echo "tpmsink$2"; fi
+}
+run_testpmd() { # key round
+    local key=$1 log=$WORK/testpmd.log srcs vdevs=() i s sink
+    list "${SCEN_SRCS[$key]}" srcs
+    for i in "${!srcs[@]}"; do
+        sink=$(testpmd_sink "$key" "$i")
+        vdevs+=(--vdev "$(port_devargs "${SCEN_POL[$key]}" "${srcs[$i]}")")
+        s=$(port_devargs "${SCEN_POL[$key]}" "$sink"); vdevs+=(--vdev "${s:-net_null_$sink,no-rx=1}")
+    done
     ensure_free_huge $((SCEN_MEM[$key] + 64))
-    dpdk-testpmd -l 0,1 --no-pci --in-memory --file-prefix="$TPM_PREFIX" --vdev "$src" --vdev "$sink" -- \
-        --forward-mode=io --nb-cores=1 --stats-period=1 --total-num-mbufs=$((SCEN_MBUFS[$key] + 1)) \
+    dpdk-testpmd -l 0,1 --no-pci --in-memory --file-prefix="$TPM_PREFIX" "${vdevs[@]}" -- \
+        --forward-mode=io --port-topology=paired --nb-cores=1 --stats-period=1 --total-num-mbufs=$((SCEN_MBUFS[$key] + 1)) \
         --rxd=1024 --txd=1024 --burst=32 < /dev/null > "$log" 2>&1 &
     RUN_PID=$!
     if ! wait_for "$log" 'Tx-pps' "$RUN_PID" 120; then
         stop_pid "$RUN_PID" INT; RUN_PID=""
-        R_MPPS=nan R_DESC="testpmd did not start: $(grep -m1 -iE 'fail|error|cannot' "$log" || tail -1 "$log")"; return
+        record_run "$key" testpmd "$2" "" "" "testpmd did not start: $(grep -m1 -iE 'fail|error|cannot' "$log" || tail -1 "$log")"; return
     fi
-    sleep 1; window_begin "$RUN_PID" rte-worker; sleep "$SECS"; window_end
+    # SECS + 2 stats periods: the first (partial) and the last are not used (benchlib.py). Counted,
+    # not timed: on a loaded machine testpmd's main lcore prints them late.
+    sleep 1; window_begin "$RUN_PID" rte-worker; wait_periods "$log" $((SECS + 2)) "$RUN_PID" $((3 * SECS + 20)) || true; window_end
     stop_pid "$RUN_PID" INT; RUN_PID=""
-    # One sample per stats period: the sum of the ports' Tx-pps (only the sink sends); period 1 skipped.
-    R_MPPS=$(awk '/NIC statistics for port/ {s = $0; sub(/.*for port +/, "", s); if (s + 0 == 0) per++}
-                  /Tx-pps:/ {tx[per] += $2} END {for (p = 2; p < per; p++) printf "%.3f\n", tx[p] / 1e6}' "$log" | median)
-    R_DESC=$W_DESC
+    record_run "$key" testpmd "$2" "$log" "$W_DESC"
 }
 
 verify_testpmd() { # key
-    local key=$1 log=$WORK/v_testpmd.log out=$WORK/v_testpmd.pcap pid
-    rm -f "$out"
-    dpdk-testpmd -l 0,1 --no-pci --in-memory --file-prefix="$TPM_PREFIX" \
-        --vdev "net_pcap_${SCEN_SRC[$key]},rx_pcap=${SCEN_VIN[$key]}" --vdev "net_pcap_${SCEN_SINK[$key]},tx_pcap=$out" -- \
-        --forward-mode=io --no-flush-rx --nb-cores=1 --stats-period=1 --total-num-mbufs=32768 --rxd=1024 --txd=1024 --burst=32 \
-        < /dev/null > "$log" 2>&1 &
+    local key=$1 log=$WORK/v_testpmd.log srcs vin vdevs=() outs=() sinks=() i sink pid
+    list "${SCEN_SRCS[$key]}" srcs; list "${SCEN_VIN[$key]}" vin
+    for i in "${!srcs[@]}"; do
+        sink=$(testpmd_sink "$key" "$i"); sinks+=("$sink"); outs+=("$WORK/v_testpmd_$sink.pcap"); rm -f "${outs[-1]}"
+        vdevs+=(--vdev "net_pcap_${srcs[$i]},rx_pcap=${vin[$i]}" --vdev "net_pcap_$sink,tx_pcap=${outs[-1]}")
+    done
+    dpdk-testpmd -l 0,1 --no-pci --in-memory --file-prefix="$TPM_PREFIX" "${vdevs[@]}" -- \
+        --forward-mode=io --port-topology=paired --no-flush-rx --nb-cores=1 --stats-period=1 --total-num-mbufs=32768 \
+        --rxd=1024 --txd=1024 --burst=32 < /dev/null > "$log" 2>&1 &
     RUN_PID=$!; pid=$RUN_PID
     wait_for "$log" 'Tx-pps' "$pid" 60 || true
     sleep 1; stop_pid "$pid" INT; RUN_PID=""
-    "$PY" "$ROOT/scripts/ovs/check.py" --kind io --policy "${SCEN_POL[$key]}" --src-port "${SCEN_SRC[$key]}" \
-        --sink-port "${SCEN_SINK[$key]}" --input "${SCEN_VIN[$key]}" --output "$out" --min "${SCEN_VN[$key]}" --label testpmd
+    "$PY" "$ROOT/scripts/ovs/check.py" --kind io --policy "${SCEN_POL[$key]}" --src-port "${SCEN_SRCS[$key]}" \
+        --sink-port "$(IFS=,; echo "${sinks[*]}")" --input "${SCEN_VIN[$key]}" --output "$(IFS=,; echo "${outs[*]}")" \
+        --min "${SCEN_VN[$key]}" --label testpmd
 }
 
 # ---------------------------------------------------------------- hnvswitch
-run_hnv() { # key -> R_MPPS R_DESC (R_FAIL on a crash or drops)
-    local key=$1 log=$WORK/hnvswitch.log rc sink=${SCEN_SINK[$key]}
+run_hnv() { # key round
+    local key=$1 log=$WORK/hnvswitch.log rc
     ensure_free_huge $((SCEN_MEM[$key] + 64))
     RUST_LOG=warn "$HNV" run --config "${SCEN_CFG[$key]}" --duration $((SECS + 120)) > "$log" 2>&1 &
     RUN_PID=$!; HNV_PIDS+=("$RUN_PID")
     if ! wait_for "$log" '^\[' "$RUN_PID" 120; then
         rc=0; wait "$RUN_PID" || rc=$?; RUN_PID=""
-        R_MPPS=nan R_FAIL="hnvswitch exited with status $rc before forwarding: $(grep -m3 -iE 'error|panic' "$log" | paste -sd' ' -)"
-        R_DESC=$R_FAIL; cp "$log" "$WORK/hnvswitch-failed.log"; return
+        cp "$log" "$WORK/hnvswitch-failed.log"
+        record_run "$key" hnv "$2" "" "" "hnvswitch exited with status $rc before forwarding: $(grep -m3 -iE 'error|panic' "$log" | paste -sd' ' -)"
+        R_FAIL=$R_DESC; return
     fi
     sleep 1; window_begin "$RUN_PID" hnv-worker; sleep "$SECS"; window_end
     kill -INT "$RUN_PID"; rc=0; wait "$RUN_PID" || rc=$?; RUN_PID=""
-    R_MPPS=$(grep -E '^\[' "$log" | sed -nE "s/.* ${sink}: rx [0-9.]+ Mpps tx ([0-9.]+) Mpps.*/\1/p" | tail -n +2 | median)
-    R_DESC="$W_DESC; $(awk '/^worker +rx/ {getline; printf "%s cycles/pkt", $NF}' "$log")$(sed -nE 's/.*flow cache hits ([0-9]+), misses ([0-9]+).*/ \1 \2/p' "$log" |
-        awk '{if ($1 + $2 > 0) printf ", flow cache hits %.1f%%", 100 * $1 / ($1 + $2)}')"
     if ((rc != 0)); then
+        record_run "$key" hnv "$2" "$log" "$W_DESC"
         R_FAIL="hnvswitch exited with status $rc after SIGINT: $(grep -m3 -iE 'error|panic' "$log" | paste -sd' ' -)"
-    elif ! grep -q 'reconciled' "$log"; then
-        R_FAIL="hnvswitch counters do not reconcile: $(grep -E '^rx [0-9]+ \+ replicas' "$log")"
-    elif ! grep -A1 '^drops by reason' "$log" | grep -q '(none)'; then
-        R_FAIL="hnvswitch dropped packets: $(sed -n '/^drops by reason/,/^$/p' "$log" | tail -n +2 | paste -sd' ' -)"
+    else
+        record_run "$key" hnv "$2" "$log" "$W_DESC"
     fi
     [[ -n ${R_FAIL:-} ]] && cp "$log" "$WORK/hnvswitch-failed.log"
     return 0
 }
 
 verify_hnv() { # key
-    local key=$1 dir=${SCEN_DIR[$1]} out=$WORK/v_hnv.pcap rc=0
-    rm -f "$out"
-    "$PY" "$ROOT/scripts/ovs/policy.py" rewrite "${SCEN_POL[$key]}" "$dir/verify_hnv_policy.toml" \
-        "${SCEN_SRC[$key]}=net_pcap_${SCEN_SRC[$key]},rx_pcap=${SCEN_VIN[$key]}" \
-        "${SCEN_SINK[$key]}=net_pcap_${SCEN_SINK[$key]},tx_pcap=$out"
+    local key=$1 dir=${SCEN_DIR[$1]} rc=0 srcs sinks vin changes=() outs=() i
+    list "${SCEN_SRCS[$key]}" srcs; list "${SCEN_SINKS[$key]}" sinks; list "${SCEN_VIN[$key]}" vin
+    for i in "${!srcs[@]}"; do changes+=("${srcs[$i]}=net_pcap_${srcs[$i]},rx_pcap=${vin[$i]}"); done
+    for i in "${!sinks[@]}"; do
+        outs+=("$WORK/v_hnv_${sinks[$i]}.pcap"); rm -f "${outs[-1]}"
+        changes+=("${sinks[$i]}=net_pcap_${sinks[$i]},tx_pcap=${outs[-1]}")
+    done
+    "$PY" "$ROOT/scripts/ovs/policy.py" rewrite "${SCEN_POL[$key]}" "$dir/verify_hnv_policy.toml" "${changes[@]}"
     sed -E "s|^policy = .*|policy = \"$dir/verify_hnv_policy.toml\"|; s|^mbufs = .*|mbufs = 32767|; s|^memory_mb = .*|memory_mb = 512|" \
         "${SCEN_CFG[$key]}" > "$dir/verify_hnv.toml"
     ensure_free_huge 600
@@ -311,21 +336,28 @@ verify_hnv() { # key
         echo "  hnvswitch: FAIL: exited with status $rc: $(grep -m3 -iE 'error|panic' "$WORK/v_hnv.log" | paste -sd' ' -)"
         return 1
     fi
-    "$PY" "$ROOT/scripts/ovs/check.py" --kind "${key%%:*}" --policy "${SCEN_POL[$key]}" --src-port "${SCEN_SRC[$key]}" \
-        --sink-port "${SCEN_SINK[$key]}" --input "${SCEN_VIN[$key]}" --output "$out" --min "${SCEN_VN[$key]}" --label hnvswitch
+    "$PY" "$ROOT/scripts/ovs/check.py" --kind "${key%%[-:]*}" --policy "${SCEN_POL[$key]}" --src-port "${SCEN_SRCS[$key]}" \
+        --sink-port "${SCEN_SINKS[$key]}" --input "${SCEN_VIN[$key]}" --output "$(IFS=,; echo "${outs[*]}")" \
+        --min "${SCEN_VN[$key]}" --label hnvswitch
 }
 
 # ---------------------------------------------------------------- Open vSwitch with DPDK
 ovs_vsctl() { ovs-vsctl --timeout=120 "$@"; }
 ovs_appctl() { ovs-appctl -t "$OVSD/ovs-vswitchd.$OVS_VS_PID.ctl" "$@"; }
 ovs_bridge_of() { [[ $1 == uplink ]] && echo br-phy || echo br-int; }
-ovs_tx() { # port -> tx packets
-    ovs-ofctl dump-ports "$(ovs_bridge_of "$1")" "$1" 2>/dev/null | awk '/tx pkts=/ {s = $0; sub(/.*tx pkts=/, "", s); sub(/,.*/, "", s); print s; exit}'
+ovs_tx() { # comma list of ports -> their tx packets summed
+    local p ports line n sum=0
+    list "$1" ports
+    for p in "${ports[@]}"; do
+        line=$(ovs-ofctl dump-ports "$(ovs_bridge_of "$p")" "$p" 2>/dev/null | grep -m1 -o 'tx pkts=[0-9]*' || true)
+        n=${line#tx pkts=}; sum=$((sum + ${n:-0}))
+    done
+    echo "$sum"
 }
 
 # Start ovsdb-server and ovs-vswitchd in the netns from a fresh private directory,
-# build br-int/br-phy from POLICY, install the rules. With OVS_DEFER=PORT that port
-# is left out (the verification adds its finite source once the rules are in).
+# build br-int/br-phy from POLICY, install the rules. The ports in OVS_DEFER (a comma
+# list) are left out (the verification adds its finite sources once the rules are in).
 # Sets OVS_ERR on failure.
 OVS_DEFER=""
 ovs_port_ok() { # name devargs -> 0, or 1 with OVS_ERR
@@ -366,13 +398,13 @@ ovs_start() {
              options:remote_ip=flow options:key=flow "options:local_ip=$pa"
           -- add-br br-phy -- set bridge br-phy datapath_type=netdev fail_mode=secure "other_config:hwaddr=$pamac")
     while read -r name role ofp devargs; do
-        [[ $name == "$OVS_DEFER" ]] && continue
+        [[ ,$OVS_DEFER, == *",$name,"* ]] && continue
         args+=(-- add-port "$(ovs_bridge_of "$name")" "$name" -- set Interface "$name" type=dpdk
                "ofport_request=$ofp" "options:dpdk-devargs=$devargs")
     done < <("$PY" "$ROOT/scripts/ovs/policy.py" ports "$pol")
     ovs_vsctl "${args[@]}" 2>> "$WORK/ovs-vsctl.err" || true
     while read -r name role ofp devargs; do
-        [[ $name == "$OVS_DEFER" ]] && continue
+        [[ ,$OVS_DEFER, == *",$name,"* ]] && continue
         ovs_port_ok "$name" "$devargs" || return 1
     done < <("$PY" "$ROOT/scripts/ovs/policy.py" ports "$pol")
     # br-phy's tap owns the local PA (OVS 3.1 takes the tunnel source from it), inside the netns only.
@@ -387,136 +419,146 @@ ovs_start() {
     ovs-ofctl -O OpenFlow13 replace-flows br-phy "$OVSD/br-phy.flows"
 }
 
-run_ovs() { # key -> R_MPPS R_DESC
-    local key=$1 sink=${SCEN_SINK[$1]} i c0 t0 c t rates=() stats
+run_ovs() { # key round
+    local key=$1 sinks=${SCEN_SINKS[$1]} i c cnt=$WORK/ovs-counts.txt stats desc
     ensure_free_huge 640
     if ! ovs_start "${SCEN_POL[$key]}"; then
-        R_MPPS=nan R_DESC="OVS could not run it: $OVS_ERR"; ovs_stop; return
+        local why="OVS could not run it: $OVS_ERR" flows
+        IFS=: read -r _ flows _ <<< "$key"
+        # OVS 3.1 caps a shared mempool at 262144 mbufs (MAX_NB_MBUF in netdev-dpdk.c), and
+        # net_pcap infinite_rx preloads the whole file into the port's pool.
+        ((flows <= 262144)) || why+=" (OVS 3.1's shared mempool holds at most 262144 mbufs, MAX_NB_MBUF in lib/netdev-dpdk.c; net_pcap infinite_rx must preload all $flows frames)"
+        ovs_stop; record_run "$key" ovs "$2" "" "" "$why"; return
     fi
-    for ((i = 0; i < 600; i++)); do c=$(ovs_tx "$sink"); ((${c:-0} > 0)) && break; sleep 0.1; done
-    if ((${c:-0} == 0)); then R_MPPS=nan R_DESC="OVS forwarded nothing to $sink"; ovs_stop; return; fi
+    for ((i = 0; i < 600; i++)); do c=$(ovs_tx "$sinks"); ((c > 0)) && break; sleep 0.1; done
+    if ((c == 0)); then ovs_stop; record_run "$key" ovs "$2" "" "" "OVS forwarded nothing to $sinks"; return; fi
     sleep 1
     ovs_appctl dpif-netdev/pmd-stats-clear > /dev/null
     window_begin "$OVS_VS_PID" pmd-c
-    c0=$(ovs_tx "$sink"); t0=$(now)
-    for ((i = 0; i < SECS; i++)); do
-        sleep 1; c=$(ovs_tx "$sink"); t=$(now)
-        rates+=("$(awk -v a="$c0" -v b="$c" -v s="$t0" -v e="$t" 'BEGIN {printf "%.3f", (b - a) / (e - s) / 1e6}')")
-        c0=$c t0=$t
-    done
+    # The sinks' summed tx counter once a second; compare.py turns it into Mpps per interval.
+    echo "$(now) $(ovs_tx "$sinks")" > "$cnt"
+    for ((i = 0; i < SECS; i++)); do sleep 1; echo "$(now) $(ovs_tx "$sinks")" >> "$cnt"; done
     window_end
     ovs_appctl dpif-netdev/pmd-stats-show > "$WORK/pmd-stats.txt" 2>&1 || true
-    stats=$(awk -F': *' '
-        /packets received/ {r = $2} /datapath passes per packet/ {p = $2} /simple match hits/ {s = $2}
-        /emc hits/ {e = $2} /smc hits/ {m = $2} /megaflow hits/ {f = $2} /miss with success upcall/ {u = $2}
-        /avg processing cycles per packet/ {cy = $2} /^main thread/ {exit}
-        END {n = r * (p ? p : 1); if (n > 0) printf "passes/pkt %s, simple %.1f%%, EMC %.1f%%, SMC %.1f%%, megaflow %.1f%%, upcalls %d, %.0f cycles/pkt", p, 100*s/n, 100*e/n, 100*m/n, 100*f/n, u, cy}' "$WORK/pmd-stats.txt")
+    stats=$("$PY" "$ROOT/scripts/ovs/pmdstats.py" "$WORK/pmd-stats.txt")
     ovs_stop
-    R_MPPS=$(printf '%s\n' "${rates[@]}" | median)
-    R_DESC="$W_DESC; OVS lookups: $stats"
+    record_run "$key" ovs "$2" "$cnt" "$W_DESC; OVS lookups: $stats"
 }
 
 verify_ovs() { # key
-    # A finite source (the sample four times over, or twice for a 16k sample) added once the rules
-    # are installed: OVS drops the first few hundred frames of a port it has just added (the PMD
-    # polls it before ofproto knows it, peer doc pitfall 5); the later copies carry every frame.
-    local key=$1 dir=${SCEN_DIR[$1]} out=$WORK/v_ovs.pcap in=${SCEN_DIR[$1]}/verify_ovs_in.pcap
-    local src=${SCEN_SRC[$1]} sink=${SCEN_SINK[$1]} copies=4 i c prev=-1 ofp dev
-    ((SCEN_VN[$key] > 4096)) && copies=2
-    rm -f "$out"
-    mergecap -F pcap -a -w "$in" $(for ((i = 0; i < copies; i++)); do echo "${SCEN_VIN[$key]}"; done)
-    dev="net_pcap_$src,rx_pcap=$in"
-    "$PY" "$ROOT/scripts/ovs/policy.py" rewrite "${SCEN_POL[$key]}" "$dir/verify_ovs_policy.toml" \
-        "$src=$dev" "$sink=net_pcap_$sink,tx_pcap=$out"
+    # Finite sources (each source's sample four times over, or twice for more than 4096 frames)
+    # added once the rules are installed: OVS drops the first few hundred frames of a port it has
+    # just added (the PMD polls it before ofproto knows it, peer doc pitfall 5); the later copies
+    # carry every frame.
+    local key=$1 dir=${SCEN_DIR[$1]} srcs sinks vin copies=8 i j c prev=-1 ofp devs=() changes=() outs=() del=() in per
+    list "${SCEN_SRCS[$key]}" srcs; list "${SCEN_SINKS[$key]}" sinks; list "${SCEN_VIN[$key]}" vin
+    per=$((SCEN_VN[$key] / ${#srcs[@]}))   # frames per source
+    ((per > 1024)) && copies=4
+    ((per > 4096)) && copies=2
+    for i in "${!srcs[@]}"; do
+        in=$dir/verify_ovs_${srcs[$i]}.pcap
+        mergecap -F pcap -a -w "$in" $(for ((j = 0; j < copies; j++)); do echo "${vin[$i]}"; done)
+        devs+=("net_pcap_${srcs[$i]},rx_pcap=$in"); changes+=("${srcs[$i]}=${devs[$i]}")
+    done
+    for i in "${!sinks[@]}"; do
+        outs+=("$WORK/v_ovs_${sinks[$i]}.pcap"); rm -f "${outs[-1]}"
+        changes+=("${sinks[$i]}=net_pcap_${sinks[$i]},tx_pcap=${outs[-1]}")
+        del+=(-- del-port "${sinks[$i]}")
+    done
+    "$PY" "$ROOT/scripts/ovs/policy.py" rewrite "${SCEN_POL[$key]}" "$dir/verify_ovs_policy.toml" "${changes[@]}"
     ensure_free_huge 640
-    OVS_DEFER=$src
+    OVS_DEFER=${SCEN_SRCS[$key]}
     if ! ovs_start "$dir/verify_ovs_policy.toml"; then
         OVS_DEFER=""; echo "  OVS-DPDK: FAIL: $OVS_ERR"; ovs_stop; return 1
     fi
     OVS_DEFER=""
-    ofp=$("$PY" "$ROOT/scripts/ovs/policy.py" ports "${SCEN_POL[$key]}" | awk -v n="$src" '$1 == n {print $3}')
-    ovs_vsctl add-port "$(ovs_bridge_of "$src")" "$src" -- set Interface "$src" type=dpdk "ofport_request=$ofp" "options:dpdk-devargs=$dev" \
-        2>> "$WORK/ovs-vsctl.err" || true
-    if ! ovs_port_ok "$src" "$dev"; then echo "  OVS-DPDK: FAIL: $OVS_ERR"; ovs_stop; return 1; fi
-    # Until the sink's counter stops moving (at most 20 s).
+    # One port per transaction: ports added together become known to ofproto only when the last
+    # one is up, and the PMD would drop the others' frames meanwhile.
+    for i in "${!srcs[@]}"; do
+        ofp=$(port_field "${SCEN_POL[$key]}" "${srcs[$i]}" ofport)
+        ovs_vsctl add-port "$(ovs_bridge_of "${srcs[$i]}")" "${srcs[$i]}" -- set Interface "${srcs[$i]}" type=dpdk \
+            "ofport_request=$ofp" "options:dpdk-devargs=${devs[$i]}" 2>> "$WORK/ovs-vsctl.err" || true
+        if ! ovs_port_ok "${srcs[$i]}" "${devs[$i]}"; then echo "  OVS-DPDK: FAIL: $OVS_ERR"; ovs_stop; return 1; fi
+        del+=(-- del-port "${srcs[$i]}")
+    done
+    # Until the sinks' counter stops moving (at most 20 s).
     for ((i = 0; i < 40; i++)); do
-        sleep 0.5; c=$(ovs_tx "$sink"); c=${c:-0}
+        sleep 0.5; c=$(ovs_tx "${SCEN_SINKS[$key]}")
         ((c > 0 && c == prev)) && break
         prev=$c
     done
-    # Deleting the ports closes them: the pcap writer flushes.
-    ovs_vsctl del-port "$src" -- del-port "$sink"
+    # Deleting the ports closes them: the pcap writers flush.
+    ovs_vsctl "${del[@]:1}"
     ovs_stop
-    echo "  OVS-DPDK: source = the verification frames $copies times over, added after the rules"
-    "$PY" "$ROOT/scripts/ovs/check.py" --kind "${key%%:*}" --policy "${SCEN_POL[$key]}" --src-port "$src" \
-        --sink-port "$sink" --input "${SCEN_VIN[$key]}" --output "$out" --min "${SCEN_VN[$key]}" --label OVS-DPDK
+    echo "  OVS-DPDK: sources = the verification frames $copies times over, added one by one after the rules"
+    "$PY" "$ROOT/scripts/ovs/check.py" --kind "${key%%[-:]*}" --policy "${SCEN_POL[$key]}" --src-port "${SCEN_SRCS[$key]}" \
+        --sink-port "${SCEN_SINKS[$key]}" --input "${SCEN_VIN[$key]}" --output "$(IFS=,; echo "${outs[*]}")" \
+        --min "${SCEN_VN[$key]}" --label OVS-DPDK
 }
 
 # ---------------------------------------------------------------- main
 IFS=, read -r -a KEYS <<< "$SCEN_LIST"
+IFS=, read -r -a SIZE_LIST <<< "$SIZES"
+EXP=()
 for key in "${KEYS[@]}"; do
-    [[ $key =~ ^(encap|decap|local):[0-9]+$ ]] || { log "compare-ovs: bad scenario '$key' (want encap|decap|local:FLOWS)"; exit 2; }
+    if [[ $key =~ ^(encap|decap|local|encap-multi|decap-multi):[0-9]+$ ]]; then
+        for s in "${SIZE_LIST[@]}"; do EXP+=("$key:$s"); done
+    elif [[ $key =~ ^(encap|decap|local|encap-multi|decap-multi):[0-9]+:[0-9]+$ ]]; then
+        EXP+=("$key")
+    else
+        log "compare-ovs: bad scenario '$key' (want encap|decap|local|encap-multi|decap-multi:FLOWS[:FRAME])"; exit 2
+    fi
 done
-STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-MACHINE="$(nproc) vCPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-COMMIT=$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
-HNV_VERSION=$("$HNV" --version 2>/dev/null | head -1)
-OVS_VERSION=$(ovs-vswitchd --version | head -1)
-DPDK_VERSION=$(dpkg-query -W -f='${Version}' dpdk 2>/dev/null || echo "?")
-log "compare-ovs: $STARTED, $MACHINE, commit $COMMIT ($HNV_VERSION), $OVS_VERSION, DPDK $DPDK_VERSION"
+KEYS=()   # each key once, in the order given
+for key in "${EXP[@]}"; do [[ " ${KEYS[*]} " == *" $key "* ]] || KEYS+=("$key"); done
+for s in "${SIZE_LIST[@]}"; do [[ $s =~ ^[0-9]+$ ]] && ((s >= 64)) || { log "compare-ovs: bad frame size '$s' (>= 64)"; exit 2; }; done
+
+log "compare-ovs: $("$PY" "$STATS" meta --raw "$RAW" --root "$ROOT" --hnv "$HNV" --args "$ARGS" --rounds "$ROUNDS" --seconds "$SECS")"
 log "compare-ovs: scenarios ${KEYS[*]}; $ROUNDS round(s) of $SECS s; work dir $WORK"
 log "compare-ovs: before start: $(uptime | sed 's/^ *//')"
 
-declare -A RES DETAIL VERIFY
-FAILED=0 HNV_PROBLEMS=()
+FAILED=0
 CONTENDERS=(testpmd ovs hnv)
 declare -A NAME=([testpmd]="testpmd io" [ovs]="OVS-DPDK" [hnv]="hnvswitch")
 
 for key in "${KEYS[@]}"; do
-    scen=${key%%:*} flows=${key##*:}
+    IFS=: read -r scen flows size <<< "$key"
     log ""
-    log "=== $scen, $flows flows ==="
+    log "=== $scen, $flows flows, $size-byte frames ==="
     make_scenario "$key"
-    log "  traffic $(basename "${SCEN_PCAP[$key]}"): source port ${SCEN_SRC[$key]}, sink port ${SCEN_SINK[$key]}, $((SCEN_MBUFS[$key] + 1)) mbufs"
+    log "  traffic: source ports ${SCEN_SRCS[$key]}, sink ports ${SCEN_SINKS[$key]}, $((SCEN_MBUFS[$key] + 1)) mbufs"
     declare -A OK=()
     for c in "${CONTENDERS[@]}"; do
         if ((${SCEN_VN[$key]} < flows)); then
-            log "  verify ${NAME[$c]} (first ${SCEN_VN[$key]} frames of the traffic file):"
+            log "  verify ${NAME[$c]} (first ${SCEN_VN[$key]} frames of the traffic):"
         else
             log "  verify ${NAME[$c]}:"
         fi
         # Not in a subshell: the cleanup trap must know the pids, the netns and the DPDK prefixes.
         if "verify_$c" "$key" > "$WORK/verify.out" 2>&1; then OK[$c]=1; else OK[$c]=0; FAILED=1; fi
-        out=$(cat "$WORK/verify.out")
-        log "$out"
-        VERIFY[$key.$c]=$out
-        if [[ $c == hnv ]] && ((OK[$c] == 0)); then HNV_PROBLEMS+=("$scen $flows flows: verification failed"); fi
+        log "$(cat "$WORK/verify.out")"
+        "$PY" "$STATS" verify --raw "$RAW" --key "$key" --contender "$c" --ok "${OK[$c]}" --text "$WORK/verify.out"
     done
     ovs_skip=""   # set when OVS cannot load the traffic at all: later rounds are not tried again
     for ((r = 1; r <= ROUNDS; r++)); do
         if ((r % 2)); then order=(testpmd ovs hnv); else order=(hnv ovs testpmd); fi
-        log "  round $r ($(cut -d' ' -f1-3 /proc/loadavg | sed 's/^/load /')):"
+        log "  round $r (load $(cut -d' ' -f1-3 /proc/loadavg)):"
         for c in "${order[@]}"; do
             R_MPPS=nan R_DESC="" R_FAIL=""
             if ((OK[$c] == 0)); then
-                R_DESC="not run: verification failed"
+                record_run "$key" "$c" "$r" "" "" "not run: verification failed"
             elif [[ $c == ovs && -n $ovs_skip ]]; then
-                R_DESC=$ovs_skip
+                record_run "$key" "$c" "$r" "" "" "$ovs_skip"
             else
-                "run_$c" "$key"
-                if [[ $c == ovs && $R_MPPS == nan && $R_DESC == "OVS could not run it"* ]]; then
-                    # OVS 3.1 caps a shared mempool at 262144 mbufs (MAX_NB_MBUF in netdev-dpdk.c), and
-                    # net_pcap infinite_rx preloads the whole file into the port's pool.
-                    ((flows > 262144)) && R_DESC="$R_DESC (OVS 3.1's shared mempool holds at most 262144 mbufs, MAX_NB_MBUF in lib/netdev-dpdk.c; net_pcap infinite_rx must preload all $flows frames)"
+                "run_$c" "$key" "$r"
+                if [[ $c == ovs && $R_MPPS == n/a && $R_DESC == "OVS could not run it"* ]]; then
                     ovs_skip="not run again (round $r: OVS could not load the traffic)"
                 fi
             fi
-            RES[$key.$c.$r]=$R_MPPS
-            DETAIL[$key.$c.$r]=$R_DESC
             log "    $(printf '%-11s %8s Mpps' "${NAME[$c]}" "$R_MPPS")   $R_DESC"
             if [[ -n ${R_FAIL:-} ]]; then
                 log "    PROBLEM: $R_FAIL (log kept in $WORK/hnvswitch-failed.log; rerun with --keep to keep it)"
-                HNV_PROBLEMS+=("$scen $flows flows, round $r: $R_FAIL"); FAILED=1
+                FAILED=1
             fi
         done
     done
@@ -525,92 +567,13 @@ for key in "${KEYS[@]}"; do
 done
 
 # ---------------------------------------------------------------- report
-med_of() { local key=$1 c=$2 r v=(); for ((r = 1; r <= ROUNDS; r++)); do [[ ${RES[$key.$c.$r]} != nan ]] && v+=("${RES[$key.$c.$r]}"); done
-           ((${#v[@]})) && printf '%s\n' "${v[@]}" | median || echo nan; }
-rounds_of() { local key=$1 c=$2 r v=(); for ((r = 1; r <= ROUNDS; r++)); do v+=("${RES[$key.$c.$r]}"); done; echo "${v[*]}" | sed 's/ /, /g'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2f", a / b}'; }
-fmt() { [[ $1 == nan ]] && echo "n/a" || printf '%.2f' "$1"; }
-# Issue 4's target for a scenario, and whether this run meets it.
-target() { # key hnv-median ovs-median
-    local key=$1 h=$2 o=$3 scen=${1%%:*} flows=${1##*:} want base
-    if [[ $scen == encap ]] && ((flows >= 1048576)); then
-        [[ -z ${RES[encap:1024.hnv.1]:-} ]] && { echo "≥ ½ of hnvswitch encap 1k (not in this run)"; return; }
-        base=$(med_of encap:1024 hnv)
-        awk -v h="$h" -v b="$base" 'BEGIN {if (h == "nan" || b == "nan") print "≥ ½ of hnvswitch encap 1k: n/a";
-            else printf "≥ ½ of hnvswitch encap 1k (%.2f): %s\n", b / 2, (h >= b / 2 ? "met" : sprintf("missed, %.2f of it", h / b))}'
-        return
-    fi
-    case $scen in local) want=1.5 ;; encap) want=3 ;; decap) want=4 ;; esac
-    awk -v h="$h" -v o="$o" -v w="$want" 'BEGIN {if (h == "nan" || o == "nan" || o == 0) printf "≥ %s× OVS: n/a\n", w;
-        else printf "≥ %s× OVS: %s\n", w, (h / o >= w ? "met" : sprintf("missed (%.2f×)", h / o))}'
-}
-rounds_fmt() { rounds_of "$@" | sed 's/nan/n\/a/g'; }
-
-report() {
-    echo "# hnvswitch against OVS-DPDK and testpmd"
-    echo
-    echo "Run started $STARTED by \`scripts/compare-ovs.sh$SUFFIX_ARGS\`."
-    echo "Machine: $MACHINE. Commit $COMMIT ($HNV_VERSION)."
-    echo "Peers: dpdk-testpmd (DPDK $DPDK_VERSION), $OVS_VERSION (Debian openvswitch-switch-dpdk)."
-    echo
-    echo "64-byte frames (60 in the pcap); source net_pcap infinite_rx, sinks net_null,no-rx=1, the same devargs for"
-    echo "all three; one forwarding core (core 1), control on core 0, 2 MiB hugepages. Mpps = frames/s sent by the sink"
-    echo "port (encap: the uplink; decap: blue1; local: blue4). Per run: the median of ${SECS} one-second samples after"
-    echo "a warm-up second; per contender: the median of $ROUNDS round(s), the order alternating per round."
-    echo
-    echo "| scenario | flows | testpmd io Mpps (rounds) | OVS-DPDK Mpps (rounds) | hnvswitch Mpps (rounds) | hnvswitch / OVS | hnvswitch / testpmd | issue 4 target |"
-    echo "|---|---|---|---|---|---|---|---|"
-    local key t o h
-    for key in "${KEYS[@]}"; do
-        t=$(med_of "$key" testpmd); o=$(med_of "$key" ovs); h=$(med_of "$key" hnv)
-        echo "| ${key%%:*} | ${key##*:} | $(fmt "$t") ($(rounds_fmt "$key" testpmd)) | $(fmt "$o") ($(rounds_fmt "$key" ovs)) | $(fmt "$h") ($(rounds_fmt "$key" hnv)) | $(ratio "$h" "$o") | $(ratio "$h" "$t") | $(target "$key" "$h" "$o") |"
-    done
-    echo
-    local c
-    for key in "${KEYS[@]}"; do
-        for c in "${CONTENDERS[@]}"; do
-            [[ $(med_of "$key" "$c") == nan ]] && echo "n/a: ${NAME[$c]}, ${key%%:*} ${key##*:}: ${DETAIL[$key.$c.1]}" && echo
-        done
-    done
-    echo
-    echo "Conditions of every run (load1 before the timed seconds; the forwarding thread's CPU share; the rest of"
-    echo "core 1's busy time; steal; other processes using >= 3 % of a core during the timed seconds):"
-    echo
-    local r
-    for key in "${KEYS[@]}"; do
-        for ((r = 1; r <= ROUNDS; r++)); do
-            for c in "${CONTENDERS[@]}"; do
-                echo "- ${key%%:*} ${key##*:}, round $r, ${NAME[$c]}: ${RES[$key.$c.$r]} Mpps; ${DETAIL[$key.$c.$r]}"
-            done
-        done
-    done
-    echo
-    echo "Verification (short run, sink captured to a pcap, every distinct frame checked, sample decoded by tshark):"
-    echo
-    echo '```'
-    for key in "${KEYS[@]}"; do
-        echo "${key%%:*} ${key##*:}:"
-        for c in "${CONTENDERS[@]}"; do echo "${VERIFY[$key.$c]}"; done
-    done
-    echo '```'
-    if ((${#HNV_PROBLEMS[@]})); then
-        echo
-        echo "hnvswitch problems:"
-        printf -- '- %s\n' "${HNV_PROBLEMS[@]}"
-    fi
-}
-
-SUFFIX="" SUFFIX_ARGS=""
-((QUICK)) && SUFFIX=-quick SUFFIX_ARGS=" --quick"
-((QUICK == 0 && (ROUNDS != 3 || SECS != 5 || SCEN_SET))) && SUFFIX_ARGS=" --rounds $ROUNDS --seconds $SECS --scenarios $SCEN_LIST"
-md=$(report)
 if [[ -z $OUT ]]; then
     mkdir -p bench/results
-    OUT=bench/results/compare-ovs-$(date -u +%Y-%m-%d)$SUFFIX.md
+    OUT=bench/results/compare-ovs-$(date -u +%Y-%m-%d)
+    if ((QUICK)); then OUT+=-quick.md; else OUT+=.md; fi
 fi
-echo "$md" > "$OUT"
 echo
-echo "$md"
+"$PY" "$STATS" report --raw "$RAW" --out "$OUT" || FAILED=1
 echo
-log "compare-ovs: written to $OUT"
+log "compare-ovs: written to $OUT (raw figures: ${OUT%.md}.json, ${OUT%.md}.csv)"
 exit "$FAILED"

@@ -4,7 +4,8 @@
 # 64-byte frames into net_null (no-rx=1), one pinned forwarding core, the
 # same EAL memory mode. Rounds alternate the order; the script prints Mpps per
 # round, the medians and their ratio, and (unless --no-callgrind) hnvswitch's
-# callgrind instructions per packet for a fixed packet count.
+# callgrind instructions per packet for a fixed packet count. Medians, the ratio
+# and Ir/packet are computed by scripts/bench/*.py; this script only starts processes.
 #
 # Usage: scripts/compare-testpmd.sh [--rounds N] [--seconds S] [--flows F] [--size B] [--no-callgrind] [--out FILE.md]
 set -euo pipefail
@@ -66,13 +67,14 @@ mode = "io"
 stats_interval_secs = 1
 CFG
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+PY=/usr/bin/python3
+BL=scripts/bench/benchlib.py
 
 # Per-second Mpps samples of the sink port, the first (warm-up) one skipped; prints their median.
 run_hnv() {
     RUST_LOG=warn $HNV run --config "$WORK/hnv.toml" --duration "$SECONDS_PER_RUN" > "$WORK/hnv.log" 2>&1 &
     PIDS=($!); wait "${PIDS[0]}"; PIDS=()
-    grep -E '^\[' "$WORK/hnv.log" | sed -E 's/.*sink: rx [0-9.]+ Mpps tx ([0-9.]+) Mpps.*/\1/' | tail -n +2 | median
+    "$PY" "$BL" hnv-median "$WORK/hnv.log" sink
 }
 
 run_testpmd() {
@@ -81,7 +83,7 @@ run_testpmd() {
         --forward-mode=io --nb-cores=1 --stats-period=1 --total-num-mbufs=$MBUFS --rxd=1024 --txd=1024 --burst=32 \
         < /dev/null > "$WORK/tpm.log" 2>&1 &
     PIDS=($!); wait "${PIDS[0]}" || true; PIDS=()
-    awk '/statistics for port/ {s=$0; sub(/.*for port /, "", s); port=s+0} /Tx-pps:/ && port==1 {printf "%.3f\n", $2/1e6}' "$WORK/tpm.log" | tail -n +2 | median
+    "$PY" "$BL" testpmd-median "$WORK/tpm.log"
 }
 
 declare -a T H
@@ -90,9 +92,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     T+=("$t"); H+=("$h")
     echo "round $r: testpmd io $t Mpps, hnvswitch io $h Mpps" >&2
 done
-tm=$(printf '%s\n' "${T[@]}" | median)
-hm=$(printf '%s\n' "${H[@]}" | median)
-ratio=$(awk -v h="$hm" -v t="$tm" 'BEGIN {printf "%.2f", h/t}')
+tm=$("$PY" "$BL" median "${T[@]}")
+hm=$("$PY" "$BL" median "${H[@]}")
+ratio=$("$PY" "$BL" ratio "$hm" "$tm")
 
 irpp="not measured"
 if (( CALLGRIND )) && command -v valgrind >/dev/null; then
@@ -100,14 +102,13 @@ if (( CALLGRIND )) && command -v valgrind >/dev/null; then
     sed -e 's/^hugepages = .*/hugepages = "off"/' -e 's/^memory_mb = .*/memory_mb = 512/' -e "s/^mbufs = .*/mbufs = 8191/" "$WORK/hnv.toml" > "$WORK/cg.toml"
     ir() {
         RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" $HNV run --config "$WORK/cg.toml" --packets "$1" --duration 600 > "$WORK/cg.$1.log" 2>&1
-        awk '/^summary:|^totals:/ {print $2; exit}' "$WORK/cg.$1"
     }
     n1=100000 n2=1100000
-    i1=$(ir $n1); i2=$(ir $n2)
-    irpp=$(awk -v a="$i1" -v b="$i2" -v n1=$n1 -v n2=$n2 'BEGIN {printf "%.1f", (b-a)/(n2-n1)}')
+    ir $n1; ir $n2
+    irpp=$("$PY" scripts/bench/perf_check.py ir "$WORK/cg.$n1" "$WORK/cg.$n2" $n1 $n2)
 fi
 
-machine="$(nproc) vCPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+machine=$("$PY" "$BL" machine)
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 report=$(cat <<MD
 | scenario | testpmd io (Mpps) | hnvswitch io (Mpps) | ratio | hnvswitch Ir/packet |

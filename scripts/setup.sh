@@ -8,8 +8,9 @@ set -euo pipefail
 PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config protobuf-compiler libprotobuf-dev)
 if [[ "${1:-}" == "--with-test-tools" ]]; then
     # etcd-server/etcd-client: the etcd tests start their own etcd on free loopback ports;
-    # openssl: they make a throwaway CA and certificates for etcd over mutual TLS.
-    PKGS+=(tshark valgrind iproute2 python3 iperf3 iputils-ping ethtool etcd-server etcd-client openssl)
+    # openssl: they make a throwaway CA and certificates for etcd over mutual TLS;
+    # python3-matplotlib: the cost-curve plot (scripts/cost-curve.sh).
+    PKGS+=(tshark valgrind iproute2 python3 python3-matplotlib iperf3 iputils-ping ethtool etcd-server etcd-client openssl)
 fi
 
 missing=()

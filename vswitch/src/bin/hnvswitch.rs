@@ -61,16 +61,17 @@ enum Command {
         /// host1 or host2.
         host: String,
     },
-    /// Write a benchmark scenario (policy, configuration, traffic) into a directory.
+    /// Write a benchmark scenario (policy, configuration, traffic) into a directory and print
+    /// "CONFIG PCAPS SINKS SOURCES" (lists comma-separated; PCAPS in the order of SOURCES).
     Scenario {
-        /// encap, decap or local.
+        /// encap, decap, local (one VM) or encap-multi, decap-multi (4 VMs of two tenants).
         #[arg(long)]
         scenario: hnvswitch::scenarios::Scenario,
-        /// Distinct flows in the traffic file.
+        /// Distinct flows in all traffic files together.
         #[arg(long, default_value_t = 1024)]
         flows: usize,
-        /// Frame size including FCS.
-        #[arg(long, default_value_t = 64)]
+        /// The VM frame's size including FCS (decap frames carry 42 bytes more).
+        #[arg(long = "frame-size", alias = "size", default_value_t = 64)]
         size: usize,
         /// EAL memory mode for the configuration: auto, on or off.
         #[arg(long, default_value = "auto")]
@@ -236,7 +237,10 @@ fn main() -> ExitCode {
             other => Err(anyhow::anyhow!("unknown example {other:?} (expected host1 or host2)")),
         },
         Command::Scenario { scenario, flows, size, hugepages, mbufs, dir } => {
-            hnvswitch::scenarios::write(&dir, scenario, flows, size, &hugepages, mbufs).map(|w| println!("{} {} {}", w.config.display(), w.pcap.display(), w.sink))
+            hnvswitch::scenarios::write(&dir, scenario, flows, size, &hugepages, mbufs).map(|w| {
+                let pcaps: Vec<String> = w.pcaps.iter().map(|p| p.display().to_string()).collect();
+                println!("{} {} {} {}", w.config.display(), pcaps.join(","), w.sinks.join(","), w.sources.join(","));
+            })
         }
         Command::Traffic { kind, flows, size, out } => traffic_cmd(&kind, flows, size, &out),
     };
