@@ -207,3 +207,137 @@ fn moving_a_ca_to_a_new_pa_invalidates_only_its_flows() {
     assert_eq!(&blue[0].1[30..34], &[192, 168, 4, 33], "and re-resolved to the new PA");
     assert_eq!(&blue[0].1[0..6], &[2, 0, 0xc0, 0xa8, 4, 0x21]);
 }
+
+/// A cached and an uncached switch on `policy` (two stores: change both).
+struct Pair {
+    cached: (HnvSwitch, Arc<DatapathStats>, Arc<PolicyStore>),
+    plain: (HnvSwitch, Arc<DatapathStats>, Arc<PolicyStore>),
+}
+
+impl Pair {
+    fn new(policy: &str) -> Self {
+        Pair { cached: switch(policy, 1024), plain: switch(policy, 0) }
+    }
+
+    /// Send `frames` on `port` at TSC `now` to both; return the cached and uncached totals.
+    fn send(&mut self, port: u16, frames: &[Vec<u8>], now: u64) -> (Totals, Totals) {
+        let mut outs = Vec::new();
+        for (sw, _, _) in [&mut self.cached, &mut self.plain] {
+            let mut out = TxStage::new(8);
+            let mut b: Batch<HeapBuf> = frames.iter().map(|f| HeapBuf::from_slice(f)).collect();
+            sw.process(port, &mut b, &mut out, now);
+            outs.push((0..8).map(|p| out.pending_mut(p).unwrap().drain(..).map(|k| k.data().to_vec()).collect::<Vec<_>>()).collect::<Vec<_>>());
+        }
+        assert_eq!(outs[0], outs[1], "frames differ");
+        (Totals::sum([&*self.cached.1]), Totals::sum([&*self.plain.1]))
+    }
+
+    fn change(&self, f: impl Fn(&mut hnv_policy::Policy)) {
+        for store in [&self.cached.2, &self.plain.2] {
+            let mut p = store.policy();
+            f(&mut p);
+            store.replace(hnv_policy::parse(&hnv_policy::to_toml(&p), "t").unwrap());
+        }
+    }
+}
+
+fn v4(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Known defect (issue 13, "stale cached drops"): a routed packet's NoRoute
+/// is cached depending only on the sending VSID, so adding the missing
+/// record in the destination VSID does not invalidate it.
+#[test]
+#[ignore = "known defect: a cached NoRoute survives adding the record in another VSID"]
+fn known_defect_stale_cached_no_route() {
+    let mut pair = Pair::new(BLUE_RED_HOST1);
+    // Blue1 (VSID 5001) to 10.0.1.20 in VSID 5002 through its gateway: no record yet.
+    let f = testkit::udp(mac(MACS[0]), mac(MACS[5]), v4("10.0.0.5"), v4("10.0.1.20"), 1000, 53, 60);
+    pair.send(1, &[f.clone()], 0);
+    pair.change(|p| {
+        p.lookup.push(hnv_policy::LookupRecord {
+            ca: v4("10.0.1.20"),
+            vsid: hnv_policy::Vsid::new(5002).unwrap(),
+            mac: hnv_policy::EthernetAddress(mac("00:15:5d:01:01:14")),
+            pa: v4("192.168.4.22"),
+            rule: hnv_policy::Rule::Encap,
+            kind: hnv_policy::RecordType::Static,
+            customer_id: None,
+            vm_name: None,
+            flow_entropy: true,
+        })
+    });
+    let (c, p) = pair.send(1, &[f], 0);
+    assert_eq!(p.encapsulated, 1, "the uncached switch routes it now");
+    assert_eq!(c, Totals { flow_hits: c.flow_hits, flow_misses: c.flow_misses, ..p });
+}
+
+/// Known defect: a routed packet whose TTL expires is counted as a drop of
+/// the destination VSID on a cache hit, of the source VSID by the pipeline.
+#[test]
+#[ignore = "known defect: cached routed TTL expiry is counted in the destination VSID"]
+fn known_defect_cached_ttl_expiry_counted_in_another_vsid() {
+    let mut pair = Pair::new(BLUE_RED_HOST2);
+    // Blue3 (port 3, VSID 5002) to Blue2 (10.0.0.7, VSID 5001) through its gateway.
+    let mut f = testkit::udp(mac(MACS[4]), mac("02:48:4e:00:13:8a"), v4("10.0.1.9"), v4("10.0.0.7"), 1000, 53, 60);
+    pair.send(3, &[f.clone()], 0);
+    testkit::set_ttl(&mut f, 1);
+    let (c, p) = pair.send(3, &[f], 0);
+    assert_eq!(c.vsids[..4], p.vsids[..4], "per-VSID (rx, tx, drops) of slots 0..4");
+}
+
+/// Known defect: a routed packet that an "in" ACL rule of the destination
+/// VSID drops counts as routed in the pipeline, not on a cache hit.
+#[test]
+#[ignore = "known defect: a cached route ending in an ACL drop is not counted as routed"]
+fn known_defect_cached_routed_acl_drop_not_counted_as_routed() {
+    let mut pair = Pair::new(BLUE_RED_HOST2);
+    // Blue3 to Blue2's telnet port: VSID 5001 denies inbound TCP 23.
+    let f = testkit::tcp(mac(MACS[4]), mac("02:48:4e:00:13:8a"), v4("10.0.1.9"), v4("10.0.0.7"), 1000, 23, 0x02, 60);
+    pair.send(3, &[f.clone()], 0);
+    let (c, p) = pair.send(3, &[f], 0);
+    assert_eq!((c.drops_of(hnv_datapath::DropReason::AclDeny), p.drops_of(hnv_datapath::DropReason::AclDeny)), (2, 2));
+    assert_eq!(c.routed, p.routed);
+}
+
+/// Known defect: NVGRE for a CA with no VM here gets an MS-NVGREE
+/// UNREACHABLE at most once per interval from the pipeline; once its drop is
+/// cached, never again.
+#[test]
+#[ignore = "known defect: a cached drop suppresses later MS-NVGREE UNREACHABLE messages"]
+fn known_defect_cached_drop_suppresses_unreachable() {
+    let mut pair = Pair::new(BLUE_RED_HOST1);
+    // From Blue2 (host 2) to a MAC/CA with no record in VSID 5001.
+    let inner = testkit::udp(mac(MACS[1]), mac("00:15:5d:01:00:66"), v4("10.0.0.7"), v4("10.0.0.66"), 1000, 53, 60);
+    let f = testkit::nvgre(mac("02:00:c0:a8:04:0b"), mac("02:00:c0:a8:04:16"), Ipv4Addr::new(192, 168, 4, 22), Ipv4Addr::new(192, 168, 4, 11), 5001, 1, &inner);
+    pair.send(0, &[f.clone()], 0);
+    let (c, p) = pair.send(0, &[f], 1_000_000_000);
+    assert_eq!(p.control_sent, 2, "the pipeline notifies again after the interval");
+    assert_eq!(c.control_sent, p.control_sent);
+}
+
+/// Known defect (issue 13): the flow key ignores ICMP type, code and
+/// checksum, so a cached drop of a near-copy swallows a valid MS-NVGREE
+/// REDIRECT with the same addresses.
+#[test]
+#[ignore = "known defect: a cached drop swallows a valid MS-NVGREE message"]
+fn known_defect_cached_drop_swallows_control_message() {
+    let mut pair = Pair::new(BLUE_RED_HOST1);
+    let repr = hnv_wire::nvgree::ControlRepr {
+        control: hnv_wire::nvgree::Control::Redirect { new_pa: Ipv4Addr::new(192, 168, 4, 33) },
+        from_pa: Ipv4Addr::new(192, 168, 4, 22),
+        to_pa: Ipv4Addr::new(192, 168, 4, 11),
+        src_ca: Ipv4Addr::new(10, 0, 0, 5),
+        dst_ca: Ipv4Addr::new(10, 0, 0, 7),
+    };
+    let mut inner = vec![0u8; hnv_wire::nvgree::FRAME_LEN];
+    repr.emit(hnv_wire::EthernetAddress(mac("02:00:c0:a8:04:16")), hnv_wire::EthernetAddress(mac("02:00:c0:a8:04:0b")), &mut inner).unwrap();
+    let mut bad = inner.clone();
+    bad[14 + 20 + 2] ^= 0xff; // ICMP checksum
+    let wrap = |i: &[u8]| testkit::nvgre(mac("02:00:c0:a8:04:0b"), mac("02:00:c0:a8:04:16"), Ipv4Addr::new(192, 168, 4, 22), Ipv4Addr::new(192, 168, 4, 11), 5001, 0, i);
+    pair.send(0, &[wrap(&bad)], 0);
+    let (c, p) = pair.send(0, &[wrap(&inner)], 0);
+    assert_eq!(p.drops_of(hnv_datapath::DropReason::NvgreControl), 1);
+    assert_eq!(c.drops, p.drops);
+}
