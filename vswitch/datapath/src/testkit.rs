@@ -92,6 +92,7 @@ pub fn tcp_syn(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: 
 
 /// An IPv4 or IPv6 TCP frame of `frame_len` bytes (padded payload, no
 /// options) with the given `flags` byte, checksum filled.
+#[allow(clippy::too_many_arguments)] // mirrors `udp` plus the flags byte
 pub fn tcp(src_mac: Mac, dst_mac: Mac, src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8, frame_len: usize) -> Vec<u8> {
     let l3 = if src.is_ipv6() { 40 } else { 20 };
     let mut t = vec![0u8; 20 + frame_len.saturating_sub(14 + l3 + 20)];

@@ -38,8 +38,8 @@ fn pipeline_seeds() -> Vec<(String, Vec<u8>)> {
     // sel: bit 0 = host (0: host 1), bits 1-3 = ingress port (0 uplink, 1 blue1), bits 4-7 = policy change.
     vec![
         ("vm_udp_arp".into(), case(0b10, &[udp.clone(), arp])),
-        ("uplink_nvgre".into(), case(0b00, &[nv.clone()])),
-        ("vm_udp_blue2_moves".into(), case(0x10 | 0b10, &[udp.clone()])),
+        ("uplink_nvgre".into(), case(0b00, std::slice::from_ref(&nv))),
+        ("vm_udp_blue2_moves".into(), case(0x10 | 0b10, std::slice::from_ref(&udp))),
         ("vm_udp_acl_added".into(), case(0x30 | 0b10, &[udp])),
         ("uplink_nvgre_acl_removed".into(), case(0x60, &[nv])),
     ]
