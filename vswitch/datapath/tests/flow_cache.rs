@@ -241,7 +241,7 @@ impl Pair {
     }
 }
 
-fn v4(s: &str) -> IpAddr {
+fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
@@ -253,14 +253,14 @@ fn v4(s: &str) -> IpAddr {
 fn known_defect_stale_cached_no_route() {
     let mut pair = Pair::new(BLUE_RED_HOST1);
     // Blue1 (VSID 5001) to 10.0.1.20 in VSID 5002 through its gateway: no record yet.
-    let f = testkit::udp(mac(MACS[0]), mac(MACS[5]), v4("10.0.0.5"), v4("10.0.1.20"), 1000, 53, 60);
+    let f = testkit::udp(mac(MACS[0]), mac(MACS[5]), ip("10.0.0.5"), ip("10.0.1.20"), 1000, 53, 60);
     pair.send(1, &[f.clone()], 0);
     pair.change(|p| {
         p.lookup.push(hnv_policy::LookupRecord {
-            ca: v4("10.0.1.20"),
+            ca: ip("10.0.1.20"),
             vsid: hnv_policy::Vsid::new(5002).unwrap(),
             mac: hnv_policy::EthernetAddress(mac("00:15:5d:01:01:14")),
-            pa: v4("192.168.4.22"),
+            pa: ip("192.168.4.22"),
             rule: hnv_policy::Rule::Encap,
             kind: hnv_policy::RecordType::Static,
             customer_id: None,
@@ -280,7 +280,7 @@ fn known_defect_stale_cached_no_route() {
 fn known_defect_cached_ttl_expiry_counted_in_another_vsid() {
     let mut pair = Pair::new(BLUE_RED_HOST2);
     // Blue3 (port 3, VSID 5002) to Blue2 (10.0.0.7, VSID 5001) through its gateway.
-    let mut f = testkit::udp(mac(MACS[4]), mac("02:48:4e:00:13:8a"), v4("10.0.1.9"), v4("10.0.0.7"), 1000, 53, 60);
+    let mut f = testkit::udp(mac(MACS[4]), mac("02:48:4e:00:13:8a"), ip("10.0.1.9"), ip("10.0.0.7"), 1000, 53, 60);
     pair.send(3, &[f.clone()], 0);
     testkit::set_ttl(&mut f, 1);
     let (c, p) = pair.send(3, &[f], 0);
@@ -294,7 +294,7 @@ fn known_defect_cached_ttl_expiry_counted_in_another_vsid() {
 fn known_defect_cached_routed_acl_drop_not_counted_as_routed() {
     let mut pair = Pair::new(BLUE_RED_HOST2);
     // Blue3 to Blue2's telnet port: VSID 5001 denies inbound TCP 23.
-    let f = testkit::tcp(mac(MACS[4]), mac("02:48:4e:00:13:8a"), v4("10.0.1.9"), v4("10.0.0.7"), 1000, 23, 0x02, 60);
+    let f = testkit::tcp(mac(MACS[4]), mac("02:48:4e:00:13:8a"), ip("10.0.1.9"), ip("10.0.0.7"), 1000, 23, 0x02, 60);
     pair.send(3, &[f.clone()], 0);
     let (c, p) = pair.send(3, &[f], 0);
     assert_eq!((c.drops_of(hnv_datapath::DropReason::AclDeny), p.drops_of(hnv_datapath::DropReason::AclDeny)), (2, 2));
@@ -309,7 +309,7 @@ fn known_defect_cached_routed_acl_drop_not_counted_as_routed() {
 fn known_defect_cached_drop_suppresses_unreachable() {
     let mut pair = Pair::new(BLUE_RED_HOST1);
     // From Blue2 (host 2) to a MAC/CA with no record in VSID 5001.
-    let inner = testkit::udp(mac(MACS[1]), mac("00:15:5d:01:00:66"), v4("10.0.0.7"), v4("10.0.0.66"), 1000, 53, 60);
+    let inner = testkit::udp(mac(MACS[1]), mac("00:15:5d:01:00:66"), ip("10.0.0.7"), ip("10.0.0.66"), 1000, 53, 60);
     let f = testkit::nvgre(mac("02:00:c0:a8:04:0b"), mac("02:00:c0:a8:04:16"), Ipv4Addr::new(192, 168, 4, 22), Ipv4Addr::new(192, 168, 4, 11), 5001, 1, &inner);
     pair.send(0, &[f.clone()], 0);
     let (c, p) = pair.send(0, &[f], 1_000_000_000);
@@ -340,4 +340,26 @@ fn known_defect_cached_drop_swallows_control_message() {
     let (c, p) = pair.send(0, &[wrap(&inner)], 0);
     assert_eq!(p.drops_of(hnv_datapath::DropReason::NvgreControl), 1);
     assert_eq!(c.drops, p.drops);
+}
+
+/// Known defect: the flow key reads an IPv6 packet's ports at fixed offsets
+/// even when the IPv6 payload length is below 4 (the pipeline then sees no
+/// ports), so such a packet hits the entry of the flow whose ports sit in
+/// its padding: the cached FlowID (and an ACL port rule's verdict) is that
+/// flow's, not the one the pipeline computes.
+#[test]
+#[ignore = "known defect: the IPv6 flow key reads ports beyond the payload length"]
+fn known_defect_ipv6_key_reads_ports_beyond_the_payload() {
+    let mut pair = Pair::new(differential_policy_text(0).as_str());
+    // Blue1 to Blue2 over IPv6 TCP, then the same frame with payload length 1.
+    let f = testkit::tcp(mac(MACS[0]), mac(MACS[1]), ip("fd00::5"), ip("fd00::7"), 1000, 22, 0x02, 60);
+    pair.send(1, &[f.clone()], 0);
+    let mut short = f;
+    short[18..20].copy_from_slice(&1u16.to_be_bytes());
+    pair.send(1, &[short], 0);
+}
+
+/// The dual-stack example policy of the differential generator, as TOML.
+fn differential_policy_text(host: usize) -> String {
+    hnv_policy::to_toml(&differential::base_policy(host))
 }
