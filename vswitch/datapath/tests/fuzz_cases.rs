@@ -93,11 +93,14 @@ fn pipeline_seeds_run_clean_hit_the_cache_and_are_committed() {
 #[test]
 fn differential_seeds_agree_hit_the_cache_and_are_committed() {
     let seeds = differential_seeds();
+    let mut changes = 0;
     for (name, data) in &seeds {
         let s = differential::scenario(data, differential::Options { known_bugs: false });
         let o = differential::run(&s).unwrap_or_else(|e| panic!("seed {name}: {e}"));
-        assert!(o.hits > 0 && o.changes > 0, "seed {name}: {o:?}");
+        assert!(o.hits > 0, "seed {name}: {o:?}");
+        changes += o.changes;
     }
+    assert!(changes >= 2, "the seeds change the policy only {changes} times");
     check_or_write(seed_dir("differential"), &seeds);
 }
 
