@@ -2,7 +2,8 @@
 # The README's second command: install what is missing, then run the whole
 # test suite: unit and property tests, the DPDK integration tests (net_ring,
 # net_pcap), tshark decoding, the binary's CLI tests, and a time-boxed
-# cargo-fuzz run over the frame parser and the whole pipeline.
+# cargo-fuzz run over the frame parser, the whole pipeline and the flow
+# cache against the pipeline (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-test-tools

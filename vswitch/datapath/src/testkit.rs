@@ -90,6 +90,79 @@ pub fn tcp_syn(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: 
     f
 }
 
+/// An IPv4 or IPv6 TCP frame of `frame_len` bytes (padded payload, no
+/// options) with the given `flags` byte, checksum filled.
+#[allow(clippy::too_many_arguments)] // mirrors `udp` plus the flags byte
+pub fn tcp(src_mac: Mac, dst_mac: Mac, src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8, frame_len: usize) -> Vec<u8> {
+    let l3 = if src.is_ipv6() { 40 } else { 20 };
+    let mut t = vec![0u8; 20 + frame_len.saturating_sub(14 + l3 + 20)];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    for (i, b) in t[20..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    l4_frame(src_mac, dst_mac, src, dst, 6, t, 16)
+}
+
+/// An ICMP (IPv4) or ICMPv6 echo request of `frame_len` bytes, checksum filled.
+pub fn icmp_echo(src_mac: Mac, dst_mac: Mac, src: IpAddr, dst: IpAddr, ident: u16, seq: u16, frame_len: usize) -> Vec<u8> {
+    let v6 = src.is_ipv6();
+    let l3 = if v6 { 40 } else { 20 };
+    let mut m = vec![0u8; 8 + frame_len.saturating_sub(14 + l3 + 8)];
+    m[0] = if v6 { 128 } else { 8 };
+    m[4..6].copy_from_slice(&ident.to_be_bytes());
+    m[6..8].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in m[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    l4_frame(src_mac, dst_mac, src, dst, if v6 { 58 } else { 1 }, m, 2)
+}
+
+/// Wrap the L4 bytes `l4` of protocol `proto` in IP and Ethernet, filling
+/// the checksum at `sum_at` in `l4` (pseudo-header included except for ICMPv4).
+fn l4_frame(src_mac: Mac, dst_mac: Mac, src: IpAddr, dst: IpAddr, proto: u8, mut l4: Vec<u8>, sum_at: usize) -> Vec<u8> {
+    let ph = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) if proto != 1 => u32::from(checksum::pseudo_header_v4(&s, &d, hnv_wire::IpProtocol::from(proto), l4.len() as u16)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => u32::from(checksum::pseudo_header_v6(&s, &d, hnv_wire::IpProtocol::from(proto), l4.len() as u32)),
+        _ => 0,
+    };
+    let c = !fold(ph + u32::from(checksum::data(&l4)));
+    l4[sum_at..sum_at + 2].copy_from_slice(&c.to_be_bytes());
+    let mut f = eth(dst_mac, src_mac, if src.is_ipv6() { 0x86dd } else { 0x0800 });
+    match (src, dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => f.extend_from_slice(&ipv6_header(s, d, proto, 64, l4.len())),
+        (s, d) => f.extend_from_slice(&ipv4_header(v4_or_unspecified(s), v4_or_unspecified(d), proto, 64, l4.len())),
+    }
+    f.extend_from_slice(&l4);
+    f
+}
+
+fn v4_or_unspecified(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+/// Set the TTL (IPv4, header checksum recomputed) or hop limit (IPv6) of an
+/// untagged IP frame; other frames are left as they are.
+pub fn set_ttl(frame: &mut [u8], ttl: u8) {
+    match frame.get(12..14) {
+        Some([0x08, 0x00]) if frame.len() >= 34 => {
+            frame[22] = ttl;
+            frame[24..26].fill(0);
+            let c = !checksum::data(&frame[14..34]);
+            frame[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        Some([0x86, 0xdd]) if frame.len() >= 54 => frame[21] = ttl,
+        _ => {}
+    }
+}
+
 /// An IPv6 header.
 pub fn ipv6_header(src: Ipv6Addr, dst: Ipv6Addr, next: u8, hop: u8, payload_len: usize) -> [u8; 40] {
     let mut h = [0u8; 40];

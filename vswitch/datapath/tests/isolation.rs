@@ -1,6 +1,7 @@
 //! Tenant isolation as a property: random frames (well-formed, hostile and
 //! garbage) entering any port of either example host never come out on a
-//! port, or with a VSID, of another tenant, and the counters always reconcile.
+//! port, or with a VSID, of another tenant, and the counters always reconcile,
+//! with a cold flow cache, a warm one, and across policy changes.
 #![allow(clippy::unwrap_used, clippy::needless_range_loop, clippy::too_many_arguments, clippy::cloned_ref_to_slice_refs)]
 
 use hnv_datapath::testkit::{self, mac};
@@ -8,6 +9,8 @@ use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Tot
 use hnv_policy::example::{BLUE_RED_HOST1, BLUE_RED_HOST2};
 use pmd::{Batch, HeapBuf, PacketBuf, Processor, TxStage};
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -114,51 +117,93 @@ fn key_vsid(f: &[u8]) -> Option<u32> {
     (f.len() >= 42 && f[12..14] == [8, 0] && f[23] == 47).then(|| u32::from_be_bytes([f[38], f[39], f[40], f[41]]) >> 8)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+/// A policy change between the warm passes that keeps every VSID's tenant.
+fn changed(policy: &hnv_policy::Policy, k: usize) -> Option<hnv_policy::Policy> {
+    let mut p = policy.clone();
+    match k {
+        1 => {
+            p.host.neighbors.push(hnv_policy::Neighbor { address: "192.168.4.33".parse().unwrap(), mac: hnv_policy::EthernetAddress([2, 0, 0xc0, 0xa8, 4, 0x21]) });
+            p.lookup.iter_mut().filter(|r| r.vm_name.as_deref() == Some("Blue2")).for_each(|r| r.pa = "192.168.4.33".parse().unwrap());
+        }
+        2 => p.lookup.retain(|r| r.vm_name.as_deref() != Some("Red2")),
+        3 => p.acl.clear(),
+        _ => return None,
+    }
+    hnv_policy::parse(&hnv_policy::to_toml(&p), "changed").ok()
+}
 
-    #[test]
-    fn nothing_crosses_tenants(host in 0usize..2, port_sel in 0usize..4, frames in proptest::collection::vec(input(), 1..8)) {
+/// Every case runs its batch three times through one switch: cold, with a
+/// warm flow cache, and (in some cases) after a policy change; isolation
+/// must hold in every pass, and the warm passes must hit the cache in most
+/// cases.
+#[test]
+fn nothing_crosses_tenants() {
+    let mut runner = TestRunner::new(Config { cases: 3000, failure_persistence: None, ..Config::default() });
+    let (cases, with_hits) = (Cell::new(0u64), Cell::new(0u64));
+    let strategy = (0usize..2, 0usize..4, proptest::collection::vec(input(), 1..8), 0usize..6);
+    let result = runner.run(&strategy, |(host, port_sel, frames, change)| {
         let policy = hnv_policy::parse(if host == 0 { BLUE_RED_HOST1 } else { BLUE_RED_HOST2 }, "example").unwrap();
         let stats = Arc::new(DatapathStats::default());
-        let mut sw = HnvSwitch::new(Arc::new(PolicyStore::new(policy)), standard_pipeline(), stats.clone(), 0);
+        let store = Arc::new(PolicyStore::new(policy.clone()));
+        let mut sw = HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0).with_cache(1024);
         let ports = PORTS[host];
         let in_port = (port_sel % ports.len()) as u16;
         let in_vsid = ports[usize::from(in_port)];
         let built: Vec<Vec<u8>> = frames.iter().map(|f| build(f, host, in_vsid)).collect();
-        let mut batch: Batch<HeapBuf> = built.iter().map(|f| HeapBuf::from_slice(f)).collect();
-        let mut out = TxStage::new(ports.len());
-        sw.process(in_port, &mut batch, &mut out, 0);
         let sent_vsids: Vec<u32> = built.iter().filter_map(|f| key_vsid(f)).collect();
-        for p in 0..ports.len() {
-            for pkt in out.pending_mut(p).unwrap().iter() {
-                let f = pkt.data();
-                let out_vsid = ports[p];
-                if in_vsid != 0 {
-                    // From a VM: stays in the sender's tenant, on a VM port or encapsulated.
-                    let v = if out_vsid != 0 { out_vsid } else { key_vsid(f).unwrap() };
-                    prop_assert_eq!(tenant(v), tenant(in_vsid), "VM in VSID {} reached VSID {} on port {}", in_vsid, v, p);
-                } else if out_vsid != 0 {
-                    // From the uplink to a VM: only in the VSID the key named.
-                    prop_assert!(sent_vsids.contains(&out_vsid), "decapsulated into VSID {} not named by any key {:?}", out_vsid, sent_vsids);
-                    prop_assert!(key_vsid(f).is_none(), "a VM never sees NVGRE");
-                } else if let Some(v) = key_vsid(f) {
-                    // From the uplink back to the uplink, in the requester's VSID: ARP answered
-                    // from policy, or an MS-NVGREE UNREACHABLE to the validated sender.
-                    if hnv_wire::nvgree::ControlRepr::parse(&f[42..]).is_ok() {
-                        // A control message goes in the sending VM's own VSID: same tenant as the traffic.
-                        prop_assert!(sent_vsids.iter().any(|s| tenant(*s) == tenant(v)), "control message into VSID {} of another tenant than {:?}", v, sent_vsids);
-                    } else {
-                        prop_assert!(sent_vsids.contains(&v), "answered into VSID {} not named by any key {:?}", v, sent_vsids);
-                        prop_assert_eq!(&f[42 + 12..42 + 14], &[8u8, 6][..]);
-                    }
-                } else {
-                    // Or provider ARP replies.
-                    prop_assert_eq!(&f[12..14], &[8u8, 6][..]);
+        for pass in 0..3 {
+            if pass == 2 {
+                if let Some(p) = changed(&policy, change) {
+                    store.replace(p);
                 }
             }
+            let mut batch: Batch<HeapBuf> = built.iter().map(|f| HeapBuf::from_slice(f)).collect();
+            let mut out = TxStage::new(ports.len());
+            sw.process(in_port, &mut batch, &mut out, 0);
+            check(ports, in_vsid, &sent_vsids, &mut out).map_err(|e| TestCaseError::fail(format!("pass {pass}: {e}")))?;
+            let t = Totals::sum([&*stats]);
+            prop_assert!(t.reconciles(), "pass {}: {:?}", pass, t);
         }
-        let t = Totals::sum([&*stats]);
-        prop_assert!(t.reconciles(), "{:?}", t);
+        cases.set(cases.get() + 1);
+        with_hits.set(with_hits.get() + u64::from(stats.flow_hits.get() > 0));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
+    eprintln!("{} cases, {} with cache hits", cases.get(), with_hits.get());
+    assert!(with_hits.get() * 2 >= cases.get(), "the warm passes hit the cache in only {} of {} cases", with_hits.get(), cases.get());
+}
+
+/// The isolation property for one batch's output.
+fn check(ports: &[u32], in_vsid: u32, sent_vsids: &[u32], out: &mut TxStage<HeapBuf>) -> Result<(), TestCaseError> {
+    for p in 0..ports.len() {
+        for pkt in out.pending_mut(p).unwrap().iter() {
+            let f = pkt.data();
+            let out_vsid = ports[p];
+            if in_vsid != 0 {
+                // From a VM: stays in the sender's tenant, on a VM port or encapsulated.
+                let v = if out_vsid != 0 { out_vsid } else { key_vsid(f).unwrap() };
+                prop_assert_eq!(tenant(v), tenant(in_vsid), "VM in VSID {} reached VSID {} on port {}", in_vsid, v, p);
+            } else if out_vsid != 0 {
+                // From the uplink to a VM: only in the VSID the key named.
+                prop_assert!(sent_vsids.contains(&out_vsid), "decapsulated into VSID {} not named by any key {:?}", out_vsid, sent_vsids);
+                prop_assert!(key_vsid(f).is_none(), "a VM never sees NVGRE");
+            } else if let Some(v) = key_vsid(f) {
+                // From the uplink back to the uplink, in the requester's VSID: ARP answered
+                // from policy, or an MS-NVGREE UNREACHABLE to the validated sender.
+                if hnv_wire::nvgree::ControlRepr::parse(&f[42..]).is_ok() {
+                    // A control message goes in the sending VM's own VSID: same tenant as the traffic.
+                    prop_assert!(sent_vsids.iter().any(|s| tenant(*s) == tenant(v)), "control message into VSID {} of another tenant than {:?}", v, sent_vsids);
+                } else {
+                    prop_assert!(sent_vsids.contains(&v), "answered into VSID {} not named by any key {:?}", v, sent_vsids);
+                    prop_assert_eq!(&f[42 + 12..42 + 14], &[8u8, 6][..]);
+                }
+            } else {
+                // Or provider ARP replies.
+                prop_assert_eq!(&f[12..14], &[8u8, 6][..]);
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! (which walks every layer, NVGRE inner frames included) and run every
 //! `new_checked` + getters + `Repr::parse` over it.
 //!
-//! Run with `cargo +nightly fuzz run frame_parser fuzz/seeds/frame_parser`
+//! Run with `scripts/fuzz.sh`, or `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none frame_parser fuzz/seeds/frame_parser`
 //! from `vswitch/wire/`. The body lives in `common/parse_all.rs` so that
 //! `cargo test -p hnv-wire` compiles and runs it on stable too.
 #![no_main]
