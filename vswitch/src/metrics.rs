@@ -343,7 +343,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod tests {
+mod redirect_tests {
     use super::*;
 
     #[test]

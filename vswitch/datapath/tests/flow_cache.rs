@@ -47,13 +47,16 @@ fn generated_scenarios_agree_with_a_warm_cache() {
     let (n, with_hits, hits, misses) = differential_cases(300, false);
     eprintln!("{n} scenarios, {with_hits} with cache hits; {hits} hits, {misses} misses");
     assert!(with_hits * 4 >= n * 3, "cache hits in only {with_hits} of {n} scenarios");
-    assert!(hits * 4 >= misses, "hits {hits} misses {misses}: too few repeats to exercise the cache");
+    // Enough cached packets to exercise the cache (an absolute count: the
+    // hit share depends on how many generated outcomes are uncacheable by
+    // design, e.g. `no_route`, `unknown_source_ca`, NVGRE for a VM not here).
+    assert!(hits >= n * 10, "hits {hits} misses {misses} in {n} scenarios: too few repeats to exercise the cache");
 }
 
-/// The same with the inputs of the known stale-cache defects (see
-/// `differential::Options::known_bugs`); fails until they are fixed.
+/// The same with the inputs of the six former cache defects (see
+/// `differential::Options::known_bugs` and the `fixed_defect_*` tests) and the
+/// `routed` counter and MS-NVGREE messages compared too.
 #[test]
-#[ignore = "known defects (issue 13): stale cached NoRoute/UnknownSourceCa drops, cached drops swallowing MS-NVGREE messages"]
 fn generated_scenarios_agree_including_known_defects() {
     differential_cases(1000, true);
 }
@@ -245,12 +248,11 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// Known defect (issue 13, "stale cached drops"): a routed packet's NoRoute
+/// Former defect, fixed (issue 13, "stale cached drops"): a routed packet's NoRoute
 /// is cached depending only on the sending VSID, so adding the missing
 /// record in the destination VSID does not invalidate it.
 #[test]
-#[ignore = "known defect: a cached NoRoute survives adding the record in another VSID"]
-fn known_defect_stale_cached_no_route() {
+fn fixed_defect_stale_cached_no_route() {
     let mut pair = Pair::new(BLUE_RED_HOST1);
     // Blue1 (VSID 5001) to 10.0.1.20 in VSID 5002 through its gateway: no record yet.
     let f = testkit::udp(mac(MACS[0]), mac(MACS[5]), ip("10.0.0.5"), ip("10.0.1.20"), 1000, 53, 60);
@@ -273,11 +275,10 @@ fn known_defect_stale_cached_no_route() {
     assert_eq!(c, Totals { flow_hits: c.flow_hits, flow_misses: c.flow_misses, ..p });
 }
 
-/// Known defect: a routed packet whose TTL expires is counted as a drop of
+/// Former defect, fixed: a routed packet whose TTL expires is counted as a drop of
 /// the destination VSID on a cache hit, of the source VSID by the pipeline.
 #[test]
-#[ignore = "known defect: cached routed TTL expiry is counted in the destination VSID"]
-fn known_defect_cached_ttl_expiry_counted_in_another_vsid() {
+fn fixed_defect_cached_ttl_expiry_counted_in_another_vsid() {
     let mut pair = Pair::new(BLUE_RED_HOST2);
     // Blue3 (port 3, VSID 5002) to Blue2 (10.0.0.7, VSID 5001) through its gateway.
     let mut f = testkit::udp(mac(MACS[4]), mac("02:48:4e:00:13:8a"), ip("10.0.1.9"), ip("10.0.0.7"), 1000, 53, 60);
@@ -287,11 +288,10 @@ fn known_defect_cached_ttl_expiry_counted_in_another_vsid() {
     assert_eq!(c.vsids[..4], p.vsids[..4], "per-VSID (rx, tx, drops) of slots 0..4");
 }
 
-/// Known defect: a routed packet that an "in" ACL rule of the destination
+/// Former defect, fixed: a routed packet that an "in" ACL rule of the destination
 /// VSID drops counts as routed in the pipeline, not on a cache hit.
 #[test]
-#[ignore = "known defect: a cached route ending in an ACL drop is not counted as routed"]
-fn known_defect_cached_routed_acl_drop_not_counted_as_routed() {
+fn fixed_defect_cached_routed_acl_drop_not_counted_as_routed() {
     let mut pair = Pair::new(BLUE_RED_HOST2);
     // Blue3 to Blue2's telnet port: VSID 5001 denies inbound TCP 23.
     let f = testkit::tcp(mac(MACS[4]), mac("02:48:4e:00:13:8a"), ip("10.0.1.9"), ip("10.0.0.7"), 1000, 23, 0x02, 60);
@@ -301,12 +301,11 @@ fn known_defect_cached_routed_acl_drop_not_counted_as_routed() {
     assert_eq!(c.routed, p.routed);
 }
 
-/// Known defect: NVGRE for a CA with no VM here gets an MS-NVGREE
+/// Former defect, fixed: NVGRE for a CA with no VM here gets an MS-NVGREE
 /// UNREACHABLE at most once per interval from the pipeline; once its drop is
 /// cached, never again.
 #[test]
-#[ignore = "known defect: a cached drop suppresses later MS-NVGREE UNREACHABLE messages"]
-fn known_defect_cached_drop_suppresses_unreachable() {
+fn fixed_defect_cached_drop_suppresses_unreachable() {
     let mut pair = Pair::new(BLUE_RED_HOST1);
     // From Blue2 (host 2) to a MAC/CA with no record in VSID 5001.
     let inner = testkit::udp(mac(MACS[1]), mac("00:15:5d:01:00:66"), ip("10.0.0.7"), ip("10.0.0.66"), 1000, 53, 60);
@@ -317,12 +316,11 @@ fn known_defect_cached_drop_suppresses_unreachable() {
     assert_eq!(c.control_sent, p.control_sent);
 }
 
-/// Known defect (issue 13): the flow key ignores ICMP type, code and
+/// Former defect, fixed (issue 13): the flow key ignores ICMP type, code and
 /// checksum, so a cached drop of a near-copy swallows a valid MS-NVGREE
 /// REDIRECT with the same addresses.
 #[test]
-#[ignore = "known defect: a cached drop swallows a valid MS-NVGREE message"]
-fn known_defect_cached_drop_swallows_control_message() {
+fn fixed_defect_cached_drop_swallows_control_message() {
     let mut pair = Pair::new(BLUE_RED_HOST1);
     let repr = hnv_wire::nvgree::ControlRepr {
         control: hnv_wire::nvgree::Control::Redirect { new_pa: Ipv4Addr::new(192, 168, 4, 33) },
@@ -342,14 +340,13 @@ fn known_defect_cached_drop_swallows_control_message() {
     assert_eq!(c.drops, p.drops);
 }
 
-/// Known defect: the flow key reads an IPv6 packet's ports at fixed offsets
+/// Former defect, fixed: the flow key reads an IPv6 packet's ports at fixed offsets
 /// even when the IPv6 payload length is below 4 (the pipeline then sees no
 /// ports), so such a packet hits the entry of the flow whose ports sit in
 /// its padding: the cached FlowID (and an ACL port rule's verdict) is that
 /// flow's, not the one the pipeline computes.
 #[test]
-#[ignore = "known defect: the IPv6 flow key reads ports beyond the payload length"]
-fn known_defect_ipv6_key_reads_ports_beyond_the_payload() {
+fn fixed_defect_ipv6_key_reads_ports_beyond_the_payload() {
     let mut pair = Pair::new(differential_policy_text(0).as_str());
     // Blue1 to Blue2 over IPv6 TCP, then the same frame with payload length 1.
     let f = testkit::tcp(mac(MACS[0]), mac(MACS[1]), ip("fd00::5"), ip("fd00::7"), 1000, 22, 0x02, 60);

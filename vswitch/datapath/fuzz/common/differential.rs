@@ -1015,7 +1015,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, String> {
             }
             Step::ApplyHints => {
                 store.apply_control(Instant::now());
-                store.apply_learned();
+                store.apply_learned(Instant::now());
             }
             Step::Traffic { port, frames, what, now } => {
                 let mut a = process(&mut cached, *port, frames, *now).map_err(|e| format!("step {i}: cached switch: {e}"))?;
