@@ -31,9 +31,7 @@ fn encap_bench(c: &mut Criterion) {
     let t = store.snapshot();
     let Delivery::Encap(tpl) = t.by_ca(5001, "10.0.0.7".parse().unwrap()).unwrap().to else { unreachable!() };
     let frame = blue_udp(1);
-    c.bench_function("encap/template_copy_and_patch", |b| {
-        b.iter_batched_ref(|| HeapBuf::from_slice(&frame), |p| encap(p, &tpl, 42).unwrap(), BatchSize::SmallInput)
-    });
+    c.bench_function("encap/template_copy_and_patch", |b| b.iter_batched_ref(|| HeapBuf::from_slice(&frame), |p| encap(p, &tpl, 42).unwrap(), BatchSize::SmallInput));
 }
 
 fn acl(c: &mut Criterion) {
@@ -75,7 +73,9 @@ fn pipeline(c: &mut Criterion) {
                 |batch| {
                     sw.process(port, batch, &mut out, 0);
                     for p in 0..out.ports() {
-                        if let Some(q) = out.pending_mut(p) { q.clear() }
+                        if let Some(q) = out.pending_mut(p) {
+                            q.clear()
+                        }
                     }
                 },
                 BatchSize::SmallInput,

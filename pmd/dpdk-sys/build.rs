@@ -6,8 +6,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const INSTALL_HINT: &str =
-    "install them with: apt-get install -y dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config (or run scripts/setup.sh)";
+const INSTALL_HINT: &str = "install them with: apt-get install -y dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config (or run scripts/setup.sh)";
 
 fn fail(what: &str) -> ! {
     eprintln!("error: {what}; {INSTALL_HINT}");
@@ -21,20 +20,14 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/wrapper.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
-    let lib = pkg_config::Config::new()
-        .atleast_version("22.11")
-        .probe("libdpdk")
-        .unwrap_or_else(|e| fail(&format!("DPDK >= 22.11 (libdpdk.pc) not found by pkg-config: {e}")));
+    let lib = pkg_config::Config::new().atleast_version("22.11").probe("libdpdk").unwrap_or_else(|e| fail(&format!("DPDK >= 22.11 (libdpdk.pc) not found by pkg-config: {e}")));
     // APIs that live in driver libraries, which `pkg-config --libs` omits.
     for drv in ["rte_net_ring", "rte_bus_vdev"] {
         println!("cargo:rustc-link-lib={drv}");
     }
 
     // The pkg-config crate drops `-include rte_config.h` and `-march=...`; the shim needs them.
-    let out = Command::new("pkg-config")
-        .args(["--cflags", "libdpdk"])
-        .output()
-        .unwrap_or_else(|e| fail(&format!("cannot run pkg-config: {e}")));
+    let out = Command::new("pkg-config").args(["--cflags", "libdpdk"]).output().unwrap_or_else(|e| fail(&format!("cannot run pkg-config: {e}")));
     let raw = String::from_utf8_lossy(&out.stdout).to_string();
     let mut cflags: Vec<String> = Vec::new();
     let mut words = raw.split_whitespace();
@@ -82,7 +75,5 @@ fn main() {
     .unwrap_or_else(|_| fail("bindgen could not load libclang"))
     .unwrap_or_else(|e| fail(&format!("bindgen failed over the DPDK headers: {e}")));
     let out = PathBuf::from(env::var("OUT_DIR").unwrap_or_else(|_| fail("OUT_DIR not set")));
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .unwrap_or_else(|e| fail(&format!("cannot write bindings: {e}")));
+    bindings.write_to_file(out.join("bindings.rs")).unwrap_or_else(|e| fail(&format!("cannot write bindings: {e}")));
 }

@@ -113,12 +113,7 @@ pub struct ReloadGate {
 impl ReloadGate {
     /// A gate for `workers` workers (indexed by [`WorkerPlan::id`]).
     pub fn new(workers: usize) -> Self {
-        ReloadGate {
-            requested: AtomicU64::new(0),
-            released: AtomicU64::new(0),
-            parked: (0..workers).map(|_| AtomicU64::new(0)).collect(),
-            next: Mutex::new(vec![None; workers]),
-        }
+        ReloadGate { requested: AtomicU64::new(0), released: AtomicU64::new(0), parked: (0..workers).map(|_| AtomicU64::new(0)).collect(), next: Mutex::new(vec![None; workers]) }
     }
 
     /// Ask every worker to park and wait until all have (or have exited).

@@ -88,20 +88,12 @@ impl Prefix {
     pub fn new(addr: IpAddr, len: u8) -> Result<Prefix, PrefixError> {
         let (max, family) = family_max(&addr);
         if len > max {
-            return Err(PrefixError::Length {
-                len: len.to_string(),
-                family,
-                max,
-            });
+            return Err(PrefixError::Length { len: len.to_string(), family, max });
         }
         let bits = addr_bits(&addr);
         let mask = mask_of(max, len);
         if bits & !mask != 0 {
-            return Err(PrefixError::HostBits {
-                addr,
-                len,
-                network: with_bits(&addr, bits & mask),
-            });
+            return Err(PrefixError::HostBits { addr, len, network: with_bits(&addr, bits & mask) });
         }
         Ok(Prefix { addr, len })
     }
@@ -161,13 +153,7 @@ impl FromStr for Prefix {
         let (max, family) = family_max(&addr);
         let len = match l.parse::<u8>() {
             Ok(n) if n <= max && !l.starts_with('+') => n,
-            _ => {
-                return Err(PrefixError::Length {
-                    len: l.to_string(),
-                    family,
-                    max,
-                })
-            }
+            _ => return Err(PrefixError::Length { len: l.to_string(), family, max }),
         };
         Prefix::new(addr, len)
     }
@@ -201,10 +187,7 @@ pub fn parse_mac(s: &str) -> Result<EthernetAddress, MacError> {
 /// Writes a MAC in lower-case colon form, `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &EthernetAddress) -> String {
     let m = &mac.0;
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
 }
 
 /// Whether the MAC has the group (multicast/broadcast) bit set.
@@ -236,8 +219,7 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), PortRangeError> {
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
             return Err(PortRangeError::Syntax(s.to_string()));
         }
-        p.parse::<u16>()
-            .map_err(|_| PortRangeError::Syntax(s.to_string()))
+        p.parse::<u16>().map_err(|_| PortRangeError::Syntax(s.to_string()))
     };
     let (lo, hi) = match t.split_once('-') {
         Some((a, b)) => (num(a)?, num(b)?),
@@ -285,10 +267,7 @@ pub fn parse_protocol(s: &str) -> Result<Option<u8>, ProtocolError> {
         "udp" => Ok(Some(PROTO_UDP)),
         "icmp" => Ok(Some(PROTO_ICMP)),
         "icmpv6" => Ok(Some(PROTO_ICMPV6)),
-        n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n
-            .parse::<u8>()
-            .map(Some)
-            .map_err(|_| ProtocolError(s.to_string())),
+        n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n.parse::<u8>().map(Some).map_err(|_| ProtocolError(s.to_string())),
         _ => Err(ProtocolError(s.to_string())),
     }
 }
@@ -316,11 +295,7 @@ pub fn is_guid(s: &str) -> bool {
     };
     let groups: Vec<&str> = inner.split('-').collect();
     let lens = [8usize, 4, 4, 4, 12];
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip(lens)
-            .all(|(g, l)| g.len() == l && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    groups.len() == 5 && groups.iter().zip(lens).all(|(g, l)| g.len() == l && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -328,8 +303,7 @@ mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
-        s.parse()
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        s.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
     #[test]
@@ -354,39 +328,14 @@ mod tests {
 
     #[test]
     fn prefix_rejects() {
-        assert!(matches!(
-            "10.0.0.1/24".parse::<Prefix>(),
-            Err(PrefixError::HostBits { .. })
-        ));
-        assert!(matches!(
-            "10.0.0.0/33".parse::<Prefix>(),
-            Err(PrefixError::Length { .. })
-        ));
-        assert!(matches!(
-            "fd00::/129".parse::<Prefix>(),
-            Err(PrefixError::Length { .. })
-        ));
-        assert!(matches!(
-            "10.0.0.0".parse::<Prefix>(),
-            Err(PrefixError::Syntax(_))
-        ));
-        assert!(matches!(
-            "10.0.0/8".parse::<Prefix>(),
-            Err(PrefixError::Address(_))
-        ));
-        assert!(matches!(
-            "10.0.0.0/+8".parse::<Prefix>(),
-            Err(PrefixError::Length { .. })
-        ));
-        assert!(matches!(
-            "fd00::1/64".parse::<Prefix>(),
-            Err(PrefixError::HostBits { .. })
-        ));
-        let e = "10.0.0.1/24"
-            .parse::<Prefix>()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        assert!(matches!("10.0.0.1/24".parse::<Prefix>(), Err(PrefixError::HostBits { .. })));
+        assert!(matches!("10.0.0.0/33".parse::<Prefix>(), Err(PrefixError::Length { .. })));
+        assert!(matches!("fd00::/129".parse::<Prefix>(), Err(PrefixError::Length { .. })));
+        assert!(matches!("10.0.0.0".parse::<Prefix>(), Err(PrefixError::Syntax(_))));
+        assert!(matches!("10.0.0/8".parse::<Prefix>(), Err(PrefixError::Address(_))));
+        assert!(matches!("10.0.0.0/+8".parse::<Prefix>(), Err(PrefixError::Length { .. })));
+        assert!(matches!("fd00::1/64".parse::<Prefix>(), Err(PrefixError::HostBits { .. })));
+        let e = "10.0.0.1/24".parse::<Prefix>().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("10.0.0.0/24"), "{e}");
     }
 
@@ -405,15 +354,7 @@ mod tests {
         assert_eq!(m, EthernetAddress([0, 0x15, 0x5d, 1, 0, 5]));
         assert_eq!(format_mac(&m), "00:15:5d:01:00:05");
         assert_eq!(parse_mac("00-15-5d-01-00-05"), Ok(m));
-        for bad in [
-            "",
-            "00:15:5d:01:00",
-            "00:15:5d:01:00:05:06",
-            "0:15:5d:01:00:05",
-            "00:15:5d:01:00:zz",
-            "00:15-5d:01:00:05",
-            "+0:15:5d:01:00:05",
-        ] {
+        for bad in ["", "00:15:5d:01:00", "00:15:5d:01:00:05:06", "0:15:5d:01:00:05", "00:15:5d:01:00:zz", "00:15-5d:01:00:05", "+0:15:5d:01:00:05"] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
         assert!(is_multicast_mac(&EthernetAddress([1, 0, 0x5e, 0, 0, 1])));
@@ -425,10 +366,7 @@ mod tests {
     fn ports_and_protocols() {
         assert_eq!(parse_port_range("80"), Ok((80, 80)));
         assert_eq!(parse_port_range("1000-2000"), Ok((1000, 2000)));
-        assert_eq!(
-            parse_port_range("2000-1000"),
-            Err(PortRangeError::Reversed(2000, 1000))
-        );
+        assert_eq!(parse_port_range("2000-1000"), Err(PortRangeError::Reversed(2000, 1000)));
         assert!(parse_port_range("65536").is_err());
         assert!(parse_port_range("-1").is_err());
         assert!(parse_port_range("+1").is_err());

@@ -38,12 +38,7 @@ pub fn vhost_server_mode(devargs: &str) -> bool {
     if !(name.starts_with("net_vhost") || name.starts_with("eth_vhost")) {
         return false;
     }
-    let client = parts
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| k.trim() == "client")
-        .map(|(_, v)| strtol(v.trim()))
-        .next_back()
-        .unwrap_or(0);
+    let client = parts.filter_map(|kv| kv.split_once('=')).filter(|(k, _)| k.trim() == "client").map(|(_, v)| strtol(v.trim())).next_back().unwrap_or(0);
     client == 0
 }
 

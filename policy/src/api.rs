@@ -265,12 +265,8 @@ pub fn apply_with(current: &Policy, req: &Request, options: crate::Options) -> R
             };
             let port = &current.ports[i];
             f.ports.remove(i);
-            let delivered: Vec<(i64, std::net::IpAddr)> = current
-                .lookup
-                .iter()
-                .filter(|r| Some(r.vsid) == port.vsid && Some(r.mac) == port.mac && current.host.is_local_pa(r.pa))
-                .map(|r| (i64::from(r.vsid.get()), r.ca))
-                .collect();
+            let delivered: Vec<(i64, std::net::IpAddr)> =
+                current.lookup.iter().filter(|r| Some(r.vsid) == port.vsid && Some(r.mac) == port.mac && current.host.is_local_pa(r.pa)).map(|r| (i64::from(r.vsid.get()), r.ca)).collect();
             let is_delivered = |r: &LookupFile| delivered.iter().any(|(v, ca)| r.vsid == *v && same_ca(&r.ca, &ca.to_string()));
             match (moved_to, *with_records) {
                 (Some(_), true) => return Err(ChangeError::Conflict("--with-records and --moved-to exclude each other".into())),

@@ -24,11 +24,7 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: field '{}': {}",
-            self.record, self.field, self.message
-        )
+        write!(f, "{}: field '{}': {}", self.record, self.field, self.message)
     }
 }
 
@@ -98,12 +94,7 @@ impl PolicyError {
             None => (0, 0),
         };
         let message = err.message().trim().replace('\n', "; ");
-        PolicyError::Syntax {
-            origin: origin.to_string(),
-            line,
-            column,
-            message,
-        }
+        PolicyError::Syntax { origin: origin.to_string(), line, column, message }
     }
 }
 
@@ -113,10 +104,7 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(bytes.len());
     let before = &bytes[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |p| p + 1);
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     let col_bytes = &bytes[line_start..offset];
     // Count characters: bytes that are not UTF-8 continuation bytes.
     let column = col_bytes.iter().filter(|&&b| (b & 0xC0) != 0x80).count() + 1;
@@ -143,22 +131,11 @@ mod tests {
         let e = PolicyError::Invalid {
             origin: "p.toml".into(),
             errors: vec![
-                FieldError {
-                    record: "ports[0] (a)".into(),
-                    field: "mac".into(),
-                    message: "bad".into(),
-                },
-                FieldError {
-                    record: "lookup[1] (ca 10.0.0.7, vsid 5001)".into(),
-                    field: "pa".into(),
-                    message: "worse".into(),
-                },
+                FieldError { record: "ports[0] (a)".into(), field: "mac".into(), message: "bad".into() },
+                FieldError { record: "lookup[1] (ca 10.0.0.7, vsid 5001)".into(), field: "pa".into(), message: "worse".into() },
             ],
         };
-        assert_eq!(
-            e.to_string(),
-            "p.toml: ports[0] (a): field 'mac': bad\np.toml: lookup[1] (ca 10.0.0.7, vsid 5001): field 'pa': worse"
-        );
+        assert_eq!(e.to_string(), "p.toml: ports[0] (a): field 'mac': bad\np.toml: lookup[1] (ca 10.0.0.7, vsid 5001): field 'pa': worse");
         assert_eq!(e.field_errors().len(), 2);
     }
 }

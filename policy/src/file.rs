@@ -271,20 +271,9 @@ impl PolicyFile {
                 provider_routes: h
                     .provider_routes
                     .iter()
-                    .map(|r| ProviderRouteFile {
-                        destination: r.destination.to_string(),
-                        next_hop: r.next_hop.to_string(),
-                        metric: i64::from(r.metric),
-                    })
+                    .map(|r| ProviderRouteFile { destination: r.destination.to_string(), next_hop: r.next_hop.to_string(), metric: i64::from(r.metric) })
                     .collect(),
-                neighbors: h
-                    .neighbors
-                    .iter()
-                    .map(|n| NeighborFile {
-                        address: n.address.to_string(),
-                        mac: format_mac(&n.mac),
-                    })
-                    .collect(),
+                neighbors: h.neighbors.iter().map(|n| NeighborFile { address: n.address.to_string(), mac: format_mac(&n.mac) }).collect(),
             },
             ports: p
                 .ports
@@ -303,14 +292,7 @@ impl PolicyFile {
                     mtu: port.mtu.map(i64::from),
                 })
                 .collect(),
-            routing_domains: p
-                .routing_domains
-                .iter()
-                .map(|r| RoutingDomainFile {
-                    name: r.name.clone(),
-                    id: r.id.clone(),
-                })
-                .collect(),
+            routing_domains: p.routing_domains.iter().map(|r| RoutingDomainFile { name: r.name.clone(), id: r.id.clone() }).collect(),
             subnets: p
                 .subnets
                 .iter()
@@ -357,17 +339,11 @@ impl PolicyFile {
                     priority: i64::from(a.priority),
                     direction: Some(direction_text(a.direction).to_string()),
                     action: action_text(a.action).to_string(),
-                    protocol: a
-                        .protocol
-                        .map(|p| TextOrNumber::Text(format_protocol(Some(p)))),
+                    protocol: a.protocol.map(|p| TextOrNumber::Text(format_protocol(Some(p)))),
                     src: a.src.map(|s| s.to_string()),
                     dst: a.dst.map(|s| s.to_string()),
-                    src_ports: a
-                        .src_ports
-                        .map(|r| TextOrNumber::Text(format_port_range(r))),
-                    dst_ports: a
-                        .dst_ports
-                        .map(|r| TextOrNumber::Text(format_port_range(r))),
+                    src_ports: a.src_ports.map(|r| TextOrNumber::Text(format_port_range(r))),
+                    dst_ports: a.dst_ports.map(|r| TextOrNumber::Text(format_port_range(r))),
                 })
                 .collect(),
         }

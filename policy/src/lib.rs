@@ -25,17 +25,15 @@ pub mod validate;
 pub mod vsid;
 
 pub use addr::{
-    format_mac, format_port_range, format_protocol, is_guid, is_multicast_mac, is_unicast_mac,
-    parse_mac, parse_port_range, parse_protocol, MacError, PortRangeError, PrefixError,
-    ProtocolError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    format_mac, format_port_range, format_protocol, is_guid, is_multicast_mac, is_unicast_mac, parse_mac, parse_port_range, parse_protocol, MacError, PortRangeError, PrefixError, ProtocolError,
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 pub use advice::advice;
 pub use error::{FieldError, PolicyError};
 pub use file::{to_toml, PolicyFile};
 pub use hnv_wire::EthernetAddress;
 pub use model::{
-    classify, AclAction, AclRule, CustomerRoute, Direction, Host, LookupRecord, Neighbor, Policy,
-    Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule,
+    classify, AclAction, AclRule, CustomerRoute, Direction, Host, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule,
     VirtualSubnet,
 };
 pub use validate::{load, load_with, parse, parse_with, validate, validate_with, Options, MAX_PORTS};

@@ -99,10 +99,7 @@ impl Host {
 
     /// The static neighbor MAC for provider address `ip`, if listed.
     pub fn neighbor(&self, ip: IpAddr) -> Option<EthernetAddress> {
-        self.neighbors
-            .iter()
-            .find(|n| n.address == ip)
-            .map(|n| n.mac)
+        self.neighbors.iter().find(|n| n.address == ip).map(|n| n.mac)
     }
 }
 
@@ -133,21 +130,13 @@ pub(crate) fn network_of(addr: IpAddr, len: u8) -> Prefix {
     match addr {
         IpAddr::V4(a) => {
             let len = len.min(32);
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
             let net = IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask));
             Prefix::new(net, len).unwrap_or_else(|_| Prefix::host(addr))
         }
         IpAddr::V6(a) => {
             let len = len.min(128);
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len))
-            };
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
             let net = IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask));
             Prefix::new(net, len).unwrap_or_else(|_| Prefix::host(addr))
         }
@@ -377,25 +366,15 @@ impl AclRule {
     /// - Ports constrain TCP/UDP only: a rule with `src_ports` or `dst_ports`
     ///   matches only TCP (6) or UDP (17) packets whose ports are in range;
     ///   `sport`/`dport` are ignored for rules without port ranges.
-    pub fn matches(
-        &self,
-        dir: Direction,
-        proto: u8,
-        src: IpAddr,
-        dst: IpAddr,
-        sport: u16,
-        dport: u16,
-    ) -> bool {
-        let dir_ok =
-            self.direction == Direction::Both || dir == Direction::Both || dir == self.direction;
+    pub fn matches(&self, dir: Direction, proto: u8, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> bool {
+        let dir_ok = self.direction == Direction::Both || dir == Direction::Both || dir == self.direction;
         if !dir_ok {
             return false;
         }
         if self.protocol.is_some_and(|p| p != proto) {
             return false;
         }
-        if self.src.is_some_and(|p| !p.contains(src)) || self.dst.is_some_and(|p| !p.contains(dst))
-        {
+        if self.src.is_some_and(|p| !p.contains(src)) || self.dst.is_some_and(|p| !p.contains(dst)) {
             return false;
         }
         if self.src_ports.is_some() || self.dst_ports.is_some() {
@@ -413,19 +392,8 @@ impl AclRule {
 ///
 /// `rules` is taken in order; pass one VSID's rules sorted by priority, e.g.
 /// [`Policy::acl_for`].
-pub fn classify(
-    rules: &[AclRule],
-    dir: Direction,
-    proto: u8,
-    src: IpAddr,
-    dst: IpAddr,
-    sport: u16,
-    dport: u16,
-) -> AclAction {
-    rules
-        .iter()
-        .find(|r| r.matches(dir, proto, src, dst, sport, dport))
-        .map_or(AclAction::Allow, |r| r.action)
+pub fn classify(rules: &[AclRule], dir: Direction, proto: u8, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> AclAction {
+    rules.iter().find(|r| r.matches(dir, proto, src, dst, sport, dport)).map_or(AclAction::Allow, |r| r.action)
 }
 
 #[cfg(test)]
@@ -441,25 +409,12 @@ mod tests {
     }
 
     fn rule(priority: u32, action: AclAction) -> AclRule {
-        AclRule {
-            vsid: vsid(5001),
-            priority,
-            direction: Direction::Both,
-            action,
-            protocol: None,
-            src: None,
-            dst: None,
-            src_ports: None,
-            dst_ports: None,
-        }
+        AclRule { vsid: vsid(5001), priority, direction: Direction::Both, action, protocol: None, src: None, dst: None, src_ports: None, dst_ports: None }
     }
 
     #[test]
     fn default_gateway_mac() {
-        assert_eq!(
-            VirtualSubnet::default_gateway_mac(vsid(5001)),
-            EthernetAddress([0x02, 0x48, 0x4e, 0x00, 0x13, 0x89])
-        );
+        assert_eq!(VirtualSubnet::default_gateway_mac(vsid(5001)), EthernetAddress([0x02, 0x48, 0x4e, 0x00, 0x13, 0x89]));
     }
 
     #[test]
@@ -505,33 +460,16 @@ mod tests {
         deny_all.protocol = Some(PROTO_UDP);
         let rules = [deny, allow, deny_all];
         let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
-        assert_eq!(
-            classify(&rules, Direction::In, 6, a, b, 1, 2),
-            AclAction::Deny
-        );
-        assert_eq!(
-            classify(&rules, Direction::In, 17, a, b, 1, 2),
-            AclAction::Allow
-        );
-        assert_eq!(
-            classify(&rules[2..], Direction::In, 17, a, b, 1, 2),
-            AclAction::Deny
-        );
-        assert_eq!(
-            classify(&[], Direction::In, 17, a, b, 1, 2),
-            AclAction::Allow
-        );
+        assert_eq!(classify(&rules, Direction::In, 6, a, b, 1, 2), AclAction::Deny);
+        assert_eq!(classify(&rules, Direction::In, 17, a, b, 1, 2), AclAction::Allow);
+        assert_eq!(classify(&rules[2..], Direction::In, 17, a, b, 1, 2), AclAction::Deny);
+        assert_eq!(classify(&[], Direction::In, 17, a, b, 1, 2), AclAction::Allow);
     }
 
     #[test]
     fn acl_for_slices_by_vsid() {
         let mut p = Policy {
-            host: Host {
-                name: "h".into(),
-                provider_addresses: vec![],
-                provider_routes: vec![],
-                neighbors: vec![],
-            },
+            host: Host { name: "h".into(), provider_addresses: vec![], provider_routes: vec![], neighbors: vec![] },
             ports: vec![],
             routing_domains: vec![],
             subnets: vec![],
@@ -556,18 +494,9 @@ mod tests {
 
     #[test]
     fn provider_subnet() {
-        let pa = ProviderAddress {
-            address: ip("192.168.4.11"),
-            prefix_len: 24,
-            vlan: None,
-            mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            uplink: "uplink".into(),
-        };
+        let pa = ProviderAddress { address: ip("192.168.4.11"), prefix_len: 24, vlan: None, mac: EthernetAddress([2, 0, 0, 0, 0, 1]), uplink: "uplink".into() };
         assert_eq!(pa.subnet().to_string(), "192.168.4.0/24");
-        assert_eq!(
-            network_of(ip("fd00::1:2"), 112).to_string(),
-            "fd00::1:0/112"
-        );
+        assert_eq!(network_of(ip("fd00::1:2"), 112).to_string(), "fd00::1:0/112");
         assert_eq!(network_of(ip("1.2.3.4"), 0).to_string(), "0.0.0.0/0");
     }
 }

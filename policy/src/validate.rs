@@ -52,16 +52,11 @@ use std::path::Path;
 
 use hnv_wire::EthernetAddress;
 
-use crate::addr::{
-    format_mac, is_guid, is_multicast_mac, parse_mac, parse_port_range, parse_protocol, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
-};
+use crate::addr::{format_mac, is_guid, is_multicast_mac, parse_mac, parse_port_range, parse_protocol, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::error::{FieldError, PolicyError};
 use crate::file::{PolicyFile, TextOrNumber};
 use crate::model::{
-    AclAction, AclRule, CustomerRoute, Direction, Host, LookupRecord, Neighbor, Policy, Port,
-    PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule,
-    VirtualSubnet, Vsid,
+    AclAction, AclRule, CustomerRoute, Direction, Host, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule, VirtualSubnet, Vsid,
 };
 
 /// The most ports one switch instance accepts.
@@ -85,10 +80,7 @@ pub fn load(path: &Path) -> Result<Policy, PolicyError> {
 /// [`load`] with `options`.
 pub fn load_with(path: &Path, options: Options) -> Result<Policy, PolicyError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
-        origin: origin.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io { origin: origin.clone(), source })?;
     parse_with(&text, &origin, options)
 }
 
@@ -100,8 +92,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
 
 /// [`parse`] with `options`.
 pub fn parse_with(text: &str, origin: &str, options: Options) -> Result<Policy, PolicyError> {
-    let file: PolicyFile =
-        toml::from_str(text).map_err(|e| PolicyError::from_toml(&e, text, origin))?;
+    let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::from_toml(&e, text, origin))?;
     validate_with(&file, origin, options)
 }
 
@@ -117,10 +108,7 @@ pub fn validate_with(file: &PolicyFile, origin: &str, options: Options) -> Resul
     if v.errors.is_empty() {
         Ok(policy)
     } else {
-        Err(PolicyError::Invalid {
-            origin: origin.to_string(),
-            errors: v.errors,
-        })
+        Err(PolicyError::Invalid { origin: origin.to_string(), errors: v.errors })
     }
 }
 
@@ -132,15 +120,7 @@ fn show(s: &str) -> String {
 /// Escapes control characters so that a message stays on one line.
 fn one_line(s: &str) -> String {
     if s.chars().any(char::is_control) {
-        s.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
+        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
     } else {
         s.to_string()
     }
@@ -192,11 +172,7 @@ fn agrees<T: PartialEq>(field: Option<T>, want: T) -> bool {
 
 impl Validator {
     fn err(&mut self, record: &str, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            record: one_line(record),
-            field: one_line(field),
-            message: one_line(&message.into()),
-        });
+        self.errors.push(FieldError { record: one_line(record), field: one_line(field), message: one_line(&message.into()) });
     }
 
     fn ip(&mut self, rec: &str, field: &str, s: &str) -> Option<IpAddr> {
@@ -222,14 +198,7 @@ impl Validator {
     fn mac(&mut self, rec: &str, field: &str, s: &str) -> Option<EthernetAddress> {
         match parse_mac(s) {
             Ok(m) if is_multicast_mac(&m) => {
-                self.err(
-                    rec,
-                    field,
-                    format!(
-                        "{} is a multicast MAC; a station MAC must be unicast",
-                        format_mac(&m)
-                    ),
-                );
+                self.err(rec, field, format!("{} is a multicast MAC; a station MAC must be unicast", format_mac(&m)));
                 None
             }
             Ok(m) if m.0 == [0; 6] => {
@@ -264,14 +233,7 @@ impl Validator {
         }
     }
 
-    fn int<T: TryFrom<i64>>(
-        &mut self,
-        rec: &str,
-        field: &str,
-        n: i64,
-        lo: i64,
-        hi: i64,
-    ) -> Option<T> {
+    fn int<T: TryFrom<i64>>(&mut self, rec: &str, field: &str, n: i64, lo: i64, hi: i64) -> Option<T> {
         if n < lo || n > hi {
             self.err(rec, field, format!("{n} is outside {lo}..={hi}"));
             return None;
@@ -290,11 +252,7 @@ impl Validator {
 
     fn run(&mut self, f: &PolicyFile) -> Policy {
         // ---- raw name tables, for references that must not cascade -------
-        let port_roles: HashMap<&str, Option<PortRole>> = f
-            .ports
-            .iter()
-            .map(|p| (p.name.as_str(), parse_role(&p.role)))
-            .collect();
+        let port_roles: HashMap<&str, Option<PortRole>> = f.ports.iter().map(|p| (p.name.as_str(), parse_role(&p.role))).collect();
         let rd_names: HashSet<&str> = f.routing_domains.iter().map(|r| r.name.as_str()).collect();
 
         let host = self.host(f, &port_roles);
@@ -308,26 +266,14 @@ impl Validator {
         let mut acl = self.acl(f, &vsid_rd);
         acl.sort_by_key(|r| (r.vsid, r.priority));
 
-        Policy {
-            host,
-            ports,
-            routing_domains,
-            subnets,
-            lookup,
-            customer_routes,
-            acl,
-        }
+        Policy { host, ports, routing_domains, subnets, lookup, customer_routes, acl }
     }
 
     fn host(&mut self, f: &PolicyFile, port_roles: &HashMap<&str, Option<PortRole>>) -> Host {
         let h = &f.host;
         self.nonempty("host", "name", &h.name);
         if h.provider_addresses.is_empty() {
-            self.err(
-                "host",
-                "provider_addresses",
-                "at least one provider address is required",
-            );
+            self.err("host", "provider_addresses", "at least one provider address is required");
         }
 
         let mut pas: Vec<ProviderAddress> = Vec::new();
@@ -337,18 +283,10 @@ impl Validator {
             let address = self.unicast_ip(&rec, "address", &a.address);
             if let Some(ip) = address {
                 if let Some(j) = seen.insert(ip, i) {
-                    self.err(
-                        &rec,
-                        "address",
-                        format!("{ip} is already declared by host.provider_addresses[{j}]"),
-                    );
+                    self.err(&rec, "address", format!("{ip} is already declared by host.provider_addresses[{j}]"));
                 }
             }
-            let max = if address.is_some_and(|ip| ip.is_ipv4()) {
-                32
-            } else {
-                128
-            };
+            let max = if address.is_some_and(|ip| ip.is_ipv4()) { 32 } else { 128 };
             let prefix_len = self.int::<u8>(&rec, "prefix_len", a.prefix_len, 0, max);
             let vlan = match a.vlan {
                 Some(n) => self.int::<u16>(&rec, "vlan", n, 1, 4094).map(Some),
@@ -357,34 +295,18 @@ impl Validator {
             let mac = self.mac(&rec, "mac", &a.mac);
             let uplink_ok = match port_roles.get(a.uplink.as_str()) {
                 None => {
-                    self.err(
-                        &rec,
-                        "uplink",
-                        format!("no port is named '{}'", show(&a.uplink)),
-                    );
+                    self.err(&rec, "uplink", format!("no port is named '{}'", show(&a.uplink)));
                     false
                 }
                 Some(Some(PortRole::Vm)) => {
-                    self.err(
-                        &rec,
-                        "uplink",
-                        format!("port '{}' has role vm, not uplink", show(&a.uplink)),
-                    );
+                    self.err(&rec, "uplink", format!("port '{}' has role vm, not uplink", show(&a.uplink)));
                     false
                 }
                 // A malformed role is reported on the port itself.
                 Some(_) => true,
             };
-            if let (Some(address), Some(prefix_len), Some(vlan), Some(mac), true) =
-                (address, prefix_len, vlan, mac, uplink_ok)
-            {
-                pas.push(ProviderAddress {
-                    address,
-                    prefix_len,
-                    vlan,
-                    mac,
-                    uplink: a.uplink.clone(),
-                });
+            if let (Some(address), Some(prefix_len), Some(vlan), Some(mac), true) = (address, prefix_len, vlan, mac, uplink_ok) {
+                pas.push(ProviderAddress { address, prefix_len, vlan, mac, uplink: a.uplink.clone() });
             }
         }
         let pa_subnets: Vec<Prefix> = pas.iter().map(ProviderAddress::subnet).collect();
@@ -397,33 +319,19 @@ impl Validator {
             let mut next_hop = self.ip(&rec, "next_hop", &r.next_hop);
             if let Some(nh) = next_hop {
                 if destination.is_some_and(|d| d.is_ipv4() != nh.is_ipv4()) {
-                    self.err(
-                        &rec,
-                        "next_hop",
-                        format!("{nh} is {} but the destination is not", family(&nh)),
-                    );
+                    self.err(&rec, "next_hop", format!("{nh} is {} but the destination is not", family(&nh)));
                     next_hop = None;
                 } else if !nh.is_unspecified() && !is_unicast_ip(&nh) {
                     self.err(&rec, "next_hop", format!("{nh} is not a unicast address"));
                     next_hop = None;
                 } else if !nh.is_unspecified() && !pas.is_empty() && !on_link(nh) {
-                    self.err(
-                        &rec,
-                        "next_hop",
-                        format!("{nh} is not on-link in any provider address subnet"),
-                    );
+                    self.err(&rec, "next_hop", format!("{nh} is not on-link in any provider address subnet"));
                     next_hop = None;
                 }
             }
             let metric = self.int::<u32>(&rec, "metric", r.metric, 0, i64::from(u32::MAX));
-            if let (Some(destination), Some(next_hop), Some(metric)) =
-                (destination, next_hop, metric)
-            {
-                routes.push(ProviderRoute {
-                    destination,
-                    next_hop,
-                    metric,
-                });
+            if let (Some(destination), Some(next_hop), Some(metric)) = (destination, next_hop, metric) {
+                routes.push(ProviderRoute { destination, next_hop, metric });
             }
         }
 
@@ -434,25 +342,13 @@ impl Validator {
             let mut address = self.unicast_ip(&rec, "address", &n.address);
             if let Some(ip) = address {
                 if let Some(j) = seen_n.insert(ip, i) {
-                    self.err(
-                        &rec,
-                        "address",
-                        format!("{ip} is already listed by host.neighbors[{j}]"),
-                    );
+                    self.err(&rec, "address", format!("{ip} is already listed by host.neighbors[{j}]"));
                     address = None;
                 } else if pas.iter().any(|p| p.address == ip) {
-                    self.err(
-                        &rec,
-                        "address",
-                        format!("{ip} is this host's own provider address"),
-                    );
+                    self.err(&rec, "address", format!("{ip} is this host's own provider address"));
                     address = None;
                 } else if !pas.is_empty() && !on_link(ip) {
-                    self.err(
-                        &rec,
-                        "address",
-                        format!("{ip} is not on-link in any provider address subnet"),
-                    );
+                    self.err(&rec, "address", format!("{ip} is not on-link in any provider address subnet"));
                     address = None;
                 }
             }
@@ -462,21 +358,12 @@ impl Validator {
             }
         }
 
-        Host {
-            name: h.name.clone(),
-            provider_addresses: pas,
-            provider_routes: routes,
-            neighbors,
-        }
+        Host { name: h.name.clone(), provider_addresses: pas, provider_routes: routes, neighbors }
     }
 
     fn ports(&mut self, f: &PolicyFile) -> (Vec<Port>, Vec<PortInfo>) {
         if f.ports.len() > MAX_PORTS {
-            self.err(
-                "ports",
-                "ports",
-                format!("{} ports; at most {MAX_PORTS} are supported", f.ports.len()),
-            );
+            self.err("ports", "ports", format!("{} ports; at most {MAX_PORTS} are supported", f.ports.len()));
         }
         let mut ports = Vec::new();
         let mut infos = Vec::new();
@@ -488,27 +375,13 @@ impl Validator {
             let mut ok = self.nonempty(&rec, "name", &p.name);
             if ok {
                 if let Some(j) = names.insert(p.name.as_str(), i) {
-                    self.err(
-                        &rec,
-                        "name",
-                        format!(
-                            "port name '{}' is already used by ports[{j}]",
-                            show(&p.name)
-                        ),
-                    );
+                    self.err(&rec, "name", format!("port name '{}' is already used by ports[{j}]", show(&p.name)));
                     ok = false;
                 }
             }
             if self.nonempty(&rec, "devargs", &p.devargs) {
                 if let Some(j) = devargs.insert(p.devargs.trim(), i) {
-                    self.err(
-                        &rec,
-                        "devargs",
-                        format!(
-                            "devargs '{}' are already used by ports[{j}]",
-                            show(&p.devargs)
-                        ),
-                    );
+                    self.err(&rec, "devargs", format!("devargs '{}' are already used by ports[{j}]", show(&p.devargs)));
                     ok = false;
                 }
             } else {
@@ -516,14 +389,7 @@ impl Validator {
             }
             let role = parse_role(&p.role);
             if role.is_none() {
-                self.err(
-                    &rec,
-                    "role",
-                    format!(
-                        "'{}' is not a port role (expected vm or uplink)",
-                        show(&p.role)
-                    ),
-                );
+                self.err(&rec, "role", format!("'{}' is not a port role (expected vm or uplink)", show(&p.role)));
                 ok = false;
             }
             let mut vsid = None;
@@ -555,24 +421,13 @@ impl Validator {
             };
             if let (Some(PortRole::Vm), Some(v), Some(m)) = (role, vsid, mac) {
                 if let Some(j) = vm_macs.insert((v, m), i) {
-                    self.err(
-                        &rec,
-                        "mac",
-                        format!(
-                            "{} is already the MAC of ports[{j}] in VSID {v}",
-                            format_mac(&m)
-                        ),
-                    );
+                    self.err(&rec, "mac", format!("{} is already the MAC of ports[{j}] in VSID {v}", format_mac(&m)));
                     ok = false;
                 }
             }
             let mut addresses = Vec::new();
             if role == Some(PortRole::Uplink) && !p.addresses.is_empty() {
-                self.err(
-                    &rec,
-                    "addresses",
-                    "an uplink port has no customer addresses",
-                );
+                self.err(&rec, "addresses", "an uplink port has no customer addresses");
                 ok = false;
             }
             let mut seen_a = HashSet::new();
@@ -594,23 +449,9 @@ impl Validator {
                 }
                 None => None,
             };
-            infos.push(PortInfo {
-                name: p.name.clone(),
-                role,
-                vsid,
-                mac,
-                addresses: addresses.clone(),
-            });
+            infos.push(PortInfo { name: p.name.clone(), role, vsid, mac, addresses: addresses.clone() });
             if let (true, Some(role)) = (ok, role) {
-                ports.push(Port {
-                    name: p.name.clone(),
-                    role,
-                    devargs: p.devargs.clone(),
-                    vsid,
-                    mac,
-                    addresses,
-                    mtu,
-                });
+                ports.push(Port { name: p.name.clone(), role, devargs: p.devargs.clone(), vsid, mac, addresses, mtu });
             }
         }
         (ports, infos)
@@ -625,14 +466,7 @@ impl Validator {
             let mut ok = self.nonempty(&rec, "name", &r.name);
             if ok {
                 if let Some(j) = names.insert(r.name.as_str(), i) {
-                    self.err(
-                        &rec,
-                        "name",
-                        format!(
-                            "routing domain '{}' is already declared by routing_domains[{j}]",
-                            show(&r.name)
-                        ),
-                    );
+                    self.err(&rec, "name", format!("routing domain '{}' is already declared by routing_domains[{j}]", show(&r.name)));
                     ok = false;
                 }
             }
@@ -641,29 +475,15 @@ impl Validator {
                     self.err(&rec, "id", format!("'{}' is not a GUID (expected {{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}})", show(id)));
                     ok = false;
                 } else {
-                    let norm = id
-                        .trim()
-                        .trim_start_matches('{')
-                        .trim_end_matches('}')
-                        .to_ascii_lowercase();
+                    let norm = id.trim().trim_start_matches('{').trim_end_matches('}').to_ascii_lowercase();
                     if let Some(j) = ids.insert(norm, i) {
-                        self.err(
-                            &rec,
-                            "id",
-                            format!(
-                                "GUID {} is already the id of routing_domains[{j}]",
-                                show(id)
-                            ),
-                        );
+                        self.err(&rec, "id", format!("GUID {} is already the id of routing_domains[{j}]", show(id)));
                         ok = false;
                     }
                 }
             }
             if ok {
-                out.push(RoutingDomain {
-                    name: r.name.clone(),
-                    id: r.id.clone(),
-                });
+                out.push(RoutingDomain { name: r.name.clone(), id: r.id.clone() });
             }
         }
         out
@@ -671,11 +491,7 @@ impl Validator {
 
     /// Returns the valid subnets and, for every subnet whose VSID parsed, the
     /// VSID's routing domain name and subnet index.
-    fn subnets(
-        &mut self,
-        f: &PolicyFile,
-        rd_names: &HashSet<&str>,
-    ) -> (Vec<VirtualSubnet>, HashMap<Vsid, (String, usize)>) {
+    fn subnets(&mut self, f: &PolicyFile, rd_names: &HashSet<&str>) -> (Vec<VirtualSubnet>, HashMap<Vsid, (String, usize)>) {
         let mut out = Vec::new();
         let mut vsid_rd: HashMap<Vsid, (String, usize)> = HashMap::new();
         // (routing domain, prefix, subnet index) of every valid prefix so far.
@@ -693,11 +509,7 @@ impl Validator {
             }
             let rd_ok = rd_names.contains(s.routing_domain.as_str());
             if !rd_ok {
-                self.err(
-                    &rec,
-                    "routing_domain",
-                    format!("no routing domain is named '{}'", show(&s.routing_domain)),
-                );
+                self.err(&rec, "routing_domain", format!("no routing domain is named '{}'", show(&s.routing_domain)));
             }
             let mut prefixes = Vec::new();
             let mut prefixes_ok = true;
@@ -706,23 +518,9 @@ impl Validator {
                     prefixes_ok = false;
                     continue;
                 };
-                if let Some((_, other, j)) = rd_prefixes
-                    .iter()
-                    .find(|(rd, q, _)| *rd == s.routing_domain.as_str() && q.overlaps(&px))
-                {
-                    let whose = if *j == i {
-                        "this subnet".to_string()
-                    } else {
-                        format!("subnets[{j}]")
-                    };
-                    self.err(
-                        &rec,
-                        "prefixes",
-                        format!(
-                            "{px} overlaps {other} ({whose}) in routing domain '{}'",
-                            show(&s.routing_domain)
-                        ),
-                    );
+                if let Some((_, other, j)) = rd_prefixes.iter().find(|(rd, q, _)| *rd == s.routing_domain.as_str() && q.overlaps(&px)) {
+                    let whose = if *j == i { "this subnet".to_string() } else { format!("subnets[{j}]") };
+                    self.err(&rec, "prefixes", format!("{px} overlaps {other} ({whose}) in routing domain '{}'", show(&s.routing_domain)));
                     prefixes_ok = false;
                     continue;
                 }
@@ -733,32 +531,20 @@ impl Validator {
                 None => Some(None),
                 Some(g) => match g.trim().parse::<Ipv4Addr>() {
                     Err(_) => {
-                        self.err(
-                            &rec,
-                            "gateway_v4",
-                            format!("'{}' is not an IPv4 address", show(g)),
-                        );
+                        self.err(&rec, "gateway_v4", format!("'{}' is not an IPv4 address", show(g)));
                         None
                     }
-                    Ok(a) => self
-                        .gateway(&rec, "gateway_v4", IpAddr::V4(a), &prefixes, prefixes_ok)
-                        .then_some(Some(a)),
+                    Ok(a) => self.gateway(&rec, "gateway_v4", IpAddr::V4(a), &prefixes, prefixes_ok).then_some(Some(a)),
                 },
             };
             let gateway_v6 = match &s.gateway_v6 {
                 None => Some(None),
                 Some(g) => match g.trim().parse::<Ipv6Addr>() {
                     Err(_) => {
-                        self.err(
-                            &rec,
-                            "gateway_v6",
-                            format!("'{}' is not an IPv6 address", show(g)),
-                        );
+                        self.err(&rec, "gateway_v6", format!("'{}' is not an IPv6 address", show(g)));
                         None
                     }
-                    Ok(a) => self
-                        .gateway(&rec, "gateway_v6", IpAddr::V6(a), &prefixes, prefixes_ok)
-                        .then_some(Some(a)),
+                    Ok(a) => self.gateway(&rec, "gateway_v6", IpAddr::V6(a), &prefixes, prefixes_ok).then_some(Some(a)),
                 },
             };
             let gateway_mac = match (&s.gateway_mac, vsid) {
@@ -766,35 +552,14 @@ impl Validator {
                 (None, Some(v)) => Some(VirtualSubnet::default_gateway_mac(v)),
                 (None, None) => None,
             };
-            if let (Some(vsid), true, true, Some(gateway_v4), Some(gateway_v6), Some(gateway_mac)) = (
-                vsid,
-                rd_ok,
-                prefixes_ok,
-                gateway_v4,
-                gateway_v6,
-                gateway_mac,
-            ) {
-                out.push(VirtualSubnet {
-                    vsid,
-                    routing_domain: s.routing_domain.clone(),
-                    prefixes,
-                    gateway_v4,
-                    gateway_v6,
-                    gateway_mac,
-                });
+            if let (Some(vsid), true, true, Some(gateway_v4), Some(gateway_v6), Some(gateway_mac)) = (vsid, rd_ok, prefixes_ok, gateway_v4, gateway_v6, gateway_mac) {
+                out.push(VirtualSubnet { vsid, routing_domain: s.routing_domain.clone(), prefixes, gateway_v4, gateway_v6, gateway_mac });
             }
         }
         (out, vsid_rd)
     }
 
-    fn gateway(
-        &mut self,
-        rec: &str,
-        field: &str,
-        gw: IpAddr,
-        prefixes: &[Prefix],
-        prefixes_ok: bool,
-    ) -> bool {
+    fn gateway(&mut self, rec: &str, field: &str, gw: IpAddr, prefixes: &[Prefix], prefixes_ok: bool) -> bool {
         if !is_unicast_ip(&gw) {
             self.err(rec, field, format!("{gw} is not a unicast address"));
             return false;
@@ -804,26 +569,13 @@ impl Validator {
         }
         if prefixes_ok {
             let list: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
-            let list = if list.is_empty() {
-                "(none)".to_string()
-            } else {
-                list.join(", ")
-            };
-            self.err(
-                rec,
-                field,
-                format!("gateway {gw} lies outside the subnet's prefixes {list}"),
-            );
+            let list = if list.is_empty() { "(none)".to_string() } else { list.join(", ") };
+            self.err(rec, field, format!("gateway {gw} lies outside the subnet's prefixes {list}"));
         }
         false
     }
 
-    fn vm_port_subnets(
-        &mut self,
-        infos: &[PortInfo],
-        vsid_rd: &HashMap<Vsid, (String, usize)>,
-        subnets: &[VirtualSubnet],
-    ) {
+    fn vm_port_subnets(&mut self, infos: &[PortInfo], vsid_rd: &HashMap<Vsid, (String, usize)>, subnets: &[VirtualSubnet]) {
         for (i, info) in infos.iter().enumerate() {
             let (Some(PortRole::Vm), Some(v)) = (info.role, info.vsid) else {
                 continue;
@@ -834,24 +586,13 @@ impl Validator {
             }
             if let (Some(m), Some(s)) = (info.mac, subnets.iter().find(|s| s.vsid == v)) {
                 if m == s.gateway_mac {
-                    self.err(
-                        &rec,
-                        "mac",
-                        format!("{} is the gateway MAC of VSID {v}", format_mac(&m)),
-                    );
+                    self.err(&rec, "mac", format!("{} is the gateway MAC of VSID {v}", format_mac(&m)));
                 }
             }
         }
     }
 
-    fn lookup(
-        &mut self,
-        f: &PolicyFile,
-        host: &Host,
-        ports: &[PortInfo],
-        vsid_rd: &HashMap<Vsid, (String, usize)>,
-        subnets: &[VirtualSubnet],
-    ) -> (Vec<LookupRecord>, Vec<LookupInfo>) {
+    fn lookup(&mut self, f: &PolicyFile, host: &Host, ports: &[PortInfo], vsid_rd: &HashMap<Vsid, (String, usize)>, subnets: &[VirtualSubnet]) -> (Vec<LookupRecord>, Vec<LookupInfo>) {
         let local_pas: Vec<IpAddr> = host.provider_addresses.iter().map(|p| p.address).collect();
         let mut out = Vec::new();
         let mut infos = Vec::new();
@@ -861,17 +602,10 @@ impl Validator {
         for (i, r) in f.lookup.iter().enumerate() {
             let rec = format!("lookup[{i}] (ca {}, vsid {})", show(&r.ca), r.vsid);
             let mut ok = true;
-            let kind = match r
-                .kind
-                .as_deref()
-                .map(|s| s.trim().to_ascii_lowercase())
-                .as_deref()
-            {
+            let kind = match r.kind.as_deref().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
                 None | Some("static") => Some(RecordType::Static),
                 Some("l2only") | Some("l2_only") => Some(RecordType::L2Only),
-                Some("gateway_wildcard") | Some("gatewaywildcard") => {
-                    Some(RecordType::GatewayWildcard)
-                }
+                Some("gateway_wildcard") | Some("gatewaywildcard") => Some(RecordType::GatewayWildcard),
                 Some("dynamic") => {
                     self.err(&rec, "type", "type 'dynamic' is not supported (use static)");
                     None
@@ -881,31 +615,15 @@ impl Validator {
                     None
                 }
             };
-            let rule = match r
-                .rule
-                .as_deref()
-                .map(|s| s.trim().to_ascii_lowercase())
-                .as_deref()
-            {
+            let rule = match r.rule.as_deref().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
                 None | Some("encap") => Some(Rule::Encap),
                 Some("none") => Some(Rule::None),
                 Some("nat") => {
-                    self.err(
-                        &rec,
-                        "rule",
-                        "rule 'nat' (IP address rewrite) is not supported; use encap",
-                    );
+                    self.err(&rec, "rule", "rule 'nat' (IP address rewrite) is not supported; use encap");
                     None
                 }
                 Some(_) => {
-                    self.err(
-                        &rec,
-                        "rule",
-                        format!(
-                            "'{}' is not a rule (expected encap or none)",
-                            show(r.rule.as_deref().unwrap_or_default())
-                        ),
-                    );
+                    self.err(&rec, "rule", format!("'{}' is not a rule (expected encap or none)", show(r.rule.as_deref().unwrap_or_default())));
                     None
                 }
             };
@@ -913,11 +631,7 @@ impl Validator {
             if let Some(c) = ca {
                 let wildcard = kind == Some(RecordType::GatewayWildcard);
                 if wildcard && !c.is_unspecified() {
-                    self.err(
-                        &rec,
-                        "ca",
-                        format!("a gateway_wildcard record's CA must be 0.0.0.0 or ::, not {c}"),
-                    );
+                    self.err(&rec, "ca", format!("a gateway_wildcard record's CA must be 0.0.0.0 or ::, not {c}"));
                     ca = None;
                 } else if !wildcard && kind.is_some() && !is_unicast_ip(&c) {
                     self.err(&rec, "ca", format!("{c} is not a unicast address (only gateway_wildcard records use 0.0.0.0 or ::)"));
@@ -927,12 +641,7 @@ impl Validator {
             let vsid = self.vsid(&rec, "vsid", r.vsid);
             let mac = self.mac(&rec, "mac", &r.mac);
             let mut pa = self.unicast_ip(&rec, "pa", &r.pa);
-            ok &= kind.is_some()
-                && rule.is_some()
-                && ca.is_some()
-                && vsid.is_some()
-                && mac.is_some()
-                && pa.is_some();
+            ok &= kind.is_some() && rule.is_some() && ca.is_some() && vsid.is_some() && mac.is_some() && pa.is_some();
 
             if let Some(v) = vsid {
                 if !vsid_rd.contains_key(&v) {
@@ -941,30 +650,20 @@ impl Validator {
                 }
                 let subnet = subnets.iter().find(|s| s.vsid == v);
                 if let (Some(c), Some(s)) = (ca, subnet) {
-                    if s.gateway_v4.map(IpAddr::V4) == Some(c)
-                        || s.gateway_v6.map(IpAddr::V6) == Some(c)
-                    {
+                    if s.gateway_v4.map(IpAddr::V4) == Some(c) || s.gateway_v6.map(IpAddr::V6) == Some(c) {
                         self.err(&rec, "ca", format!("{c} is the gateway address of VSID {v}, which the switch answers itself"));
                         ok = false;
                     }
                 }
                 if let (Some(m), Some(s)) = (mac, subnet) {
                     if m == s.gateway_mac {
-                        self.err(
-                            &rec,
-                            "mac",
-                            format!("{} is the gateway MAC of VSID {v}", format_mac(&m)),
-                        );
+                        self.err(&rec, "mac", format!("{} is the gateway MAC of VSID {v}", format_mac(&m)));
                         ok = false;
                     }
                 }
                 if let Some(c) = ca {
                     if let Some(j) = cas.insert((v, c), i) {
-                        self.err(
-                            &rec,
-                            "ca",
-                            format!("CA {c} in VSID {v} is already mapped by lookup[{j}]"),
-                        );
+                        self.err(&rec, "ca", format!("CA {c} in VSID {v} is already mapped by lookup[{j}]"));
                         ok = false;
                     }
                 }
@@ -988,23 +687,22 @@ impl Validator {
                     vm_pa.insert((v, m, p.is_ipv4()), (p, i));
                 }
                 if pa.is_some() {
-                    if !local_pas.is_empty()
-                        && !local_pas.iter().any(|l| l.is_ipv4() == p.is_ipv4())
-                    {
+                    if !local_pas.is_empty() && !local_pas.iter().any(|l| l.is_ipv4() == p.is_ipv4()) {
                         self.err(&rec, "pa", format!("{p} is {} but this host has no {} provider address to encapsulate from", family(&p), family(&p)));
                         ok = false;
                     }
-                    let local_port = ports.iter().find(|pi| {
-                        pi.role == Some(PortRole::Vm) && pi.vsid == Some(v) && pi.mac == Some(m)
-                    });
+                    let local_port = ports.iter().find(|pi| pi.role == Some(PortRole::Vm) && pi.vsid == Some(v) && pi.mac == Some(m));
                     let pa_local = local_pas.contains(&p);
                     match (local_port, pa_local) {
                         // Shared records: this port's VM is at another host now (or not yet here).
                         (Some(_), false) if self.options.shared_records => {}
                         (Some(port), false) if !local_pas.is_empty() => {
-                            let list: Vec<String> =
-                                local_pas.iter().map(ToString::to_string).collect();
-                            self.err(&rec, "pa", format!("MAC {} is local port '{}' in VSID {v}, so pa must be one of this host's provider addresses ({}), not {p}", format_mac(&m), show(&port.name), list.join(", ")));
+                            let list: Vec<String> = local_pas.iter().map(ToString::to_string).collect();
+                            self.err(
+                                &rec,
+                                "pa",
+                                format!("MAC {} is local port '{}' in VSID {v}, so pa must be one of this host's provider addresses ({}), not {p}", format_mac(&m), show(&port.name), list.join(", ")),
+                            );
                             ok = false;
                         }
                         (None, true) => {
@@ -1016,27 +714,9 @@ impl Validator {
                 }
             }
 
-            infos.push(LookupInfo {
-                vsid,
-                ca,
-                mac,
-                pa,
-                rule,
-            });
-            if let (true, Some(ca), Some(vsid), Some(mac), Some(pa), Some(rule), Some(kind)) =
-                (ok, ca, vsid, mac, pa, rule, kind)
-            {
-                out.push(LookupRecord {
-                    ca,
-                    vsid,
-                    mac,
-                    pa,
-                    rule,
-                    kind,
-                    customer_id: r.customer_id.clone(),
-                    vm_name: r.vm_name.clone(),
-                    flow_entropy: r.flow_id.unwrap_or(true),
-                });
+            infos.push(LookupInfo { vsid, ca, mac, pa, rule });
+            if let (true, Some(ca), Some(vsid), Some(mac), Some(pa), Some(rule), Some(kind)) = (ok, ca, vsid, mac, pa, rule, kind) {
+                out.push(LookupRecord { ca, vsid, mac, pa, rule, kind, customer_id: r.customer_id.clone(), vm_name: r.vm_name.clone(), flow_entropy: r.flow_id.unwrap_or(true) });
             }
         }
         (out, infos)
@@ -1078,28 +758,14 @@ impl Validator {
         }
     }
 
-    fn customer_routes(
-        &mut self,
-        f: &PolicyFile,
-        rd_names: &HashSet<&str>,
-        vsid_rd: &HashMap<Vsid, (String, usize)>,
-    ) -> Vec<CustomerRoute> {
+    fn customer_routes(&mut self, f: &PolicyFile, rd_names: &HashSet<&str>, vsid_rd: &HashMap<Vsid, (String, usize)>) -> Vec<CustomerRoute> {
         let mut out = Vec::new();
         let mut seen: HashMap<(&str, Vsid, Prefix, IpAddr), usize> = HashMap::new();
         for (i, r) in f.customer_routes.iter().enumerate() {
-            let rec = format!(
-                "customer_routes[{i}] (rd {}, vsid {}, {})",
-                show(&r.routing_domain),
-                r.vsid,
-                show(&r.destination)
-            );
+            let rec = format!("customer_routes[{i}] (rd {}, vsid {}, {})", show(&r.routing_domain), r.vsid, show(&r.destination));
             let mut ok = true;
             if !rd_names.contains(r.routing_domain.as_str()) {
-                self.err(
-                    &rec,
-                    "routing_domain",
-                    format!("no routing domain is named '{}'", show(&r.routing_domain)),
-                );
+                self.err(&rec, "routing_domain", format!("no routing domain is named '{}'", show(&r.routing_domain)));
                 ok = false;
             }
             let vsid = self.vsid(&rec, "vsid", r.vsid);
@@ -1120,11 +786,7 @@ impl Validator {
             let mut next_hop = self.ip(&rec, "next_hop", &r.next_hop);
             if let Some(nh) = next_hop {
                 if destination.is_some_and(|d| d.is_ipv4() != nh.is_ipv4()) {
-                    self.err(
-                        &rec,
-                        "next_hop",
-                        format!("{nh} is {} but the destination is not", family(&nh)),
-                    );
+                    self.err(&rec, "next_hop", format!("{nh} is {} but the destination is not", family(&nh)));
                     next_hop = None;
                 } else if !nh.is_unspecified() && !is_unicast_ip(&nh) {
                     self.err(&rec, "next_hop", format!("{nh} is not a unicast address"));
@@ -1134,24 +796,12 @@ impl Validator {
             let metric = self.int::<u32>(&rec, "metric", r.metric, 0, i64::from(u32::MAX));
             if let (Some(v), Some(d), Some(nh)) = (vsid, destination, next_hop) {
                 if let Some(j) = seen.insert((r.routing_domain.as_str(), v, d, nh), i) {
-                    self.err(
-                        &rec,
-                        "destination",
-                        format!("the same route is already declared by customer_routes[{j}]"),
-                    );
+                    self.err(&rec, "destination", format!("the same route is already declared by customer_routes[{j}]"));
                     ok = false;
                 }
             }
-            if let (true, Some(vsid), Some(destination), Some(next_hop), Some(metric)) =
-                (ok, vsid, destination, next_hop, metric)
-            {
-                out.push(CustomerRoute {
-                    routing_domain: r.routing_domain.clone(),
-                    vsid,
-                    destination,
-                    next_hop,
-                    metric,
-                });
+            if let (true, Some(vsid), Some(destination), Some(next_hop), Some(metric)) = (ok, vsid, destination, next_hop, metric) {
+                out.push(CustomerRoute { routing_domain: r.routing_domain.clone(), vsid, destination, next_hop, metric });
             }
         }
         out
@@ -1170,24 +820,12 @@ impl Validator {
                 }
             }
             let priority = self.int::<u32>(&rec, "priority", a.priority, 0, i64::from(u32::MAX));
-            let direction = match a
-                .direction
-                .as_deref()
-                .map(|s| s.trim().to_ascii_lowercase())
-                .as_deref()
-            {
+            let direction = match a.direction.as_deref().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
                 None | Some("both") => Some(Direction::Both),
                 Some("in") => Some(Direction::In),
                 Some("out") => Some(Direction::Out),
                 Some(_) => {
-                    self.err(
-                        &rec,
-                        "direction",
-                        format!(
-                            "'{}' is not a direction (expected in, out or both)",
-                            show(a.direction.as_deref().unwrap_or_default())
-                        ),
-                    );
+                    self.err(&rec, "direction", format!("'{}' is not a direction (expected in, out or both)", show(a.direction.as_deref().unwrap_or_default())));
                     None
                 }
             };
@@ -1195,22 +833,13 @@ impl Validator {
                 "allow" => Some(AclAction::Allow),
                 "deny" => Some(AclAction::Deny),
                 _ => {
-                    self.err(
-                        &rec,
-                        "action",
-                        format!(
-                            "'{}' is not an action (expected allow or deny)",
-                            show(&a.action)
-                        ),
-                    );
+                    self.err(&rec, "action", format!("'{}' is not an action (expected allow or deny)", show(&a.action)));
                     None
                 }
             };
             let protocol = match &a.protocol {
                 None => Some(None),
-                Some(TextOrNumber::Number(n)) => {
-                    self.int::<u8>(&rec, "protocol", *n, 0, 255).map(Some)
-                }
+                Some(TextOrNumber::Number(n)) => self.int::<u8>(&rec, "protocol", *n, 0, 255).map(Some),
                 Some(TextOrNumber::Text(t)) => match parse_protocol(t) {
                     Ok(p) => Some(p),
                     Err(e) => {
@@ -1233,11 +862,7 @@ impl Validator {
             // Cross-field checks.
             if let (Some(Some(s)), Some(Some(d))) = (src, dst) {
                 if s.is_ipv4() != d.is_ipv4() {
-                    self.err(
-                        &rec,
-                        "dst",
-                        format!("{d} and src {s} are of different address families"),
-                    );
+                    self.err(&rec, "dst", format!("{d} and src {s} are of different address families"));
                     ok = false;
                 }
             }
@@ -1245,64 +870,27 @@ impl Validator {
                 for (field, px) in [("src", src), ("dst", dst)] {
                     if let Some(Some(px)) = px {
                         if p == PROTO_ICMP && !px.is_ipv4() {
-                            self.err(
-                                &rec,
-                                field,
-                                format!("{px} is IPv6 but protocol icmp is IPv4 only (use icmpv6)"),
-                            );
+                            self.err(&rec, field, format!("{px} is IPv6 but protocol icmp is IPv4 only (use icmpv6)"));
                             ok = false;
                         } else if p == PROTO_ICMPV6 && px.is_ipv4() {
-                            self.err(
-                                &rec,
-                                field,
-                                format!("{px} is IPv4 but protocol icmpv6 is IPv6 only (use icmp)"),
-                            );
+                            self.err(&rec, field, format!("{px} is IPv4 but protocol icmpv6 is IPv6 only (use icmp)"));
                             ok = false;
                         }
                     }
                 }
                 if p != PROTO_TCP && p != PROTO_UDP {
-                    for (field, given) in [("src_ports", &a.src_ports), ("dst_ports", &a.dst_ports)]
-                    {
+                    for (field, given) in [("src_ports", &a.src_ports), ("dst_ports", &a.dst_ports)] {
                         if given.is_some() {
-                            self.err(
-                                &rec,
-                                field,
-                                format!(
-                                    "ports apply only to tcp and udp, not protocol {}",
-                                    crate::addr::format_protocol(Some(p))
-                                ),
-                            );
+                            self.err(&rec, field, format!("ports apply only to tcp and udp, not protocol {}", crate::addr::format_protocol(Some(p))));
                             ok = false;
                         }
                     }
                 }
             }
-            if let (
-                true,
-                Some(vsid),
-                Some(priority),
-                Some(direction),
-                Some(action),
-                Some(protocol),
-                Some(src),
-                Some(dst),
-                Some(src_ports),
-                Some(dst_ports),
-            ) = (
-                ok, vsid, priority, direction, action, protocol, src, dst, src_ports, dst_ports,
-            ) {
-                out.push(AclRule {
-                    vsid,
-                    priority,
-                    direction,
-                    action,
-                    protocol,
-                    src,
-                    dst,
-                    src_ports,
-                    dst_ports,
-                });
+            if let (true, Some(vsid), Some(priority), Some(direction), Some(action), Some(protocol), Some(src), Some(dst), Some(src_ports), Some(dst_ports)) =
+                (ok, vsid, priority, direction, action, protocol, src, dst, src_ports, dst_ports)
+            {
+                out.push(AclRule { vsid, priority, direction, action, protocol, src, dst, src_ports, dst_ports });
             }
         }
         out
@@ -1310,12 +898,7 @@ impl Validator {
 
     /// `None` = malformed (reported); `Some(None)` = absent.
     #[allow(clippy::option_option)]
-    fn ports_field(
-        &mut self,
-        rec: &str,
-        field: &str,
-        v: Option<&TextOrNumber>,
-    ) -> Option<Option<(u16, u16)>> {
+    fn ports_field(&mut self, rec: &str, field: &str, v: Option<&TextOrNumber>) -> Option<Option<(u16, u16)>> {
         let Some(v) = v else { return Some(None) };
         match parse_port_range(&v.as_text()) {
             Ok(r) => Some(Some(r)),

@@ -18,9 +18,7 @@ pub struct Vsid(u32);
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum VsidError {
     /// The value lies outside `4096..=16777214`.
-    #[error(
-        "VSID {0} is outside the valid range 4096..=16777214 (0..=4095 and 16777215 are reserved)"
-    )]
+    #[error("VSID {0} is outside the valid range 4096..=16777214 (0..=4095 and 16777215 are reserved)")]
     OutOfRange(i64),
     /// The text is not a decimal number.
     #[error("'{0}' is not a decimal VSID")]
@@ -109,18 +107,9 @@ mod tests {
 
     #[test]
     fn parse_and_display() {
-        assert_eq!(
-            "5001".parse::<Vsid>().map(|v| v.to_string()),
-            Ok("5001".to_string())
-        );
+        assert_eq!("5001".parse::<Vsid>().map(|v| v.to_string()), Ok("5001".to_string()));
         assert!(matches!("x".parse::<Vsid>(), Err(VsidError::NotANumber(_))));
-        assert!(matches!(
-            "12".parse::<Vsid>(),
-            Err(VsidError::OutOfRange(12))
-        ));
-        assert_eq!(
-            Vsid::new(0x12_3456).map(Vsid::to_be_bytes24),
-            Ok([0x12, 0x34, 0x56])
-        );
+        assert!(matches!("12".parse::<Vsid>(), Err(VsidError::OutOfRange(12))));
+        assert_eq!(Vsid::new(0x12_3456).map(Vsid::to_be_bytes24), Ok([0x12, 0x34, 0x56]));
     }
 }

@@ -4,8 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hnv_policy::example::{BLUE_RED_HOST1, BLUE_RED_HOST2};
 use hnv_policy::{
-    format_mac, parse, parse_mac, parse_port_range, to_toml, AclAction, AclRule, CustomerRoute,
-    Direction, EthernetAddress, LookupRecord, Policy, PolicyError, Prefix, RecordType, Rule, Vsid,
+    format_mac, parse, parse_mac, parse_port_range, to_toml, AclAction, AclRule, CustomerRoute, Direction, EthernetAddress, LookupRecord, Policy, PolicyError, Prefix, RecordType, Rule, Vsid,
 };
 use proptest::prelude::*;
 
@@ -36,22 +35,14 @@ fn examples_round_trip() {
 
 fn v4_prefix() -> impl Strategy<Value = Prefix> {
     (any::<u32>(), 0u8..=32).prop_map(|(a, len)| {
-        let mask = if len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(len))
-        };
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
         Prefix::new(IpAddr::V4(Ipv4Addr::from(a & mask)), len).expect("masked")
     })
 }
 
 fn v6_prefix() -> impl Strategy<Value = Prefix> {
     (any::<u128>(), 0u8..=128).prop_map(|(a, len)| {
-        let mask = if len == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(len))
-        };
+        let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
         Prefix::new(IpAddr::V6(Ipv6Addr::from(a & mask)), len).expect("masked")
     })
 }
@@ -70,46 +61,25 @@ fn acl_rule() -> impl Strategy<Value = AclRule> {
         any::<bool>(),
         (prop::option::of(v4_prefix()), prop::option::of(v4_prefix())),
         (prop::option::of(v6_prefix()), prop::option::of(v6_prefix())),
-        (
-            prop::option::of(port_range()),
-            prop::option::of(port_range()),
-        ),
+        (prop::option::of(port_range()), prop::option::of(port_range())),
     )
-        .prop_map(
-            |(v, priority, direction, action, protocol, six, p4, p6, ports)| {
-                let six = match protocol {
-                    Some(1) => false,
-                    Some(58) => true,
-                    _ => six,
-                };
-                let (src, dst) = if six { p6 } else { p4 };
-                let (src_ports, dst_ports) = match protocol {
-                    None | Some(6) | Some(17) => ports,
-                    _ => (None, None),
-                };
-                AclRule {
-                    vsid: vsid(v),
-                    priority,
-                    direction,
-                    action,
-                    protocol,
-                    src,
-                    dst,
-                    src_ports,
-                    dst_ports,
-                }
-            },
-        )
+        .prop_map(|(v, priority, direction, action, protocol, six, p4, p6, ports)| {
+            let six = match protocol {
+                Some(1) => false,
+                Some(58) => true,
+                _ => six,
+            };
+            let (src, dst) = if six { p6 } else { p4 };
+            let (src_ports, dst_ports) = match protocol {
+                None | Some(6) | Some(17) => ports,
+                _ => (None, None),
+            };
+            AclRule { vsid: vsid(v), priority, direction, action, protocol, src, dst, src_ports, dst_ports }
+        })
 }
 
 /// Remote VMs: index k gives a unique CA and MAC, so records never conflict.
-fn remote_lookup(
-    k: u16,
-    v: u32,
-    name: Option<String>,
-    cid: Option<String>,
-    l2: bool,
-) -> LookupRecord {
+fn remote_lookup(k: u16, v: u32, name: Option<String>, cid: Option<String>, l2: bool) -> LookupRecord {
     let [hi, lo] = k.to_be_bytes();
     LookupRecord {
         ca: IpAddr::V4(Ipv4Addr::new(10, 1, hi, lo)),
@@ -117,11 +87,7 @@ fn remote_lookup(
         mac: EthernetAddress([0x00, 0x15, 0x5d, 0xaa, hi, lo]),
         pa: IpAddr::V4(Ipv4Addr::new(192, 168, 4, 100 + (k % 50) as u8)),
         rule: Rule::Encap,
-        kind: if l2 {
-            RecordType::L2Only
-        } else {
-            RecordType::Static
-        },
+        kind: if l2 { RecordType::L2Only } else { RecordType::Static },
         customer_id: cid,
         vm_name: name,
         flow_entropy: true,
@@ -129,19 +95,9 @@ fn remote_lookup(
 }
 
 fn customer_route() -> impl Strategy<Value = CustomerRoute> {
-    (
-        prop::sample::select(vec![("blue", 5001u32), ("blue", 5002), ("red", 6001)]),
-        v4_prefix(),
-        prop::option::of(1u32..0xDFFF_FFFF),
-        any::<u32>(),
-    )
-        .prop_map(|((rd, v), destination, nh, metric)| CustomerRoute {
-            routing_domain: rd.to_string(),
-            vsid: vsid(v),
-            destination,
-            next_hop: IpAddr::V4(nh.map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from)),
-            metric,
-        })
+    (prop::sample::select(vec![("blue", 5001u32), ("blue", 5002), ("red", 6001)]), v4_prefix(), prop::option::of(1u32..0xDFFF_FFFF), any::<u32>()).prop_map(|((rd, v), destination, nh, metric)| {
+        CustomerRoute { routing_domain: rd.to_string(), vsid: vsid(v), destination, next_hop: IpAddr::V4(nh.map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from)), metric }
+    })
 }
 
 proptest! {

@@ -376,10 +376,7 @@ impl Config {
         // Each mbuf takes about 2.5 KiB with its headers; leave room for rings and descriptors.
         let need_mb = (u64::from(self.dpdk.mbufs) * 2560 / (1 << 20)) + 64;
         if u64::from(self.dpdk.memory_mb) < need_mb {
-            return Err(format!(
-                "key 'dpdk.memory_mb': {} MiB is too little for {} mbufs (needs at least {need_mb} MiB)",
-                self.dpdk.memory_mb, self.dpdk.mbufs
-            ));
+            return Err(format!("key 'dpdk.memory_mb': {} MiB is too little for {} mbufs (needs at least {need_mb} MiB)", self.dpdk.memory_mb, self.dpdk.mbufs));
         }
         if self.dpdk.mbufs < 1024 {
             return Err(format!("key 'dpdk.mbufs': {} is too few (at least 1024)", self.dpdk.mbufs));
@@ -495,11 +492,7 @@ mod tests {
 
     #[test]
     fn pairs_map_both_ways() {
-        let c = Config::parse(
-            "[[ports]]\nname='a'\ndevargs='x'\n[[ports]]\nname='b'\ndevargs='y'\n[[ports]]\nname='c'\ndevargs='z'\n[forwarding]\npairs=[['a','c']]\n",
-            "t",
-        )
-        .unwrap();
+        let c = Config::parse("[[ports]]\nname='a'\ndevargs='x'\n[[ports]]\nname='b'\ndevargs='y'\n[[ports]]\nname='c'\ndevargs='z'\n[forwarding]\npairs=[['a','c']]\n", "t").unwrap();
         assert_eq!(c.peer_map(), vec![2, 1, 0]);
         let e = Config::parse("[[ports]]\nname='a'\ndevargs='x'\n[forwarding]\npairs=[['a','q']]\n", "t").unwrap_err();
         assert!(e.to_string().contains("unknown port \"q\""));

@@ -25,11 +25,11 @@
 //! (property-tested below): with `panic = "abort"` a panic here would take
 //! the datapath down. The state file is written 0600.
 
+use hnv_datapath::ext::capture::{CaptureSpec, StageSel};
+use hnv_datapath::ext::live_capture::{CaptureControl, CaptureStatus};
 use hnv_datapath::{DatapathStats, PolicyStore, Totals};
 use hnv_policy::api::{apply, Request, Response, Show};
 use pmd::WorkerStats;
-use hnv_datapath::ext::capture::{CaptureSpec, StageSel};
-use hnv_datapath::ext::live_capture::{CaptureControl, CaptureStatus};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -737,13 +737,85 @@ mod tests {
     /// Values a hostile or careless client might put in any field.
     fn text() -> impl Strategy<Value = Value> {
         const POOL: &[&str] = &[
-            "", " ", "10.0.0.5", "10.0.0.7", "10.0.0.16", "10.0.1.9", "10.0.0.1", "192.168.4.11", "192.168.4.22", "192.168.4.1", "0.0.0.0", "::", "::1",
-            "255.255.255.255", "224.0.0.1", "fe80::1", "fd00::5", "10.0.0.0/24", "10.0.0.0/33", "10.0.0.5/32", "::/0", "::/129", "0.0.0.0/0", "10.0.0.0/-1",
-            "10.0.0.0/99999999999999999999", "00:15:5d:01:00:05", "00:15:5d:01:10:00", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "00:15:5d:01:10",
-            "00:15:5d:01:10:00:00", "zz:zz:zz:zz:zz:zz", "é", "ééé:é", "1000-2000", "2000-1000", "0-65535", "65535-65536", "-", "--", "80-", "-80", "1-2-3",
-            "99999999999999999999", "-9223372036854775808", "tcp", "udp", "icmp", "icmpv6", "any", "256", "-1", "in", "out", "both", "allow", "deny",
-            "encap", "none", "nat", "static", "l2only", "gateway_wildcard", "vm", "uplink", "blue", "red", "blue1", "red1", "uplink", "blue9", "net_null_x",
-            "net_ring_h1blue1", "{11111111-2222-3333-4444-555555555555}", "ingress", "egress", "sideways", "relative.pcapng", "/nonexistent-dir/x.pcapng",
+            "",
+            " ",
+            "10.0.0.5",
+            "10.0.0.7",
+            "10.0.0.16",
+            "10.0.1.9",
+            "10.0.0.1",
+            "192.168.4.11",
+            "192.168.4.22",
+            "192.168.4.1",
+            "0.0.0.0",
+            "::",
+            "::1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "fe80::1",
+            "fd00::5",
+            "10.0.0.0/24",
+            "10.0.0.0/33",
+            "10.0.0.5/32",
+            "::/0",
+            "::/129",
+            "0.0.0.0/0",
+            "10.0.0.0/-1",
+            "10.0.0.0/99999999999999999999",
+            "00:15:5d:01:00:05",
+            "00:15:5d:01:10:00",
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "00:15:5d:01:10",
+            "00:15:5d:01:10:00:00",
+            "zz:zz:zz:zz:zz:zz",
+            "é",
+            "ééé:é",
+            "1000-2000",
+            "2000-1000",
+            "0-65535",
+            "65535-65536",
+            "-",
+            "--",
+            "80-",
+            "-80",
+            "1-2-3",
+            "99999999999999999999",
+            "-9223372036854775808",
+            "tcp",
+            "udp",
+            "icmp",
+            "icmpv6",
+            "any",
+            "256",
+            "-1",
+            "in",
+            "out",
+            "both",
+            "allow",
+            "deny",
+            "encap",
+            "none",
+            "nat",
+            "static",
+            "l2only",
+            "gateway_wildcard",
+            "vm",
+            "uplink",
+            "blue",
+            "red",
+            "blue1",
+            "red1",
+            "uplink",
+            "blue9",
+            "net_null_x",
+            "net_ring_h1blue1",
+            "{11111111-2222-3333-4444-555555555555}",
+            "ingress",
+            "egress",
+            "sideways",
+            "relative.pcapng",
+            "/nonexistent-dir/x.pcapng",
         ];
         prop_oneof![
             4 => proptest::sample::select(POOL).prop_map(Value::from),
@@ -805,7 +877,8 @@ mod tests {
     /// plausible value (optional ones sometimes), else any subset with
     /// plausible or arbitrary values and sometimes an unknown key.
     fn object(keys: &'static [&'static str]) -> impl Strategy<Value = Value> {
-        const OPTIONAL: &[&str] = &["rule", "type", "customer_id", "vm_name", "flow_id", "direction", "protocol", "src", "dst", "src_ports", "dst_ports", "mtu", "addresses", "metric", "moved_to", "with_records"];
+        const OPTIONAL: &[&str] =
+            &["rule", "type", "customer_id", "vm_name", "flow_id", "direction", "protocol", "src", "dst", "src_ports", "dst_ports", "mtu", "addresses", "metric", "moved_to", "with_records"];
         let clean: Vec<_> = keys.iter().map(|k| (proptest::bool::weighted(if OPTIONAL.contains(k) { 0.3 } else { 1.0 }), plausible(k))).collect();
         let wild: Vec<_> = keys.iter().map(|k| (proptest::bool::weighted(0.9), prop_oneof![4 => plausible(k), 1 => field()])).collect();
         let object = move |(vals, extra): (Vec<(bool, Value)>, bool)| {
@@ -854,7 +927,12 @@ mod tests {
                 o["op"] = json!("remove_port");
                 o
             }),
-            (object(&["stage", "snaplen"]), proptest::sample::select(&["", "relative.pcapng", "/nonexistent-dir/x.pcapng", "TMP"][..]), proptest::collection::vec(field(), 0..3), proptest::collection::vec(field(), 0..3))
+            (
+                object(&["stage", "snaplen"]),
+                proptest::sample::select(&["", "relative.pcapng", "/nonexistent-dir/x.pcapng", "TMP"][..]),
+                proptest::collection::vec(field(), 0..3),
+                proptest::collection::vec(field(), 0..3)
+            )
                 .prop_map(|(mut o, path, ports, vsids)| {
                     o["op"] = json!("capture_start");
                     o["path"] = json!(path);

@@ -12,8 +12,8 @@
 //! `--io` runs the plain cross-connect (net_pcap → net_null) instead.
 
 use crate::config::{Config, Mode};
-use crate::hnv;
 use crate::fwd::CrossConnect;
+use crate::hnv;
 use crate::runtime::{port_table, worker_table, PortSpec, Runtime};
 use crate::{rate_printer, secs, stop_on_signals, traffic};
 use anyhow::{Context, Result};

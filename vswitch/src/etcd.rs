@@ -392,12 +392,10 @@ impl Shared {
         let mut m = lock(&self.merge);
         let result = {
             let origin = self.origin(rev);
-            parse_objects(&self.cfg.prefix, kvs)
-                .map_err(|p| p.into_iter().map(|l| format!("{origin}: {l}")).collect::<Vec<_>>().join("\n"))
-                .and_then(|objects| {
-                    let local = m.local.clone();
-                    self.adopt(&mut m, local, objects, &origin)
-                })
+            parse_objects(&self.cfg.prefix, kvs).map_err(|p| p.into_iter().map(|l| format!("{origin}: {l}")).collect::<Vec<_>>().join("\n")).and_then(|objects| {
+                let local = m.local.clone();
+                self.adopt(&mut m, local, objects, &origin)
+            })
         };
         let mut st = lock(&self.status);
         st.revision = rev;
@@ -514,9 +512,7 @@ impl Watcher {
         use hnv_policy::api::Request;
         match req {
             Request::AddPort { records, .. } if !records.is_empty() => return Err("lookup records are managed by etcd: a port change here cannot carry them".into()),
-            Request::RemovePort { with_records: true, .. } | Request::RemovePort { moved_to: Some(_), .. } => {
-                return Err("lookup records are managed by etcd: change them there".into())
-            }
+            Request::RemovePort { with_records: true, .. } | Request::RemovePort { moved_to: Some(_), .. } => return Err("lookup records are managed by etcd: change them there".into()),
             _ => {}
         }
         let mut m = lock(&self.shared.merge);
@@ -530,10 +526,7 @@ impl Watcher {
 }
 
 fn options(creds: &Credentials) -> ConnectOptions {
-    creds.apply(ConnectOptions::new())
-        .with_connect_timeout(REQUEST_TIMEOUT)
-        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
-        .with_keep_alive_while_idle(true)
+    creds.apply(ConnectOptions::new()).with_connect_timeout(REQUEST_TIMEOUT).with_keep_alive(Duration::from_secs(1), Duration::from_secs(2)).with_keep_alive_while_idle(true)
 }
 
 async fn timed<T>(what: &str, f: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T> {
@@ -600,13 +593,7 @@ async fn session(shared: &Shared, connected: &mut bool, reconnect: bool) -> Resu
     let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(WatchOptions::new().with_prefix().with_start_revision(rev.saturating_add(1))))).await?;
     *connected = true;
     lock(&shared.status).connected = true;
-    log::info!(
-        "etcd {}: {}, {} keys under {} at revision {rev}",
-        cfg.endpoints.join(","),
-        if reconnect { "reconnected, resynchronising" } else { "connected" },
-        kvs.len(),
-        cfg.prefix
-    );
+    log::info!("etcd {}: {}, {} keys under {} at revision {rev}", cfg.endpoints.join(","), if reconnect { "reconnected, resynchronising" } else { "connected" }, kvs.len(), cfg.prefix);
     shared.apply(&kvs, rev);
     let mut unreachable = shared.store.unreachable_received();
     let mut tick = tokio::time::interval(STALE_CHECK);

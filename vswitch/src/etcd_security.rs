@@ -134,7 +134,9 @@ pub fn explain(error: &anyhow::Error, cfg: &EtcdConfig) -> String {
         format!("etcd refused user {:?}: wrong user name or password (keys 'etcd.user', 'etcd.password_file')", cfg.user.as_deref().unwrap_or(""))
     } else if has(&["user name is empty", "permission denied"]) {
         match &cfg.user {
-            Some(u) => format!("etcd user {u:?} lacks permission under {} (the switch needs read, hnvctl publish readwrite: etcdctl role grant-permission ROLE --prefix=true read {})", cfg.prefix, cfg.prefix),
+            Some(u) => {
+                format!("etcd user {u:?} lacks permission under {} (the switch needs read, hnvctl publish readwrite: etcdctl role grant-permission ROLE --prefix=true read {})", cfg.prefix, cfg.prefix)
+            }
             None => format!("etcd refused access under {}: it requires authentication (keys 'etcd.user', 'etcd.password_file')", cfg.prefix),
         }
     } else if has(&["unknownissuer", "unknown issuer", "invalid peer certificate"]) {

@@ -124,7 +124,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
                     port_jobs: Some(port_jobs),
                 },
             )
-                .with_context(|| format!("key 'control.socket': cannot serve {}", path.display()))?,
+            .with_context(|| format!("key 'control.socket': cannot serve {}", path.display()))?,
         ),
         None => None,
     };
@@ -312,11 +312,14 @@ fn change_ports(ctx: &PortCtx<'_>, req: &Request, policy: Policy) -> Result<u64,
             generation = ctx.store.replace(policy);
         })
         .map_err(|e| format!("{e:#}"))?;
-    log::info!("{} (policy generation {generation})", match req {
-        Request::AddPort { port, .. } => format!("port {} added", port.name),
-        Request::RemovePort { name, .. } => format!("port {name} removed"),
-        _ => String::new(),
-    });
+    log::info!(
+        "{} (policy generation {generation})",
+        match req {
+            Request::AddPort { port, .. } => format!("port {} added", port.name),
+            Request::RemovePort { name, .. } => format!("port {name} removed"),
+            _ => String::new(),
+        }
+    );
     Ok(generation)
 }
 
@@ -387,11 +390,9 @@ mod tests {
         let path = dir.join("p.toml");
         let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
         let before = store.snapshot();
-        for bad in [
-            BLUE_RED_HOST1.replacen("vsid = 5001", "vsid = 1", 1),
-            BLUE_RED_HOST1.replacen("[[lookup]]", "[[lookup]]\nbogus = 1", 1),
-            BLUE_RED_HOST1.replacen("name = \"red1\"", "name = \"red9\"", 1),
-        ] {
+        for bad in
+            [BLUE_RED_HOST1.replacen("vsid = 5001", "vsid = 1", 1), BLUE_RED_HOST1.replacen("[[lookup]]", "[[lookup]]\nbogus = 1", 1), BLUE_RED_HOST1.replacen("name = \"red1\"", "name = \"red9\"", 1)]
+        {
             std::fs::write(&path, bad).unwrap();
             assert!(reload(&store, &path).is_err());
             assert!(Arc::ptr_eq(&before, &store.snapshot()), "snapshot unchanged");
@@ -404,5 +405,3 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
-
-

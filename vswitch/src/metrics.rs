@@ -81,22 +81,10 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
         "Packets received, by switch port.",
         ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{}\"}}", label(p)), t.ports.get(i).map_or(0, |c| c.0))).collect(),
     );
-    counter(
-        "hnv_port_tx_packets_total",
-        "Packets sent, by switch port.",
-        ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{}\"}}", label(p)), t.ports.get(i).map_or(0, |c| c.1))).collect(),
-    );
+    counter("hnv_port_tx_packets_total", "Packets sent, by switch port.", ports.iter().enumerate().map(|(i, p)| (format!("{{port=\"{}\"}}", label(p)), t.ports.get(i).map_or(0, |c| c.1))).collect());
     let slots = store.vsid_slots();
-    counter(
-        "hnv_vsid_rx_packets_total",
-        "Packets received, by VSID.",
-        slots.iter().map(|(sl, v)| (format!("{{vsid=\"{v}\"}}"), t.vsids.get(usize::from(*sl)).map_or(0, |c| c.0))).collect(),
-    );
-    counter(
-        "hnv_vsid_tx_packets_total",
-        "Packets sent, by VSID.",
-        slots.iter().map(|(sl, v)| (format!("{{vsid=\"{v}\"}}"), t.vsids.get(usize::from(*sl)).map_or(0, |c| c.1))).collect(),
-    );
+    counter("hnv_vsid_rx_packets_total", "Packets received, by VSID.", slots.iter().map(|(sl, v)| (format!("{{vsid=\"{v}\"}}"), t.vsids.get(usize::from(*sl)).map_or(0, |c| c.0))).collect());
+    counter("hnv_vsid_tx_packets_total", "Packets sent, by VSID.", slots.iter().map(|(sl, v)| (format!("{{vsid=\"{v}\"}}"), t.vsids.get(usize::from(*sl)).map_or(0, |c| c.1))).collect());
     let _ = writeln!(s, "# HELP hnv_policy_generation Policy generation in force.\n# TYPE hnv_policy_generation gauge\nhnv_policy_generation {}", store.snapshot().generation);
     s
 }

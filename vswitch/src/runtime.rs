@@ -100,14 +100,7 @@ fn free_hugepage_mb() -> u64 {
         return 0;
     }
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let field = |k: &str| {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let field = |k: &str| meminfo.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     field("HugePages_Free:") * field("Hugepagesize:") / 1024
 }
 
@@ -120,11 +113,7 @@ pub fn eal_args(cfg: &Config, need_pci: bool) -> Result<(Vec<String>, String)> {
         Hugepages::Off => false,
         Hugepages::On => {
             if free_hugepage_mb() < u64::from(d.memory_mb) {
-                bail!(
-                    "dpdk.hugepages = \"on\" but only {} MiB of hugepages are free (need {}): run scripts/setup.sh",
-                    free_hugepage_mb(),
-                    d.memory_mb
-                );
+                bail!("dpdk.hugepages = \"on\" but only {} MiB of hugepages are free (need {}): run scripts/setup.sh", free_hugepage_mb(), d.memory_mb);
             }
             true
         }
@@ -293,8 +282,7 @@ impl Runtime {
     fn plans_of(&self, ports: &[Port], max_rx: Option<u64>) -> Vec<WorkerPlan> {
         let n = self.cores.len().max(1);
         let drain_cycles = (tsc_hz() / 10_000).max(1);
-        let mut plans: Vec<WorkerPlan> =
-            (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: ports.len(), drain_cycles, max_rx, idle_sleep: self.idle_sleep }).collect();
+        let mut plans: Vec<WorkerPlan> = (0..n).map(|id| WorkerPlan { id, rx: Vec::new(), ports: ports.len(), drain_cycles, max_rx, idle_sleep: self.idle_sleep }).collect();
         let mut next = 0;
         for (i, p) in ports.iter().enumerate() {
             for q in 0..p.rx_queues() {
@@ -318,15 +306,7 @@ impl Runtime {
     }
 
     /// [`Runtime::run`], each worker also stopping after `max_rx` received packets.
-    pub fn run_limited<P, F, R>(
-        &self,
-        make: F,
-        stop: &Arc<AtomicBool>,
-        duration: Option<Duration>,
-        interval: Option<Duration>,
-        max_rx: Option<u64>,
-        mut report: R,
-    ) -> Result<Vec<Arc<WorkerStats>>>
+    pub fn run_limited<P, F, R>(&self, make: F, stop: &Arc<AtomicBool>, duration: Option<Duration>, interval: Option<Duration>, max_rx: Option<u64>, mut report: R) -> Result<Vec<Arc<WorkerStats>>>
     where
         P: Processor<Mbuf>,
         F: Fn(usize) -> P + Sync,

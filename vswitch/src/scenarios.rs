@@ -217,9 +217,9 @@ pub fn traffic_of(scenario: Scenario, flows: usize, frame_len: usize) -> Vec<Vec
     match scenario {
         Scenario::Encap => vec![(0..flows).map(|j| to_remote(blue1, j, frame_len)).collect()],
         Scenario::Decap => vec![(0..flows).map(|j| from_remote(blue1, j, frame_len)).collect()],
-        Scenario::Local => vec![(0..flows)
-            .map(|i| testkit::udp(mac(blue1.mac), mac(blue4.mac), IpAddr::V4(blue1.ca), IpAddr::V4(blue4.ca), 1024 + (i % 60000) as u16, 9 + (i / 60000) as u16, frame_len))
-            .collect()],
+        Scenario::Local => {
+            vec![(0..flows).map(|i| testkit::udp(mac(blue1.mac), mac(blue4.mac), IpAddr::V4(blue1.ca), IpAddr::V4(blue4.ca), 1024 + (i % 60000) as u16, 9 + (i / 60000) as u16, frame_len)).collect()]
+        }
         Scenario::EncapMulti => VMS
             .iter()
             .enumerate()

@@ -4,11 +4,11 @@
 //! `net_pcap` can replay them with `infinite_rx=1` and tshark can read them.
 
 use anyhow::{Context, Result};
+use hnv_datapath::testkit;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
-use std::path::Path;
-use hnv_datapath::testkit;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::time::Duration;
 
 /// Write `frames` to a pcap file.
@@ -70,9 +70,7 @@ pub const PA2_MAC: &str = "02:00:c0:a8:04:16";
 pub fn vm_traffic(blue: bool, flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
     let (me, peer) = if blue { (BLUE1_MAC, BLUE2_MAC) } else { (RED1_MAC, RED2_MAC) };
     let (ca, peer_ca) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 7));
-    let mut v: Vec<Vec<u8>> = (0..flows)
-        .map(|i| testkit::udp(testkit::mac(me), testkit::mac(peer), IpAddr::V4(ca), IpAddr::V4(peer_ca), 1024 + (i % 60000) as u16, 9, frame_len))
-        .collect();
+    let mut v: Vec<Vec<u8>> = (0..flows).map(|i| testkit::udp(testkit::mac(me), testkit::mac(peer), IpAddr::V4(ca), IpAddr::V4(peer_ca), 1024 + (i % 60000) as u16, 9, frame_len)).collect();
     v.push(testkit::arp_request(testkit::mac(me), ca, peer_ca));
     if blue {
         v.push(testkit::udp(testkit::mac(me), testkit::mac("02:48:4e:00:13:89"), IpAddr::V4(ca), IpAddr::V4(Ipv4Addr::new(10, 0, 1, 9)), 4242, 9, frame_len));

@@ -92,10 +92,7 @@ fn too_little_memory() {
 
 #[test]
 fn devargs_dpdk_rejects() {
-    let (ok, err, f) = run_config(
-        "devargs",
-        "[dpdk]\nhugepages='off'\nmemory_mb=256\nmbufs=4096\n[[ports]]\nname='a'\ndevargs='net_nosuchdriver0,foo=1'\n",
-    );
+    let (ok, err, f) = run_config("devargs", "[dpdk]\nhugepages='off'\nmemory_mb=256\nmbufs=4096\n[[ports]]\nname='a'\ndevargs='net_nosuchdriver0,foo=1'\n");
     assert!(!ok);
     assert_one_line_error(&err, &f, &["ports[0].devargs", "net_nosuchdriver0"]);
 }

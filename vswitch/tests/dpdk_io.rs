@@ -66,11 +66,17 @@ fn pcap_ports_forward_a_capture_file_unchanged_through_the_worker_loop() {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let workers = rt
-        .run(|_| CrossConnect::new(vec![1, 0], false), &stop, Some(Duration::from_secs(20)), Some(Duration::from_millis(50)), move |_, rt| {
-            if rt.port_stats()[1].opackets >= 500 {
-                stop2.store(true, Ordering::Relaxed);
-            }
-        })
+        .run(
+            |_| CrossConnect::new(vec![1, 0], false),
+            &stop,
+            Some(Duration::from_secs(20)),
+            Some(Duration::from_millis(50)),
+            move |_, rt| {
+                if rt.port_stats()[1].opackets >= 500 {
+                    stop2.store(true, Ordering::Relaxed);
+                }
+            },
+        )
         .unwrap();
     assert!(stop.load(Ordering::Relaxed));
     let st = &workers[0];

@@ -116,12 +116,7 @@ fn worked_example_two_hosts_byte_for_byte_through_net_ring() {
     // Host 2 delivers each to its own tenant, unchanged, and answers back.
     let blue_back = testkit::udp(b2, b1, ca7, ca5, 9, 1111, 128);
     let red_back = testkit::udp(r2, r1, ca7, ca5, 9, 1111, 128);
-    let (out2, t2) = ring_host(
-        BLUE_RED_HOST2,
-        "gb",
-        &[("uplink", vec![wire_blue, wire_red]), ("blue2", vec![blue_back.clone()]), ("red2", vec![red_back.clone()])],
-        4,
-    );
+    let (out2, t2) = ring_host(BLUE_RED_HOST2, "gb", &[("uplink", vec![wire_blue, wire_red]), ("blue2", vec![blue_back.clone()]), ("red2", vec![red_back.clone()])], 4);
     assert_eq!(out2["blue2"], vec![blue]);
     assert_eq!(out2["red2"], vec![red]);
     assert!(out2["blue3"].is_empty());
@@ -266,11 +261,7 @@ fn one_and_two_workers_produce_the_same_frames() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cores = hnvswitch::config::available_cores();
     let two = if cores.len() >= 2 { vec![cores[0], cores[1]] } else { vec![0, 0] };
-    let inject = vec![
-        ("blue1", traffic::vm_traffic(true, 200, 60)),
-        ("red1", traffic::vm_traffic(false, 200, 60)),
-        ("uplink", traffic::uplink_traffic(100, 60)),
-    ];
+    let inject = vec![("blue1", traffic::vm_traffic(true, 200, 60)), ("red1", traffic::vm_traffic(false, 200, 60)), ("uplink", traffic::uplink_traffic(100, 60))];
     // Every frame but the spoofed one per VM is sent somewhere.
     let expect = 200 * 2 + 2 + 1 + 200;
     let (a, ta) = ring_host_on(BLUE_RED_HOST1, "w1", &inject, expect, vec![0]);

@@ -10,10 +10,10 @@ mod support;
 
 use hnv_policy::api::{Request, Show};
 use hnv_policy::file::{AclFile, LookupFile, TextOrNumber};
-use support::{encapsulated, hnvctl, start, stop};
 use hnvswitch::scenarios::{self, Scenario};
 use std::process::Command;
 use std::time::Duration;
+use support::{encapsulated, hnvctl, start, stop};
 
 fn record(pa: &str) -> LookupFile {
     LookupFile { ca: "10.0.0.16".into(), vsid: 5001, mac: "00:15:5d:01:10:00".into(), pa: pa.into(), ..Default::default() }

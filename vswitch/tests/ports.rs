@@ -12,10 +12,10 @@ use hnv_datapath::testkit;
 use hnv_policy::api::{Request, Response, Show};
 use hnv_policy::file::{LookupFile, PortFile};
 use hnvswitch::ctl::Client;
-use support::{hnvctl, start, stop};
 use hnvswitch::scenarios::{self, Scenario};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+use support::{hnvctl, start, stop};
 
 const BLUE9_MAC: &str = "00:15:5d:01:00:99";
 
@@ -50,9 +50,7 @@ fn ports_are_hot_added_and_removed_under_traffic() {
     let w = scenarios::write(&dir, Scenario::Encap, 64, 64, "off", 8191).unwrap();
     // Blue9's own traffic: UDP to the remote Blue CA 10.0.0.16, encapsulated to its PA.
     let (ca16, mac16, _) = scenarios::remote(true, 0);
-    let frames: Vec<Vec<u8>> = (0..32u16)
-        .map(|i| testkit::udp(testkit::mac(BLUE9_MAC), mac16, IpAddr::V4("10.0.0.99".parse().unwrap()), IpAddr::V4(ca16), 2000 + i, 9, 60))
-        .collect();
+    let frames: Vec<Vec<u8>> = (0..32u16).map(|i| testkit::udp(testkit::mac(BLUE9_MAC), mac16, IpAddr::V4("10.0.0.99".parse().unwrap()), IpAddr::V4(ca16), 2000 + i, 9, 60)).collect();
     let blue9_pcap = dir.join("blue9.pcap");
     hnvswitch::traffic::write_pcap(&blue9_pcap, &frames).unwrap();
     let state = dir.join("state.toml");
@@ -96,10 +94,7 @@ fn ports_are_hot_added_and_removed_under_traffic() {
     still_forwarding(&mut c, "after the refusals");
 
     // Add Blue9 with its record through the CLI; it receives and its traffic is encapsulated.
-    let out = hnvctl(
-        &sock,
-        &["port", "add", "--name", "blue9", "--role", "vm", "--devargs", &blue9.devargs, "--vsid", "5001", "--mac", BLUE9_MAC, "--address", "10.0.0.99", "--pa", "192.168.4.11"],
-    );
+    let out = hnvctl(&sock, &["port", "add", "--name", "blue9", "--role", "vm", "--devargs", &blue9.devargs, "--vsid", "5001", "--mac", BLUE9_MAC, "--address", "10.0.0.99", "--pa", "192.168.4.11"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(show(&mut c, Show::Ports).generation, Some(g0 + 1));
     assert_eq!(port_names(&mut c).last().map(String::as_str), Some("blue9"));

@@ -47,15 +47,10 @@ impl Eal {
             let mut argv_c: Vec<CString> = Vec::with_capacity(args.len() + 1);
             argv_c.push(CString::new("hnvswitch").unwrap_or_default());
             for a in args {
-                argv_c.push(CString::new(a.as_str()).map_err(|_| EalError {
-                    context: "EAL arguments".into(),
-                    message: format!("argument {a:?} contains a NUL byte"),
-                    errno: libc_einval(),
-                })?);
+                argv_c.push(CString::new(a.as_str()).map_err(|_| EalError { context: "EAL arguments".into(), message: format!("argument {a:?} contains a NUL byte"), errno: libc_einval() })?);
             }
             // EAL keeps pointers into argv for the life of the process: leak it.
-            let argv: &'static mut [*mut std::os::raw::c_char] =
-                Box::leak(argv_c.into_iter().map(CString::into_raw).collect::<Vec<_>>().into_boxed_slice());
+            let argv: &'static mut [*mut std::os::raw::c_char] = Box::leak(argv_c.into_iter().map(CString::into_raw).collect::<Vec<_>>().into_boxed_slice());
             let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
             // SAFETY: argv holds argc valid NUL-terminated strings that live forever.
             let rc = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };

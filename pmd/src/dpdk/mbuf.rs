@@ -59,12 +59,7 @@ impl PacketBuf for Mbuf {
         let m = self.raw();
         // SAFETY: buf_addr + data_off points at data_len initialised bytes inside
         // the mbuf's buffer, which we own exclusively for the borrow's lifetime.
-        unsafe {
-            std::slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
-            )
-        }
+        unsafe { std::slice::from_raw_parts(m.buf_addr.cast::<u8>().add(usize::from(m.data_off)), usize::from(m.data_len)) }
     }
 
     #[inline]

@@ -30,12 +30,8 @@ impl Mempool {
     pub fn create(_eal: &Eal, name: &str, n: u32, cache: u32) -> Result<Self, EalError> {
         let cname = CString::new(name).map_err(|_| eal_error(format!("mempool name {name:?}"), -22))?;
         // SAFETY: the EAL is initialised; cname is a valid C string DPDK copies.
-        let raw = unsafe {
-            sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache.min(512), 0, DATA_ROOM, sys::rte_socket_id() as i32)
-        };
-        NonNull::new(raw)
-            .map(|raw| Mempool { raw, name: name.to_string() })
-            .ok_or_else(|| eal_error(format!("creating mempool {name:?} of {n} mbufs"), 0))
+        let raw = unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache.min(512), 0, DATA_ROOM, sys::rte_socket_id() as i32) };
+        NonNull::new(raw).map(|raw| Mempool { raw, name: name.to_string() }).ok_or_else(|| eal_error(format!("creating mempool {name:?} of {n} mbufs"), 0))
     }
 
     /// Allocate one mbuf with an empty frame.

@@ -105,9 +105,7 @@ pub struct Port {
 fn is_pci(devargs: &str) -> bool {
     let head = devargs.split(',').next().unwrap_or("");
     let parts: Vec<&str> = head.split(':').collect();
-    (parts.len() == 2 || parts.len() == 3)
-        && head.contains('.')
-        && head.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    (parts.len() == 2 || parts.len() == 3) && head.contains('.') && head.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
 pub(crate) fn port_by_name(name: &str) -> Option<u16> {
@@ -148,21 +146,9 @@ impl Port {
                 return Err(dpdk(eal_error("DPDK rejected the device (unknown driver or bad device arguments)", rc)));
             }
             hotplugged = !is_pci(&cfg.devargs);
-            port_by_name(&name).ok_or_else(|| PortError::Unsupported {
-                devargs: devargs.clone(),
-                message: format!("device probed but no ethdev named {name:?} appeared"),
-            })?
+            port_by_name(&name).ok_or_else(|| PortError::Unsupported { devargs: devargs.clone(), message: format!("device probed but no ethdev named {name:?} appeared") })?
         };
-        let mut port = Port {
-            id,
-            name,
-            devargs: devargs.clone(),
-            hotplugged,
-            rx_queues: cfg.rx_queues,
-            tx_queues: cfg.tx_queues,
-            driver: String::new(),
-            _pool: pool,
-        };
+        let mut port = Port { id, name, devargs: devargs.clone(), hotplugged, rx_queues: cfg.rx_queues, tx_queues: cfg.tx_queues, driver: String::new(), _pool: pool };
         port.configure(cfg).map_err(|e| match e {
             PortError::Dpdk { cause, .. } => PortError::Dpdk { devargs: devargs.clone(), cause },
             other => other,
@@ -187,10 +173,7 @@ impl Port {
             return Err(unsupported(format!("{} rx queues asked, the device supports {}", cfg.rx_queues, info.max_rx_queues)));
         }
         if cfg.tx_queues == 0 || cfg.tx_queues > info.max_tx_queues {
-            return Err(unsupported(format!(
-                "{} tx queues asked (one per worker), the device supports {}: use fewer workers",
-                cfg.tx_queues, info.max_tx_queues
-            )));
+            return Err(unsupported(format!("{} tx queues asked (one per worker), the device supports {}: use fewer workers", cfg.tx_queues, info.max_tx_queues)));
         }
         let mut conf = sys::rte_eth_conf::default();
         if cfg.rx_queues > 1 {
@@ -293,16 +276,7 @@ impl Port {
         let mut s = sys::rte_eth_stats::default();
         // SAFETY: valid port, valid out struct.
         unsafe { sys::rte_eth_stats_get(self.id, &mut s) };
-        PortStats {
-            ipackets: s.ipackets,
-            opackets: s.opackets,
-            ibytes: s.ibytes,
-            obytes: s.obytes,
-            imissed: s.imissed,
-            ierrors: s.ierrors,
-            oerrors: s.oerrors,
-            rx_nombuf: s.rx_nombuf,
-        }
+        PortStats { ipackets: s.ipackets, opackets: s.opackets, ibytes: s.ibytes, obytes: s.obytes, imissed: s.imissed, ierrors: s.ierrors, oerrors: s.oerrors, rx_nombuf: s.rx_nombuf }
     }
 
     /// Extended counters, by name.

@@ -33,7 +33,6 @@ use crate::tables::{Delivery, Dest, PortEntry, Role, Tables};
 use arrayvec::ArrayVec;
 use pmd::{Batch, PacketBuf, BURST};
 
-
 /// What [`act`] made of a hit, packed in a word so a batch's outcomes compare
 /// cheaply: `port << 16 | vsid_slot` for a packet to send, or one of the two
 /// markers (ports are below [`pmd::MAX_PORTS`], so they never collide).
@@ -91,7 +90,8 @@ impl FastPath {
         let mut keyed = false;
         for i in 0..n {
             let Some(p) = pkts.get(i) else { break };
-            let ok = p.is_contiguous() && if uplink { key::from_uplink(t, in_port, p.data(), &mut self.keys[i], &mut self.fields[i]) } else { key::from_vm(port, in_port, p.data(), &mut self.keys[i], &mut self.fields[i]) };
+            let ok = p.is_contiguous()
+                && if uplink { key::from_uplink(t, in_port, p.data(), &mut self.keys[i], &mut self.fields[i]) } else { key::from_vm(port, in_port, p.data(), &mut self.keys[i], &mut self.fields[i]) };
             self.has_key[i] = ok;
             if ok {
                 let h = key::hash(&self.keys[i]);

@@ -49,7 +49,25 @@ pub const NO_PORT: u16 = u16::MAX;
 impl Default for Meta {
     fn default() -> Self {
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        Meta { in_port: 0, from_uplink: false, vsid: 0, vsid_slot: 0, ethertype: 0, proto: 0, src: any, dst: any, sport: 0, dport: 0, outer_src: any, out_port: NO_PORT, dst_slot: u32::MAX, src_slot: u32::MAX, routed: false, ports_unknown: false, flooded: false }
+        Meta {
+            in_port: 0,
+            from_uplink: false,
+            vsid: 0,
+            vsid_slot: 0,
+            ethertype: 0,
+            proto: 0,
+            src: any,
+            dst: any,
+            sport: 0,
+            dport: 0,
+            outer_src: any,
+            out_port: NO_PORT,
+            dst_slot: u32::MAX,
+            src_slot: u32::MAX,
+            routed: false,
+            ports_unknown: false,
+            flooded: false,
+        }
     }
 }
 

@@ -10,8 +10,8 @@
 //! interval: a direct-mapped table of the last send times. No heap
 //! allocation, lock, syscall or log line.
 
-use crate::meta::Meta;
 use crate::encap::encap;
+use crate::meta::Meta;
 use crate::tables::{Delivery, Tables};
 use hnv_wire::nvgree::{Control, ControlRepr, FRAME_LEN};
 use hnv_wire::EthernetAddress;

@@ -205,8 +205,7 @@ impl<F: ForwardingExtension> Pipeline<F> {
         if self.captures.is_empty() {
             return;
         }
-        let refs: ArrayVec<PacketRef<'_>, BURST> =
-            pkts.iter().zip(meta).zip(verdicts).filter(|(_, v)| live(v)).map(|((p, m), _)| PacketRef { data: p.data(), meta: m }).collect();
+        let refs: ArrayVec<PacketRef<'_>, BURST> = pkts.iter().zip(meta).zip(verdicts).filter(|(_, v)| live(v)).map(|((p, m), _)| PacketRef { data: p.data(), meta: m }).collect();
         for c in &mut self.captures {
             c.capture(cx, stage, &refs);
         }

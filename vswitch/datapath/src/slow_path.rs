@@ -57,7 +57,16 @@ impl SlowPath<'_> {
     /// Run `pkts` (received on `in_port`, of role `role`) through the full
     /// pipeline; cache what can be cached (keys from `fp`).
     #[allow(clippy::too_many_arguments)]
-    pub fn run<B: PacketBuf>(&self, pipeline: &mut Pipeline<HnvForwarder>, cache: Option<&mut FlowCache>, fp: &FastPath, notifier: &mut Notifier, role: Option<Role>, pkts: &mut Batch<B>, out: &mut Out<'_, B>) {
+    pub fn run<B: PacketBuf>(
+        &self,
+        pipeline: &mut Pipeline<HnvForwarder>,
+        cache: Option<&mut FlowCache>,
+        fp: &FastPath,
+        notifier: &mut Notifier,
+        role: Option<Role>,
+        pkts: &mut Batch<B>,
+        out: &mut Out<'_, B>,
+    ) {
         let t = self.t;
         let st = out.st;
         let in_port = out.in_port;

@@ -432,9 +432,7 @@ impl PolicyStore {
             let ca = IpAddr::V4(msg.dst_ca);
             let from = IpAddr::V4(msg.from_pa);
             let (kind, new_pa, outcome) = match msg.control {
-                Control::Unreachable if record_in_domain(&g.policy, vsid, ca).is_none_or(|r| r.pa != from) => {
-                    ("unreachable", None, format!("ignored: this host does not send CA {ca} to {from}"))
-                }
+                Control::Unreachable if record_in_domain(&g.policy, vsid, ca).is_none_or(|r| r.pa != from) => ("unreachable", None, format!("ignored: this host does not send CA {ca} to {from}")),
                 Control::Unreachable => {
                     g.unreachable += 1;
                     ("unreachable", None, format!("the host at {from} has no VM with CA {ca} in VSID {vsid}: this host's policy may be stale"))

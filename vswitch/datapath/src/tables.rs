@@ -293,7 +293,9 @@ impl Tables {
             e.version = unchanged.unwrap_or(generation);
         }
         self.global_version = match prev {
-            Some(p) if p.local_pas == self.local_pas && p.ports.len() == self.ports.len() && p.ports.iter().zip(&self.ports).all(|(a, b)| a.name == b.name && a.role == b.role && a.mtu == b.mtu) => p.global_version,
+            Some(p) if p.local_pas == self.local_pas && p.ports.len() == self.ports.len() && p.ports.iter().zip(&self.ports).all(|(a, b)| a.name == b.name && a.role == b.role && a.mtu == b.mtu) => {
+                p.global_version
+            }
             _ => generation,
         };
     }
@@ -360,9 +362,7 @@ impl Tables {
         for pa in &policy.host.provider_addresses {
             t.local_pas.push(LocalPa { ip: pa.address, mac: pa.mac.0, vlan: pa.vlan, uplink: port_index(&pa.uplink).unwrap_or(0) });
         }
-        let neighbor = |ip: IpAddr| -> Option<[u8; 6]> {
-            policy.host.neighbor(ip).map(|m| m.0).or_else(|| neighbors.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m))
-        };
+        let neighbor = |ip: IpAddr| -> Option<[u8; 6]> { policy.host.neighbor(ip).map(|m| m.0).or_else(|| neighbors.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m)) };
         for r in &policy.lookup {
             let vsid = r.vsid.get();
             let to = if r.rule == Rule::None || policy.host.is_local_pa(r.pa) {
@@ -374,7 +374,20 @@ impl Tables {
                 t.template(policy, r.pa, vsid, &neighbor).map_or(Delivery::Unresolved, Delivery::Encap)
             };
             let idx = t.dests.len() as u32;
-            t.dests.push(Dest { index: idx, slot: slots.record(vsid, r.ca), version: generation, vsid, ca: r.ca, mac: r.mac.0, pa: r.pa, to, vsid_slot: slots.slot(vsid), l2_only: r.kind == RecordType::L2Only, flow_entropy: r.flow_entropy, forward_moved: false });
+            t.dests.push(Dest {
+                index: idx,
+                slot: slots.record(vsid, r.ca),
+                version: generation,
+                vsid,
+                ca: r.ca,
+                mac: r.mac.0,
+                pa: r.pa,
+                to,
+                vsid_slot: slots.slot(vsid),
+                l2_only: r.kind == RecordType::L2Only,
+                flow_entropy: r.flow_entropy,
+                forward_moved: false,
+            });
             if r.kind == RecordType::GatewayWildcard {
                 if let Some(e) = t.vsids.get_mut(&vsid) {
                     e.wildcard = Some(idx);
@@ -433,13 +446,13 @@ impl Tables {
         let next_hop = if local.subnet().contains(pa) {
             pa
         } else {
-            policy
-                .host
-                .provider_routes
-                .iter()
-                .filter(|r| r.destination.contains(pa))
-                .max_by(|a, b| a.destination.len().cmp(&b.destination.len()).then(b.metric.cmp(&a.metric)))
-                .map(|r| if r.is_on_link() { pa } else { r.next_hop })?
+            policy.host.provider_routes.iter().filter(|r| r.destination.contains(pa)).max_by(|a, b| a.destination.len().cmp(&b.destination.len()).then(b.metric.cmp(&a.metric))).map(|r| {
+                if r.is_on_link() {
+                    pa
+                } else {
+                    r.next_hop
+                }
+            })?
         };
         let nh_mac = neighbor(next_hop)?;
         let uplink = policy.ports.iter().position(|p| p.name == local.uplink)? as u16;

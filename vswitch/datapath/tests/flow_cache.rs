@@ -103,8 +103,31 @@ fn the_generator_covers_its_contract() {
         }
     }
     let want = [
-        "tcp4", "udp4", "icmp4", "tcp6", "udp6", "icmp6", "nvgre tcp4", "nvgre udp4", "nvgre icmp4", "nvgre tcp6", "nvgre udp6", "nvgre icmp6", "routed", "nvgre routed",
-        "mutated uplink=true", "mutated uplink=false", "move ", "remove records", "add records", "add ACL", "remove ACL", "add route", "remove route", "apply hints", "FlowID entropy",
+        "tcp4",
+        "udp4",
+        "icmp4",
+        "tcp6",
+        "udp6",
+        "icmp6",
+        "nvgre tcp4",
+        "nvgre udp4",
+        "nvgre icmp4",
+        "nvgre tcp6",
+        "nvgre udp6",
+        "nvgre icmp6",
+        "routed",
+        "nvgre routed",
+        "mutated uplink=true",
+        "mutated uplink=false",
+        "move ",
+        "remove records",
+        "add records",
+        "add ACL",
+        "remove ACL",
+        "add route",
+        "remove route",
+        "apply hints",
+        "FlowID entropy",
     ];
     let missing: Vec<&str> = want.iter().copied().filter(|w| !seen.iter().any(|s| s.starts_with(w))).collect();
     assert!(missing.is_empty(), "never generated: {missing:?}; seen {seen:?}");

@@ -71,7 +71,12 @@ fn check_or_write(dir: PathBuf, seeds: &[(String, Vec<u8>)]) {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(&path, data).unwrap();
         } else {
-            assert_eq!(std::fs::read(&path).ok().as_deref(), Some(&data[..]), "{} is not the seed this test builds; run `HNV_WRITE_SEEDS=1 cargo test -p hnv-datapath --test fuzz_cases` and commit it", path.display());
+            assert_eq!(
+                std::fs::read(&path).ok().as_deref(),
+                Some(&data[..]),
+                "{} is not the seed this test builds; run `HNV_WRITE_SEEDS=1 cargo test -p hnv-datapath --test fuzz_cases` and commit it",
+                path.display()
+            );
         }
     }
 }

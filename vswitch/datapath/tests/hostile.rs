@@ -84,10 +84,11 @@ fn both(mut f: impl FnMut(bool)) {
 /// Host 1 of the example with a second Blue VM (Blue4, 10.0.0.9) and IPv6 CAs for Blue1/Blue2.
 fn host1_extended() -> Policy {
     policy(
-        &(BLUE_RED_HOST1
-            .replacen("addresses = [\"10.0.0.5\"]", "addresses = [\"10.0.0.5\", \"fd00::5\"]", 1)
-            .replacen("prefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"", "prefixes = [\"10.0.0.0/24\", \"fd00::/64\"]\ngateway_v4 = \"10.0.0.1\"\ngateway_v6 = \"fd00::1\"", 1)
-            + r#"
+        &(BLUE_RED_HOST1.replacen("addresses = [\"10.0.0.5\"]", "addresses = [\"10.0.0.5\", \"fd00::5\"]", 1).replacen(
+            "prefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"",
+            "prefixes = [\"10.0.0.0/24\", \"fd00::/64\"]\ngateway_v4 = \"10.0.0.1\"\ngateway_v6 = \"fd00::1\"",
+            1,
+        ) + r#"
 [[ports]]
 name = "blue4"
 role = "vm"
@@ -196,7 +197,13 @@ fn nvgre_from_this_hosts_own_pa_is_dropped() {
 // ---- 3. forged MS-NVGREE REDIRECT -------------------------------------------------------------
 
 fn redirect_msg(from_pa: &str, new_pa: &str, src_ca: &str, dst_ca: &str) -> ControlRepr {
-    ControlRepr { control: Control::Redirect { new_pa: new_pa.parse().unwrap() }, from_pa: from_pa.parse().unwrap(), to_pa: "192.168.4.11".parse().unwrap(), src_ca: src_ca.parse().unwrap(), dst_ca: dst_ca.parse().unwrap() }
+    ControlRepr {
+        control: Control::Redirect { new_pa: new_pa.parse().unwrap() },
+        from_pa: from_pa.parse().unwrap(),
+        to_pa: "192.168.4.11".parse().unwrap(),
+        src_ca: src_ca.parse().unwrap(),
+        dst_ca: dst_ca.parse().unwrap(),
+    }
 }
 
 /// The message on the wire, as the host at `from_pa` (host 2's MAC) sends it to host 1.

@@ -26,28 +26,39 @@ fn tenant(vsid: u32) -> Option<u8> {
 /// VSID of each port of host 1 and host 2 (0 = uplink).
 const PORTS: [&[u32]; 2] = [&[0, 5001, 6001], &[0, 5001, 6001, 5002]];
 
-const MACS: [&str; 9] = [
-    "00:15:5d:01:00:05",
-    "00:15:5d:01:00:07",
-    "00:15:5d:02:00:05",
-    "00:15:5d:02:00:07",
-    "00:15:5d:01:01:09",
-    "02:48:4e:00:13:89",
-    "02:48:4e:00:17:71",
-    "02:48:4e:00:13:8a",
-    "ff:ff:ff:ff:ff:ff",
-];
+const MACS: [&str; 9] =
+    ["00:15:5d:01:00:05", "00:15:5d:01:00:07", "00:15:5d:02:00:05", "00:15:5d:02:00:07", "00:15:5d:01:01:09", "02:48:4e:00:13:89", "02:48:4e:00:17:71", "02:48:4e:00:13:8a", "ff:ff:ff:ff:ff:ff"];
 const IPS: [[u8; 4]; 6] = [[10, 0, 0, 5], [10, 0, 0, 7], [10, 0, 1, 9], [10, 0, 0, 1], [10, 0, 0, 66], [0, 0, 0, 0]];
 const PAS: [[u8; 4]; 3] = [[192, 168, 4, 11], [192, 168, 4, 22], [192, 168, 4, 33]];
 
 #[derive(Debug, Clone)]
 enum Input {
     Garbage(Vec<u8>),
-    Udp { src_mac: usize, dst_mac: usize, src: usize, dst: usize, ttl: u8 },
-    Arp { src_mac: usize, src: usize, target: usize },
+    Udp {
+        src_mac: usize,
+        dst_mac: usize,
+        src: usize,
+        dst: usize,
+        ttl: u8,
+    },
+    Arp {
+        src_mac: usize,
+        src: usize,
+        target: usize,
+    },
     /// From the VM that owns the ingress port (or, inside NVGRE, from a VM of the key's VSID).
-    Own { dst_mac: usize, dst: usize, arp: bool },
-    Nvgre { vsid: u32, outer_src: usize, outer_dst: usize, inner: Box<Input>, flip: Option<(usize, u8)> },
+    Own {
+        dst_mac: usize,
+        dst: usize,
+        arp: bool,
+    },
+    Nvgre {
+        vsid: u32,
+        outer_src: usize,
+        outer_dst: usize,
+        inner: Box<Input>,
+        flip: Option<(usize, u8)>,
+    },
 }
 
 fn leaf() -> impl Strategy<Value = Input> {

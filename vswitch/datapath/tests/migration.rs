@@ -149,7 +149,15 @@ fn migration_under_load_loses_nothing_thanks_to_grace_and_redirect() {
             }
         }
     }
-    assert_eq!(delivered, rounds * per_round, "every packet reached Blue2 (zero loss): drops h1 {:?} h2 {:?} h3 {:?}; notices {:?}", h1.totals().drops, h2.totals().drops, h3.totals().drops, h1.store.notices());
+    assert_eq!(
+        delivered,
+        rounds * per_round,
+        "every packet reached Blue2 (zero loss): drops h1 {:?} h2 {:?} h3 {:?}; notices {:?}",
+        h1.totals().drops,
+        h2.totals().drops,
+        h3.totals().drops,
+        h1.store.notices()
+    );
     assert_eq!(redirect_seen_at, Some(move_at), "host 1 redirected after the first round that reached host 2");
     assert_eq!(via_h2_after_move, per_round, "only one round went the long way round through host 2");
     let notices = h1.store.notices();

@@ -257,10 +257,11 @@ fn ok_len() -> usize {
 /// Host 1 with a second Blue VM (Blue4, 10.0.0.9) on the same host, IPv6 CAs
 /// for Blue1 and Blue2, and a gateway-wildcard record for Red.
 fn host1_extended() -> String {
-    BLUE_RED_HOST1
-        .replacen("addresses = [\"10.0.0.5\"]", "addresses = [\"10.0.0.5\", \"fd00::5\"]", 1)
-        .replacen("prefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"", "prefixes = [\"10.0.0.0/24\", \"fd00::/64\"]\ngateway_v4 = \"10.0.0.1\"\ngateway_v6 = \"fd00::1\"", 1)
-        + r#"
+    BLUE_RED_HOST1.replacen("addresses = [\"10.0.0.5\"]", "addresses = [\"10.0.0.5\", \"fd00::5\"]", 1).replacen(
+        "prefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"",
+        "prefixes = [\"10.0.0.0/24\", \"fd00::/64\"]\ngateway_v4 = \"10.0.0.1\"\ngateway_v6 = \"fd00::1\"",
+        1,
+    ) + r#"
 [[ports]]
 name = "blue4"
 role = "vm"

@@ -410,16 +410,7 @@ fn publish(endpoints: Vec<String>, prefix: String, security: EtcdSecurity, path:
         anyhow::anyhow!("{}: policy rejected, nothing published", path.display())
     })?;
     let r = hnvswitch::etcd::publish(&cfg, &policy).map_err(|e| anyhow::anyhow!("{}", as_options(&format!("{e:#}"))))?;
-    println!(
-        "published {} to etcd {} under {}: {} written, {} deleted, {} unchanged (revision {})",
-        path.display(),
-        endpoints.join(","),
-        prefix,
-        r.put,
-        r.deleted,
-        r.unchanged,
-        r.revision
-    );
+    println!("published {} to etcd {} under {}: {} written, {} deleted, {} unchanged (revision {})", path.display(), endpoints.join(","), prefix, r.put, r.deleted, r.unchanged, r.revision);
     Ok(())
 }
 

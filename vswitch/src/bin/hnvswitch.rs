@@ -156,14 +156,7 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Op
     let rt = Runtime::start(&cfg, &specs).with_context(|| config.display().to_string())?;
     let peer = cfg.peer_map();
     let max = (cfg.run.max_packets > 0).then_some(cfg.run.max_packets);
-    let workers = rt.run_limited(
-        |_| CrossConnect::new(peer.clone(), macswap),
-        &stop,
-        secs(cfg.run.duration_secs),
-        secs(cfg.run.stats_interval_secs),
-        max,
-        rate_printer(),
-    )?;
+    let workers = rt.run_limited(|_| CrossConnect::new(peer.clone(), macswap), &stop, secs(cfg.run.duration_secs), secs(cfg.run.stats_interval_secs), max, rate_printer())?;
     println!("\nfinal port counters:\n{}", port_table(&rt.names(), &rt.port_stats()));
     println!("workers:\n{}", worker_table(&workers));
     rt.shutdown();
@@ -236,12 +229,10 @@ fn main() -> ExitCode {
             }
             other => Err(anyhow::anyhow!("unknown example {other:?} (expected host1 or host2)")),
         },
-        Command::Scenario { scenario, flows, size, hugepages, mbufs, dir } => {
-            hnvswitch::scenarios::write(&dir, scenario, flows, size, &hugepages, mbufs).map(|w| {
-                let pcaps: Vec<String> = w.pcaps.iter().map(|p| p.display().to_string()).collect();
-                println!("{} {} {} {}", w.config.display(), pcaps.join(","), w.sinks.join(","), w.sources.join(","));
-            })
-        }
+        Command::Scenario { scenario, flows, size, hugepages, mbufs, dir } => hnvswitch::scenarios::write(&dir, scenario, flows, size, &hugepages, mbufs).map(|w| {
+            let pcaps: Vec<String> = w.pcaps.iter().map(|p| p.display().to_string()).collect();
+            println!("{} {} {} {}", w.config.display(), pcaps.join(","), w.sinks.join(","), w.sources.join(","));
+        }),
         Command::Traffic { kind, flows, size, out } => traffic_cmd(&kind, flows, size, &out),
     };
     match result {

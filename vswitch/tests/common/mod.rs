@@ -9,11 +9,8 @@ use std::sync::{Arc, OnceLock};
 pub fn eal() -> &'static Eal {
     static PREFIX: OnceLock<String> = OnceLock::new();
     let prefix = PREFIX.get_or_init(|| format!("hnvtest{}", std::process::id()));
-    let args: Vec<String> = ["-l", "0", "--no-huge", "-m", "512", "--no-shconf", "--no-pci", "--log-level=lib.eal:error"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("--file-prefix={prefix}")])
-        .collect();
+    let args: Vec<String> =
+        ["-l", "0", "--no-huge", "-m", "512", "--no-shconf", "--no-pci", "--log-level=lib.eal:error"].iter().map(|s| s.to_string()).chain([format!("--file-prefix={prefix}")]).collect();
     let eal = Eal::init(&args).expect("EAL init (is libdpdk installed? run scripts/setup.sh)");
     // Runtime directory of --no-shconf runs; removed when the test binary exits.
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));

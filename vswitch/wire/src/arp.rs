@@ -112,11 +112,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if d.len() < field::OPER.end {
             return Err(Error::Truncated);
         }
-        if read_u16(&d[field::HTYPE]) != HARDWARE_ETHERNET
-            || read_u16(&d[field::PTYPE]) != u16::from(EtherType::Ipv4)
-            || d[field::HLEN] != 6
-            || d[field::PLEN] != 4
-        {
+        if read_u16(&d[field::HTYPE]) != HARDWARE_ETHERNET || read_u16(&d[field::PTYPE]) != u16::from(EtherType::Ipv4) || d[field::HLEN] != 6 || d[field::PLEN] != 4 {
             return Err(Error::Unsupported);
         }
         Ok(())
@@ -235,10 +231,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 ///
 /// # Panics
 /// When `packet` is shorter than 28 bytes (never after `new_checked`).
-pub fn make_reply_in_place<T: AsRef<[u8]> + AsMut<[u8]>>(
-    packet: &mut Packet<T>,
-    answer_mac: EthernetAddress,
-) {
+pub fn make_reply_in_place<T: AsRef<[u8]> + AsMut<[u8]>>(packet: &mut Packet<T>, answer_mac: EthernetAddress) {
     let requester_mac = packet.source_hardware_addr();
     let requester_ip = packet.source_protocol_addr();
     let requested_ip = packet.target_protocol_addr();
@@ -331,25 +324,9 @@ impl Repr {
 impl fmt::Display for Repr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.operation {
-            Operation::Request => write!(
-                f,
-                "ARP request who-has {} tell {}",
-                self.target_protocol_addr, self.source_protocol_addr
-            ),
-            Operation::Reply => write!(
-                f,
-                "ARP reply {} is-at {}",
-                self.source_protocol_addr, self.source_hardware_addr
-            ),
-            Operation::Unknown(op) => write!(
-                f,
-                "ARP op {} {} ({}) > {} ({})",
-                op,
-                self.source_protocol_addr,
-                self.source_hardware_addr,
-                self.target_protocol_addr,
-                self.target_hardware_addr
-            ),
+            Operation::Request => write!(f, "ARP request who-has {} tell {}", self.target_protocol_addr, self.source_protocol_addr),
+            Operation::Reply => write!(f, "ARP reply {} is-at {}", self.source_protocol_addr, self.source_hardware_addr),
+            Operation::Unknown(op) => write!(f, "ARP op {} {} ({}) > {} ({})", op, self.source_protocol_addr, self.source_hardware_addr, self.target_protocol_addr, self.target_hardware_addr),
         }
     }
 }
@@ -435,10 +412,7 @@ mod test {
             let mut bytes = PACKET_BYTES;
             bytes[at] = value;
             assert_eq!(Packet::new_checked(&bytes[..]), Err(Error::Unsupported));
-            assert_eq!(
-                Repr::parse(&Packet::new_unchecked(&bytes[..])),
-                Err(Error::Unsupported)
-            );
+            assert_eq!(Repr::parse(&Packet::new_unchecked(&bytes[..])), Err(Error::Unsupported));
         }
     }
 

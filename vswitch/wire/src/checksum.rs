@@ -57,12 +57,7 @@ pub fn combine(checksums: &[u16]) -> u16 {
 ///
 /// `length` is the upper-layer length: the UDP length field, or the TCP
 /// segment length.
-pub fn pseudo_header_v4(
-    src_addr: &Ipv4Address,
-    dst_addr: &Ipv4Address,
-    next_header: IpProtocol,
-    length: u16,
-) -> u16 {
+pub fn pseudo_header_v4(src_addr: &Ipv4Address, dst_addr: &Ipv4Address, next_header: IpProtocol, length: u16) -> u16 {
     let s = src_addr.octets();
     let d = dst_addr.octets();
     let sum = u64::from(u16::from_be_bytes([s[0], s[1]]))
@@ -77,17 +72,8 @@ pub fn pseudo_header_v4(
 /// Return the sum of the IPv6 pseudo-header (RFC 8200 §8.1).
 ///
 /// `length` is the upper-layer packet length.
-pub fn pseudo_header_v6(
-    src_addr: &Ipv6Address,
-    dst_addr: &Ipv6Address,
-    next_header: IpProtocol,
-    length: u32,
-) -> u16 {
-    let sum = u64::from(data(&src_addr.octets()))
-        + u64::from(data(&dst_addr.octets()))
-        + u64::from(length >> 16)
-        + u64::from(length & 0xffff)
-        + u64::from(u8::from(next_header));
+pub fn pseudo_header_v6(src_addr: &Ipv6Address, dst_addr: &Ipv6Address, next_header: IpProtocol, length: u32) -> u16 {
+    let sum = u64::from(data(&src_addr.octets())) + u64::from(data(&dst_addr.octets())) + u64::from(length >> 16) + u64::from(length & 0xffff) + u64::from(u8::from(next_header));
     fold(sum)
 }
 
@@ -103,11 +89,7 @@ pub const fn update(old_checksum: u16, old_word: u16, new_word: u16) -> u16 {
 /// Return the checksum field after a 32-bit field (an IPv4 address, a TCP
 /// sequence number) changed from `old` to `new`.
 pub const fn update32(old_checksum: u16, old: u32, new: u32) -> u16 {
-    let sum = (!old_checksum) as u64
-        + (!(old >> 16) & 0xffff) as u64
-        + (!old & 0xffff) as u64
-        + (new >> 16) as u64
-        + (new & 0xffff) as u64;
+    let sum = (!old_checksum) as u64 + (!(old >> 16) & 0xffff) as u64 + (!old & 0xffff) as u64 + (new >> 16) as u64 + (new & 0xffff) as u64;
     !fold(sum)
 }
 
@@ -119,10 +101,7 @@ mod test {
     static RFC1071_BYTES: [u8; 8] = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
 
     // An IPv4 header with a correct checksum (0xb861).
-    static IPV4_HEADER: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
-        0x01, 0xc0, 0xa8, 0x00, 0xc7,
-    ];
+    static IPV4_HEADER: [u8; 20] = [0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7];
 
     #[test]
     fn test_data_rfc1071() {
@@ -146,10 +125,7 @@ mod test {
         assert_eq!(combine(&[0xffff, 0x0001]), 0x0001);
         assert_eq!(combine(&[0x8000, 0x8000]), 0x0001);
         assert_eq!(combine(&[]), 0);
-        assert_eq!(
-            combine(&[data(&IPV4_HEADER[..10]), data(&IPV4_HEADER[10..])]),
-            data(&IPV4_HEADER)
-        );
+        assert_eq!(combine(&[data(&IPV4_HEADER[..10]), data(&IPV4_HEADER[10..])]), data(&IPV4_HEADER));
     }
 
     #[test]
@@ -170,10 +146,7 @@ mod test {
         ph6[16..32].copy_from_slice(&dst6.octets());
         ph6[32..36].copy_from_slice(&0x0001_0020u32.to_be_bytes());
         ph6[39] = 58;
-        assert_eq!(
-            pseudo_header_v6(&src6, &dst6, IpProtocol::Ipv6Icmp, 0x0001_0020),
-            data(&ph6)
-        );
+        assert_eq!(pseudo_header_v6(&src6, &dst6, IpProtocol::Ipv6Icmp, 0x0001_0020), data(&ph6));
     }
 
     #[test]

@@ -110,11 +110,7 @@ impl Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -288,11 +284,7 @@ impl Repr {
     /// [`Error::Truncated`] when the frame is shorter than its header.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(frame: &Frame<&T>) -> Result<Repr> {
         frame.check_len()?;
-        Ok(Repr {
-            src_addr: frame.src_addr(),
-            dst_addr: frame.dst_addr(),
-            ethertype: frame.ethertype(),
-        })
+        Ok(Repr { src_addr: frame.src_addr(), dst_addr: frame.dst_addr(), ethertype: frame.ethertype() })
     }
 
     /// Return the header length.
@@ -386,10 +378,7 @@ mod test {
         assert!(uc.is_unicast() && uc.is_local());
         assert_eq!(uc.as_bytes(), &[2, 0, 0, 0, 0, 1]);
         let group: Ipv6Address = "ff02::1:ff00:1234".parse().unwrap();
-        assert_eq!(
-            Address::from_ipv6_multicast(&group),
-            Address([0x33, 0x33, 0xff, 0x00, 0x12, 0x34])
-        );
+        assert_eq!(Address::from_ipv6_multicast(&group), Address([0x33, 0x33, 0xff, 0x00, 0x12, 0x34]));
     }
 
     #[test]
@@ -398,16 +387,7 @@ mod test {
         assert_eq!(a.to_string(), "00:15:5d:ab:cd:ef");
         assert_eq!("00:15:5d:ab:cd:ef".parse::<Address>(), Ok(a));
         assert_eq!("00-15-5D-AB-CD-EF".parse::<Address>(), Ok(a));
-        for bad in [
-            "",
-            "00:15:5d:ab:cd",
-            "00:15:5d:ab:cd:ef:01",
-            "00:15-5d:ab:cd:ef",
-            "00.15.5d.ab.cd.ef",
-            "0g:15:5d:ab:cd:ef",
-            "+0:15:5d:ab:cd:ef",
-            "0:15:5d:ab:cd:ef0",
-        ] {
+        for bad in ["", "00:15:5d:ab:cd", "00:15:5d:ab:cd:ef:01", "00:15-5d:ab:cd:ef", "00.15.5d.ab.cd.ef", "0g:15:5d:ab:cd:ef", "+0:15:5d:ab:cd:ef", "0:15:5d:ab:cd:ef0"] {
             assert_eq!(bad.parse::<Address>(), Err(Error::Malformed), "{bad}");
         }
     }

@@ -287,20 +287,12 @@ impl Repr {
         if !packet.verify_checksum() {
             return Err(Error::BadChecksum);
         }
-        Ok(Repr {
-            protocol_type: packet.protocol_type(),
-            checksum: packet.checksum_present(),
-            key: packet.key(),
-            sequence: packet.sequence(),
-        })
+        Ok(Repr { protocol_type: packet.protocol_type(), checksum: packet.checksum_present(), key: packet.key(), sequence: packet.sequence() })
     }
 
     /// Return the header length.
     pub const fn buffer_len(&self) -> usize {
-        BASE_HEADER_LEN
-            + if self.checksum { 4 } else { 0 }
-            + if self.key.is_some() { 4 } else { 0 }
-            + if self.sequence.is_some() { 4 } else { 0 }
+        BASE_HEADER_LEN + if self.checksum { 4 } else { 0 } + if self.key.is_some() { 4 } else { 0 } + if self.sequence.is_some() { 4 } else { 0 }
     }
 
     /// Write the header. With `checksum`, write the payload first and then
@@ -363,8 +355,7 @@ mod test {
     ];
 
     // K only (the NVGRE shape): protocol 0x6558, key 0x00138901.
-    static KEY_BYTES: [u8; 10] =
-        [0x20, 0x00, 0x65, 0x58, 0x00, 0x13, 0x89, 0x01, 0xde, 0xad];
+    static KEY_BYTES: [u8; 10] = [0x20, 0x00, 0x65, 0x58, 0x00, 0x13, 0x89, 0x01, 0xde, 0xad];
 
     fn full_with_checksum() -> [u8; 18] {
         let mut bytes = FULL_BYTES;
@@ -431,15 +422,7 @@ mod test {
     fn test_repr() {
         let bytes = full_with_checksum();
         let repr = Repr::parse(&Packet::new_checked(&bytes[..]).unwrap()).unwrap();
-        assert_eq!(
-            repr,
-            Repr {
-                protocol_type: EtherType::Ipv4,
-                checksum: true,
-                key: Some(0x0102_0304),
-                sequence: Some(7)
-            }
-        );
+        assert_eq!(repr, Repr { protocol_type: EtherType::Ipv4, checksum: true, key: Some(0x0102_0304), sequence: Some(7) });
         assert_eq!(repr.buffer_len(), 16);
         let mut out = [0xa5u8; 18];
         let mut p = Packet::new_unchecked(&mut out[..]);

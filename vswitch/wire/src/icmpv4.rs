@@ -328,25 +328,11 @@ impl<'a> Repr<'a> {
             return Err(Error::BadChecksum);
         }
         match (packet.msg_type(), packet.msg_code()) {
-            (Message::EchoRequest, 0) => Ok(Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data: packet.payload(),
-            }),
-            (Message::EchoReply, 0) => Ok(Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data: packet.payload(),
-            }),
+            (Message::EchoRequest, 0) => Ok(Repr::EchoRequest { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data: packet.payload() }),
+            (Message::EchoReply, 0) => Ok(Repr::EchoReply { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data: packet.payload() }),
             (Message::EchoRequest | Message::EchoReply, _) => Err(Error::Malformed),
-            (Message::DstUnreachable, code) => Ok(Repr::DstUnreachable {
-                reason: DstUnreachable::from(code),
-                next_hop_mtu: packet.next_hop_mtu(),
-                data: packet.payload(),
-            }),
-            (Message::TimeExceeded, code) => {
-                Ok(Repr::TimeExceeded { code, data: packet.payload() })
-            }
+            (Message::DstUnreachable, code) => Ok(Repr::DstUnreachable { reason: DstUnreachable::from(code), next_hop_mtu: packet.next_hop_mtu(), data: packet.payload() }),
+            (Message::TimeExceeded, code) => Ok(Repr::TimeExceeded { code, data: packet.payload() }),
             (Message::Redirect, code @ 0..=3) => Ok(Repr::Redirect { code, gateway: packet.gateway(), data: packet.payload() }),
             (Message::Redirect, _) => Err(Error::Malformed),
             _ => Err(Error::Unsupported),
@@ -356,11 +342,9 @@ impl<'a> Repr<'a> {
     /// Return the message length: 8 plus the data.
     pub const fn buffer_len(&self) -> usize {
         match self {
-            Repr::EchoRequest { data, .. }
-            | Repr::EchoReply { data, .. }
-            | Repr::DstUnreachable { data, .. }
-            | Repr::TimeExceeded { data, .. }
-            | Repr::Redirect { data, .. } => HEADER_LEN + data.len(),
+            Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } | Repr::DstUnreachable { data, .. } | Repr::TimeExceeded { data, .. } | Repr::Redirect { data, .. } => {
+                HEADER_LEN + data.len()
+            }
         }
     }
 
@@ -438,14 +422,12 @@ impl fmt::Display for Repr<'_> {
 mod test {
     use super::*;
 
-    static ECHO_BYTES: [u8; 12] =
-        [0x08, 0x00, 0x8e, 0xfe, 0x12, 0x34, 0xab, 0xcd, 0xaa, 0x00, 0x00, 0xff];
+    static ECHO_BYTES: [u8; 12] = [0x08, 0x00, 0x8e, 0xfe, 0x12, 0x34, 0xab, 0xcd, 0xaa, 0x00, 0x00, 0xff];
 
     static ECHO_DATA: [u8; 4] = [0xaa, 0x00, 0x00, 0xff];
 
     // Type 3 code 4, MTU 1400, quoting 4 bytes.
-    static FRAG_NEEDED_BYTES: [u8; 12] =
-        [0x03, 0x04, 0x00, 0x00, 0x00, 0x00, 0x05, 0x78, 0x45, 0x00, 0x05, 0xdc];
+    static FRAG_NEEDED_BYTES: [u8; 12] = [0x03, 0x04, 0x00, 0x00, 0x00, 0x00, 0x05, 0x78, 0x45, 0x00, 0x05, 0xdc];
 
     fn echo_repr() -> Repr<'static> {
         Repr::EchoRequest { ident: 0x1234, seq_no: 0xabcd, data: &ECHO_DATA }
@@ -489,11 +471,7 @@ mod test {
     #[test]
     fn test_frag_needed() {
         let mut bytes = [0xa5u8; 12];
-        let repr = Repr::DstUnreachable {
-            reason: DstUnreachable::FragRequired,
-            next_hop_mtu: 1400,
-            data: &FRAG_NEEDED_BYTES[8..],
-        };
+        let repr = Repr::DstUnreachable { reason: DstUnreachable::FragRequired, next_hop_mtu: 1400, data: &FRAG_NEEDED_BYTES[8..] };
         repr.emit(&mut Packet::new_unchecked(&mut bytes[..]));
         let mut expected = FRAG_NEEDED_BYTES;
         Packet::new_unchecked(&mut expected[..]).fill_checksum();

@@ -180,10 +180,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     fn sum(&self, src_addr: &Ipv6Address, dst_addr: &Ipv6Address) -> u16 {
         let d = self.buffer.as_ref();
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src_addr, dst_addr, IpProtocol::Ipv6Icmp, d.len() as u32),
-            checksum::data(d),
-        ])
+        checksum::combine(&[checksum::pseudo_header_v6(src_addr, dst_addr, IpProtocol::Ipv6Icmp, d.len() as u32), checksum::data(d)])
     }
 
     /// Validate the checksum with the IPv6 pseudo-header.
@@ -295,35 +292,17 @@ impl<'a> Repr<'a> {
     /// [`Error::Truncated`]; [`Error::BadChecksum`]; [`Error::Malformed`]
     /// for a non-zero code where 0 is required (and the NDP checks of
     /// [`ndisc::Repr::parse`]); [`Error::Unsupported`] for other types.
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(
-        src_addr: &Ipv6Address,
-        dst_addr: &Ipv6Address,
-        packet: &Packet<&'a T>,
-    ) -> Result<Repr<'a>> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(src_addr: &Ipv6Address, dst_addr: &Ipv6Address, packet: &Packet<&'a T>) -> Result<Repr<'a>> {
         packet.check_len()?;
         if !packet.verify_checksum(src_addr, dst_addr) {
             return Err(Error::BadChecksum);
         }
         match (packet.msg_type(), packet.msg_code()) {
-            (Message::EchoRequest, 0) => Ok(Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data: packet.payload(),
-            }),
-            (Message::EchoReply, 0) => Ok(Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data: packet.payload(),
-            }),
-            (Message::PktTooBig, 0) => {
-                Ok(Repr::PktTooBig { mtu: packet.pkt_too_big_mtu(), data: packet.payload() })
-            }
-            (Message::EchoRequest | Message::EchoReply | Message::PktTooBig, _) => {
-                Err(Error::Malformed)
-            }
-            (Message::NeighborSolicit | Message::NeighborAdvert, _) => {
-                ndisc::Repr::parse(packet).map(Repr::Ndisc)
-            }
+            (Message::EchoRequest, 0) => Ok(Repr::EchoRequest { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data: packet.payload() }),
+            (Message::EchoReply, 0) => Ok(Repr::EchoReply { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data: packet.payload() }),
+            (Message::PktTooBig, 0) => Ok(Repr::PktTooBig { mtu: packet.pkt_too_big_mtu(), data: packet.payload() }),
+            (Message::EchoRequest | Message::EchoReply | Message::PktTooBig, _) => Err(Error::Malformed),
+            (Message::NeighborSolicit | Message::NeighborAdvert, _) => ndisc::Repr::parse(packet).map(Repr::Ndisc),
             _ => Err(Error::Unsupported),
         }
     }
@@ -331,9 +310,7 @@ impl<'a> Repr<'a> {
     /// Return the message length.
     pub const fn buffer_len(&self) -> usize {
         match self {
-            Repr::EchoRequest { data, .. }
-            | Repr::EchoReply { data, .. }
-            | Repr::PktTooBig { data, .. } => 8 + data.len(),
+            Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } | Repr::PktTooBig { data, .. } => 8 + data.len(),
             Repr::Ndisc(n) => n.buffer_len(),
         }
     }
@@ -345,12 +322,7 @@ impl<'a> Repr<'a> {
     ///
     /// # Panics
     /// When the buffer is shorter than [`Repr::buffer_len`].
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        src_addr: &Ipv6Address,
-        dst_addr: &Ipv6Address,
-        packet: &mut Packet<T>,
-    ) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, src_addr: &Ipv6Address, dst_addr: &Ipv6Address, packet: &mut Packet<T>) {
         let (ty, data) = match *self {
             Repr::EchoRequest { ident, seq_no, data } => {
                 packet.set_echo_ident(ident);
@@ -407,14 +379,12 @@ mod test {
     }
 
     // Echo request id 0x1234 seq 0xabcd, 4 data bytes, fe80::1 > fe80::2.
-    static ECHO_BYTES: [u8; 12] =
-        [0x80, 0x00, 0x19, 0xb3, 0x12, 0x34, 0xab, 0xcd, 0xaa, 0x00, 0x00, 0xff];
+    static ECHO_BYTES: [u8; 12] = [0x80, 0x00, 0x19, 0xb3, 0x12, 0x34, 0xab, 0xcd, 0xaa, 0x00, 0x00, 0xff];
 
     static ECHO_DATA: [u8; 4] = [0xaa, 0x00, 0x00, 0xff];
 
     // Packet too big, MTU 1280, quoting 4 bytes.
-    static PTB_BYTES: [u8; 12] =
-        [0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x60, 0x00, 0x00, 0x00];
+    static PTB_BYTES: [u8; 12] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x60, 0x00, 0x00, 0x00];
 
     #[test]
     fn test_echo_deconstruct() {

@@ -441,11 +441,7 @@ impl Repr {
 
 impl fmt::Display for Repr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "IPv4 {} > {} {} ttl {} len {}",
-            self.src_addr, self.dst_addr, self.next_header, self.hop_limit, self.payload_len
-        )
+        write!(f, "IPv4 {} > {} {} ttl {} len {}", self.src_addr, self.dst_addr, self.next_header, self.hop_limit, self.payload_len)
     }
 }
 
@@ -455,22 +451,12 @@ mod test {
 
     // 20-byte header, DSCP/ECN 0, total 24, ident 0x1234, DF, TTL 64, ICMP,
     // 10.0.0.1 > 10.0.0.2, then 4 payload bytes.
-    static PACKET_BYTES: [u8; 24] = [
-        0x45, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x14, 0xaf, 0x0a, 0x00, 0x00,
-        0x01, 0x0a, 0x00, 0x00, 0x02, 0xaa, 0x00, 0x00, 0xff,
-    ];
+    static PACKET_BYTES: [u8; 24] = [0x45, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x14, 0xaf, 0x0a, 0x00, 0x00, 0x01, 0x0a, 0x00, 0x00, 0x02, 0xaa, 0x00, 0x00, 0xff];
 
     static PAYLOAD_BYTES: [u8; 4] = [0xaa, 0x00, 0x00, 0xff];
 
     fn repr() -> Repr {
-        Repr {
-            src_addr: Ipv4Address::new(10, 0, 0, 1),
-            dst_addr: Ipv4Address::new(10, 0, 0, 2),
-            next_header: IpProtocol::Icmp,
-            payload_len: 4,
-            hop_limit: 64,
-            dont_frag: true,
-        }
+        Repr { src_addr: Ipv4Address::new(10, 0, 0, 1), dst_addr: Ipv4Address::new(10, 0, 0, 2), next_header: IpProtocol::Icmp, payload_len: 4, hop_limit: 64, dont_frag: true }
     }
 
     #[test]

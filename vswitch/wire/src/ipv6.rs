@@ -244,13 +244,7 @@ impl Repr {
     /// Those of [`Packet::new_checked`].
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&T>) -> Result<Repr> {
         let packet = Packet::new_checked(packet.buffer)?;
-        Ok(Repr {
-            src_addr: packet.src_addr(),
-            dst_addr: packet.dst_addr(),
-            next_header: packet.next_header(),
-            payload_len: usize::from(packet.payload_len()),
-            hop_limit: packet.hop_limit(),
-        })
+        Ok(Repr { src_addr: packet.src_addr(), dst_addr: packet.dst_addr(), next_header: packet.next_header(), payload_len: usize::from(packet.payload_len()), hop_limit: packet.hop_limit() })
     }
 
     /// Return the header length (40).
@@ -276,11 +270,7 @@ impl Repr {
 
 impl fmt::Display for Repr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "IPv6 {} > {} {} hlim {} len {}",
-            self.src_addr, self.dst_addr, self.next_header, self.hop_limit, self.payload_len
-        )
+        write!(f, "IPv6 {} > {} {} hlim {} len {}", self.src_addr, self.dst_addr, self.next_header, self.hop_limit, self.payload_len)
     }
 }
 
@@ -336,13 +326,7 @@ mod test {
 
     #[test]
     fn test_parse_emit() {
-        let repr = Repr {
-            src_addr: src(),
-            dst_addr: dst(),
-            next_header: IpProtocol::Udp,
-            payload_len: 4,
-            hop_limit: 64,
-        };
+        let repr = Repr { src_addr: src(), dst_addr: dst(), next_header: IpProtocol::Udp, payload_len: 4, hop_limit: 64 };
         let p = Packet::new_checked(&PACKET_BYTES[..]).unwrap();
         assert_eq!(Repr::parse(&p), Ok(repr));
         let mut bytes = [0xa5u8; 44];

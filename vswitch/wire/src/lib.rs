@@ -80,27 +80,16 @@ pub mod vsid;
 
 use core::fmt;
 
-pub use crate::arp::{
-    Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr,
-};
-pub use crate::ethernet::{
-    Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr,
-};
+pub use crate::arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
+pub use crate::ethernet::{Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr};
 pub use crate::flow_hash::{flow_id, flow_id_v4, flow_id_v6};
 pub use crate::gre::{Packet as GrePacket, Repr as GreRepr};
-pub use crate::icmpv4::{
-    DstUnreachable as Icmpv4DstUnreachable, Message as Icmpv4Message, Packet as Icmpv4Packet,
-    Repr as Icmpv4Repr,
-};
+pub use crate::icmpv4::{DstUnreachable as Icmpv4DstUnreachable, Message as Icmpv4Message, Packet as Icmpv4Packet, Repr as Icmpv4Repr};
 pub use crate::icmpv6::{Message as Icmpv6Message, Packet as Icmpv6Packet, Repr as Icmpv6Repr};
 pub use crate::ip::{IpProtocol, Ipv4Address, Ipv6Address};
 pub use crate::ipv4::{Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use crate::ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr};
-pub use crate::ndisc::{
-    NdiscOption, NdiscOptionType, NeighborAdvert as NdiscNeighborAdvert,
-    NeighborFlags as NdiscNeighborFlags, NeighborSolicit as NdiscNeighborSolicit,
-    Repr as NdiscRepr,
-};
+pub use crate::ndisc::{NdiscOption, NdiscOptionType, NeighborAdvert as NdiscNeighborAdvert, NeighborFlags as NdiscNeighborFlags, NeighborSolicit as NdiscNeighborSolicit, Repr as NdiscRepr};
 pub use crate::nvgre::Repr as NvgreRepr;
 pub use crate::pretty::PrettyFrame;
 pub use crate::tcp::Packet as TcpPacket;

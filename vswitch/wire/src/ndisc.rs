@@ -36,10 +36,7 @@
 use core::fmt;
 use core::ops::BitOr;
 
-use crate::{
-    Error, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv6Message, Icmpv6Packet,
-    IpProtocol, Ipv6Address, Ipv6Packet, Ipv6Repr, Result,
-};
+use crate::{Error, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv6Message, Icmpv6Packet, IpProtocol, Ipv6Address, Ipv6Packet, Ipv6Repr, Result};
 
 /// Neighbor Advertisement flags (the top three bits of byte 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -140,9 +137,7 @@ impl NdiscOption<'_> {
     /// `None` for other types or a value shorter than 6 bytes.
     pub fn link_layer_addr(&self) -> Option<EthernetAddress> {
         match self.option_type {
-            NdiscOptionType::SourceLinkLayerAddr | NdiscOptionType::TargetLinkLayerAddr => {
-                self.data.get(..6).map(EthernetAddress::from_bytes)
-            }
+            NdiscOptionType::SourceLinkLayerAddr | NdiscOptionType::TargetLinkLayerAddr => self.data.get(..6).map(EthernetAddress::from_bytes),
             _ => None,
         }
     }
@@ -455,18 +450,11 @@ impl Repr {
         let repr = match Icmpv6Message::from(*d.first().ok_or(Error::Truncated)?) {
             Icmpv6Message::NeighborSolicit => {
                 let ns = NeighborSolicit::new_checked(d)?;
-                Repr::NeighborSolicit {
-                    target_addr: ns.target_addr(),
-                    lladdr: ns.source_link_layer_addr()?,
-                }
+                Repr::NeighborSolicit { target_addr: ns.target_addr(), lladdr: ns.source_link_layer_addr()? }
             }
             Icmpv6Message::NeighborAdvert => {
                 let na = NeighborAdvert::new_checked(d)?;
-                Repr::NeighborAdvert {
-                    flags: na.flags(),
-                    target_addr: na.target_addr(),
-                    lladdr: na.target_link_layer_addr()?,
-                }
+                Repr::NeighborAdvert { flags: na.flags(), target_addr: na.target_addr(), lladdr: na.target_link_layer_addr()? }
             }
             _ => return Err(Error::Unsupported),
         };
@@ -479,18 +467,14 @@ impl Repr {
     /// Return the target address.
     pub const fn target_addr(&self) -> Ipv6Address {
         match *self {
-            Repr::NeighborSolicit { target_addr, .. } | Repr::NeighborAdvert { target_addr, .. } => {
-                target_addr
-            }
+            Repr::NeighborSolicit { target_addr, .. } | Repr::NeighborAdvert { target_addr, .. } => target_addr,
         }
     }
 
     /// Return the message length: 24, plus 8 with a link-layer option.
     pub const fn buffer_len(&self) -> usize {
         match self {
-            Repr::NeighborSolicit { lladdr, .. } | Repr::NeighborAdvert { lladdr, .. } => {
-                HEADER_LEN + if lladdr.is_some() { LLADDR_OPTION_LEN } else { 0 }
-            }
+            Repr::NeighborSolicit { lladdr, .. } | Repr::NeighborAdvert { lladdr, .. } => HEADER_LEN + if lladdr.is_some() { LLADDR_OPTION_LEN } else { 0 },
         }
     }
 
@@ -502,18 +486,8 @@ impl Repr {
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Icmpv6Packet<T>) {
         let d: &mut [u8] = packet.as_mut();
         let (ty, flags, target, option) = match *self {
-            Repr::NeighborSolicit { target_addr, lladdr } => (
-                Icmpv6Message::NeighborSolicit,
-                NeighborFlags::empty(),
-                target_addr,
-                lladdr.map(|a| (NdiscOptionType::SourceLinkLayerAddr, a)),
-            ),
-            Repr::NeighborAdvert { flags, target_addr, lladdr } => (
-                Icmpv6Message::NeighborAdvert,
-                flags,
-                target_addr,
-                lladdr.map(|a| (NdiscOptionType::TargetLinkLayerAddr, a)),
-            ),
+            Repr::NeighborSolicit { target_addr, lladdr } => (Icmpv6Message::NeighborSolicit, NeighborFlags::empty(), target_addr, lladdr.map(|a| (NdiscOptionType::SourceLinkLayerAddr, a))),
+            Repr::NeighborAdvert { flags, target_addr, lladdr } => (Icmpv6Message::NeighborAdvert, flags, target_addr, lladdr.map(|a| (NdiscOptionType::TargetLinkLayerAddr, a))),
         };
         d[field::TYPE] = ty.into();
         d[field::CODE] = 0;
@@ -551,16 +525,7 @@ impl fmt::Display for Repr {
 /// Return the solicited-node multicast address of `addr` (`ff02::1:ffXX:XXXX`).
 pub const fn solicited_node(addr: &Ipv6Address) -> Ipv6Address {
     let o = addr.octets();
-    Ipv6Address::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | o[13] as u16,
-        ((o[14] as u16) << 8) | o[15] as u16,
-    )
+    Ipv6Address::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | o[13] as u16, ((o[14] as u16) << 8) | o[15] as u16)
 }
 
 /// Query whether `addr` is a solicited-node multicast address.
@@ -615,18 +580,8 @@ fn emit_advert(s: Solicit, answer_mac: EthernetAddress, out: &mut [u8]) -> Resul
     let out = out.get_mut(..ADVERT_IPV6_LEN).ok_or(Error::Truncated)?;
     // RFC 4861 §7.2.4: answer to the solicitor; for DAD (unspecified
     // source) to all-nodes with S clear.
-    let (dst_addr, flags) = if s.src_addr.is_unspecified() {
-        (ALL_NODES, NeighborFlags::OVERRIDE)
-    } else {
-        (s.src_addr, NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE)
-    };
-    let ip_repr = Ipv6Repr {
-        src_addr: s.target_addr,
-        dst_addr,
-        next_header: IpProtocol::Ipv6Icmp,
-        payload_len: HEADER_LEN + LLADDR_OPTION_LEN,
-        hop_limit: 255,
-    };
+    let (dst_addr, flags) = if s.src_addr.is_unspecified() { (ALL_NODES, NeighborFlags::OVERRIDE) } else { (s.src_addr, NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE) };
+    let ip_repr = Ipv6Repr { src_addr: s.target_addr, dst_addr, next_header: IpProtocol::Ipv6Icmp, payload_len: HEADER_LEN + LLADDR_OPTION_LEN, hop_limit: 255 };
     let (ip_buf, icmp_buf) = out.split_at_mut(crate::ipv6::HEADER_LEN);
     ip_repr.emit(&mut Ipv6Packet::new_unchecked(ip_buf));
     let na = Repr::NeighborAdvert { flags, target_addr: s.target_addr, lladdr: Some(answer_mac) };
@@ -675,24 +630,14 @@ fn parse_solicit_frame(frame: &[u8]) -> Result<(EthernetAddress, Solicit)> {
         return Err(Error::Unsupported);
     }
     let s = parse_solicit(eth.payload())?;
-    let dst = if s.src_addr.is_unspecified() {
-        EthernetAddress::from_ipv6_multicast(&ALL_NODES)
-    } else {
-        eth.src_addr()
-    };
+    let dst = if s.src_addr.is_unspecified() { EthernetAddress::from_ipv6_multicast(&ALL_NODES) } else { eth.src_addr() };
     Ok((dst, s))
 }
 
-fn emit_advert_frame(
-    eth_dst: EthernetAddress,
-    s: Solicit,
-    answer_mac: EthernetAddress,
-    out: &mut [u8],
-) -> Result<usize> {
+fn emit_advert_frame(eth_dst: EthernetAddress, s: Solicit, answer_mac: EthernetAddress, out: &mut [u8]) -> Result<usize> {
     let out = out.get_mut(..ADVERT_FRAME_LEN).ok_or(Error::Truncated)?;
     let (eth_buf, ip_buf) = out.split_at_mut(crate::ethernet::HEADER_LEN);
-    EthernetRepr { src_addr: answer_mac, dst_addr: eth_dst, ethertype: EtherType::Ipv6 }
-        .emit(&mut EthernetFrame::new_unchecked(eth_buf));
+    EthernetRepr { src_addr: answer_mac, dst_addr: eth_dst, ethertype: EtherType::Ipv6 }.emit(&mut EthernetFrame::new_unchecked(eth_buf));
     emit_advert(s, answer_mac, ip_buf)?;
     Ok(ADVERT_FRAME_LEN)
 }
@@ -703,11 +648,7 @@ fn emit_advert_frame(
 ///
 /// # Errors
 /// As [`answer_solicit`]; [`Error::Unsupported`] for a non-IPv6 frame.
-pub fn answer_solicit_frame(
-    ns_frame: &[u8],
-    answer_mac: EthernetAddress,
-    out: &mut [u8],
-) -> Result<usize> {
+pub fn answer_solicit_frame(ns_frame: &[u8], answer_mac: EthernetAddress, out: &mut [u8]) -> Result<usize> {
     let (eth_dst, s) = parse_solicit_frame(ns_frame)?;
     emit_advert_frame(eth_dst, s, answer_mac, out)
 }
@@ -717,10 +658,7 @@ pub fn answer_solicit_frame(
 ///
 /// # Errors
 /// As [`answer_solicit_frame`].
-pub fn answer_solicit_frame_in_place(
-    frame: &mut [u8],
-    answer_mac: EthernetAddress,
-) -> Result<usize> {
+pub fn answer_solicit_frame_in_place(frame: &mut [u8], answer_mac: EthernetAddress) -> Result<usize> {
     let (eth_dst, s) = parse_solicit_frame(frame)?;
     emit_advert_frame(eth_dst, s, answer_mac, frame)
 }
@@ -756,26 +694,14 @@ mod test {
 
     fn ns_ipv6() -> [u8; 72] {
         let mut buf = [0u8; 72];
-        Ipv6Repr {
-            src_addr: ip1(),
-            dst_addr: solicited_node(&ip2()),
-            next_header: IpProtocol::Ipv6Icmp,
-            payload_len: 32,
-            hop_limit: 255,
-        }
-        .emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+        Ipv6Repr { src_addr: ip1(), dst_addr: solicited_node(&ip2()), next_header: IpProtocol::Ipv6Icmp, payload_len: 32, hop_limit: 255 }.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
         buf[40..].copy_from_slice(&NS_BYTES);
         buf
     }
 
     fn ns_frame() -> [u8; 86] {
         let mut frame = [0u8; 86];
-        EthernetRepr {
-            src_addr: MAC1,
-            dst_addr: EthernetAddress::from_ipv6_multicast(&solicited_node(&ip2())),
-            ethertype: EtherType::Ipv6,
-        }
-        .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        EthernetRepr { src_addr: MAC1, dst_addr: EthernetAddress::from_ipv6_multicast(&solicited_node(&ip2())), ethertype: EtherType::Ipv6 }.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
         frame[14..].copy_from_slice(&ns_ipv6());
         frame
     }
@@ -790,13 +716,7 @@ mod test {
         assert_eq!(ns.source_link_layer_addr(), Ok(Some(MAC1)));
         assert!(ns.verify_checksum(&ip1(), &solicited_node(&ip2())));
         let opts: Vec<_> = ns.options().collect();
-        assert_eq!(
-            opts,
-            vec![Ok(NdiscOption {
-                option_type: NdiscOptionType::SourceLinkLayerAddr,
-                data: &NS_BYTES[26..32]
-            })]
-        );
+        assert_eq!(opts, vec![Ok(NdiscOption { option_type: NdiscOptionType::SourceLinkLayerAddr, data: &NS_BYTES[26..32] })]);
     }
 
     #[test]
@@ -839,11 +759,7 @@ mod test {
     #[test]
     fn test_repr_parse_emit() {
         let ns = Repr::NeighborSolicit { target_addr: ip2(), lladdr: Some(MAC1) };
-        let na = Repr::NeighborAdvert {
-            flags: NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE,
-            target_addr: ip2(),
-            lladdr: Some(MAC2),
-        };
+        let na = Repr::NeighborAdvert { flags: NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE, target_addr: ip2(), lladdr: Some(MAC2) };
         assert_eq!(Repr::parse(&Icmpv6Packet::new_unchecked(&NS_BYTES[..])), Ok(ns));
         assert_eq!(Repr::parse(&Icmpv6Packet::new_unchecked(&NA_BYTES[..])), Ok(na));
         let mut bytes = [0xa5u8; 32];
@@ -924,14 +840,8 @@ mod test {
     fn test_answer_solicit_dad() {
         // DAD probe: unspecified source, no option, 64 bytes.
         let mut ns = [0u8; 72];
-        Ipv6Repr {
-            src_addr: Ipv6Address::UNSPECIFIED,
-            dst_addr: solicited_node(&ip2()),
-            next_header: IpProtocol::Ipv6Icmp,
-            payload_len: 24,
-            hop_limit: 255,
-        }
-        .emit(&mut Ipv6Packet::new_unchecked(&mut ns[..]));
+        Ipv6Repr { src_addr: Ipv6Address::UNSPECIFIED, dst_addr: solicited_node(&ip2()), next_header: IpProtocol::Ipv6Icmp, payload_len: 24, hop_limit: 255 }
+            .emit(&mut Ipv6Packet::new_unchecked(&mut ns[..]));
         let mut icmp = Icmpv6Packet::new_unchecked(&mut ns[40..64]);
         Repr::NeighborSolicit { target_addr: ip2(), lladdr: None }.emit(&mut icmp);
         icmp.fill_checksum(&Ipv6Address::UNSPECIFIED, &solicited_node(&ip2()));
@@ -964,8 +874,7 @@ mod test {
         // Unspecified source with a source link-layer option breaks §7.1.1.
         let mut ns = ns_ipv6();
         ns[8..24].fill(0);
-        Icmpv6Packet::new_unchecked(&mut ns[40..])
-            .fill_checksum(&Ipv6Address::UNSPECIFIED, &solicited_node(&ip2()));
+        Icmpv6Packet::new_unchecked(&mut ns[40..]).fill_checksum(&Ipv6Address::UNSPECIFIED, &solicited_node(&ip2()));
         assert_eq!(answer_solicit(&ns, MAC2, &mut out), Err(Error::Malformed));
     }
 

@@ -130,13 +130,7 @@ mod tests {
     use super::*;
 
     fn repr(control: Control) -> ControlRepr {
-        ControlRepr {
-            control,
-            from_pa: Ipv4Address::new(192, 168, 4, 22),
-            to_pa: Ipv4Address::new(192, 168, 4, 11),
-            src_ca: Ipv4Address::new(10, 0, 0, 5),
-            dst_ca: Ipv4Address::new(10, 0, 0, 7),
-        }
+        ControlRepr { control, from_pa: Ipv4Address::new(192, 168, 4, 22), to_pa: Ipv4Address::new(192, 168, 4, 11), src_ca: Ipv4Address::new(10, 0, 0, 5), dst_ca: Ipv4Address::new(10, 0, 0, 7) }
     }
 
     #[test]

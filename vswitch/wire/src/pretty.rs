@@ -14,9 +14,8 @@
 use core::fmt;
 
 use crate::{
-    ArpPacket, ArpRepr, Error, EtherType, EthernetFrame, GrePacket, Icmpv4Packet, Icmpv4Repr,
-    Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv6Address, Ipv6Packet,
-    NvgreRepr, TcpPacket, UdpPacket, VlanPacket,
+    ArpPacket, ArpRepr, Error, EtherType, EthernetFrame, GrePacket, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv6Address, Ipv6Packet, NvgreRepr, TcpPacket,
+    UdpPacket, VlanPacket,
 };
 
 /// Display adapter printing a one-line summary of an Ethernet frame.
@@ -129,13 +128,7 @@ fn ipv6(f: &mut fmt::Formatter<'_>, d: &[u8], depth: u8) -> fmt::Result {
     l4(f, ip.next_header(), ip.payload(), Addrs::V6(src, dst), depth)
 }
 
-fn l4(
-    f: &mut fmt::Formatter<'_>,
-    proto: IpProtocol,
-    d: &[u8],
-    addrs: Addrs,
-    depth: u8,
-) -> fmt::Result {
+fn l4(f: &mut fmt::Formatter<'_>, proto: IpProtocol, d: &[u8], addrs: Addrs, depth: u8) -> fmt::Result {
     match (proto, addrs) {
         (IpProtocol::Udp, _) => udp(f, d),
         (IpProtocol::Tcp, _) => tcp(f, d),
@@ -148,13 +141,7 @@ fn l4(
 
 fn udp(f: &mut fmt::Formatter<'_>, d: &[u8]) -> fmt::Result {
     match UdpPacket::new_checked(d) {
-        Ok(udp) => write!(
-            f,
-            "UDP {} > {} len {}",
-            udp.src_port(),
-            udp.dst_port(),
-            usize::from(udp.len()).saturating_sub(crate::udp::HEADER_LEN)
-        ),
+        Ok(udp) => write!(f, "UDP {} > {} len {}", udp.src_port(), udp.dst_port(), usize::from(udp.len()).saturating_sub(crate::udp::HEADER_LEN)),
         Err(e) => {
             f.write_str("UDP")?;
             note(f, e)
@@ -171,28 +158,12 @@ fn tcp(f: &mut fmt::Formatter<'_>, d: &[u8]) -> fmt::Result {
         }
     };
     write!(f, "TCP {} > {} [", tcp.src_port(), tcp.dst_port())?;
-    for (set, c) in [
-        (tcp.syn(), "S"),
-        (tcp.fin(), "F"),
-        (tcp.rst(), "R"),
-        (tcp.psh(), "P"),
-        (tcp.urg(), "U"),
-        (tcp.ece(), "E"),
-        (tcp.cwr(), "W"),
-        (tcp.ack(), "."),
-    ] {
+    for (set, c) in [(tcp.syn(), "S"), (tcp.fin(), "F"), (tcp.rst(), "R"), (tcp.psh(), "P"), (tcp.urg(), "U"), (tcp.ece(), "E"), (tcp.cwr(), "W"), (tcp.ack(), ".")] {
         if set {
             f.write_str(c)?;
         }
     }
-    write!(
-        f,
-        "] seq {} ack {} win {} len {}",
-        tcp.seq_number(),
-        tcp.ack_number(),
-        tcp.window_len(),
-        tcp.payload().len()
-    )
+    write!(f, "] seq {} ack {} win {} len {}", tcp.seq_number(), tcp.ack_number(), tcp.window_len(), tcp.payload().len())
 }
 
 fn icmpv4(f: &mut fmt::Formatter<'_>, d: &[u8]) -> fmt::Result {
@@ -216,12 +187,7 @@ fn icmpv4(f: &mut fmt::Formatter<'_>, d: &[u8]) -> fmt::Result {
     }
 }
 
-fn icmpv6(
-    f: &mut fmt::Formatter<'_>,
-    d: &[u8],
-    src: &Ipv6Address,
-    dst: &Ipv6Address,
-) -> fmt::Result {
+fn icmpv6(f: &mut fmt::Formatter<'_>, d: &[u8], src: &Ipv6Address, dst: &Ipv6Address) -> fmt::Result {
     let icmp = match Icmpv6Packet::new_checked(d) {
         Ok(icmp) => icmp,
         Err(e) => {
@@ -257,16 +223,8 @@ fn gre(f: &mut fmt::Formatter<'_>, d: &[u8], depth: u8) -> fmt::Result {
             f.write_str("GRE")?;
             match GrePacket::new_checked(d) {
                 Ok(gre) => {
-                    write!(
-                        f,
-                        " flags 0x{:04x} proto {} len {}",
-                        gre.flags_version(),
-                        gre.protocol_type(),
-                        gre.payload().len()
-                    )?;
-                    if gre.protocol_type() == EtherType::TransparentEthernetBridging
-                        || gre.key_present()
-                    {
+                    write!(f, " flags 0x{:04x} proto {} len {}", gre.flags_version(), gre.protocol_type(), gre.payload().len())?;
+                    if gre.protocol_type() == EtherType::TransparentEthernetBridging || gre.key_present() {
                         note(f, nvgre_err)
                     } else {
                         Ok(())
@@ -284,19 +242,8 @@ mod test {
     use crate::{EthernetAddress, EthernetRepr, Ipv4Address, Ipv4Repr, UdpRepr, Vsid};
 
     fn udp_frame(buf: &mut [u8]) -> usize {
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            ethertype: EtherType::Ipv4,
-        };
-        let ip = Ipv4Repr {
-            src_addr: Ipv4Address::new(10, 0, 0, 1),
-            dst_addr: Ipv4Address::new(10, 0, 0, 2),
-            next_header: IpProtocol::Udp,
-            payload_len: 12,
-            hop_limit: 64,
-            dont_frag: false,
-        };
+        let eth = EthernetRepr { src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]), dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]), ethertype: EtherType::Ipv4 };
+        let ip = Ipv4Repr { src_addr: Ipv4Address::new(10, 0, 0, 1), dst_addr: Ipv4Address::new(10, 0, 0, 2), next_header: IpProtocol::Udp, payload_len: 12, hop_limit: 64, dont_frag: false };
         eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
         ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..]));
         let mut udp = UdpPacket::new_unchecked(&mut buf[34..46]);
@@ -319,23 +266,11 @@ mod test {
     #[test]
     fn test_nvgre() {
         let mut buf = [0u8; 46 + 42];
-        let outer = EthernetRepr {
-            src_addr: EthernetAddress([0, 0x15, 0x5d, 0, 0, 1]),
-            dst_addr: EthernetAddress([0, 0x15, 0x5d, 0, 0, 2]),
-            ethertype: EtherType::Ipv4,
-        };
+        let outer = EthernetRepr { src_addr: EthernetAddress([0, 0x15, 0x5d, 0, 0, 1]), dst_addr: EthernetAddress([0, 0x15, 0x5d, 0, 0, 2]), ethertype: EtherType::Ipv4 };
         outer.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-        Ipv4Repr {
-            src_addr: Ipv4Address::new(192, 168, 0, 1),
-            dst_addr: Ipv4Address::new(192, 168, 0, 2),
-            next_header: IpProtocol::Gre,
-            payload_len: 8 + 46,
-            hop_limit: 128,
-            dont_frag: true,
-        }
-        .emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..]));
-        NvgreRepr { vsid: Vsid::new(5001).unwrap(), flow_id: 7 }
-            .emit(&mut GrePacket::new_unchecked(&mut buf[34..]));
+        Ipv4Repr { src_addr: Ipv4Address::new(192, 168, 0, 1), dst_addr: Ipv4Address::new(192, 168, 0, 2), next_header: IpProtocol::Gre, payload_len: 8 + 46, hop_limit: 128, dont_frag: true }
+            .emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..]));
+        NvgreRepr { vsid: Vsid::new(5001).unwrap(), flow_id: 7 }.emit(&mut GrePacket::new_unchecked(&mut buf[34..]));
         udp_frame(&mut buf[42..]);
         let s = PrettyFrame(&buf).to_string();
         assert!(s.contains("NVGRE vsid 5001 flowid 7: 02:00:00:00:00:01"), "{s}");

@@ -210,19 +210,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Validate the checksum with the IPv4 pseudo-header.
     pub fn verify_checksum_v4(&self, src_addr: &Ipv4Address, dst_addr: &Ipv4Address) -> bool {
         let d = self.buffer.as_ref();
-        checksum::combine(&[
-            checksum::pseudo_header_v4(src_addr, dst_addr, IpProtocol::Tcp, d.len() as u16),
-            checksum::data(d),
-        ]) == !0
+        checksum::combine(&[checksum::pseudo_header_v4(src_addr, dst_addr, IpProtocol::Tcp, d.len() as u16), checksum::data(d)]) == !0
     }
 
     /// Validate the checksum with the IPv6 pseudo-header.
     pub fn verify_checksum_v6(&self, src_addr: &Ipv6Address, dst_addr: &Ipv6Address) -> bool {
         let d = self.buffer.as_ref();
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src_addr, dst_addr, IpProtocol::Tcp, d.len() as u32),
-            checksum::data(d),
-        ]) == !0
+        checksum::combine(&[checksum::pseudo_header_v6(src_addr, dst_addr, IpProtocol::Tcp, d.len() as u32), checksum::data(d)]) == !0
     }
 }
 
@@ -285,10 +279,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn fill_checksum_v4(&mut self, src_addr: &Ipv4Address, dst_addr: &Ipv4Address) {
         self.set_checksum(0);
         let d = self.buffer.as_ref();
-        let sum = checksum::combine(&[
-            checksum::pseudo_header_v4(src_addr, dst_addr, IpProtocol::Tcp, d.len() as u16),
-            checksum::data(d),
-        ]);
+        let sum = checksum::combine(&[checksum::pseudo_header_v4(src_addr, dst_addr, IpProtocol::Tcp, d.len() as u16), checksum::data(d)]);
         self.set_checksum(!sum);
     }
 
@@ -296,10 +287,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn fill_checksum_v6(&mut self, src_addr: &Ipv6Address, dst_addr: &Ipv6Address) {
         self.set_checksum(0);
         let d = self.buffer.as_ref();
-        let sum = checksum::combine(&[
-            checksum::pseudo_header_v6(src_addr, dst_addr, IpProtocol::Tcp, d.len() as u32),
-            checksum::data(d),
-        ]);
+        let sum = checksum::combine(&[checksum::pseudo_header_v6(src_addr, dst_addr, IpProtocol::Tcp, d.len() as u32), checksum::data(d)]);
         self.set_checksum(!sum);
     }
 
@@ -344,10 +332,7 @@ mod test {
 
     // 10.0.0.1:49152 > 10.0.0.2:80, SYN, seq 1, window 64240, MSS option
     // 1460 and NOP padding, no payload.
-    static PACKET_BYTES: [u8; 24] = [
-        0xc0, 0x00, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x60, 0x02, 0xfa,
-        0xf0, 0x00, 0x00, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4,
-    ];
+    static PACKET_BYTES: [u8; 24] = [0xc0, 0x00, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x60, 0x02, 0xfa, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4];
 
     const SRC: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
     const DST: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);

@@ -118,18 +118,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     fn sum_v4(&self, src: &Ipv4Address, dst: &Ipv4Address) -> u16 {
         let len = self.len();
-        checksum::combine(&[
-            checksum::pseudo_header_v4(src, dst, IpProtocol::Udp, len),
-            checksum::data(&self.buffer.as_ref()[..usize::from(len)]),
-        ])
+        checksum::combine(&[checksum::pseudo_header_v4(src, dst, IpProtocol::Udp, len), checksum::data(&self.buffer.as_ref()[..usize::from(len)])])
     }
 
     fn sum_v6(&self, src: &Ipv6Address, dst: &Ipv6Address) -> u16 {
         let len = self.len();
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, IpProtocol::Udp, u32::from(len)),
-            checksum::data(&self.buffer.as_ref()[..usize::from(len)]),
-        ])
+        checksum::combine(&[checksum::pseudo_header_v6(src, dst, IpProtocol::Udp, u32::from(len)), checksum::data(&self.buffer.as_ref()[..usize::from(len)])])
     }
 
     /// Validate the checksum over IPv4; a zero field (no checksum) is valid.
@@ -220,11 +214,7 @@ impl Repr {
     /// Those of [`Packet::check_len`].
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&T>) -> Result<Repr> {
         packet.check_len()?;
-        Ok(Repr {
-            src_port: packet.src_port(),
-            dst_port: packet.dst_port(),
-            payload_len: usize::from(packet.len()) - HEADER_LEN,
-        })
+        Ok(Repr { src_port: packet.src_port(), dst_port: packet.dst_port(), payload_len: usize::from(packet.len()) - HEADER_LEN })
     }
 
     /// Return the header length (8).
@@ -255,8 +245,7 @@ mod test {
     use super::*;
 
     // 192.168.1.1:53 > 192.168.1.2:1234, 4 bytes payload.
-    static PACKET_BYTES: [u8; 12] =
-        [0x00, 0x35, 0x04, 0xd2, 0x00, 0x0c, 0xcc, 0x7b, 0xaa, 0x00, 0x00, 0xff];
+    static PACKET_BYTES: [u8; 12] = [0x00, 0x35, 0x04, 0xd2, 0x00, 0x0c, 0xcc, 0x7b, 0xaa, 0x00, 0x00, 0xff];
 
     const SRC: Ipv4Address = Ipv4Address::new(192, 168, 1, 1);
     const DST: Ipv4Address = Ipv4Address::new(192, 168, 1, 2);

@@ -164,12 +164,7 @@ impl Repr {
     /// [`Error::Truncated`] when the tag is shorter than 4 bytes.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&T>) -> Result<Repr> {
         packet.check_len()?;
-        Ok(Repr {
-            pcp: packet.pcp(),
-            dei: packet.dei(),
-            vlan_id: packet.vlan_id(),
-            ethertype: packet.ethertype(),
-        })
+        Ok(Repr { pcp: packet.pcp(), dei: packet.dei(), vlan_id: packet.vlan_id(), ethertype: packet.ethertype() })
     }
 
     /// Return the tag length.
@@ -182,9 +177,7 @@ impl Repr {
     /// # Panics
     /// When the buffer is shorter than [`Repr::buffer_len`].
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
-        let tci = (u16::from(self.pcp & 0x7) << 13)
-            | if self.dei { 0x1000 } else { 0 }
-            | (self.vlan_id & 0x0fff);
+        let tci = (u16::from(self.pcp & 0x7) << 13) | if self.dei { 0x1000 } else { 0 } | (self.vlan_id & 0x0fff);
         packet.set_tci(tci);
         packet.set_ethertype(self.ethertype);
     }
@@ -235,10 +228,7 @@ mod test {
     fn test_repr() {
         let p = Packet::new_checked(&TAG_BYTES[..]).unwrap();
         let repr = Repr::parse(&p).unwrap();
-        assert_eq!(
-            repr,
-            Repr { pcp: 5, dei: true, vlan_id: 0x123, ethertype: EtherType::Ipv4 }
-        );
+        assert_eq!(repr, Repr { pcp: 5, dei: true, vlan_id: 0x123, ethertype: EtherType::Ipv4 });
         let mut bytes = [0xa5u8; 4];
         repr.emit(&mut Packet::new_unchecked(&mut bytes[..]));
         assert_eq!(&bytes[..], &TAG_BYTES[..4]);

@@ -7,10 +7,8 @@
 #![allow(clippy::unwrap_used)]
 
 use hnv_wire::{
-    checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, GrePacket, GreRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags,
-    NdiscRepr, NvgreRepr, PrettyFrame, TcpPacket, UdpPacket, UdpRepr, VlanPacket, VlanRepr, Vsid,
+    checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, GrePacket, GreRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, IpProtocol, Ipv4Address,
+    Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, NvgreRepr, PrettyFrame, TcpPacket, UdpPacket, UdpRepr, VlanPacket, VlanRepr, Vsid,
 };
 use proptest::prelude::*;
 
@@ -109,17 +107,10 @@ const HOST2_MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x02
 /// An inner VM-to-VM UDP frame (10.0.0.1:49152 > 10.0.0.2:53, 4 bytes).
 fn inner_udp_frame() -> Vec<u8> {
     let payload = [0xde, 0xad, 0xbe, 0xef];
-    let ip = Ipv4Repr {
-        src_addr: Ipv4Address::new(10, 0, 0, 1),
-        dst_addr: Ipv4Address::new(10, 0, 0, 2),
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        hop_limit: 64,
-        dont_frag: true,
-    };
+    let ip =
+        Ipv4Repr { src_addr: Ipv4Address::new(10, 0, 0, 1), dst_addr: Ipv4Address::new(10, 0, 0, 2), next_header: IpProtocol::Udp, payload_len: 8 + payload.len(), hop_limit: 64, dont_frag: true };
     let mut buf = vec![0u8; 14 + 20 + 8 + payload.len()];
-    EthernetRepr { src_addr: VM1_MAC, dst_addr: VM2_MAC, ethertype: EtherType::Ipv4 }
-        .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    EthernetRepr { src_addr: VM1_MAC, dst_addr: VM2_MAC, ethertype: EtherType::Ipv4 }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..34]));
     let mut udp = UdpPacket::new_unchecked(&mut buf[34..]);
     UdpRepr { src_port: 49152, dst_port: 53, payload_len: payload.len() }.emit(&mut udp);
@@ -133,17 +124,9 @@ fn nvgre_frame() -> Vec<u8> {
     let inner = inner_udp_frame();
     let nvgre = NvgreRepr { vsid: Vsid::new(5001).unwrap(), flow_id: 0x2a };
     let mut buf = vec![0u8; hnv_wire::nvgre::OVERHEAD_IPV4 + inner.len()];
-    EthernetRepr { src_addr: HOST1_MAC, dst_addr: HOST2_MAC, ethertype: EtherType::Ipv4 }
-        .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-    Ipv4Repr {
-        src_addr: Ipv4Address::new(192, 168, 0, 1),
-        dst_addr: Ipv4Address::new(192, 168, 0, 2),
-        next_header: IpProtocol::Gre,
-        payload_len: 8 + inner.len(),
-        hop_limit: 128,
-        dont_frag: true,
-    }
-    .emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..34]));
+    EthernetRepr { src_addr: HOST1_MAC, dst_addr: HOST2_MAC, ethertype: EtherType::Ipv4 }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    Ipv4Repr { src_addr: Ipv4Address::new(192, 168, 0, 1), dst_addr: Ipv4Address::new(192, 168, 0, 2), next_header: IpProtocol::Gre, payload_len: 8 + inner.len(), hop_limit: 128, dont_frag: true }
+        .emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..34]));
     nvgre.emit(&mut GrePacket::new_unchecked(&mut buf[34..42]));
     buf[42..].copy_from_slice(&inner);
     buf
@@ -154,18 +137,10 @@ fn nvgre_ipv6_vlan_frame() -> Vec<u8> {
     let inner = inner_udp_frame();
     let nvgre = NvgreRepr { vsid: Vsid::new(6001).unwrap(), flow_id: 0x11 };
     let mut buf = vec![0u8; hnv_wire::nvgre::OVERHEAD_IPV6 + 4 + inner.len()];
-    EthernetRepr { src_addr: HOST1_MAC, dst_addr: HOST2_MAC, ethertype: EtherType::Vlan }
-        .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-    VlanRepr { pcp: 0, dei: false, vlan_id: 100, ethertype: EtherType::Ipv6 }
-        .emit(&mut VlanPacket::new_unchecked(&mut buf[14..18]));
-    Ipv6Repr {
-        src_addr: "2001:db8::1".parse().unwrap(),
-        dst_addr: "2001:db8::2".parse().unwrap(),
-        next_header: IpProtocol::Gre,
-        payload_len: 8 + inner.len(),
-        hop_limit: 64,
-    }
-    .emit(&mut Ipv6Packet::new_unchecked(&mut buf[18..58]));
+    EthernetRepr { src_addr: HOST1_MAC, dst_addr: HOST2_MAC, ethertype: EtherType::Vlan }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    VlanRepr { pcp: 0, dei: false, vlan_id: 100, ethertype: EtherType::Ipv6 }.emit(&mut VlanPacket::new_unchecked(&mut buf[14..18]));
+    Ipv6Repr { src_addr: "2001:db8::1".parse().unwrap(), dst_addr: "2001:db8::2".parse().unwrap(), next_header: IpProtocol::Gre, payload_len: 8 + inner.len(), hop_limit: 64 }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut buf[18..58]));
     nvgre.emit(&mut GrePacket::new_unchecked(&mut buf[58..66]));
     buf[66..].copy_from_slice(&inner);
     buf
@@ -174,8 +149,7 @@ fn nvgre_ipv6_vlan_frame() -> Vec<u8> {
 /// VM1 asks who has 10.0.0.2, padded to the 60-byte Ethernet minimum.
 fn arp_request_frame() -> Vec<u8> {
     let mut buf = vec![0u8; 60];
-    EthernetRepr { src_addr: VM1_MAC, dst_addr: EthernetAddress::BROADCAST, ethertype: EtherType::Arp }
-        .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    EthernetRepr { src_addr: VM1_MAC, dst_addr: EthernetAddress::BROADCAST, ethertype: EtherType::Arp }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
     ArpRepr {
         operation: ArpOperation::Request,
         source_hardware_addr: VM1_MAC,
@@ -194,31 +168,14 @@ fn ipv6_ns_frame() -> Vec<u8> {
     let dst = hnv_wire::ndisc::solicited_node(&target);
     let ns = NdiscRepr::NeighborSolicit { target_addr: target, lladdr: Some(VM1_MAC) };
     let mut buf = vec![0u8; 14 + 40 + ns.buffer_len()];
-    EthernetRepr {
-        src_addr: VM1_MAC,
-        dst_addr: EthernetAddress::from_ipv6_multicast(&dst),
-        ethertype: EtherType::Ipv6,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-    Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Ipv6Icmp,
-        payload_len: ns.buffer_len(),
-        hop_limit: 255,
-    }
-    .emit(&mut Ipv6Packet::new_unchecked(&mut buf[14..54]));
+    EthernetRepr { src_addr: VM1_MAC, dst_addr: EthernetAddress::from_ipv6_multicast(&dst), ethertype: EtherType::Ipv6 }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    Ipv6Repr { src_addr: src, dst_addr: dst, next_header: IpProtocol::Ipv6Icmp, payload_len: ns.buffer_len(), hop_limit: 255 }.emit(&mut Ipv6Packet::new_unchecked(&mut buf[14..54]));
     hnv_wire::Icmpv6Repr::Ndisc(ns).emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(&mut buf[54..]));
     buf
 }
 
 fn seeds() -> [(&'static str, Vec<u8>); 4] {
-    [
-        ("nvgre_ipv4.bin", nvgre_frame()),
-        ("nvgre_ipv6_vlan.bin", nvgre_ipv6_vlan_frame()),
-        ("arp_request.bin", arp_request_frame()),
-        ("ipv6_ns.bin", ipv6_ns_frame()),
-    ]
+    [("nvgre_ipv4.bin", nvgre_frame()), ("nvgre_ipv6_vlan.bin", nvgre_ipv6_vlan_frame()), ("arp_request.bin", arp_request_frame()), ("ipv6_ns.bin", ipv6_ns_frame())]
 }
 
 fn seed_dir() -> std::path::PathBuf {

@@ -429,7 +429,8 @@ impl Gen<'_, '_> {
     fn render(&self, f: &Flow, port: u16) -> Vec<u8> {
         let p = &self.p;
         let on_uplink = p.ports.get(usize::from(port)).is_some_and(|q| q.role == PortRole::Uplink);
-        let local_sender = p.ports.get(usize::from(port)).and_then(|q| VMS.iter().position(|vm| q.role == PortRole::Vm && q.mac == Some(EthernetAddress(vm.mac())) && q.vsid.map(Vsid::get) == Some(vm.vsid)));
+        let local_sender =
+            p.ports.get(usize::from(port)).and_then(|q| VMS.iter().position(|vm| q.role == PortRole::Vm && q.mac == Some(EthernetAddress(vm.mac())) && q.vsid.map(Vsid::get) == Some(vm.vsid)));
         let sender = VMS[if on_uplink { f.sender } else { local_sender.unwrap_or(f.sender) }];
         let v6 = f.v6;
         if let (Kind::Control(new_pa), true) = (f.kind, on_uplink) {

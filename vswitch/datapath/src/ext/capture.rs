@@ -42,8 +42,8 @@ use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, PcapError};
 use pmd::stats::Counter;
 use std::borrow::Cow;
-use std::fs::File;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::{self, BufWriter, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -642,10 +642,7 @@ mod tests {
         assert_eq!(frames.len(), 4);
         // Merged in TSC order across workers.
         let got: Vec<(u32, &str, u32)> = frames.iter().map(|f| (f.iface, f.comment.as_str(), f.flags)).collect();
-        assert_eq!(
-            got,
-            vec![(1, "ingress vsid 5001", EPB_INBOUND), (2, "ingress vsid 5002", EPB_INBOUND), (4, "ingress vsid 7", EPB_INBOUND), (1, "egress vsid 5001", EPB_OUTBOUND)]
-        );
+        assert_eq!(got, vec![(1, "ingress vsid 5001", EPB_INBOUND), (2, "ingress vsid 5002", EPB_INBOUND), (4, "ingress vsid 7", EPB_INBOUND), (1, "egress vsid 5001", EPB_OUTBOUND)]);
         assert_eq!(frames[0].data, batch0[0].2);
         assert_eq!(frames[1].data, batch0[1].2);
         assert_eq!(frames[1].orig_len, 1500);

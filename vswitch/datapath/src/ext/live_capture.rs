@@ -2,7 +2,7 @@
 //!
 //! Every worker's pipeline carries one [`LiveCapture`] from the start. While
 //! no capture runs it reports itself inactive, so the flow cache stays on,
-//! and costs a lock-free load per batch. 
+//! and costs a lock-free load per batch.
 //! [`CaptureControl::start`] opens the file, starts the writer thread and
 //! publishes a session (the spec and one [`PcapngCapture`] ring per worker);
 //! from their next batch the workers copy the selected packets into their

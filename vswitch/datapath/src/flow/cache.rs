@@ -314,7 +314,8 @@ impl FlowCache {
                 found = true;
                 break;
             }
-            let stale = self.hot.get(i).is_some_and(|h| h.generation != t.generation) && self.cold.get(i).is_some_and(|c| c.global != t.global_version || self::versions(t, &c.deps) != Some(c.versions));
+            let stale =
+                self.hot.get(i).is_some_and(|h| h.generation != t.generation) && self.cold.get(i).is_some_and(|c| c.global != t.global_version || self::versions(t, &c.deps) != Some(c.versions));
             if stale {
                 way = w;
             }

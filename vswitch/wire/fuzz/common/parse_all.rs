@@ -8,10 +8,8 @@
 use core::fmt::{self, Write};
 
 use hnv_wire::{
-    arp, ndisc, nvgre, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetRepr,
-    GrePacket, GreRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, Ipv4Packet, Ipv4Repr,
-    Ipv6Address, Ipv6Packet, Ipv6Repr, NdiscNeighborAdvert, NdiscNeighborSolicit, NdiscRepr,
-    NvgreRepr, PrettyFrame, TcpPacket, UdpPacket, UdpRepr, VlanPacket, VlanRepr,
+    arp, ndisc, nvgre, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetRepr, GrePacket, GreRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, Ipv4Packet, Ipv4Repr, Ipv6Address,
+    Ipv6Packet, Ipv6Repr, NdiscNeighborAdvert, NdiscNeighborSolicit, NdiscRepr, NvgreRepr, PrettyFrame, TcpPacket, UdpPacket, UdpRepr, VlanPacket, VlanRepr,
 };
 
 /// A `fmt::Write` that discards, so formatting does not allocate.
@@ -82,20 +80,7 @@ pub fn run(data: &[u8]) {
     let _ = ArpRepr::parse(&ArpPacket::new_unchecked(data));
 
     if let Ok(p) = Ipv4Packet::new_checked(data) {
-        show_debug(
-            &mut sink,
-            (
-                p.version(),
-                p.header_len(),
-                p.dscp(),
-                p.ecn(),
-                p.total_len(),
-                p.ident(),
-                p.dont_frag(),
-                p.more_frags(),
-                p.frag_offset(),
-            ),
-        );
+        show_debug(&mut sink, (p.version(), p.header_len(), p.dscp(), p.ecn(), p.total_len(), p.ident(), p.dont_frag(), p.more_frags(), p.frag_offset()));
         show_debug(&mut sink, (p.hop_limit(), p.next_header(), p.checksum(), p.src_addr(), p.dst_addr()));
         show_debug(&mut sink, (p.options().len(), p.verify_checksum(), p.payload().len()));
         let (src, dst) = (p.src_addr(), p.dst_addr());
@@ -109,20 +94,7 @@ pub fn run(data: &[u8]) {
     let _ = Ipv4Repr::parse(&Ipv4Packet::new_unchecked(data));
 
     if let Ok(p) = Ipv6Packet::new_checked(data) {
-        show_debug(
-            &mut sink,
-            (
-                p.version(),
-                p.traffic_class(),
-                p.flow_label(),
-                p.payload_len(),
-                p.next_header(),
-                p.hop_limit(),
-                p.src_addr(),
-                p.dst_addr(),
-                p.payload().len(),
-            ),
-        );
+        show_debug(&mut sink, (p.version(), p.traffic_class(), p.flow_label(), p.payload_len(), p.next_header(), p.hop_limit(), p.src_addr(), p.dst_addr(), p.payload().len()));
         let (src, dst) = (p.src_addr(), p.dst_addr());
         if let Ok(u) = UdpPacket::new_checked(p.payload()) {
             show_debug(&mut sink, u.verify_checksum_v6(&src, &dst));
@@ -151,36 +123,12 @@ pub fn run(data: &[u8]) {
     if let Ok(p) = TcpPacket::new_checked(data) {
         show_debug(
             &mut sink,
-            (
-                p.src_port(),
-                p.dst_port(),
-                p.seq_number(),
-                p.ack_number(),
-                p.header_len(),
-                p.flags(),
-                p.window_len(),
-                p.checksum(),
-                p.urgent_at(),
-                p.options().len(),
-                p.payload().len(),
-            ),
+            (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number(), p.header_len(), p.flags(), p.window_len(), p.checksum(), p.urgent_at(), p.options().len(), p.payload().len()),
         );
     }
 
     if let Ok(p) = Icmpv4Packet::new_checked(data) {
-        show_debug(
-            &mut sink,
-            (
-                p.msg_type(),
-                p.msg_code(),
-                p.checksum(),
-                p.echo_ident(),
-                p.echo_seq_no(),
-                p.next_hop_mtu(),
-                p.verify_checksum(),
-                p.payload().len(),
-            ),
-        );
+        show_debug(&mut sink, (p.msg_type(), p.msg_code(), p.checksum(), p.echo_ident(), p.echo_seq_no(), p.next_hop_mtu(), p.verify_checksum(), p.payload().len()));
         if let Ok(r) = Icmpv4Repr::parse(&p) {
             show(&mut sink, r);
         }
@@ -189,19 +137,7 @@ pub fn run(data: &[u8]) {
 
     let any6 = Ipv6Address::UNSPECIFIED;
     if let Ok(p) = Icmpv6Packet::new_checked(data) {
-        show_debug(
-            &mut sink,
-            (
-                p.msg_type(),
-                p.msg_code(),
-                p.checksum(),
-                p.header_len(),
-                p.echo_ident(),
-                p.echo_seq_no(),
-                p.pkt_too_big_mtu(),
-                p.payload().len(),
-            ),
-        );
+        show_debug(&mut sink, (p.msg_type(), p.msg_code(), p.checksum(), p.header_len(), p.echo_ident(), p.echo_seq_no(), p.pkt_too_big_mtu(), p.payload().len()));
         if let Ok(r) = NdiscRepr::parse(&p) {
             show(&mut sink, r);
         }
@@ -220,21 +156,7 @@ pub fn run(data: &[u8]) {
     }
 
     if let Ok(p) = GrePacket::new_checked(data) {
-        show_debug(
-            &mut sink,
-            (
-                p.flags_version(),
-                p.version(),
-                p.reserved0(),
-                p.protocol_type(),
-                p.header_len(),
-                p.checksum(),
-                p.key(),
-                p.sequence(),
-                p.verify_checksum(),
-                p.payload().len(),
-            ),
-        );
+        show_debug(&mut sink, (p.flags_version(), p.version(), p.reserved0(), p.protocol_type(), p.header_len(), p.checksum(), p.key(), p.sequence(), p.verify_checksum(), p.payload().len()));
         if let Ok(r) = GreRepr::parse(&p) {
             show(&mut sink, r);
         }
