@@ -22,7 +22,7 @@
 //!   fragmentation, a valid outer header checksum, protocol GRE with exactly
 //!   the NVGRE flags (key present, version 0), protocol 0x6558, a destination
 //!   that is a local PA *and* a destination MAC that is that PA's MAC, and an
-//!   inner destination MAC that is not a local PA's MAC (MS-NVGREE control
+//!   inner destination MAC that is not that PA's MAC (MS-NVGREE control
 //!   messages are never cached).
 //!
 //! Never panics: every read is bounds-checked first.
@@ -155,15 +155,20 @@ pub fn from_vm(port: &PortEntry, in_port: u16, d: &[u8], key: &mut FlowKey, f: &
     inner(d, port.key_ports, key, f)
 }
 
-/// The outer IPv4 header's checksum verifies (20 bytes, no options).
+/// The outer IPv4 header's checksum verifies (20 bytes, no options): the
+/// one's-complement sum of the header is 0xffff. Summed as five 32-bit
+/// little-endian words and folded; a one's-complement sum is the same in
+/// either byte order up to a swap, and 0xffff is its own swap.
 #[inline(always)]
 fn outer_checksum_ok(o: &[u8; OUTER_LEN]) -> bool {
-    let mut sum = 0u32;
+    let mut sum = 0u64;
     let mut i = 14;
     while i < 34 {
-        sum += u32::from(be16(o, i));
-        i += 2;
+        sum += u64::from(w32(o, i));
+        i += 4;
     }
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum == 0xffff
@@ -190,8 +195,8 @@ pub fn from_uplink(t: &Tables, in_port: u16, d: &[u8], key: &mut FlowKey, f: &mu
     key.0[0] = u64::from(in_port) | KIND_UPLINK;
     key.0[7] = u64::from(w32(o, 26)) | u64::from(vsid) << 32;
     let Some(inner_frame) = d.get(OUTER_LEN..14 + total) else { return false };
-    if inner_frame.get(..6).is_some_and(|m| t.local_pas.iter().any(|p| p.mac == m)) {
-        return false; // to this host itself: MS-NVGREE control, never cached
+    if inner_frame.get(..6).is_some_and(|m| m == pa.mac) {
+        return false; // to this host's PA MAC: MS-NVGREE control (as ingress decides), never cached
     }
     inner(inner_frame, t.key_ports(vsid), key, f)
 }
