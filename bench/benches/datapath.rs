@@ -85,5 +85,53 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, wire, encap_bench, acl, pipeline);
+/// The slow path at scale: every packet misses (cache off) and is resolved
+/// against a policy of 1k or 1M remote lookup records; its cost should not
+/// grow with the record count (hash lookups, no scans).
+fn slow_path_at_scale(c: &mut Criterion) {
+    use std::net::Ipv4Addr;
+    let mut g = c.benchmark_group("slow_path/miss_batch32_records");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.sample_size(20);
+    for n in [1_000u32, 1_000_000] {
+        let mut policy = hnv_policy::parse(hnv_policy::example::BLUE_RED_HOST1, "example").unwrap();
+        let blue = policy.lookup.iter().find(|r| r.vsid.get() == 5001 && r.pa.to_string() == "192.168.4.22").unwrap().clone();
+        let ca = |k: u32| Ipv4Addr::from(0x0b00_0000 + k);
+        let mac = |k: u32| {
+            let b = k.to_be_bytes();
+            [0x02, 0xaa, b[0], b[1], b[2], b[3]]
+        };
+        for k in 0..n {
+            policy.lookup.push(hnv_policy::LookupRecord { ca: IpAddr::V4(ca(k)), mac: hnv_policy::EthernetAddress(mac(k)), vm_name: None, ..blue.clone() });
+        }
+        let store = std::sync::Arc::new(hnv_datapath::PolicyStore::new(policy));
+        let mut sw = hnv_datapath::HnvSwitch::new(store, hnv_datapath::standard_pipeline(), std::sync::Arc::new(hnv_datapath::DatapathStats::default()), 0).with_cache(0);
+        let frames: Vec<Vec<u8>> = (0..BURST as u32)
+            .map(|i| {
+                let k = i.wrapping_mul(2_654_435_761) % n;
+                hnv_datapath::testkit::udp(hnv_datapath::testkit::mac("00:15:5d:01:00:05"), mac(k), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), IpAddr::V4(ca(k)), 1000 + i as u16, 9, 60)
+            })
+            .collect();
+        let mut out: TxStage<HeapBuf> = TxStage::new(4);
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_batched_ref(
+                || frames.iter().map(|f| HeapBuf::from_slice(f)).collect::<Batch<HeapBuf>>(),
+                |batch| {
+                    sw.process(1, batch, &mut out, 0);
+                    let sent = out.pending_len(0);
+                    assert_eq!(sent, BURST, "every packet is encapsulated to the uplink");
+                    for p in 0..out.ports() {
+                        if let Some(q) = out.pending_mut(p) {
+                            q.clear()
+                        }
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, wire, encap_bench, acl, pipeline, slow_path_at_scale);
 criterion_main!(benches);

@@ -59,7 +59,8 @@ use crate::model::{
     AclAction, AclRule, CustomerRoute, Direction, Host, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule, VirtualSubnet, Vsid,
 };
 
-/// The most ports one switch instance accepts.
+/// The most ports one switch instance accepts (equal to `pmd::MAX_PORTS`, the
+/// ports a worker can address; the datapath crate asserts they agree at compile time).
 pub const MAX_PORTS: usize = 64;
 
 /// What a validation accepts beyond the rules of a policy file.

@@ -37,7 +37,7 @@
 
 use crate::traffic;
 use anyhow::{bail, ensure, Context, Result};
-use hnv_datapath::testkit::{self, mac};
+use hnv_wire::frames::{self, mac};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -191,16 +191,16 @@ fn flow_ports(j: usize) -> (u16, u16) {
 fn to_remote(vm: &Vm, j: usize, frame_len: usize) -> Vec<u8> {
     let (ca, m, _) = remote(vm.vsid == BLUE, (j % usize::from(REMOTES)) as u8);
     let (sport, dport) = flow_ports(j);
-    testkit::udp(mac(vm.mac), m, IpAddr::V4(vm.ca), IpAddr::V4(ca), sport, dport, frame_len)
+    frames::udp(mac(vm.mac), m, IpAddr::V4(vm.ca), IpAddr::V4(ca), sport, dport, frame_len)
 }
 
 /// Frame `j` from remote CA `j mod 16` of `vm`'s tenant to `vm`, in NVGRE from that CA's PA.
 fn from_remote(vm: &Vm, j: usize, frame_len: usize) -> Vec<u8> {
     let (ca, m, pa) = remote(vm.vsid == BLUE, (j % usize::from(REMOTES)) as u8);
     let (sport, dport) = flow_ports(j);
-    let inner = testkit::udp(m, mac(vm.mac), IpAddr::V4(ca), IpAddr::V4(vm.ca), sport, dport, frame_len);
-    let fid = testkit::flow_id_of(IpAddr::V4(ca), IpAddr::V4(vm.ca), 17, sport, dport);
-    testkit::nvgre(mac(traffic::PA1_MAC), pa_mac(pa), pa, LOCAL_PA, vm.vsid, fid, &inner)
+    let inner = frames::udp(m, mac(vm.mac), IpAddr::V4(ca), IpAddr::V4(vm.ca), sport, dport, frame_len);
+    let fid = frames::flow_id_of(IpAddr::V4(ca), IpAddr::V4(vm.ca), 17, sport, dport);
+    frames::nvgre(mac(traffic::PA1_MAC), pa_mac(pa), pa, LOCAL_PA, vm.vsid, fid, &inner)
 }
 
 /// The single-VM scenarios' traffic: `flows` distinct UDP flows of `frame_len`
@@ -218,7 +218,7 @@ pub fn traffic_of(scenario: Scenario, flows: usize, frame_len: usize) -> Vec<Vec
         Scenario::Encap => vec![(0..flows).map(|j| to_remote(blue1, j, frame_len)).collect()],
         Scenario::Decap => vec![(0..flows).map(|j| from_remote(blue1, j, frame_len)).collect()],
         Scenario::Local => {
-            vec![(0..flows).map(|i| testkit::udp(mac(blue1.mac), mac(blue4.mac), IpAddr::V4(blue1.ca), IpAddr::V4(blue4.ca), 1024 + (i % 60000) as u16, 9 + (i / 60000) as u16, frame_len)).collect()]
+            vec![(0..flows).map(|i| frames::udp(mac(blue1.mac), mac(blue4.mac), IpAddr::V4(blue1.ca), IpAddr::V4(blue4.ca), 1024 + (i % 60000) as u16, 9 + (i / 60000) as u16, frame_len)).collect()]
         }
         Scenario::EncapMulti => VMS
             .iter()

@@ -4,7 +4,7 @@
 //! `net_pcap` can replay them with `infinite_rx=1` and tshark can read them.
 
 use anyhow::{Context, Result};
-use hnv_datapath::testkit;
+use hnv_wire::frames;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
 use std::net::{IpAddr, Ipv4Addr};
@@ -38,9 +38,9 @@ pub fn read_pcap(path: &Path) -> Result<Vec<Vec<u8>>> {
 pub fn udp_flows(flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
     (0..flows)
         .map(|i| {
-            testkit::udp(
-                testkit::mac(BLUE1_MAC),
-                testkit::mac(BLUE2_MAC),
+            frames::udp(
+                frames::mac(BLUE1_MAC),
+                frames::mac(BLUE2_MAC),
                 IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
                 IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)),
                 1024 + (i % 60000) as u16,
@@ -70,12 +70,12 @@ pub const PA2_MAC: &str = "02:00:c0:a8:04:16";
 pub fn vm_traffic(blue: bool, flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
     let (me, peer) = if blue { (BLUE1_MAC, BLUE2_MAC) } else { (RED1_MAC, RED2_MAC) };
     let (ca, peer_ca) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 7));
-    let mut v: Vec<Vec<u8>> = (0..flows).map(|i| testkit::udp(testkit::mac(me), testkit::mac(peer), IpAddr::V4(ca), IpAddr::V4(peer_ca), 1024 + (i % 60000) as u16, 9, frame_len)).collect();
-    v.push(testkit::arp_request(testkit::mac(me), ca, peer_ca));
+    let mut v: Vec<Vec<u8>> = (0..flows).map(|i| frames::udp(frames::mac(me), frames::mac(peer), IpAddr::V4(ca), IpAddr::V4(peer_ca), 1024 + (i % 60000) as u16, 9, frame_len)).collect();
+    v.push(frames::arp_request(frames::mac(me), ca, peer_ca));
     if blue {
-        v.push(testkit::udp(testkit::mac(me), testkit::mac("02:48:4e:00:13:89"), IpAddr::V4(ca), IpAddr::V4(Ipv4Addr::new(10, 0, 1, 9)), 4242, 9, frame_len));
+        v.push(frames::udp(frames::mac(me), frames::mac("02:48:4e:00:13:89"), IpAddr::V4(ca), IpAddr::V4(Ipv4Addr::new(10, 0, 1, 9)), 4242, 9, frame_len));
     }
-    v.push(testkit::udp(testkit::mac(me), testkit::mac(peer), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 66)), IpAddr::V4(peer_ca), 666, 9, frame_len));
+    v.push(frames::udp(frames::mac(me), frames::mac(peer), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 66)), IpAddr::V4(peer_ca), 666, 9, frame_len));
     v
 }
 
@@ -86,9 +86,9 @@ pub fn uplink_traffic(flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
     for (vsid, src, dst) in [(5001, BLUE2_MAC, BLUE1_MAC), (6001, RED2_MAC, RED1_MAC)] {
         for i in 0..flows {
             let (s, d) = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
-            let inner = testkit::udp(testkit::mac(src), testkit::mac(dst), s, d, 1024 + (i % 60000) as u16, 9, frame_len);
-            let fid = testkit::flow_id_of(s, d, 17, 1024 + (i % 60000) as u16, 9);
-            v.push(testkit::nvgre(testkit::mac(PA1_MAC), testkit::mac(PA2_MAC), pa2, pa1, vsid, fid, &inner));
+            let inner = frames::udp(frames::mac(src), frames::mac(dst), s, d, 1024 + (i % 60000) as u16, 9, frame_len);
+            let fid = frames::flow_id_of(s, d, 17, 1024 + (i % 60000) as u16, 9);
+            v.push(frames::nvgre(frames::mac(PA1_MAC), frames::mac(PA2_MAC), pa2, pa1, vsid, fid, &inner));
         }
     }
     v

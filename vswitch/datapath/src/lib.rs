@@ -46,6 +46,10 @@ pub use store::PolicyStore;
 pub use switch::HnvSwitch;
 pub use tables::Tables;
 
+// The policy's port limit is the worker's: a validated policy never names a
+// port the tx stage and the per-port counters cannot address.
+const _: () = assert!(hnv_policy::MAX_PORTS == pmd::MAX_PORTS, "hnv_policy::MAX_PORTS and pmd::MAX_PORTS must agree");
+
 /// The standard pipeline: the VSID ACL filter around the HNV forwarder.
 pub fn standard_pipeline() -> Pipeline<HnvForwarder> {
     Pipeline::new(HnvForwarder::default()).with_filter(Box::new(ext::acl::VsidAcl))

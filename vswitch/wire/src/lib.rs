@@ -63,6 +63,7 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod flow_hash;
+pub mod frames;
 pub mod gre;
 pub mod icmpv4;
 pub mod icmpv6;
