@@ -169,3 +169,31 @@ impl<B: PacketBuf> Out<'_, B> {
         self.send(first, m.vsid_slot, p);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmd::HeapBuf;
+
+    /// A packet the tx stage refuses (unknown port, full buffer) is a counted
+    /// `tx_overflow` drop, never a packet sent: the books still balance.
+    #[test]
+    fn refused_packets_are_drops_not_sends() {
+        let st = DatapathStats::default();
+        let mut tally = Tally::default();
+        let mut tx: TxStage<HeapBuf> = TxStage::new(2);
+        let mut out = Out { tx: &mut tx, st: &st, tally: &mut tally, in_port: 1 };
+        let sent = 100usize;
+        for _ in 0..sent {
+            out.send(0, 0, HeapBuf::from_slice(&[0u8; 60]));
+        }
+        out.send(9, 0, HeapBuf::from_slice(&[0u8; 60]));
+        tally.publish(&st, 2);
+        let queued = tx.pending_len(0) as u64;
+        assert!(queued < sent as u64, "the buffer is bounded");
+        assert_eq!(st.tx.get(), queued, "only queued packets count as sent");
+        assert_eq!(st.drops_of(DropReason::TxOverflow), sent as u64 + 1 - queued, "the rest are tx_overflow drops");
+        assert_eq!(st.tx.get() + st.drops_of(DropReason::TxOverflow), sent as u64 + 1);
+        assert_eq!(st.vsids[0].tx.get(), queued);
+    }
+}

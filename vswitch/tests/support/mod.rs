@@ -39,14 +39,48 @@ pub fn connect(sock: &Path) -> Client {
     }
 }
 
+/// A running switch that is killed (SIGINT, then SIGKILL) if the test ends
+/// without stopping it, e.g. when an assertion fails: a failed test must not
+/// leave a switch behind.
+#[derive(Debug)]
+pub struct Running(Option<Child>);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(mut c) = self.0.take() else { return };
+        let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// [`spawn`] with `RUST_LOG=warn` and no extra flags, then [`connect`].
-pub fn start(config: &Path, sock: &Path) -> (Child, Client) {
-    let child = spawn(config, sock, &[], "warn");
-    (child, connect(sock))
+pub fn start(config: &Path, sock: &Path) -> (Running, Client) {
+    let child = Running(Some(spawn(config, sock, &[], "warn")));
+    let c = connect(sock);
+    (child, c)
 }
 
 /// SIGINT, wait for a clean exit; returns (stdout, stderr).
-pub fn stop_output(mut child: Child) -> (String, String) {
+pub fn stop_output(child: impl Into<Child>) -> (String, String) {
+    let mut child: Child = child.into();
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
@@ -59,8 +93,14 @@ pub fn stop_output(mut child: Child) -> (String, String) {
     (o, e)
 }
 
+impl From<Running> for Child {
+    fn from(mut r: Running) -> Child {
+        r.0.take().unwrap()
+    }
+}
+
 /// [`stop_output`], stdout only.
-pub fn stop(child: Child) -> String {
+pub fn stop(child: impl Into<Child>) -> String {
     stop_output(child).0
 }
 
