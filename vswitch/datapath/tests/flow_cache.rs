@@ -46,7 +46,10 @@ fn differential_cases(cases: u32, known_bugs: bool) -> (u64, u64, u64, u64) {
 fn generated_scenarios_agree_with_a_warm_cache() {
     let (n, with_hits, hits, misses) = differential_cases(300, false);
     eprintln!("{n} scenarios, {with_hits} with cache hits; {hits} hits, {misses} misses");
-    assert!(with_hits * 4 >= n * 3, "cache hits in only {with_hits} of {n} scenarios");
+    // Most scenarios must exercise the cache. The share moves with the random
+    // seeds (about 70-85 % with decision keys, which leave more generated
+    // outcomes uncacheable by design), so the bound keeps a margin.
+    assert!(with_hits * 5 >= n * 3, "cache hits in only {with_hits} of {n} scenarios");
     // Enough cached packets to exercise the cache (an absolute count: the
     // hit share depends on how many generated outcomes are uncacheable by
     // design, e.g. `no_route`, `unknown_source_ca`, NVGRE for a VM not here).
