@@ -155,14 +155,10 @@ fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut
                 out.tally.decapsulated += 1;
             }
         }
-        if let Some((dst, src)) = a.route {
-            // Routed first, then dropped (an "in" ACL rule of the destination):
-            // as on the slow path, an expiring TTL is the reason, else it counts as routed.
-            if !route(p, &dst, &src) {
-                out.drop(DropReason::TtlExpired, Some(a.in_vsid_slot));
-                return DROPPED;
-            }
-            out.tally.routed += 1;
+        // Routed first, then dropped (an "in" ACL rule of the destination):
+        // as on the slow path, an expiring TTL is the reason, else it counts as routed.
+        if !routed(out, a, p) {
+            return DROPPED;
         }
         out.drop(r, Some(if r.at_ingress() { a.in_vsid_slot } else { a.out_vsid_slot }));
         return DROPPED;
@@ -178,13 +174,8 @@ fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut
         }
         out.tally.decapsulated += 1;
     }
-    if let Some((dst, src)) = a.route {
-        if !route(p, &dst, &src) {
-            // The router drops before the packet changes VSID.
-            out.drop(DropReason::TtlExpired, Some(a.in_vsid_slot));
-            return DROPPED;
-        }
-        out.tally.routed += 1;
+    if !routed(out, a, p) {
+        return DROPPED;
     }
     match a.step {
         Step::Port(q) => out_to(q, a.out_vsid_slot),
@@ -213,6 +204,20 @@ fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut
         },
         Step::Drop(_) => DROPPED,
     }
+}
+
+/// For a routed action: route `p` and count it as routed, or count a
+/// `ttl_expired` drop in the source VSID (the router drops before the packet
+/// changes VSID) and return false. True for actions that do not route.
+#[inline(always)]
+fn routed<B: PacketBuf>(out: &mut Out<'_, B>, a: &Action, p: &mut B) -> bool {
+    let Some((dst, src)) = a.route else { return true };
+    if !route(p, &dst, &src) {
+        out.drop(DropReason::TtlExpired, Some(a.in_vsid_slot));
+        return false;
+    }
+    out.tally.routed += 1;
+    true
 }
 
 /// Decrement the TTL / hop limit (false at expiry) and write the routed MACs.
