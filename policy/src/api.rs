@@ -205,9 +205,32 @@ pub fn apply(current: &Policy, req: &Request) -> Result<Option<Policy>, ChangeEr
 /// # Errors
 /// As [`apply`].
 pub fn apply_with(current: &Policy, req: &Request, options: crate::Options) -> Result<Option<Policy>, ChangeError> {
+    apply_all_with(current, std::slice::from_ref(req), options)
+}
+
+/// Apply `reqs` to `current` in order as one transaction: the result is
+/// validated once, and either every change takes effect or none does.
+/// Returns `Ok(None)` when no request changes the policy.
+///
+/// # Errors
+/// The first [`ChangeError`] met; the policy is then unchanged.
+pub fn apply_all_with(current: &Policy, reqs: &[Request], options: crate::Options) -> Result<Option<Policy>, ChangeError> {
     let mut f = PolicyFile::from_policy(current);
+    let mut changed = false;
+    for req in reqs {
+        changed |= edit(&mut f, current, req)?;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(crate::validate_with(&f, "hnvctl change", options)?))
+}
+
+/// Edit the policy file `f` (whose policy before the transaction is `current`) by `req`.
+/// Returns false for requests that change no policy.
+fn edit(f: &mut PolicyFile, current: &Policy, req: &Request) -> Result<bool, ChangeError> {
     match req {
-        Request::Show { .. } | Request::CaptureStart { .. } | Request::CaptureStop => return Ok(None),
+        Request::Show { .. } | Request::CaptureStart { .. } | Request::CaptureStop => return Ok(false),
         Request::AddRecord { record } => {
             if f.lookup.iter().any(|r| r.vsid == record.vsid && same_ca(&r.ca, &record.ca)) {
                 return Err(ChangeError::Exists(format!("a record for CA {} in VSID {} exists (use replace)", record.ca, record.vsid)));
@@ -260,10 +283,12 @@ pub fn apply_with(current: &Policy, req: &Request, options: crate::Options) -> R
             }
         }
         Request::RemovePort { name, with_records, moved_to } => {
-            let Some(i) = current.ports.iter().position(|p| &p.name == name) else {
+            let Some(i) = f.ports.iter().position(|p| &p.name == name) else {
                 return Err(ChangeError::NotFound(format!("no port named {name:?}")));
             };
-            let port = &current.ports[i];
+            let Some(port) = current.port(name) else {
+                return Err(ChangeError::Conflict(format!("port {name:?} is added and removed in the same transaction")));
+            };
             f.ports.remove(i);
             let delivered: Vec<(i64, std::net::IpAddr)> =
                 current.lookup.iter().filter(|r| Some(r.vsid) == port.vsid && Some(r.mac) == port.mac && current.host.is_local_pa(r.pa)).map(|r| (i64::from(r.vsid.get()), r.ca)).collect();
@@ -283,7 +308,7 @@ pub fn apply_with(current: &Policy, req: &Request, options: crate::Options) -> R
             }
         }
     }
-    Ok(Some(crate::validate_with(&f, "hnvctl change", options)?))
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -257,6 +257,24 @@ impl PolicyStore {
         Self::publish(&self.current, &mut g)
     }
 
+    /// Apply `changes` (records, routes, ACL rules, ports) as one transaction:
+    /// validated together, published as one snapshot. Returns the generation
+    /// now in force (unchanged when no request changes the policy); on error
+    /// the policy in force stays as it was.
+    ///
+    /// # Errors
+    /// The first change that is refused, with why.
+    pub fn change(&self, changes: &[hnv_policy::api::Request], options: hnv_policy::Options) -> Result<u64, hnv_policy::api::ChangeError> {
+        let mut g = self.lock();
+        match hnv_policy::api::apply_all_with(&g.policy, changes, options)? {
+            Some(policy) => {
+                g.policy = policy;
+                Ok(Self::publish(&self.current, &mut g))
+            }
+            None => Ok(g.generation),
+        }
+    }
+
     fn publish(current: &ArcSwap<Tables>, g: &mut Inner) -> u64 {
         g.generation += 1;
         let generation = g.generation;
