@@ -46,7 +46,8 @@
 //!   `icmpv6`; port ranges `lo <= hi`, only with `tcp`, `udp` or `any`.
 //!   The result's ACL is sorted by `(vsid, priority)`, stably.
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
+use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -93,7 +94,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
 
 /// [`parse`] with `options`.
 pub fn parse_with(text: &str, origin: &str, options: Options) -> Result<Policy, PolicyError> {
-    let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::from_toml(&e, text, origin))?;
+    let file: PolicyFile = crate::bulk::read(text).map_err(|e| PolicyError::from_toml(&e, text, origin))?;
     validate_with(&file, origin, options)
 }
 
@@ -172,11 +173,11 @@ fn agrees<T: PartialEq>(field: Option<T>, want: T) -> bool {
 }
 
 impl Validator {
-    fn err(&mut self, record: &str, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError { record: one_line(record), field: one_line(field), message: one_line(&message.into()) });
+    fn err(&mut self, record: &dyn Display, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError { record: one_line(&record.to_string()), field: one_line(field), message: one_line(&message.into()) });
     }
 
-    fn ip(&mut self, rec: &str, field: &str, s: &str) -> Option<IpAddr> {
+    fn ip(&mut self, rec: &dyn Display, field: &str, s: &str) -> Option<IpAddr> {
         match s.trim().parse::<IpAddr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
@@ -187,7 +188,7 @@ impl Validator {
     }
 
     /// An IP that must be a unicast host address.
-    fn unicast_ip(&mut self, rec: &str, field: &str, s: &str) -> Option<IpAddr> {
+    fn unicast_ip(&mut self, rec: &dyn Display, field: &str, s: &str) -> Option<IpAddr> {
         let ip = self.ip(rec, field, s)?;
         if !is_unicast_ip(&ip) {
             self.err(rec, field, format!("{ip} is not a unicast address"));
@@ -196,7 +197,7 @@ impl Validator {
         Some(ip)
     }
 
-    fn mac(&mut self, rec: &str, field: &str, s: &str) -> Option<EthernetAddress> {
+    fn mac(&mut self, rec: &dyn Display, field: &str, s: &str) -> Option<EthernetAddress> {
         match parse_mac(s) {
             Ok(m) if is_multicast_mac(&m) => {
                 self.err(rec, field, format!("{} is a multicast MAC; a station MAC must be unicast", format_mac(&m)));
@@ -214,7 +215,7 @@ impl Validator {
         }
     }
 
-    fn prefix(&mut self, rec: &str, field: &str, s: &str) -> Option<Prefix> {
+    fn prefix(&mut self, rec: &dyn Display, field: &str, s: &str) -> Option<Prefix> {
         match s.parse::<Prefix>() {
             Ok(p) => Some(p),
             Err(e) => {
@@ -224,7 +225,7 @@ impl Validator {
         }
     }
 
-    fn vsid(&mut self, rec: &str, field: &str, n: i64) -> Option<Vsid> {
+    fn vsid(&mut self, rec: &dyn Display, field: &str, n: i64) -> Option<Vsid> {
         match Vsid::from_i64(n) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -234,7 +235,7 @@ impl Validator {
         }
     }
 
-    fn int<T: TryFrom<i64>>(&mut self, rec: &str, field: &str, n: i64, lo: i64, hi: i64) -> Option<T> {
+    fn int<T: TryFrom<i64>>(&mut self, rec: &dyn Display, field: &str, n: i64, lo: i64, hi: i64) -> Option<T> {
         if n < lo || n > hi {
             self.err(rec, field, format!("{n} is outside {lo}..={hi}"));
             return None;
@@ -242,7 +243,7 @@ impl Validator {
         T::try_from(n).ok()
     }
 
-    fn nonempty(&mut self, rec: &str, field: &str, s: &str) -> bool {
+    fn nonempty(&mut self, rec: &dyn Display, field: &str, s: &str) -> bool {
         if s.trim().is_empty() {
             self.err(rec, field, "must not be empty");
             false
@@ -272,9 +273,9 @@ impl Validator {
 
     fn host(&mut self, f: &PolicyFile, port_roles: &HashMap<&str, Option<PortRole>>) -> Host {
         let h = &f.host;
-        self.nonempty("host", "name", &h.name);
+        self.nonempty(&"host", "name", &h.name);
         if h.provider_addresses.is_empty() {
-            self.err("host", "provider_addresses", "at least one provider address is required");
+            self.err(&"host", "provider_addresses", "at least one provider address is required");
         }
 
         let mut pas: Vec<ProviderAddress> = Vec::new();
@@ -364,7 +365,7 @@ impl Validator {
 
     fn ports(&mut self, f: &PolicyFile) -> (Vec<Port>, Vec<PortInfo>) {
         if f.ports.len() > MAX_PORTS {
-            self.err("ports", "ports", format!("{} ports; at most {MAX_PORTS} are supported", f.ports.len()));
+            self.err(&"ports", "ports", format!("{} ports; at most {MAX_PORTS} are supported", f.ports.len()));
         }
         let mut ports = Vec::new();
         let mut infos = Vec::new();
@@ -560,7 +561,7 @@ impl Validator {
         (out, vsid_rd)
     }
 
-    fn gateway(&mut self, rec: &str, field: &str, gw: IpAddr, prefixes: &[Prefix], prefixes_ok: bool) -> bool {
+    fn gateway(&mut self, rec: &dyn Display, field: &str, gw: IpAddr, prefixes: &[Prefix], prefixes_ok: bool) -> bool {
         if !is_unicast_ip(&gw) {
             self.err(rec, field, format!("{gw} is not a unicast address"));
             return false;
@@ -600,8 +601,10 @@ impl Validator {
         let mut cas: HashMap<(Vsid, IpAddr), usize> = HashMap::new();
         // (vsid, mac, is_ipv4 PA) → (PA, record index)
         let mut vm_pa: HashMap<(Vsid, EthernetAddress, bool), (IpAddr, usize)> = HashMap::new();
+        let subnet_of: HashMap<Vsid, &VirtualSubnet> = subnets.iter().map(|s| (s.vsid, s)).collect();
         for (i, r) in f.lookup.iter().enumerate() {
-            let rec = format!("lookup[{i}] (ca {}, vsid {})", show(&r.ca), r.vsid);
+            // Formatted only when reported.
+            let rec = LookupName(i, &r.ca, r.vsid);
             let mut ok = true;
             let kind = match r.kind.as_deref().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
                 None | Some("static") => Some(RecordType::Static),
@@ -649,7 +652,7 @@ impl Validator {
                     self.err(&rec, "vsid", format!("no subnet declares VSID {v}"));
                     ok = false;
                 }
-                let subnet = subnets.iter().find(|s| s.vsid == v);
+                let subnet = subnet_of.get(&v).copied();
                 if let (Some(c), Some(s)) = (ca, subnet) {
                     if s.gateway_v4.map(IpAddr::V4) == Some(c) || s.gateway_v6.map(IpAddr::V6) == Some(c) {
                         self.err(&rec, "ca", format!("{c} is the gateway address of VSID {v}, which the switch answers itself"));
@@ -904,10 +907,19 @@ impl Validator {
         match parse_port_range(&v.as_text()) {
             Ok(r) => Some(Some(r)),
             Err(e) => {
-                self.err(rec, field, e.to_string());
+                self.err(&rec, field, e.to_string());
                 None
             }
         }
+    }
+}
+
+/// A lookup record's name in errors: `lookup[i] (ca C, vsid V)`.
+struct LookupName<'a>(usize, &'a str, i64);
+
+impl Display for LookupName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "lookup[{}] (ca {}, vsid {})", self.0, show(self.1), self.2)
     }
 }
 

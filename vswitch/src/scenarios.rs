@@ -280,6 +280,64 @@ pub fn write(dir: &Path, scenario: Scenario, flows: usize, frame_size: usize, hu
     Ok(Written { config, policy, pcap: pcaps[0].clone(), sink: sinks[0], pcaps, sources, sinks })
 }
 
+/// First VSID of the tenants [`tenant_text`] adds.
+pub const TENANT_VSID0: u32 = 100_000;
+
+/// The CA of record `k` of a tenant: `10.128.0.2` upward (each tenant is its
+/// own routing domain, so every tenant uses the same addresses).
+pub fn tenant_ca(k: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 2)) + k)
+}
+
+/// The MAC of record `k` of tenant VSID `vsid`: `02:VV:VV:VV:KK:KK`.
+pub fn tenant_mac(vsid: u32, k: u32) -> [u8; 6] {
+    let v = vsid.to_be_bytes();
+    let k = k.to_be_bytes();
+    [0x02, v[1], v[2], v[3], k[2], k[3]]
+}
+
+/// The remote PA of record `k` (one of the scenario's four remote hosts, which have static neighbors).
+pub fn tenant_pa(k: u32) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 4, 22 + (k % 4) as u8)
+}
+
+/// Policy text adding `tenants` tenants of `cas` VMs each to a scenario
+/// policy, to size it like a hosting provider's: tenant `i` is VSID
+/// [`TENANT_VSID0`]` + i` in routing domain `t<i>` with subnet 10.128.0.0/16,
+/// and each of its VMs a lookup record on a remote host ([`tenant_ca`],
+/// [`tenant_mac`], [`tenant_pa`]). `cas` is at most 65,000.
+pub fn tenant_text(tenants: u32, cas: u32) -> String {
+    let cas = cas.min(65_000);
+    let mut s = String::with_capacity(tenants as usize * (120 + cas as usize * 80));
+    for i in 0..tenants {
+        let vsid = TENANT_VSID0 + i;
+        let _ = write!(s, "\n[[routing_domains]]\nname = \"t{i}\"\n\n[[subnets]]\nvsid = {vsid}\nrouting_domain = \"t{i}\"\nprefixes = [\"10.128.0.0/16\"]\ngateway_v4 = \"10.128.0.1\"\n");
+        for k in 0..cas {
+            let m = tenant_mac(vsid, k);
+            let _ = write!(
+                s,
+                "\n[[lookup]]\nca = \"{}\"\nvsid = {vsid}\nmac = \"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"\npa = \"{}\"\n",
+                tenant_ca(k),
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4],
+                m[5],
+                tenant_pa(k)
+            );
+        }
+    }
+    s
+}
+
+/// Append [`tenant_text`] to the policy file at `policy`.
+pub fn add_tenants(policy: &Path, tenants: u32, cas: u32) -> Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().append(true).open(policy).with_context(|| format!("opening {}", policy.display()))?;
+    f.write_all(tenant_text(tenants, cas).as_bytes()).with_context(|| format!("writing {}", policy.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +347,14 @@ mod tests {
         keys.sort();
         keys.dedup();
         keys.len()
+    }
+
+    #[test]
+    fn tenants_sized_policies_are_valid_and_count_their_records() {
+        let text = policy_text(None) + &tenant_text(3, 50);
+        let p = hnv_policy::parse(&text, "t").unwrap();
+        assert_eq!(p.lookup.iter().filter(|r| r.vsid.get() >= TENANT_VSID0).count(), 150);
+        assert_eq!(p.subnets.len(), 2 + 3);
     }
 
     #[test]

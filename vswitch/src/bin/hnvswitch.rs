@@ -82,6 +82,12 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         dir: PathBuf,
+        /// Size the policy: add this many tenants (VSIDs, each its own routing domain) ...
+        #[arg(long, default_value_t = 0)]
+        tenants: u32,
+        /// ... of this many VMs (lookup records on remote hosts) each (at most 65,000).
+        #[arg(long = "cas-per-tenant", default_value_t = 1000)]
+        cas_per_tenant: u32,
     },
     /// Run the embedded demo on virtual devices (no file, no NIC needed): host 1 of the Blue/Red worked example.
     Demo {
@@ -229,10 +235,17 @@ fn main() -> ExitCode {
             }
             other => Err(anyhow::anyhow!("unknown example {other:?} (expected host1 or host2)")),
         },
-        Command::Scenario { scenario, flows, size, hugepages, mbufs, dir } => hnvswitch::scenarios::write(&dir, scenario, flows, size, &hugepages, mbufs).map(|w| {
-            let pcaps: Vec<String> = w.pcaps.iter().map(|p| p.display().to_string()).collect();
-            println!("{} {} {} {}", w.config.display(), pcaps.join(","), w.sinks.join(","), w.sources.join(","));
-        }),
+        Command::Scenario { scenario, flows, size, hugepages, mbufs, dir, tenants, cas_per_tenant } => hnvswitch::scenarios::write(&dir, scenario, flows, size, &hugepages, mbufs)
+            .and_then(|w| {
+                if tenants > 0 {
+                    hnvswitch::scenarios::add_tenants(&w.policy, tenants, cas_per_tenant)?;
+                }
+                Ok(w)
+            })
+            .map(|w| {
+                let pcaps: Vec<String> = w.pcaps.iter().map(|p| p.display().to_string()).collect();
+                println!("{} {} {} {}", w.config.display(), pcaps.join(","), w.sinks.join(","), w.sources.join(","));
+            }),
         Command::Traffic { kind, flows, size, out } => traffic_cmd(&kind, flows, size, &out),
     };
     match result {
