@@ -228,7 +228,7 @@ pub fn apply_all_with(current: &Policy, reqs: &[Request], options: crate::Option
 
 /// Edit the policy file `f` (whose policy before the transaction is `current`) by `req`.
 /// Returns false for requests that change no policy.
-fn edit(f: &mut PolicyFile, current: &Policy, req: &Request) -> Result<bool, ChangeError> {
+pub(crate) fn edit(f: &mut PolicyFile, current: &Policy, req: &Request) -> Result<bool, ChangeError> {
     match req {
         Request::Show { .. } | Request::CaptureStart { .. } | Request::CaptureStop => return Ok(false),
         Request::AddRecord { record } => {

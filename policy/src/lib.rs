@@ -22,6 +22,7 @@ pub mod error;
 pub mod example;
 pub mod file;
 pub mod model;
+pub mod state;
 pub mod validate;
 pub mod vsid;
 
