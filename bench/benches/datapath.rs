@@ -29,9 +29,10 @@ fn wire(c: &mut Criterion) {
 fn encap_bench(c: &mut Criterion) {
     let (store, _) = host1();
     let t = store.snapshot();
-    let Delivery::Encap(tpl) = t.by_ca(5001, "10.0.0.7".parse().unwrap()).unwrap().to else { unreachable!() };
+    let Delivery::Encap(id) = t.by_ca(5001, "10.0.0.7".parse().unwrap()).unwrap().to else { unreachable!() };
+    let tpl = *t.template(id).unwrap();
     let frame = blue_udp(1);
-    c.bench_function("encap/template_copy_and_patch", |b| b.iter_batched_ref(|| HeapBuf::from_slice(&frame), |p| encap(p, &tpl, 42).unwrap(), BatchSize::SmallInput));
+    c.bench_function("encap/template_copy_and_patch", |b| b.iter_batched_ref(|| HeapBuf::from_slice(&frame), |p| encap(p, &tpl, 5001 << 8 | 42).unwrap(), BatchSize::SmallInput));
 }
 
 fn acl(c: &mut Criterion) {

@@ -183,6 +183,23 @@ pub struct LookupFile {
     pub flow_id: Option<bool>,
 }
 
+impl LookupFile {
+    /// The file form of a record.
+    pub fn from_record(r: &crate::LookupRecord) -> LookupFile {
+        LookupFile {
+            ca: r.ca.to_string(),
+            vsid: i64::from(r.vsid.get()),
+            mac: format_mac(&r.mac),
+            pa: r.pa.to_string(),
+            rule: Some(rule_text(r.rule).to_string()),
+            kind: Some(record_type_text(r.kind).to_string()),
+            customer_id: r.customer_id.clone(),
+            vm_name: r.vm_name.clone(),
+            flow_id: (!r.flow_entropy).then_some(false),
+        }
+    }
+}
+
 /// `[[customer_routes]]`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -305,21 +322,7 @@ impl PolicyFile {
                     gateway_mac: Some(format_mac(&s.gateway_mac)),
                 })
                 .collect(),
-            lookup: p
-                .lookup
-                .iter()
-                .map(|r| LookupFile {
-                    ca: r.ca.to_string(),
-                    vsid: i64::from(r.vsid.get()),
-                    mac: format_mac(&r.mac),
-                    pa: r.pa.to_string(),
-                    rule: Some(rule_text(r.rule).to_string()),
-                    kind: Some(record_type_text(r.kind).to_string()),
-                    customer_id: r.customer_id.clone(),
-                    vm_name: r.vm_name.clone(),
-                    flow_id: (!r.flow_entropy).then_some(false),
-                })
-                .collect(),
+            lookup: p.lookup.iter().map(LookupFile::from_record).collect(),
             customer_routes: p
                 .customer_routes
                 .iter()

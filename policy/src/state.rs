@@ -133,6 +133,20 @@ impl PolicyState {
         Ok(self.splice(&scope, sub, out))
     }
 
+    /// Whether `reqs` would be accepted, without applying them.
+    ///
+    /// # Errors
+    /// As [`PolicyState::apply`].
+    pub fn check(&self, reqs: &[Request], options: Options) -> Result<(), ChangeError> {
+        let scope = self.scope(reqs);
+        let sub = self.neighbourhood(&scope);
+        let mut f = PolicyFile::from_policy(&sub);
+        for req in reqs {
+            crate::api::edit(&mut f, &sub, req)?;
+        }
+        crate::validate_with(&f, "hnvctl change", options).map(|_| ()).map_err(ChangeError::from)
+    }
+
     /// The VSIDs a transaction involves and the records it names.
     fn scope(&self, reqs: &[Request]) -> Scope {
         let mut s = Scope::default();
@@ -240,6 +254,40 @@ impl PolicyState {
         }
         d
     }
+}
+
+/// The change requests that turn `old` into `new`, when requests can say it:
+/// `None` when the host, routing domains, subnets or ports differ (those need
+/// a whole load, or a port hot-plug). Records are matched by `(VSID, CA)`,
+/// ACL rules by `(VSID, priority)`, customer routes by `(routing domain, VSID,
+/// destination)`; a changed ACL rule or route is removed and added again.
+/// Used to apply a reloaded file or an etcd resync incrementally.
+pub fn diff(old: &Policy, new: &Policy) -> Option<Vec<Request>> {
+    use crate::file::{AclFile, CustomerRouteFile, LookupFile, PolicyFile};
+    if old.host != new.host || old.routing_domains != new.routing_domains || old.subnets != new.subnets || old.ports != new.ports {
+        return None;
+    }
+    let mut reqs = Vec::new();
+    let a: BTreeMap<RecordKey, &LookupRecord> = old.lookup.iter().map(|r| ((r.vsid, r.ca), r)).collect();
+    let b: BTreeMap<RecordKey, &LookupRecord> = new.lookup.iter().map(|r| ((r.vsid, r.ca), r)).collect();
+    for (k, r) in &a {
+        match b.get(k) {
+            None => reqs.push(Request::RemoveRecord { vsid: i64::from(k.0.get()), ca: k.1.to_string() }),
+            Some(n) if n != r => reqs.push(Request::ReplaceRecord { record: LookupFile::from_record(n) }),
+            Some(_) => {}
+        }
+    }
+    reqs.extend(b.iter().filter(|(k, _)| !a.contains_key(k)).map(|(_, r)| Request::AddRecord { record: LookupFile::from_record(r) }));
+    let acl_key = |f: &AclFile| (f.vsid, f.priority);
+    let (fa, fb) = (PolicyFile::from_policy(&Policy { lookup: Vec::new(), ..old.clone() }), PolicyFile::from_policy(&Policy { lookup: Vec::new(), ..new.clone() }));
+    for r in fa.acl.iter().filter(|r| !fb.acl.contains(r)) {
+        reqs.push(Request::RemoveAcl { vsid: acl_key(r).0, priority: acl_key(r).1 });
+    }
+    reqs.extend(fb.acl.iter().filter(|r| !fa.acl.contains(r)).map(|r| Request::AddAcl { rule: r.clone() }));
+    let route_gone = |r: &CustomerRouteFile| Request::RemoveRoute { routing_domain: r.routing_domain.clone(), vsid: r.vsid, destination: r.destination.clone() };
+    reqs.extend(fa.customer_routes.iter().filter(|r| !fb.customer_routes.contains(r)).map(route_gone));
+    reqs.extend(fb.customer_routes.iter().filter(|r| !fa.customer_routes.contains(r)).map(|r| Request::AddRoute { route: r.clone() }));
+    Some(reqs)
 }
 
 /// What a transaction involves.

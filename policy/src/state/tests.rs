@@ -153,3 +153,20 @@ mod generated {
         }
     }
 }
+
+#[test]
+fn a_diff_replays_as_changes_to_the_same_policy() {
+    let p = host1();
+    let mut q = p.clone();
+    q.lookup.retain(|r| r.vm_name.as_deref() != Some("Red2"));
+    q.lookup.iter_mut().filter(|r| r.vm_name.as_deref() == Some("Blue2")).for_each(|r| r.pa = "192.168.4.33".parse().unwrap());
+    q.acl[0].priority += 1;
+    let reqs = diff(&p, &q).unwrap();
+    assert_eq!(reqs.len(), 4, "{reqs:?}");
+    let mut st = PolicyState::new(p.clone());
+    st.apply(&reqs, Options::default()).unwrap();
+    assert_eq!(canonical(st.to_policy()), canonical(q.clone()));
+    let mut other_ports = p.clone();
+    other_ports.ports.pop();
+    assert!(diff(&p, &other_ports).is_none());
+}

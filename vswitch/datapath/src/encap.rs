@@ -1,9 +1,9 @@
 //! NVGRE encapsulation from a precompiled outer header, and the FlowID.
 //!
-//! [`encap`] prepends a record's [`EncapTemplate`] and patches the three
+//! [`encap`] prepends a remote PA's [`EncapTemplate`] and patches the three
 //! fields that vary per packet: the outer length, the outer IPv4 header
 //! checksum (incrementally, from the template's precomputed partial sum) and
-//! the FlowID. Checks, in order: the inner frame fits the uplink MTU
+//! the GRE key (VSID and FlowID). Checks, in order: the inner frame fits the uplink MTU
 //! ([`DropReason::EncapTooBig`]); the buffer has headroom for the outer
 //! header ([`DropReason::NoHeadroom`]). Never panics, never allocates.
 
@@ -33,9 +33,10 @@ pub fn flow_id_of(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -
     }
 }
 
-/// Prepend `tpl` to `pkt` and patch the lengths, the IPv4 checksum and the FlowID.
+/// Prepend `tpl` to `pkt` and patch the lengths, the IPv4 checksum and the
+/// GRE key (`key` = VSID << 8 | FlowID).
 #[inline(always)]
-pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Result<(), DropReason> {
+pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, key: u32) -> Result<(), DropReason> {
     let inner = pkt.len();
     if inner > usize::from(tpl.max_inner) {
         return Err(DropReason::EncapTooBig);
@@ -50,7 +51,7 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
         let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
         h[16..18].copy_from_slice(&total.to_be_bytes());
         h[24..26].copy_from_slice(&sum.to_be_bytes());
-        h[41] = flow_id;
+        h[38..42].copy_from_slice(&key.to_be_bytes());
         return Ok(());
     }
     let ip = usize::from(tpl.ip_off);
@@ -64,7 +65,7 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
         let sum = !checksum::combine(&[tpl.ip_sum, total]);
         data[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
     }
-    data[len - 1] = flow_id;
+    data[len - 4..len].copy_from_slice(&key.to_be_bytes());
     Ok(())
 }
 

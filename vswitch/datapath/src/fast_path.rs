@@ -180,9 +180,13 @@ fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut
     match a.step {
         Step::Port(q) => out_to(q, a.out_vsid_slot),
         Step::Encap { slot } => match t.by_slot(slot) {
-            Some(Dest { to: Delivery::Encap(tpl), flow_entropy, .. }) => {
+            Some(Dest { to: Delivery::Encap(id), flow_entropy, vsid, .. }) => {
+                let Some(tpl) = t.template(*id) else {
+                    out.drop(DropReason::NextHopUnresolved, Some(a.out_vsid_slot));
+                    return DROPPED;
+                };
                 let fid = if *flow_entropy { f.flow_id(k) } else { 0 };
-                match encap(p, tpl, fid) {
+                match encap(p, tpl, vsid << 8 | u32::from(fid)) {
                     Ok(()) => {
                         out.tally.encapsulated += 1;
                         if let Some(store) = note {

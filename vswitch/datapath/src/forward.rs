@@ -74,7 +74,7 @@ fn dst_mac(data: &[u8]) -> [u8; 6] {
 pub fn deliver_to(d: &Dest) -> Verdict {
     match d.to {
         Delivery::Local(p) => Verdict::Port(p),
-        Delivery::Encap(_) => Verdict::Encap(d.index),
+        Delivery::Encap(_) => Verdict::Encap(d.slot),
         Delivery::Unresolved => Verdict::Drop(DropReason::NextHopUnresolved),
         Delivery::NoLocalPort => Verdict::Drop(DropReason::NoLocalPort),
     }
@@ -90,7 +90,7 @@ impl ForwardingExtension for HnvForwarder {
             if *v == Verdict::Continue {
                 *v = if m.from_uplink { self.uplink_frame(cx.tables, p, m) } else { self.vm_frame(cx.tables, p, m) };
                 if let Verdict::Encap(i) = *v {
-                    m.dst_slot = cx.tables.dests.get(i as usize).map_or(u32::MAX, |d| d.slot);
+                    m.dst_slot = cx.tables.by_slot(i).map_or(u32::MAX, |d| d.slot);
                 }
                 if let Verdict::Port(port) = *v {
                     m.out_port = port;
@@ -111,7 +111,7 @@ impl HnvForwarder {
                 Verdict::Port(_) => match t.by_slot(m.src_slot) {
                     Some(d) if matches!(d.to, Delivery::Encap(_)) => {
                         m.dst_slot = d.slot;
-                        Verdict::Encap(d.index)
+                        Verdict::Encap(d.slot)
                     }
                     _ => Verdict::Drop(DropReason::NoRecord),
                 },
@@ -128,7 +128,7 @@ impl HnvForwarder {
             Delivery::Local(port) => Verdict::Port(port),
             // Live migration: the VM left this host moments ago; forward to its new
             // PA (never back to the host that sent it).
-            Delivery::Encap(_) if d.forward_moved && d.pa != m.outer_src => Verdict::Encap(d.index),
+            Delivery::Encap(_) if d.forward_moved && d.pa != m.outer_src => Verdict::Encap(d.slot),
             _ => Verdict::Drop(DropReason::NoLocalPort),
         }
     }

@@ -43,7 +43,8 @@ impl Notifier {
     pub fn message<B: PacketBuf>(&mut self, t: &Tables, m: &Meta, p: &B, now: u64, control: Control) -> Option<(B, u16)> {
         let (IpAddr::V4(to_pa), IpAddr::V4(src_ca), IpAddr::V4(dst_ca)) = (m.outer_src, m.src, m.dst) else { return None };
         let sender = t.by_slot(m.src_slot)?;
-        let Delivery::Encap(tpl) = &sender.to else { return None };
+        let Delivery::Encap(id) = sender.to else { return None };
+        let tpl = t.template(id)?;
         if tpl.ipv6 || sender.pa != m.outer_src {
             return None;
         }
@@ -64,7 +65,7 @@ impl Notifier {
         let buf = msg.append(FRAME_LEN)?;
         let mac = |r: std::ops::Range<usize>| tpl.bytes.get(r).map(EthernetAddress::from_bytes);
         repr.emit(mac(6..12)?, mac(0..6)?, buf).ok()?;
-        encap(&mut msg, tpl, 0).ok()?;
+        encap(&mut msg, tpl, sender.vsid << 8).ok()?;
         Some((msg, tpl.uplink))
     }
 }

@@ -112,9 +112,13 @@ impl SlowPath<'_> {
                 notify(t, notifier, out, m, *v, &p, self.now);
             }
             let verdict = match *v {
-                Verdict::Encap(idx) => match t.dests.get(idx as usize) {
-                    Some(d @ Dest { to: Delivery::Encap(tpl), forward_moved, .. }) => match encap(&mut p, tpl, if d.flow_entropy { flow_id(m) } else { 0 }) {
-                        Ok(()) => {
+                Verdict::Encap(idx) => match t.by_slot(idx) {
+                    Some(d @ Dest { to: Delivery::Encap(id), forward_moved, .. }) => match t
+                        .template(*id)
+                        .ok_or(DropReason::NextHopUnresolved)
+                        .and_then(|tpl| encap(&mut p, tpl, d.vsid << 8 | u32::from(if d.flow_entropy { flow_id(m) } else { 0 })).map(|()| tpl))
+                    {
+                        Ok(tpl) => {
                             // REDIRECTs are accepted only for CAs recently sent to.
                             self.store.note_sent(d.slot, self.now);
                             if m.from_uplink && *forward_moved {
@@ -146,7 +150,7 @@ fn compile<B: PacketBuf>(t: &Tables, p: &B, m: &Meta, v: Verdict, (iv, islot): (
     let step = match v {
         Verdict::Port(q) => Step::Port(q),
         // Traffic for a VM that just moved away stays on the slow path, which redirects its sender.
-        Verdict::Encap(idx) => t.dests.get(idx as usize).filter(|d| !(m.from_uplink && d.forward_moved)).map(|d| Step::Encap { slot: d.slot })?,
+        Verdict::Encap(idx) => t.by_slot(idx).filter(|d| !(m.from_uplink && d.forward_moved)).map(|d| Step::Encap { slot: d.slot })?,
         // NVGRE for a VM that is not here is answered with an UNREACHABLE
         // (rate-limited) by the slow path, every time.
         Verdict::Drop(DropReason::NoRecord | DropReason::NoLocalPort) if m.from_uplink => return None,
@@ -172,7 +176,7 @@ fn compile<B: PacketBuf>(t: &Tables, p: &B, m: &Meta, v: Verdict, (iv, islot): (
 /// no VM here has its destination.
 fn notify<B: PacketBuf>(t: &Tables, notifier: &mut Notifier, out: &mut Out<'_, B>, m: &Meta, v: Verdict, p: &B, now: u64) {
     let control = match v {
-        Verdict::Encap(idx) => match t.dests.get(idx as usize) {
+        Verdict::Encap(idx) => match t.by_slot(idx) {
             Some(d) if d.forward_moved => match d.pa {
                 IpAddr::V4(new_pa) => Some(Control::Redirect { new_pa }),
                 IpAddr::V6(_) => None,

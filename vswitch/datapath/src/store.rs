@@ -40,11 +40,14 @@
 //! period ([`PolicyStore::expire_moved`]).
 
 use crate::ingress::Learned;
-use crate::tables::{Tables, VsidSlots};
+use crate::tables::{Delivery, RecordChange, RecordSource, Tables, VsidSlots};
 use arc_swap::{ArcSwap, Guard};
 use crossbeam::queue::ArrayQueue;
-use hnv_policy::{Policy, Vsid};
+use hnv_policy::api::{ChangeError, Request};
+use hnv_policy::state::{Delta, PolicyState, RecordKey};
+use hnv_policy::{Options, Policy, Vsid};
 use hnv_wire::nvgree::{Control, ControlRepr};
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,7 +59,8 @@ const LEARN_QUEUE: usize = 1024;
 
 #[derive(Debug)]
 struct Inner {
-    policy: Policy,
+    /// The policy in force, indexed.
+    state: PolicyState,
     slots: VsidSlots,
     /// Learned provider neighbors with the time each was last seen.
     learned: Vec<(IpAddr, [u8; 6], Instant)>,
@@ -195,6 +199,25 @@ pub struct Notice {
 /// How long a host keeps forwarding traffic for a VM that moved away.
 pub const MIGRATION_GRACE: Duration = Duration::from_secs(5);
 
+/// A change validated and compiled by [`PolicyStore::prepare`], not yet published.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The generation it follows.
+    after: u64,
+    tables: Arc<Tables>,
+    state: PolicyState,
+    slots: VsidSlots,
+    moved: Vec<(u32, Instant)>,
+    redirects: Vec<Redirected>,
+}
+
+impl Prepared {
+    /// The generation it will publish.
+    pub fn generation(&self) -> u64 {
+        self.tables.generation
+    }
+}
+
 /// Versioned policy snapshots.
 #[derive(Debug)]
 pub struct PolicyStore {
@@ -213,7 +236,7 @@ impl PolicyStore {
         PolicyStore {
             current: ArcSwap::from_pointee(tables),
             inner: Mutex::new(Inner {
-                policy,
+                state: PolicyState::new(policy),
                 slots,
                 learned: Vec::new(),
                 generation: 1,
@@ -250,55 +273,134 @@ impl PolicyStore {
         self.current.load_full()
     }
 
-    /// Publish a new, already validated policy; returns its generation.
+    /// Publish a new, already validated policy (a whole load: every table is
+    /// compiled); returns its generation.
     pub fn replace(&self, policy: Policy) -> u64 {
         let mut g = self.lock();
-        g.policy = policy;
-        Self::publish(&self.current, &mut g)
+        g.state = PolicyState::new(policy);
+        Self::publish(&self.current, &mut g, &Delta { ports: true, routes: true, acl: true, records: Vec::new() })
     }
 
     /// Apply `changes` (records, routes, ACL rules, ports) as one transaction:
     /// validated together, published as one snapshot. Returns the generation
-    /// now in force (unchanged when no request changes the policy); on error
-    /// the policy in force stays as it was.
+    /// now in force (unchanged when nothing changed); on error the policy in
+    /// force stays as it was. Only what the changes touch is validated and
+    /// compiled ([`PolicyState::apply`], [`Tables::update_records`]), unless
+    /// the port list changes.
     ///
     /// # Errors
     /// The first change that is refused, with why.
-    pub fn change(&self, changes: &[hnv_policy::api::Request], options: hnv_policy::Options) -> Result<u64, hnv_policy::api::ChangeError> {
+    pub fn change(&self, changes: &[Request], options: Options) -> Result<u64, ChangeError> {
         let mut g = self.lock();
-        match hnv_policy::api::apply_all_with(&g.policy, changes, options)? {
-            Some(policy) => {
-                g.policy = policy;
-                Ok(Self::publish(&self.current, &mut g))
-            }
-            None => Ok(g.generation),
+        let delta = g.state.apply(changes, options)?;
+        if delta.is_empty() {
+            return Ok(g.generation);
         }
+        Ok(Self::publish(&self.current, &mut g, &delta))
     }
 
-    fn publish(current: &ArcSwap<Tables>, g: &mut Inner) -> u64 {
+    /// Validate `changes` and compile the tables they give, without
+    /// publishing: for port changes, whose tables should be ready before the
+    /// workers pause ([`PolicyStore::commit`] then only swaps).
+    ///
+    /// # Errors
+    /// As [`PolicyStore::change`].
+    pub fn prepare(&self, changes: &[Request], options: Options) -> Result<Prepared, ChangeError> {
+        let g = self.lock();
+        let mut state = g.state.clone();
+        let delta = state.apply(changes, options)?;
+        let mut scratch = Inner {
+            state,
+            slots: g.slots.clone(),
+            learned: g.learned.clone(),
+            generation: g.generation,
+            moved: g.moved.clone(),
+            grace: g.grace,
+            redirects: g.redirects.clone(),
+            notices: VecDeque::new(),
+            unreachable: 0,
+            accept_redirects: g.accept_redirects,
+            redirects_accepted: 0,
+            redirects_refused: 0,
+            tokens: 0,
+            refilled: None,
+            clock: g.clock,
+        };
+        drop(g);
+        let cell = ArcSwap::new(self.current.load_full());
+        let generation = Self::publish(&cell, &mut scratch, &delta);
+        Ok(Prepared { after: generation - 1, tables: cell.load_full(), state: scratch.state, slots: scratch.slots, moved: scratch.moved, redirects: scratch.redirects })
+    }
+
+    /// Publish what [`PolicyStore::prepare`] compiled (an atomic pointer swap);
+    /// refused when another change was published since.
+    ///
+    /// # Errors
+    /// [`ChangeError::Conflict`] when the policy changed in between (prepare again).
+    pub fn commit(&self, p: Prepared) -> Result<u64, ChangeError> {
+        let mut g = self.lock();
+        if g.generation != p.after {
+            return Err(ChangeError::Conflict("the policy changed while the port change was being prepared; try again".into()));
+        }
+        g.generation = p.tables.generation;
+        g.state = p.state;
+        g.slots = p.slots;
+        g.moved = p.moved;
+        g.redirects = p.redirects;
+        self.current.store(p.tables);
+        Ok(g.generation)
+    }
+
+    /// Compile and publish what `delta` says changed.
+    fn publish(current: &ArcSwap<Tables>, g: &mut Inner, delta: &Delta) -> u64 {
         g.generation += 1;
         let generation = g.generation;
-        let Inner { policy, slots, learned, moved, grace, redirects, .. } = g;
+        let Inner { state, slots, learned, moved, grace, redirects, .. } = g;
         let learned: Vec<Learned> = learned.iter().map(|&(ip, mac, _)| (ip, mac)).collect();
-        let learned = &learned;
         let prev = current.load_full();
         // A REDIRECT holds only while the policy still places the CA at its sender.
-        redirects.retain(|r| Vsid::new(r.vsid).ok().and_then(|v| policy.lookup_record(v, r.ca)).is_some_and(|rec| rec.pa == r.from));
-        let effective = (!redirects.is_empty()).then(|| with_redirects(policy, redirects));
-        let mut t = Tables::compile_next(effective.as_ref().unwrap_or(policy), slots, learned, generation, Some(&prev));
-        // A VM that was local and is now elsewhere: keep forwarding to it for a while.
+        redirects.retain(|r| Vsid::new(r.vsid).ok().and_then(|v| state.record(v, r.ca)).is_some_and(|rec| rec.pa == r.from));
+        let redirected: HashMap<(u32, IpAddr), IpAddr> = redirects.iter().map(|r| ((r.vsid, r.ca), r.new_pa)).collect();
+        let pa_of = |r: &hnv_policy::LookupRecord| redirected.get(&(r.vsid.get(), r.ca)).copied().unwrap_or(r.pa);
         let now = Instant::now();
-        for d in &t.dests {
-            let was_local = prev.by_slot(d.slot).is_some_and(|o| matches!(o.to, crate::tables::Delivery::Local(_)));
-            if was_local && matches!(d.to, crate::tables::Delivery::Encap(_)) && !moved.iter().any(|(s, _)| *s == d.slot) {
-                moved.push((d.slot, now + *grace));
+        let t = if delta.ports {
+            let mut t = Tables::compile_from(state.base(), &mut state.records().map(|r| (r, pa_of(r))), slots, &learned, generation, Some(&prev));
+            // A VM that was local and is now elsewhere: keep forwarding to it for a while.
+            let newly: Vec<u32> = t.dests().filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
+            note_moved(moved, &newly, now + *grace);
+            moved.retain(|(s, _)| t.by_slot(*s).is_some_and(|d| matches!(d.to, Delivery::Encap(_))));
+            let marked: Vec<u32> = moved.iter().map(|(s, _)| *s).collect();
+            t.mark_moved(&marked, Some(&prev));
+            t
+        } else {
+            let mut t = if delta.routes || delta.acl { prev.update_vsids(state.base(), slots, generation) } else { (*prev).clone() };
+            if !delta.records.is_empty() {
+                let changes: Vec<RecordChange<'_>> = delta
+                    .records
+                    .iter()
+                    .map(|&(v, ca)| {
+                        let moved_now = slots.record_slot(v.get(), ca).is_some_and(|s| moved.iter().any(|(m, _)| *m == s));
+                        RecordChange { vsid: v.get(), ca, record: state.record(v, ca).map(|r| (r, pa_of(r))), moved: moved_now }
+                    })
+                    .collect();
+                t = t.update_records(state.base(), &changes, &Others(state), slots, &learned, generation);
+                let changed: Vec<u32> = delta.records.iter().filter_map(|&(v, ca)| slots.record_slot(v.get(), ca)).collect();
+                let newly: Vec<u32> = changed.iter().filter_map(|&s| t.by_slot(s)).filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
+                note_moved(moved, &newly, now + *grace);
+                moved.retain(|(s, _)| !changed.contains(s) || t.by_slot(*s).is_some_and(|d| matches!(d.to, Delivery::Encap(_))));
+                let marked: Vec<u32> = newly.iter().copied().filter(|s| moved.iter().any(|(m, _)| m == s)).collect();
+                t.mark_moved(&marked, Some(&prev));
             }
-        }
-        moved.retain(|(s, _)| t.by_slot(*s).is_some_and(|d| matches!(d.to, crate::tables::Delivery::Encap(_))));
-        let marked: Vec<u32> = moved.iter().map(|(s, _)| *s).collect();
-        t.mark_moved(&marked);
+            t.generation = generation;
+            t
+        };
         current.store(Arc::new(t));
         generation
+    }
+
+    /// Republish the records in `keys` (a REDIRECT or a grace period began or ended for them).
+    fn publish_records(current: &ArcSwap<Tables>, g: &mut Inner, keys: Vec<RecordKey>) -> u64 {
+        Self::publish(current, g, &Delta { records: keys, ..Delta::default() })
     }
 
     /// Set the live-migration grace period (default [`MIGRATION_GRACE`]).
@@ -309,18 +411,26 @@ impl PolicyStore {
     /// End grace periods that are over at `now`; republish if any ended. Returns true if republished.
     pub fn expire_moved(&self, now: Instant) -> bool {
         let mut g = self.lock();
-        let before = g.moved.len();
-        g.moved.retain(|(_, until)| *until > now);
-        if g.moved.len() == before {
+        let ended: Vec<u32> = g.moved.iter().filter(|(_, until)| *until <= now).map(|(s, _)| *s).collect();
+        if ended.is_empty() {
             return false;
         }
-        Self::publish(&self.current, &mut g);
+        g.moved.retain(|(_, until)| *until > now);
+        let t = self.current.load();
+        let keys: Vec<RecordKey> = ended.iter().filter_map(|&s| t.by_slot(s)).filter_map(|d| Some((Vsid::new(d.vsid).ok()?, d.ca))).collect();
+        drop(t);
+        Self::publish_records(&self.current, &mut g, keys);
         true
     }
 
-    /// The policy in force.
+    /// The policy in force (a copy of every record: for saving and showing it whole).
     pub fn policy(&self) -> Policy {
-        self.lock().policy.clone()
+        self.lock().state.to_policy()
+    }
+
+    /// Lookup records in force.
+    pub fn record_count(&self) -> usize {
+        self.lock().state.record_count()
     }
 
     /// VSID of each counter slot.
@@ -345,9 +455,9 @@ impl PolicyStore {
         let mut g = self.lock();
         let mut changed = false;
         while let Some((ip, mac)) = self.learn.pop() {
-            let h = &g.policy.host;
+            let h = &g.state.base().host;
             let on_link = h.provider_addresses.iter().any(|pa| pa.subnet().contains(ip));
-            let used = (g.policy.lookup.iter().any(|r| r.pa == ip) && !h.is_local_pa(ip)) || h.provider_routes.iter().any(|r| r.next_hop == ip);
+            let used = (self.current.load().uses_pa(ip) && !h.is_local_pa(ip)) || h.provider_routes.iter().any(|r| r.next_hop == ip);
             if !on_link || !used || h.neighbor(ip).is_some() {
                 continue;
             }
@@ -372,7 +482,8 @@ impl PolicyStore {
         g.learned.retain(|e| now.saturating_duration_since(e.2) <= NEIGHBOR_AGE);
         changed |= g.learned.len() != before;
         if changed {
-            Self::publish(&self.current, &mut g);
+            // Neighbors feed the outer headers of every record: the whole compile.
+            Self::publish(&self.current, &mut g, &Delta { ports: true, ..Delta::default() });
         }
         changed
     }
@@ -435,10 +546,10 @@ impl PolicyStore {
     /// [`PolicyStore::apply_control`] with the datapath clock read as `dp_now`.
     pub fn apply_control_at(&self, now: Instant, dp_now: u64) -> bool {
         let mut g = self.lock();
-        let before = g.redirects.len();
         let on = g.accept_redirects;
+        // Records whose effective PA changes: REDIRECTs ended or applied.
+        let mut touched: Vec<RecordKey> = g.redirects.iter().filter(|r| !(on && r.until > now)).filter_map(|r| Some((Vsid::new(r.vsid).ok()?, r.ca))).collect();
         g.redirects.retain(|r| on && r.until > now);
-        let mut changed = g.redirects.len() != before;
         // Refill the rate limit.
         let last = *g.refilled.get_or_insert(now);
         let add = now.saturating_duration_since(last).as_millis().saturating_mul(u128::from(REDIRECT_RATE)) / 1000;
@@ -450,7 +561,7 @@ impl PolicyStore {
             let ca = IpAddr::V4(msg.dst_ca);
             let from = IpAddr::V4(msg.from_pa);
             let (kind, new_pa, outcome) = match msg.control {
-                Control::Unreachable if record_in_domain(&g.policy, vsid, ca).is_none_or(|r| r.pa != from) => ("unreachable", None, format!("ignored: this host does not send CA {ca} to {from}")),
+                Control::Unreachable if record_in_domain(&g.state, vsid, ca).is_none_or(|r| r.pa != from) => ("unreachable", None, format!("ignored: this host does not send CA {ca} to {from}")),
                 Control::Unreachable => {
                     g.unreachable += 1;
                     ("unreachable", None, format!("the host at {from} has no VM with CA {ca} in VSID {vsid}: this host's policy may be stale"))
@@ -465,15 +576,15 @@ impl PolicyStore {
                         g.tokens -= 1;
                         let quoted = IpAddr::V4(msg.src_ca);
                         // The cheap checks first; `redirect` then validates the policy with the new PA.
-                        match record_in_domain(&g.policy, vsid, ca).filter(|r| r.pa == from) {
+                        match record_in_domain(&g.state, vsid, ca).filter(|r| r.pa == from) {
                             None => Err(format!("the policy does not place CA {ca} (routing domain of VSID {vsid}) at the sender {from}")),
                             Some(rec) if !g.slots.record_slot(rec.vsid.get(), ca).is_some_and(|s| self.sent.recent(s, dp_now)) => {
                                 Err(format!("this host has not sent to CA {ca} in VSID {} within {SENT_WINDOW_SECS} s", rec.vsid.get()))
                             }
-                            Some(_) if !g.policy.ports.iter().any(|p| p.role == hnv_policy::PortRole::Vm && p.vsid.is_some_and(|pv| pv.get() == vsid) && p.addresses.contains(&quoted)) => {
+                            Some(_) if !g.state.base().ports.iter().any(|p| p.role == hnv_policy::PortRole::Vm && p.vsid.is_some_and(|pv| pv.get() == vsid) && p.addresses.contains(&quoted)) => {
                                 Err(format!("the quoted source {quoted} is not a local VM's address in VSID {vsid}"))
                             }
-                            Some(_) => redirect(&g.policy, &g.redirects, vsid, ca, from, new_pa),
+                            Some(_) => redirect(&g.state, self.current.load().uses_pa(new_pa), vsid, ca, from, new_pa),
                         }
                     };
                     let outcome = match checked {
@@ -481,7 +592,7 @@ impl PolicyStore {
                             g.redirects.retain(|r| !(r.vsid == vsid && r.ca == ca));
                             g.redirects.push(Redirected { vsid, ca, from, new_pa, until: now + REDIRECT_HOLD });
                             g.redirects_accepted += 1;
-                            changed = true;
+                            touched.extend(Vsid::new(vsid).ok().map(|v| (v, ca)));
                             format!("applied: CA {ca} in VSID {vsid} now encapsulated to {new_pa} until the policy changes (at most {} s)", REDIRECT_HOLD.as_secs())
                         }
                         Err(why) => {
@@ -502,10 +613,13 @@ impl PolicyStore {
             }
             g.notices.push_back(Notice { at: SystemTime::now(), kind, vsid, ca, from, new_pa, outcome });
         }
-        if changed {
-            Self::publish(&self.current, &mut g);
+        touched.sort_unstable();
+        touched.dedup();
+        if touched.is_empty() {
+            return false;
         }
-        changed
+        Self::publish_records(&self.current, &mut g, touched);
+        true
     }
 
     /// UNREACHABLE messages received so far (a policy source may resynchronise when it grows).
@@ -529,40 +643,56 @@ impl PolicyStore {
     }
 }
 
-/// `policy` with the PAs of redirected CAs replaced.
-fn with_redirects(policy: &Policy, redirects: &[Redirected]) -> Policy {
-    let mut p = policy.clone();
-    for r in redirects {
-        if let Some(rec) = p.lookup.iter_mut().find(|l| l.vsid.get() == r.vsid && l.ca == r.ca && l.pa == r.from) {
-            rec.pa = r.new_pa;
+/// Answers [`RecordSource`] from the policy in force.
+struct Others<'a>(&'a PolicyState);
+
+impl RecordSource for Others<'_> {
+    fn other_with_mac(&self, vsid: u32, mac: [u8; 6], except: IpAddr) -> Option<IpAddr> {
+        let v = Vsid::new(vsid).ok()?;
+        self.0.records_of(v).find(|r| r.mac.0 == mac && r.ca != except && r.kind != hnv_policy::RecordType::GatewayWildcard).map(|r| r.ca)
+    }
+}
+
+/// Record `d` was delivered locally in `prev` and is encapsulated now: its VM moved away.
+fn was_local_now_remote(prev: &Tables, d: &crate::tables::Dest) -> bool {
+    matches!(d.to, Delivery::Encap(_)) && prev.by_slot(d.slot).is_some_and(|o| matches!(o.to, Delivery::Local(_)))
+}
+
+/// Start the grace period of the `newly` moved record slots (until `until`).
+fn note_moved(moved: &mut Vec<(u32, Instant)>, newly: &[u32], until: Instant) {
+    for &s in newly {
+        if !moved.iter().any(|(m, _)| *m == s) {
+            moved.push((s, until));
         }
     }
-    p
 }
 
 /// The record of `ca` in the routing domain of `vsid` (a message arrives in
 /// the sending VM's VSID, which for routed traffic is not the CA's own).
-fn record_in_domain(policy: &Policy, vsid: u32, ca: IpAddr) -> Option<&hnv_policy::LookupRecord> {
-    let rd = policy.subnets.iter().find(|s| s.vsid.get() == vsid).map(|s| &s.routing_domain)?;
-    policy.lookup.iter().find(|r| r.ca == ca && policy.subnets.iter().any(|s| s.vsid == r.vsid && &s.routing_domain == rd))
+fn record_in_domain(state: &PolicyState, vsid: u32, ca: IpAddr) -> Option<&hnv_policy::LookupRecord> {
+    let base = state.base();
+    let rd = base.subnets.iter().find(|s| s.vsid.get() == vsid).map(|s| &s.routing_domain)?;
+    base.subnets.iter().filter(|s| &s.routing_domain == rd).find_map(|s| state.record(s.vsid, ca))
 }
 
 /// Whether a REDIRECT received in `vsid` for `ca` from `from` to `new_pa` may be
 /// applied; the VSID of the CA's record if so.
-fn redirect(policy: &Policy, redirects: &[Redirected], vsid: u32, ca: IpAddr, from: IpAddr, new_pa: IpAddr) -> Result<u32, String> {
-    let rec = record_in_domain(policy, vsid, ca).ok_or_else(|| format!("no lookup record for CA {ca} in the routing domain of VSID {vsid}"))?;
+/// `known_pa`: some record encapsulates to `new_pa` now.
+fn redirect(state: &PolicyState, known_pa: bool, vsid: u32, ca: IpAddr, from: IpAddr, new_pa: IpAddr) -> Result<u32, String> {
+    let rec = record_in_domain(state, vsid, ca).ok_or_else(|| format!("no lookup record for CA {ca} in the routing domain of VSID {vsid}"))?;
     let vsid = rec.vsid.get();
     if rec.pa != from {
         return Err(format!("the policy places CA {ca} at {}, not at the sender {from}", rec.pa));
     }
-    if new_pa == from || policy.host.provider_addresses.iter().any(|p| p.address == new_pa) {
+    let host = &state.base().host;
+    if new_pa == from || host.provider_addresses.iter().any(|p| p.address == new_pa) {
         return Err(format!("new PA {new_pa} is the sender itself or this host"));
     }
-    if !policy.lookup.iter().any(|r| r.pa == new_pa) && policy.host.neighbor(new_pa).is_none() {
+    if !known_pa && host.neighbor(new_pa).is_none() {
         return Err(format!("new PA {new_pa} is not a provider address the policy knows (no lookup record or static neighbor names it)"));
     }
-    let mut next: Vec<Redirected> = redirects.iter().filter(|r| !(r.vsid == vsid && r.ca == ca)).copied().collect();
-    next.push(Redirected { vsid, ca, from, new_pa, until: Instant::now() });
-    let candidate = with_redirects(policy, &next);
-    hnv_policy::validate(&hnv_policy::PolicyFile::from_policy(&candidate), "REDIRECT").map(|_| vsid).map_err(|e| e.to_string().replace('\n', "; "))
+    // The policy with the record at the new PA must validate (its neighbourhood does).
+    let mut moved = hnv_policy::file::LookupFile::from_record(rec);
+    moved.pa = new_pa.to_string();
+    state.check(&[Request::ReplaceRecord { record: moved }], Options::default()).map(|()| vsid).map_err(|e| e.to_string().replace('\n', "; "))
 }

@@ -2,15 +2,32 @@
 //!
 //! [`Tables::compile`] turns a validated [`Policy`] into hash tables keyed
 //! the way the datapath asks (VSID + CA, VSID + MAC), per-VSID facts (local
-//! ports, gateway, ACL, routing domain), per-routing-domain route lists and,
-//! for every remote record, a precompiled NVGRE outer-header template. It runs
-//! on the control thread; the result is published as a snapshot and never
-//! changes, so workers read it without locks.
+//! ports, gateway, ACL, routing domain), per-routing-domain route lists and
+//! one precompiled NVGRE outer-header template per remote PA (its VSID and
+//! FlowID are written per packet). It runs on the control thread; the result
+//! is published as a snapshot and never changes, so workers read it without
+//! locks.
+//!
+//! Snapshots share structure ([`shared`]): records live in slot-indexed
+//! chunks and the two record maps in shards, each behind its own `Arc`, so
+//! [`Tables::update_records`] makes the next snapshot of a record change by
+//! copying one chunk and two shards (microseconds at a million records), and
+//! [`Tables::update_vsids`] that of a route or ACL change by rebuilding only
+//! the per-VSID layer. Ports, provider addresses and neighbors recompile
+//! everything ([`Tables::compile_next`]).
+
+mod compare;
+mod compile;
+pub mod shared;
+mod update;
+
+pub use update::{RecordChange, RecordSource};
 
 use hashbrown::HashMap;
-use hnv_policy::{AclRule, Policy, PortRole, Prefix, RecordType, Rule};
-use hnv_wire::checksum;
+use hnv_policy::{AclRule, Policy, Prefix};
+use shared::{Chunked, ShardKey, Sharded};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Default uplink MTU when the policy sets none.
 pub const DEFAULT_UPLINK_MTU: u16 = 1500;
@@ -63,7 +80,8 @@ pub struct LocalPa {
     pub uplink: u16,
 }
 
-/// A prebuilt outer header: copy, then patch length, checksum and FlowID.
+/// A prebuilt outer header toward one remote PA: copy, then patch length,
+/// checksum and the GRE key (VSID and FlowID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncapTemplate {
     /// Header bytes (first `len` used).
@@ -83,9 +101,9 @@ pub struct EncapTemplate {
 }
 
 impl EncapTemplate {
-    /// Offset of the FlowID byte (last byte of the GRE key).
-    pub fn flow_id_off(&self) -> usize {
-        usize::from(self.len) - 1
+    /// Offset of the GRE key (VSID << 8 | FlowID), the header's last four bytes.
+    pub fn key_off(&self) -> usize {
+        usize::from(self.len) - 4
     }
 }
 
@@ -94,8 +112,8 @@ impl EncapTemplate {
 pub enum Delivery {
     /// A local VM port.
     Local(u16),
-    /// NVGRE to another host.
-    Encap(EncapTemplate),
+    /// NVGRE to another host, with template [`Tables::template`]`(id)`.
+    Encap(u32),
     /// Remote, but no MAC is known for the provider next hop.
     Unresolved,
     /// The record names this host but no local port has its MAC.
@@ -105,8 +123,6 @@ pub enum Delivery {
 /// A lookup record, compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dest {
-    /// Position in [`Tables::dests`].
-    pub index: u32,
     /// Stable slot of this record's (VSID, CA) across publications.
     pub slot: u32,
     /// Generation at which this record's compiled content last changed.
@@ -149,17 +165,19 @@ pub struct VsidEntry {
     pub local_ports: Vec<u16>,
     /// ACL rules in priority order.
     pub acl: Vec<AclRule>,
-    /// Gateway-wildcard record (off-subnet traffic goes there when no route matches).
+    /// Slot of the gateway-wildcard record (off-subnet traffic goes there when no route matches).
     pub wildcard: Option<u32>,
-    /// Record slots of the VSID's lookup records (sorted).
-    pub members: Vec<u32>,
+    /// The VSID's lookup records: how many, and the sum of a hash of their
+    /// slots (a member set that changes changes these).
+    pub members: (u32, u64),
     /// The flow-key mask: true when a forwarding decision for traffic entering
     /// this VSID can depend on TCP/UDP ports, i.e. when an ACL rule of a VSID
     /// of its routing domain (where its traffic can be routed to) matches on
     /// ports. Part of the entry, so a change re-stamps the VSID's version.
     pub key_ports: bool,
     /// Generation at which anything a cached flow of this VSID depends on last
-    /// changed: the entry itself, its member set, its ports, its routing domain's routes.
+    /// changed: the entry itself, its member set, its ports, its routing
+    /// domain's routes, the MACs its records map.
     pub version: u64,
 }
 
@@ -209,23 +227,55 @@ impl VsidSlots {
     }
 }
 
+/// Key of the CA map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct CaKey(u32, IpAddr);
+
+impl ShardKey for CaKey {
+    #[inline]
+    fn mix(&self) -> u64 {
+        let low = match self.1 {
+            IpAddr::V4(a) => u64::from(u32::from(a)),
+            IpAddr::V6(a) => {
+                let x = u128::from(a);
+                (x as u64) ^ ((x >> 64) as u64).rotate_left(17)
+            }
+        };
+        low ^ u64::from(self.0) << 32
+    }
+}
+
+/// Key of the MAC map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct MacKey(u32, [u8; 6]);
+
+impl ShardKey for MacKey {
+    #[inline]
+    fn mix(&self) -> u64 {
+        let m = self.1;
+        u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]) ^ u64::from(self.0).rotate_left(40)
+    }
+}
+
 /// The compiled policy.
 #[derive(Debug, Clone, Default)]
 pub struct Tables {
     /// Publication generation.
     pub generation: u64,
     /// Switch ports.
-    pub ports: Vec<PortEntry>,
+    pub ports: Arc<Vec<PortEntry>>,
     /// This host's provider addresses.
     pub local_pas: Vec<LocalPa>,
-    /// Compiled lookup records.
-    pub dests: Vec<Dest>,
-    by_ca: HashMap<(u32, IpAddr), u32>,
-    by_mac: HashMap<(u32, [u8; 6]), u32>,
-    vsids: HashMap<u32, VsidEntry>,
-    routes: Vec<Vec<Route>>,
-    /// Record slot → position in `dests` (`u32::MAX` when the slot has no record now).
-    slot_to_dest: Vec<u32>,
+    /// Compiled lookup records by slot.
+    records: Chunked<Dest>,
+    by_ca: Sharded<CaKey, u32>,
+    by_mac: Sharded<MacKey, u32>,
+    vsids: HashMap<u32, Arc<VsidEntry>>,
+    routes: Arc<Vec<Vec<Route>>>,
+    /// Outer headers, one per resolved remote PA.
+    templates: Arc<Vec<EncapTemplate>>,
+    /// Every remote PA a record uses, with its template (`None`: next hop unresolved).
+    pa_templates: Arc<HashMap<IpAddr, Option<u32>>>,
     /// Generation at which ports, provider addresses or neighbors last changed.
     pub global_version: u64,
     /// VSIDs whose [`VsidEntry::key_ports`] is set, sorted (uplink flow keys
@@ -233,204 +283,49 @@ pub struct Tables {
     pub key_ports_vsids: Vec<u32>,
 }
 
-fn ip_bytes(ip: &IpAddr) -> ([u8; 16], usize) {
-    let mut b = [0u8; 16];
-    match ip {
-        IpAddr::V4(a) => {
-            b[..4].copy_from_slice(&a.octets());
-            (b, 4)
-        }
-        IpAddr::V6(a) => {
-            b.copy_from_slice(&a.octets());
-            (b, 16)
-        }
-    }
+/// Bytes the compiled tables hold, by part (see [`Tables::footprint`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Lookup records compiled.
+    pub records: usize,
+    /// The slot-indexed record chunks.
+    pub record_bytes: usize,
+    /// The (VSID, CA) and (VSID, MAC) maps.
+    pub map_bytes: usize,
+    /// Outer-header templates.
+    pub template_bytes: usize,
 }
 
 impl Tables {
-    /// Compile `policy`; `neighbors` adds learned provider MACs to its static ones.
-    pub fn compile(policy: &Policy, slots: &mut VsidSlots, neighbors: &[(IpAddr, [u8; 6])], generation: u64) -> Tables {
-        Self::compile_next(policy, slots, neighbors, generation, None)
-    }
-
-    /// Compile, stamping versions against the previous snapshot `prev`: a
-    /// record, VSID or the global state keeps its version when its compiled
-    /// content is unchanged, so cached flows that depend only on unchanged
-    /// parts stay valid.
-    pub fn compile_next(policy: &Policy, slots: &mut VsidSlots, neighbors: &[(IpAddr, [u8; 6])], generation: u64, prev: Option<&Tables>) -> Tables {
-        let mut t = Self::build(policy, slots, neighbors, generation);
-        t.stamp(prev, generation);
-        t
-    }
-
-    fn stamp(&mut self, prev: Option<&Tables>, generation: u64) {
-        let same = |a: &Dest, b: &Dest| Dest { index: 0, version: 0, ..*a } == Dest { index: 0, version: 0, ..*b };
-        let mut slot_to_dest = vec![u32::MAX; self.dests.iter().map(|d| d.slot as usize + 1).max().unwrap_or(0)];
-        for d in &mut self.dests {
-            slot_to_dest[d.slot as usize] = d.index;
-            d.version = prev.and_then(|p| p.by_slot(d.slot)).filter(|o| same(o, d)).map_or(generation, |o| o.version);
-        }
-        self.slot_to_dest = slot_to_dest;
-        let mut members: HashMap<u32, Vec<u32>> = HashMap::new();
-        for d in &self.dests {
-            members.entry(d.vsid).or_default().push(d.slot);
-        }
-        let vsids: Vec<u32> = self.vsids.keys().copied().collect();
-        for v in vsids {
-            let ports: Vec<PortEntry> = self.ports.iter().filter(|p| p.vsid == v).cloned().collect();
-            let Some(e) = self.vsids.get_mut(&v) else { continue };
-            let mut m = members.remove(&v).unwrap_or_default();
-            m.sort_unstable();
-            e.members = m;
-            let routes = self.routes.get(usize::from(e.rd)).cloned().unwrap_or_default();
-            let unchanged = prev.and_then(|p| {
-                let o = p.vsids.get(&v)?;
-                let o_ports: Vec<&PortEntry> = p.ports.iter().filter(|q| q.vsid == v).collect();
-                let same_ports = o_ports.len() == ports.len() && o_ports.iter().zip(&ports).all(|(a, b)| a.addresses == b.addresses && a.mac == b.mac && a.name == b.name);
-                let same_routes = p.routes.get(usize::from(o.rd)).is_some_and(|r| *r == routes);
-                (VsidEntry { version: 0, ..o.clone() } == VsidEntry { version: 0, ..e.clone() } && same_ports && same_routes).then_some(o.version)
-            });
-            e.version = unchanged.unwrap_or(generation);
-        }
-        self.global_version = match prev {
-            Some(p) if p.local_pas == self.local_pas && p.ports.len() == self.ports.len() && p.ports.iter().zip(&self.ports).all(|(a, b)| a.name == b.name && a.role == b.role && a.mtu == b.mtu) => {
-                p.global_version
-            }
-            _ => generation,
-        };
-    }
-
-    /// Mark the records in `slots` as moved away (see [`Dest::forward_moved`]).
-    pub fn mark_moved(&mut self, slots: &[u32]) {
-        for d in &mut self.dests {
-            if slots.contains(&d.slot) {
-                d.forward_moved = true;
-            }
-        }
-    }
-
     /// The record in stable slot `slot`.
     #[inline]
     pub fn by_slot(&self, slot: u32) -> Option<&Dest> {
-        let i = *self.slot_to_dest.get(slot as usize)?;
-        self.dests.get(i as usize)
+        self.records.get(slot)
     }
 
-    fn build(policy: &Policy, slots: &mut VsidSlots, neighbors: &[(IpAddr, [u8; 6])], generation: u64) -> Tables {
-        let port_index = |name: &str| policy.ports.iter().position(|p| p.name == name).map(|i| i as u16);
-        let mut t = Tables { generation, ..Default::default() };
-        let rd_index = |name: &str| policy.routing_domains.iter().position(|r| r.name == name).unwrap_or(0) as u16;
-        for s in &policy.subnets {
-            let v = s.vsid.get();
-            let acl: Vec<AclRule> = policy.acl.iter().filter(|r| r.vsid == s.vsid).cloned().collect();
-            t.vsids.insert(
-                v,
-                VsidEntry {
-                    rd: rd_index(&s.routing_domain),
-                    slot: slots.slot(v),
-                    gw_v4: s.gateway_v4,
-                    gw_v6: s.gateway_v6,
-                    gw_mac: s.gateway_mac.0,
-                    local_ports: Vec::new(),
-                    acl,
-                    wildcard: None,
-                    members: Vec::new(),
-                    key_ports: false,
-                    version: generation,
-                },
-            );
-        }
-        for (i, p) in policy.ports.iter().enumerate() {
-            let vsid = p.vsid.map_or(0, |v| v.get());
-            let slot = if p.role == PortRole::Vm { slots.slot(vsid) } else { 0 };
-            if let Some(e) = t.vsids.get_mut(&vsid) {
-                if p.role == PortRole::Vm {
-                    e.local_ports.push(i as u16);
-                }
-            }
-            t.ports.push(PortEntry {
-                name: p.name.clone(),
-                role: if p.role == PortRole::Vm { Role::Vm } else { Role::Uplink },
-                vsid,
-                mac: p.mac.map_or([0; 6], |m| m.0),
-                addresses: p.addresses.clone(),
-                vsid_slot: slot,
-                mtu: p.mtu.unwrap_or(if p.role == PortRole::Uplink { DEFAULT_UPLINK_MTU } else { 1500 }),
-                key_ports: false,
-            });
-        }
-        for pa in &policy.host.provider_addresses {
-            t.local_pas.push(LocalPa { ip: pa.address, mac: pa.mac.0, vlan: pa.vlan, uplink: port_index(&pa.uplink).unwrap_or(0) });
-        }
-        let neighbor = |ip: IpAddr| -> Option<[u8; 6]> { policy.host.neighbor(ip).map(|m| m.0).or_else(|| neighbors.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m)) };
-        for r in &policy.lookup {
-            let vsid = r.vsid.get();
-            let to = if r.rule == Rule::None || policy.host.is_local_pa(r.pa) {
-                match t.ports.iter().position(|p| p.role == Role::Vm && p.vsid == vsid && p.mac == r.mac.0) {
-                    Some(i) => Delivery::Local(i as u16),
-                    None => Delivery::NoLocalPort,
-                }
-            } else {
-                t.template(policy, r.pa, vsid, &neighbor).map_or(Delivery::Unresolved, Delivery::Encap)
-            };
-            let idx = t.dests.len() as u32;
-            t.dests.push(Dest {
-                index: idx,
-                slot: slots.record(vsid, r.ca),
-                version: generation,
-                vsid,
-                ca: r.ca,
-                mac: r.mac.0,
-                pa: r.pa,
-                to,
-                vsid_slot: slots.slot(vsid),
-                l2_only: r.kind == RecordType::L2Only,
-                flow_entropy: r.flow_entropy,
-                forward_moved: false,
-            });
-            if r.kind == RecordType::GatewayWildcard {
-                if let Some(e) = t.vsids.get_mut(&vsid) {
-                    e.wildcard = Some(idx);
-                }
-                continue;
-            }
-            t.by_ca.insert((vsid, r.ca), idx);
-            t.by_mac.entry((vsid, r.mac.0)).or_insert(idx);
-        }
-        t.routes = vec![Vec::new(); policy.routing_domains.len().max(1)];
-        for s in &policy.subnets {
-            for p in &s.prefixes {
-                t.routes[usize::from(rd_index(&s.routing_domain))].push(Route { prefix: *p, vsid: s.vsid.get(), next_hop: None, metric: 0 });
-            }
-        }
-        for r in &policy.customer_routes {
-            let nh = (!r.is_on_link()).then_some(r.next_hop);
-            t.routes[usize::from(rd_index(&r.routing_domain))].push(Route { prefix: r.destination, vsid: r.vsid.get(), next_hop: nh, metric: r.metric });
-        }
-        for rd in &mut t.routes {
-            rd.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then(a.metric.cmp(&b.metric)));
-        }
-        t.compile_key_masks();
-        t
+    /// Outer-header template `id` (see [`Delivery::Encap`]).
+    #[inline]
+    pub fn template(&self, id: u32) -> Option<&EncapTemplate> {
+        self.templates.get(id as usize)
     }
 
-    /// Per routing domain: do any of its VSIDs' ACL rules match on L4 ports?
-    /// Then every VSID of it keys flows on ports too (traffic can be routed
-    /// into any VSID of its routing domain and meet that VSID's "in" rules).
-    fn compile_key_masks(&mut self) {
-        let reads_ports = |e: &VsidEntry| e.acl.iter().any(|r| r.src_ports.is_some() || r.dst_ports.is_some());
-        let mut rds: Vec<u16> = self.vsids.values().filter(|e| reads_ports(e)).map(|e| e.rd).collect();
-        rds.sort_unstable();
-        rds.dedup();
-        for e in self.vsids.values_mut() {
-            e.key_ports = rds.binary_search(&e.rd).is_ok();
-        }
-        let mut v: Vec<u32> = self.vsids.iter().filter(|(_, e)| e.key_ports).map(|(v, _)| *v).collect();
-        v.sort_unstable();
-        self.key_ports_vsids = v;
-        let vsids = &self.vsids;
-        for p in &mut self.ports {
-            p.key_ports = p.role == Role::Vm && vsids.get(&p.vsid).is_some_and(|e| e.key_ports);
+    /// Whether some record encapsulates to remote PA `pa` (resolved or not).
+    pub fn uses_pa(&self, pa: IpAddr) -> bool {
+        self.pa_templates.contains_key(&pa)
+    }
+
+    /// Every compiled record, in slot order.
+    pub fn dests(&self) -> impl Iterator<Item = &Dest> {
+        self.records.iter()
+    }
+
+    /// What the compiled tables hold.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            records: self.records.len(),
+            record_bytes: self.records.bytes(),
+            map_bytes: self.by_ca.bytes() + self.by_mac.bytes(),
+            template_bytes: self.templates.len() * std::mem::size_of::<EncapTemplate>() + self.pa_templates.capacity() * 40,
         }
     }
 
@@ -440,82 +335,22 @@ impl Tables {
         !self.key_ports_vsids.is_empty() && self.key_ports_vsids.binary_search(&vsid).is_ok()
     }
 
-    /// Build the outer header toward `pa` for `vsid`, or `None` if the next hop's MAC is unknown.
-    fn template(&self, policy: &Policy, pa: IpAddr, vsid: u32, neighbor: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> Option<EncapTemplate> {
-        let local = policy.host.provider_addresses.iter().find(|l| l.address.is_ipv4() == pa.is_ipv4())?;
-        let next_hop = if local.subnet().contains(pa) {
-            pa
-        } else {
-            policy.host.provider_routes.iter().filter(|r| r.destination.contains(pa)).max_by(|a, b| a.destination.len().cmp(&b.destination.len()).then(b.metric.cmp(&a.metric))).map(|r| {
-                if r.is_on_link() {
-                    pa
-                } else {
-                    r.next_hop
-                }
-            })?
-        };
-        let nh_mac = neighbor(next_hop)?;
-        let uplink = policy.ports.iter().position(|p| p.name == local.uplink)? as u16;
-        let mtu = self.ports.get(usize::from(uplink)).map_or(DEFAULT_UPLINK_MTU, |p| p.mtu);
-        let mut b = [0u8; MAX_OUTER];
-        b[0..6].copy_from_slice(&nh_mac);
-        b[6..12].copy_from_slice(&local.mac.0);
-        let mut off = 12;
-        if let Some(vlan) = local.vlan {
-            b[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
-            b[14..16].copy_from_slice(&(vlan & 0x0fff).to_be_bytes());
-            off = 16;
-        }
-        let ipv6 = pa.is_ipv6();
-        b[off..off + 2].copy_from_slice(&(if ipv6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
-        let ip_off = off + 2;
-        let (src, n) = ip_bytes(&local.address);
-        let (dst, _) = ip_bytes(&pa);
-        let mut ip_sum = 0;
-        let gre_off = if ipv6 {
-            let h = &mut b[ip_off..ip_off + 40];
-            h[0] = 0x60;
-            h[6] = 47;
-            h[7] = OUTER_TTL;
-            h[8..24].copy_from_slice(&src[..n]);
-            h[24..40].copy_from_slice(&dst[..n]);
-            ip_off + 40
-        } else {
-            let h = &mut b[ip_off..ip_off + 20];
-            h[0] = 0x45;
-            h[6] = 0x40; // DF: the encapsulator must not fragment
-            h[8] = OUTER_TTL;
-            h[9] = 47;
-            h[12..16].copy_from_slice(&src[..4]);
-            h[16..20].copy_from_slice(&dst[..4]);
-            ip_sum = checksum::data(h);
-            ip_off + 20
-        };
-        b[gre_off..gre_off + 2].copy_from_slice(&0x2000u16.to_be_bytes());
-        b[gre_off + 2..gre_off + 4].copy_from_slice(&0x6558u16.to_be_bytes());
-        b[gre_off + 4..gre_off + 8].copy_from_slice(&(vsid << 8).to_be_bytes());
-        let len = gre_off + 8;
-        let ip_and_gre = len - ip_off;
-        let max_inner = usize::from(mtu).saturating_sub(ip_and_gre).min(usize::from(u16::MAX)) as u16;
-        Some(EncapTemplate { bytes: b, len: len as u8, ip_off: ip_off as u8, ipv6, ip_sum, uplink, max_inner })
-    }
-
     /// The record for (`vsid`, CA).
     #[inline]
     pub fn by_ca(&self, vsid: u32, ca: IpAddr) -> Option<&Dest> {
-        self.by_ca.get(&(vsid, ca)).and_then(|&i| self.dests.get(i as usize))
+        self.by_ca.get(&CaKey(vsid, ca)).and_then(|&s| self.records.get(s))
     }
 
     /// The record for (`vsid`, MAC).
     #[inline]
     pub fn by_mac(&self, vsid: u32, mac: [u8; 6]) -> Option<&Dest> {
-        self.by_mac.get(&(vsid, mac)).and_then(|&i| self.dests.get(i as usize))
+        self.by_mac.get(&MacKey(vsid, mac)).and_then(|&s| self.records.get(s))
     }
 
     /// Per-VSID facts.
     #[inline]
     pub fn vsid(&self, vsid: u32) -> Option<&VsidEntry> {
-        self.vsids.get(&vsid)
+        self.vsids.get(&vsid).map(|e| &**e)
     }
 
     /// Counter slot of `vsid`, if known.
@@ -526,7 +361,7 @@ impl Tables {
 
     /// The gateway-wildcard record of `vsid`.
     pub fn wildcard(&self, vsid: u32) -> Option<&Dest> {
-        self.vsids.get(&vsid).and_then(|e| e.wildcard).and_then(|i| self.dests.get(i as usize))
+        self.vsids.get(&vsid).and_then(|e| e.wildcard).and_then(|s| self.records.get(s))
     }
 
     /// The record of source CA `ca` as seen from `vsid`: in `vsid` itself, or
@@ -584,9 +419,10 @@ mod tests {
         assert_eq!(blue.mac, [0x00, 0x15, 0x5d, 0x01, 0x00, 0x07]);
         assert_eq!(red.mac, [0x00, 0x15, 0x5d, 0x02, 0x00, 0x07]);
         let (Delivery::Encap(b), Delivery::Encap(r)) = (blue.to, red.to) else { panic!("remote records encapsulate") };
-        assert_eq!(&b.bytes[38..42], &[0x00, 0x13, 0x89, 0x00], "key = 5001 << 8");
-        assert_eq!(&r.bytes[38..42], &[0x00, 0x17, 0x71, 0x00], "key = 6001 << 8");
+        assert_eq!(b, r, "one template per remote PA: Blue2 and Red2 share host 2's");
+        let b = t.template(b).unwrap();
         assert_eq!(b.len, 42);
+        assert_eq!(b.key_off(), 38);
         assert_eq!(&b.bytes[0..6], &[0x02, 0x00, 0xc0, 0xa8, 0x04, 0x16], "next hop = host 2's PA MAC");
         let local = t.by_ca(5001, "10.0.0.5".parse().unwrap()).unwrap();
         assert_eq!(local.to, Delivery::Local(1));
@@ -595,13 +431,14 @@ mod tests {
     #[test]
     fn template_checksum_is_valid_once_length_is_patched() {
         let t = host(1);
-        let Delivery::Encap(tpl) = t.by_ca(5001, "10.0.0.7".parse().unwrap()).unwrap().to else { panic!() };
+        let Delivery::Encap(id) = t.by_ca(5001, "10.0.0.7".parse().unwrap()).unwrap().to else { panic!() };
+        let tpl = t.template(id).unwrap();
         let mut h = tpl.bytes[14..34].to_vec();
         let total: u16 = 20 + 8 + 60;
         h[2..4].copy_from_slice(&total.to_be_bytes());
-        let sum = !checksum::combine(&[tpl.ip_sum, total]);
+        let sum = !hnv_wire::checksum::combine(&[tpl.ip_sum, total]);
         h[10..12].copy_from_slice(&sum.to_be_bytes());
-        assert_eq!(checksum::data(&h), 0xffff);
+        assert_eq!(hnv_wire::checksum::data(&h), 0xffff);
     }
 
     #[test]

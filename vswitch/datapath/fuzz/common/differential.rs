@@ -1010,7 +1010,18 @@ pub fn run(s: &Scenario) -> Result<Outcome, String> {
     for (i, step) in s.steps.iter().enumerate() {
         match step {
             Step::Policy { policy, what } => {
-                store.replace((**policy).clone());
+                // Every other change goes the incremental way (as hnvctl's and etcd's do), when
+                // change requests can express it; its tables must forward like a whole compile's.
+                match hnv_policy::state::diff(&store.policy(), policy).filter(|_| o.changes % 2 == 1) {
+                    Some(reqs) => {
+                        store.change(&reqs, hnv_policy::Options::default()).map_err(|e| format!("step {i}: {what}: the incremental change was refused: {e}"))?;
+                        let whole = hnv_datapath::Tables::compile(&store.policy(), &mut Default::default(), &store.learned(), 0);
+                        store.snapshot().forwards_like(&whole).map_err(|e| format!("step {i}: {what}: incremental tables differ from a whole compile: {e}"))?;
+                    }
+                    None => {
+                        store.replace((**policy).clone());
+                    }
+                }
                 last_change = format!("step {i}: {what}");
                 o.changes += 1;
             }
