@@ -28,7 +28,7 @@
 use hnv_datapath::ext::capture::{CaptureSpec, StageSel};
 use hnv_datapath::ext::live_capture::{CaptureControl, CaptureStatus};
 use hnv_datapath::{DatapathStats, PolicyStore, Totals};
-use hnv_policy::api::{apply, Request, Response, Show};
+use hnv_policy::api::{Request, Response, Show};
 use pmd::WorkerStats;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -338,9 +338,8 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
         return Response::error(format!("policy is managed by etcd at {} (prefix {}); publish changes with hnvctl publish", st.endpoints.join(","), st.prefix));
     }
     let _edit = state.edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    match apply(&state.store.policy(), req) {
-        Ok(Some(p)) => {
-            let generation = state.store.replace(p);
+    match state.store.change(std::slice::from_ref(req), hnv_policy::Options::default()) {
+        Ok(generation) => {
             if let Some(path) = &state.state_file {
                 if let Err(e) = persist(&state.store, path) {
                     log::error!("cannot save state to {}: {e}", path.display());
@@ -348,7 +347,6 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
             }
             Response { ok: true, generation: Some(generation), ..Default::default() }
         }
-        Ok(None) => Response { ok: true, ..Default::default() },
         Err(e) => Response::error(e.to_string().replace('\n', "; ")),
     }
 }
@@ -478,7 +476,7 @@ fn show(state: &CtlState, what: Show) -> Value {
                     let (hits, misses) = (s.flow_hits.get(), s.flow_misses.get());
                     let entries = s.flow_entries.get();
                     json!({"worker": i, "entries": entries, "capacity": s.flow_capacity.get(), "hits": hits, "misses": misses, "hit_pct": crate::percent(hits, hits + misses),
-                           "stale": s.flow_stale.get(), "evictions": s.flow_evictions.get()})
+                           "stale": s.flow_stale.get(), "evictions": s.flow_evictions.get(), "policy_generation": s.policy_generation.get()})
                 })
                 .collect(),
         ),

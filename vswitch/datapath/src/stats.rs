@@ -67,6 +67,8 @@ pub struct DatapathStats {
     pub flow_stale: Counter,
     /// Flow-cache capacity (entries), set once by the worker.
     pub flow_capacity: Counter,
+    /// Generation of the policy snapshot the worker forwarded its last batch with.
+    pub policy_generation: Counter,
     /// Flow-cache entries in use (a gauge: the worker adds the change).
     pub flow_entries: Counter,
 }
@@ -92,6 +94,7 @@ impl Default for DatapathStats {
             flow_evictions: Counter::default(),
             flow_stale: Counter::default(),
             flow_capacity: Counter::default(),
+            policy_generation: Counter::default(),
             flow_entries: Counter::default(),
         }
     }

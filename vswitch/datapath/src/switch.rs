@@ -113,6 +113,9 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         let st: &DatapathStats = stats;
         let n = pkts.len() as u64;
         st.rx.add(n);
+        if st.policy_generation.get() != t.generation {
+            st.policy_generation.set(t.generation);
+        }
         if let Some(c) = st.ports.get(usize::from(in_port)) {
             c.rx.add(n);
         }
