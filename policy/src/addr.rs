@@ -167,19 +167,26 @@ pub struct MacError(pub String);
 /// Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` (either case; each octet
 /// exactly two hex digits).
 pub fn parse_mac(s: &str) -> Result<EthernetAddress, MacError> {
-    let t = s.trim();
-    let sep = if t.contains('-') { '-' } else { ':' };
-    let mut out = [0u8; 6];
-    let mut n = 0usize;
-    for part in t.split(sep) {
-        if n >= 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(MacError(s.to_string()));
-        }
-        out[n] = u8::from_str_radix(part, 16).map_err(|_| MacError(s.to_string()))?;
-        n += 1;
+    let t = s.trim().as_bytes();
+    let bad = || MacError(s.to_string());
+    // `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`: 17 bytes, one separator throughout.
+    let sep = *t.get(2).ok_or_else(bad)?;
+    if t.len() != 17 || (sep != b':' && sep != b'-') {
+        return Err(bad());
     }
-    if n != 6 {
-        return Err(MacError(s.to_string()));
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 6];
+    for (i, o) in out.iter_mut().enumerate() {
+        let j = i * 3;
+        if i > 0 && t[j - 1] != sep {
+            return Err(bad());
+        }
+        *o = hex(t[j]).zip(hex(t[j + 1])).map(|(h, l)| h << 4 | l).ok_or_else(bad)?;
     }
     Ok(EthernetAddress(out))
 }

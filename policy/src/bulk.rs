@@ -9,10 +9,11 @@
 //! How, in order:
 //! 1. A text under [`SMALL`] bytes, or one with a multi-line string (`"""` or
 //!    `'''`: a line inside one could look like a table header), is parsed whole.
-//! 2. Lines are split into the `[[lookup]]` tables and the rest, at table
-//!    headers (a line whose first non-blank character is `[`). A header that
-//!    names `lookup` in any other form (`[lookup]`, `[[lookup.x]]`) makes the
-//!    text parse whole, so TOML's own rules report it.
+//! 2. The text is split into the `[[lookup]]` tables and the rest, at table
+//!    headers (a line that starts with `[`). A header that names `lookup` in
+//!    any other form (`[lookup]`, `[[lookup.x]]`), an indented line starting
+//!    with `[` or a carriage return makes the text parse whole, so TOML's own
+//!    rules apply.
 //! 3. The rest is parsed as a [`PolicyFile`] (it has no lookup tables), the
 //!    lookup tables in chunks as `{ lookup = [...] }`, each chunk on a scoped
 //!    thread; the records are joined in file order.
@@ -48,26 +49,31 @@ pub fn read(text: &str) -> Result<PolicyFile, toml::de::Error> {
 fn split_parse(text: &str) -> Option<PolicyFile> {
     let mut rest = String::new();
     let mut chunks: Vec<String> = Vec::new();
-    let mut in_lookup = false;
     let mut tables = 0usize;
-    for line in text.split_inclusive('\n') {
-        let t = line.trim_start();
-        if t.starts_with('[') {
-            let header = t.split('#').next().unwrap_or_default().trim_end();
-            in_lookup = header == "[[lookup]]";
-            if !in_lookup && header.trim_start_matches('[').trim_start().starts_with("lookup") {
-                return None;
-            }
-            if in_lookup {
-                if tables.is_multiple_of(CHUNK) {
-                    chunks.push(String::with_capacity(CHUNK * 96));
-                }
-                tables += 1;
-            }
+    // Headers are found by searching for "\n[" (fast); a header indented or
+    // on the first line takes the line-by-line path's place: parse whole.
+    if text.starts_with('[') || text.contains("\n [") || text.contains("\n\t[") || text.contains("\r") {
+        return None;
+    }
+    let mut starts: Vec<usize> = vec![0];
+    starts.extend(text.match_indices("\n[").map(|(i, _)| i + 1));
+    starts.push(text.len());
+    for w in starts.windows(2) {
+        let block = text.get(w[0]..w[1])?;
+        let header_line = block.split('\n').next().unwrap_or_default();
+        let header = header_line.split('#').next().unwrap_or_default().trim_end();
+        let in_lookup = w[0] > 0 && header == "[[lookup]]";
+        if w[0] > 0 && !in_lookup && header.trim_start_matches('[').trim_start().starts_with("lookup") {
+            return None;
         }
-        match (in_lookup, chunks.last_mut()) {
-            (true, Some(c)) => c.push_str(line),
-            _ => rest.push_str(line),
+        if in_lookup {
+            if tables.is_multiple_of(CHUNK) {
+                chunks.push(String::with_capacity(CHUNK * 96));
+            }
+            tables += 1;
+            chunks.last_mut()?.push_str(block);
+        } else {
+            rest.push_str(block);
         }
     }
     let mut file: PolicyFile = toml::from_str(&rest).ok()?;
