@@ -68,8 +68,11 @@ pub struct EtcdConfig {
     pub password_file: Option<PathBuf>,
 }
 
+/// Key prefix used when `etcd.prefix` is not set.
+pub const DEFAULT_ETCD_PREFIX: &str = "/hnv/";
+
 fn default_etcd_prefix() -> String {
-    crate::etcd::DEFAULT_PREFIX.to_string()
+    DEFAULT_ETCD_PREFIX.to_string()
 }
 
 impl EtcdConfig {
@@ -79,7 +82,7 @@ impl EtcdConfig {
     }
 
     /// Check endpoints, prefix and which security keys go together; the error
-    /// names the key. The files are read by [`crate::etcd_security::Credentials::load`].
+    /// names the key. The files are read by `etcd_security::Credentials::load`.
     ///
     /// # Errors
     /// One line naming the `etcd.*` key and the problem.

@@ -1,22 +1,25 @@
 //! `hnv` mode: the HNV switch on DPDK ports named by a policy file.
 //!
-//! The control thread (this module) loads and validates the policy, opens
-//! its ports, starts one [`HnvSwitch`] per worker, and then, while the
-//! workers poll: prints rates, applies learned provider neighbors, applies
-//! port changes from the control socket ([`change_ports`]), and reloads the
-//! policy file on SIGHUP. A reloaded policy that fails validation, or that
-//! changes the port list (use `hnvctl port add/remove`), is rejected with a
-//! log line and the previous policy stays in force. On exit it prints
-//! per-port, per-VSID and per-reason counters and checks that they reconcile.
+//! The main thread (this module) wires the daemon: it starts DPDK's ports,
+//! the [`PolicyService`] that owns the policy in force, the adapters around
+//! it (control socket, metrics, etcd watcher), and one [`HnvSwitch`] per
+//! worker. While the workers poll, its [`ControlLoop`] applies the
+//! datapath's feedback (learned neighbors, MS-NVGREE), port changes from the
+//! control socket (through [`PolicyService::change_ports`] with the runtime
+//! as its [`PortBackend`]), refreshes `show ports`, reloads the policy file
+//! on SIGHUP (a refused reload is logged and counted; the previous policy
+//! stays in force) and prints rates. On exit it prints per-port, per-VSID
+//! and per-reason counters and checks that they reconcile.
 
 use crate::config::Config;
+use crate::ctl::{CtlState, PortJob};
 use crate::runtime::{port_table, worker_table, PortChange, PortSpec, Runtime};
+use crate::service::{OneLine, PolicyService, PortBackend, PortChangeError, PortSwap, Tenants, SHARED_RECORDS};
 use crate::{rate_printer, secs};
 use anyhow::{Context, Result};
 use hnv_datapath::ext::capture::CaptureSpec;
 use hnv_datapath::ext::live_capture::CaptureControl;
 use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
-use hnv_policy::api::{Request, Response};
 use hnv_policy::Policy;
 use pmd::dpdk::{tsc_hz, PortConfig};
 use std::path::{Path, PathBuf};
@@ -60,24 +63,30 @@ pub struct Outcome {
 }
 
 /// The policy to start with: a valid state file (a restart) wins over the policy file.
-/// With etcd the lookup records are shared ([`crate::etcd::SHARED`]): a VM port
+/// With etcd the lookup records are shared ([`SHARED_RECORDS`]): a VM port
 /// whose VM is at another host is valid.
+///
+/// # Errors
+/// The policy file does not load or validate (one line per problem, joined).
 pub fn initial_policy(cfg: &Config, policy_path: &Path) -> Result<Policy> {
-    let options = if cfg.etcd.is_some() { crate::etcd::SHARED } else { hnv_policy::Options::default() };
+    let options = if cfg.etcd.is_some() { SHARED_RECORDS } else { hnv_policy::Options::default() };
     if let Some(state) = cfg.control.state_file.as_deref().filter(|p| p.exists()) {
         match hnv_policy::load_with(state, options) {
             Ok(p) => {
                 log::info!("resuming with the policy saved in {}", state.display());
                 return Ok(p);
             }
-            Err(e) => log::warn!("state file {} ignored: {}", state.display(), e.to_string().replace('\n', "; ")),
+            Err(e) => log::warn!("state file {} ignored: {}", state.display(), OneLine(&e)),
         }
     }
-    hnv_policy::load_with(policy_path, options).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', "; ")))
+    hnv_policy::load_with(policy_path, options).map_err(|e| anyhow::anyhow!("{}", OneLine(&e)))
 }
 
 /// Start DPDK for `policy`, run the HNV switch until `stop`, the duration or
 /// the packet limit, print the reports, and release DPDK.
+///
+/// # Errors
+/// DPDK, the control socket, metrics, the state file or etcd cannot start.
 pub fn run(cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<AtomicBool>, capture_req: Option<CaptureRequest>) -> Result<Outcome> {
     let specs = port_specs(&policy, cfg);
     let rt = Runtime::start(cfg, &specs)?;
@@ -86,39 +95,48 @@ pub fn run(cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<
     out
 }
 
-/// [`run`] on an already started runtime whose ports are `policy`'s, in order.
+/// Where the tenant policy comes from, as the policy service is told.
+fn tenants(cfg: &Config) -> Tenants {
+    match &cfg.etcd {
+        Some(e) => Tenants::Shared(format!("etcd at {} (prefix {})", e.endpoints.join(","), e.prefix)),
+        None => Tenants::Local,
+    }
+}
+
+/// [`run`] on an already started runtime whose ports are `policy`'s, in order:
+/// the policy service with its adapters (control socket, metrics, etcd
+/// watcher), the workers, and the [`ControlLoop`] on this thread.
+///
+/// # Errors
+/// As [`run`].
 pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Policy, stop: &Arc<AtomicBool>, capture_req: Option<CaptureRequest>) -> Result<Outcome> {
     let names: Vec<String> = policy.ports.iter().map(|p| p.name.clone()).collect();
     let store = Arc::new(PolicyStore::new(policy));
+    // Issue 13: REDIRECTs are checked against the workers' TSC marks; the operator may turn them off.
+    store.set_datapath_clock(pmd::dpdk::rdtsc, tsc_hz());
+    store.set_accept_redirects(cfg.forwarding.accept_redirects);
+    let service = Arc::new(PolicyService::new(store.clone(), tenants(cfg), cfg.control.state_file.clone()));
     let workers = rt.cores().len();
     let stats: Vec<Arc<DatapathStats>> = (0..workers).map(|_| Arc::new(DatapathStats::default())).collect();
-    let captures = CaptureControl::new(workers, tsc_hz(), names.clone());
+    let captures = CaptureControl::new(workers, tsc_hz(), names);
     if let Some(c) = &capture_req {
         captures.start(c.spec.clone(), &c.path).with_context(|| format!("starting capture to {}", c.path.display()))?;
     }
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-    let mut rates = rate_printer();
-    // Issue 13: REDIRECTs are checked against the workers' TSC marks; the operator may turn them off.
-    store.set_datapath_clock(pmd::dpdk::rdtsc, tsc_hz());
-    store.set_accept_redirects(cfg.forwarding.accept_redirects);
-    let report_store = store.clone();
     let port_rows = Arc::new(Mutex::new(Vec::new()));
-    let edits: Arc<Mutex<()>> = Arc::default();
     let etcd_status = cfg.etcd.as_ref().map(crate::etcd::new_status);
-    let (port_jobs, jobs) = std::sync::mpsc::channel::<crate::ctl::PortJob>();
+    let (port_jobs, jobs) = std::sync::mpsc::channel::<PortJob>();
     let _control = match &cfg.control.socket {
         Some(path) => Some(
             crate::ctl::serve(
                 path,
-                crate::ctl::CtlState {
-                    store: store.clone(),
+                CtlState {
+                    service: service.clone(),
                     stats: stats.clone(),
                     ports: port_rows.clone(),
-                    state_file: cfg.control.state_file.clone(),
                     workers: rt.worker_stats().to_vec(),
                     captures: captures.clone(),
-                    edits: edits.clone(),
                     ports_or_capture: Arc::default(),
                     etcd: etcd_status.clone(),
                     port_jobs: Some(port_jobs),
@@ -129,21 +147,31 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         None => None,
     };
     let _metrics = match &cfg.control.metrics {
-        Some(addr) => Some(crate::metrics::serve(addr, store.clone(), stats.clone()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
+        Some(addr) => Some(crate::metrics::serve(addr, service.clone(), stats.clone()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
         None => None,
     };
     if let Some(path) = &cfg.control.state_file {
-        crate::ctl::remove_stale_temporaries(path);
-        crate::ctl::persist(&store, path).with_context(|| format!("key 'control.state_file': cannot write {}", path.display()))?;
+        service.start_state_file().with_context(|| format!("key 'control.state_file': cannot write {}", path.display()))?;
     }
-    let etcd = match (&cfg.etcd, etcd_status) {
-        (Some(e), Some(status)) => Some(crate::etcd::Watcher::start(e, store.clone(), cfg.control.state_file.clone(), status).context("etcd")?),
+    let _etcd = match (&cfg.etcd, etcd_status) {
+        (Some(e), Some(status)) => Some(crate::etcd::Watcher::start(e, service.clone(), status).context("etcd")?),
         _ => None,
     };
-    let etcd = etcd.as_ref();
-    let mut last_rows: Option<(f64, Vec<pmd::dpdk::PortStats>)> = None;
-    let policy_path = policy_path.map(Path::to_path_buf);
     let max = (cfg.run.max_packets > 0).then_some(cfg.run.max_packets);
+    let mut control = ControlLoop {
+        cfg,
+        service: service.clone(),
+        stats: stats.clone(),
+        captures: captures.clone(),
+        jobs,
+        port_rows: cfg.control.socket.is_some().then_some(port_rows),
+        last_rows: None,
+        hup,
+        policy_path: policy_path.map(Path::to_path_buf),
+        rates: Box::new(rate_printer()),
+        ticks: 0,
+        rate_every: (cfg.run.stats_interval_secs * 10.0).round() as u64,
+    };
     let worker_stats = rt.run_limited(
         |w| {
             let pipeline = standard_pipeline().with_capture(Box::new(captures.extension()));
@@ -151,102 +179,9 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         },
         stop,
         secs(cfg.run.duration_secs),
-        Some(Duration::from_millis(100)),
+        Some(CONTROL_TICK),
         max,
-        {
-            let mut ticks = 0u64;
-            let (stats, captures) = (stats.clone(), captures.clone());
-            let every = (cfg.run.stats_interval_secs * 10.0).round() as u64;
-            move |t, rt| {
-                report_store.apply_learned(std::time::Instant::now());
-                report_store.apply_control(std::time::Instant::now());
-                report_store.expire_moved(std::time::Instant::now());
-                // Port changes from the control socket; answered once `show ports` has the new rows.
-                let mut answers = Vec::new();
-                while let Ok(job) = jobs.try_recv() {
-                    let _edit = edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let ctx = PortCtx { rt, cfg, store: &report_store, stats: &stats, captures: &captures };
-                    let result = match etcd {
-                        Some(w) => w.change_ports(&job.req, |p| change_ports(&ctx, &job.req, p)),
-                        None => hnv_policy::api::apply(&report_store.policy(), &job.req)
-                            .map_err(|e| e.to_string().replace('\n', "; "))
-                            .and_then(|p| p.ok_or_else(|| "not a port change".to_string()))
-                            .and_then(|p| change_ports(&ctx, &job.req, p))
-                            .inspect(|_| {
-                                if let Some(state) = &cfg.control.state_file {
-                                    if let Err(e) = crate::ctl::persist(&report_store, state) {
-                                        log::error!("cannot save state to {}: {e}", state.display());
-                                    }
-                                }
-                            }),
-                    };
-                    let resp = match result {
-                        Ok(g) => Response { ok: true, generation: Some(g), ..Default::default() },
-                        Err(e) => {
-                            log::warn!("port change refused, ports and policy unchanged: {e}");
-                            Response::error(e)
-                        }
-                    };
-                    // Rates over an interval that spans a port change would compare different ports.
-                    last_rows = None;
-                    answers.push((job.reply, resp));
-                }
-                if cfg.control.socket.is_some() {
-                    let now = rt.port_stats();
-                    let set = rt.ports();
-                    let rows = set
-                        .ports
-                        .iter()
-                        .zip(&set.names)
-                        .zip(&now)
-                        .enumerate()
-                        .map(|(i, ((p, n), s))| {
-                            let (rx_pps, tx_pps) = match &last_rows {
-                                Some((t0, prev)) if t > *t0 => crate::pps(&prev.get(i).copied().unwrap_or_default(), s, t - t0),
-                                _ => (0.0, 0.0),
-                            };
-                            crate::ctl::PortRow {
-                                name: n.clone(),
-                                driver: p.driver().to_string(),
-                                link_up: p.link().up,
-                                rx_queues: p.rx_queues(),
-                                tx_queues: p.tx_queues(),
-                                rx_packets: s.ipackets,
-                                tx_packets: s.opackets,
-                                rx_pps,
-                                tx_pps,
-                                rx_missed: s.imissed,
-                            }
-                        })
-                        .collect();
-                    drop(set);
-                    if let Ok(mut r) = port_rows.lock() {
-                        *r = rows;
-                    }
-                    last_rows = Some((t, now));
-                }
-                for (reply, resp) in answers {
-                    let _ = reply.send(resp);
-                }
-                if hup.swap(false, Ordering::Relaxed) {
-                    if let Some(p) = &policy_path {
-                        let _edit = edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        if let Some(w) = etcd {
-                            // Host parts from the file, tenant parts from etcd; saves the state file.
-                            let _ = w.reload_local(p);
-                        } else if reload(&report_store, p).is_ok() {
-                            if let Some(state) = &cfg.control.state_file {
-                                let _ = crate::ctl::persist(&report_store, state);
-                            }
-                        }
-                    }
-                }
-                ticks += 1;
-                if every > 0 && ticks.is_multiple_of(every) {
-                    rates(t, rt);
-                }
-            }
-        },
+        |t, rt| control.tick(t, rt),
     )?;
     if let Some(c) = captures.stop().context("finishing the capture file")? {
         println!("capture: {} packets written to {} ({} lost)", c.summary.written, c.path.display(), c.summary.lost);
@@ -260,82 +195,166 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     Ok(Outcome { totals, vsid_slots, generation })
 }
 
-/// What a port change touches besides the runtime.
-struct PortCtx<'a> {
+/// Prints the rate line.
+type RatePrinter<'a> = Box<dyn FnMut(f64, &Runtime) + 'a>;
+/// A port change's outcome and where it goes.
+type PortAnswer = (std::sync::mpsc::Sender<Result<u64, PortChangeError>>, Result<u64, PortChangeError>);
+
+/// How often the control loop runs while the workers poll.
+const CONTROL_TICK: Duration = Duration::from_millis(100);
+
+/// The main thread's work while the workers poll, one [`ControlLoop::tick`]
+/// every [`CONTROL_TICK`]: the datapath's feedback into the policy, port
+/// changes from the control socket, the port rows of `show ports`, SIGHUP
+/// reloads, and the rate line.
+struct ControlLoop<'a> {
+    cfg: &'a Config,
+    service: Arc<PolicyService>,
+    stats: Vec<Arc<DatapathStats>>,
+    captures: Arc<CaptureControl>,
+    /// Port changes handed over by the control socket.
+    jobs: std::sync::mpsc::Receiver<PortJob>,
+    /// Where `show ports` reads its rows (none without a control socket).
+    port_rows: Option<Arc<Mutex<Vec<crate::ctl::PortRow>>>>,
+    /// Time and DPDK counters of the previous rows, for rates.
+    last_rows: Option<(f64, Vec<pmd::dpdk::PortStats>)>,
+    hup: Arc<AtomicBool>,
+    policy_path: Option<PathBuf>,
+    rates: RatePrinter<'a>,
+    ticks: u64,
+    /// Print rates every this many ticks (0: never).
+    rate_every: u64,
+}
+
+impl ControlLoop<'_> {
+    /// One round, at `t` seconds since the start.
+    fn tick(&mut self, t: f64, rt: &Runtime) {
+        self.apply_datapath_feedback();
+        let answers = self.apply_port_changes(rt);
+        self.refresh_port_rows(t, rt);
+        // Answered once `show ports` has the new rows.
+        for (reply, outcome) in answers {
+            let _ = reply.send(outcome);
+        }
+        self.reload_on_sighup();
+        self.print_rates(t, rt);
+    }
+
+    /// Provider neighbors learned by the workers, MS-NVGREE messages they
+    /// received, and grace periods of moved VMs that ended.
+    fn apply_datapath_feedback(&self) {
+        let store = self.service.store();
+        let now = std::time::Instant::now();
+        store.apply_learned(now);
+        store.apply_control(now);
+        store.expire_moved(now);
+    }
+
+    /// Apply the port changes queued by the control socket; returns their outcomes to send.
+    fn apply_port_changes(&mut self, rt: &Runtime) -> Vec<PortAnswer> {
+        let mut answers = Vec::new();
+        while let Ok(job) = self.jobs.try_recv() {
+            let backend = DpdkPorts { rt, cfg: self.cfg, stats: &self.stats, captures: &self.captures };
+            let outcome = self.service.change_ports(&job.req, &backend);
+            if let Err(e) = &outcome {
+                log::warn!("port change refused, ports and policy unchanged: {}", OneLine(e));
+            }
+            // Rates over an interval that spans a port change would compare different ports.
+            self.last_rows = None;
+            answers.push((job.reply, outcome));
+        }
+        answers
+    }
+
+    /// Link, queues, DPDK counters and rates of every port, for `show ports`.
+    fn refresh_port_rows(&mut self, t: f64, rt: &Runtime) {
+        let Some(port_rows) = &self.port_rows else { return };
+        let now = rt.port_stats();
+        let set = rt.ports();
+        let rows = set
+            .ports
+            .iter()
+            .zip(&set.names)
+            .zip(&now)
+            .enumerate()
+            .map(|(i, ((p, n), s))| {
+                let (rx_pps, tx_pps) = match &self.last_rows {
+                    Some((t0, prev)) if t > *t0 => crate::pps(&prev.get(i).copied().unwrap_or_default(), s, t - t0),
+                    _ => (0.0, 0.0),
+                };
+                crate::ctl::PortRow {
+                    name: n.clone(),
+                    driver: p.driver().to_string(),
+                    link_up: p.link().up,
+                    rx_queues: p.rx_queues(),
+                    tx_queues: p.tx_queues(),
+                    rx_packets: s.ipackets,
+                    tx_packets: s.opackets,
+                    rx_pps,
+                    tx_pps,
+                    rx_missed: s.imissed,
+                }
+            })
+            .collect();
+        drop(set);
+        if let Ok(mut r) = port_rows.lock() {
+            *r = rows;
+        }
+        self.last_rows = Some((t, now));
+    }
+
+    /// SIGHUP: reload the policy file (logged and counted by the service).
+    fn reload_on_sighup(&self) {
+        if self.hup.swap(false, Ordering::Relaxed) {
+            if let Some(p) = &self.policy_path {
+                let _ = self.service.reload_file(p);
+            }
+        }
+    }
+
+    fn print_rates(&mut self, t: f64, rt: &Runtime) {
+        self.ticks += 1;
+        if self.rate_every > 0 && self.ticks.is_multiple_of(self.rate_every) {
+            (self.rates)(t, rt);
+        }
+    }
+}
+
+/// The running switch's ports, as the policy service changes them.
+struct DpdkPorts<'a> {
     rt: &'a Runtime,
     cfg: &'a Config,
-    store: &'a PolicyStore,
     stats: &'a [Arc<DatapathStats>],
     captures: &'a CaptureControl,
 }
 
-/// Apply the validated `policy`, which is the policy in force with the port
-/// change `req` made, to the running switch: open an added port first
-/// (outside any pause), then swap the port list with the workers paused and
-/// publish `policy` in the same pause (so port indices in the tables and the
-/// workers' port maps always agree), moving per-port counters down after a
-/// removal; a removed port is closed afterwards. Returns the new generation.
-/// On error the running policy and ports are as they were.
-fn change_ports(ctx: &PortCtx<'_>, req: &Request, policy: Policy) -> Result<u64, String> {
-    if policy.ports.len() > pmd::MAX_PORTS {
-        return Err(format!("at most {} ports", pmd::MAX_PORTS));
+impl PortBackend for DpdkPorts<'_> {
+    type Opened = pmd::dpdk::Port;
+
+    fn open(&self, policy: &Policy, index: usize) -> Result<pmd::dpdk::Port> {
+        let mut spec = port_specs(policy, self.cfg).swap_remove(index);
+        spec.key = format!("ports[{index}].devargs (hnvctl port add)");
+        self.rt.open_port(&spec)
     }
-    let old = ctx.store.policy();
-    let (change, removed) = match req {
-        Request::AddPort { port, .. } => {
-            let i = policy.ports.iter().position(|p| p.name == port.name).ok_or("the added port is missing")?;
-            if i + 1 != policy.ports.len() || i != old.ports.len() {
-                return Err("a port is added at the end of the port list".into());
-            }
-            let mut spec = port_specs(&policy, ctx.cfg).swap_remove(i);
-            spec.key = format!("ports[{i}].devargs (hnvctl port add)");
-            let opened = ctx.rt.open_port(&spec).map_err(|e| format!("{e:#}"))?;
-            (PortChange::Add { name: port.name.clone(), port: opened }, None)
-        }
-        Request::RemovePort { name, .. } => {
-            let index = old.ports.iter().position(|p| &p.name == name).ok_or_else(|| format!("no port named {name:?}"))?;
-            (PortChange::Remove { index }, Some(index))
-        }
-        _ => return Err("not a port change".into()),
-    };
-    let names: Vec<String> = policy.ports.iter().map(|p| p.name.clone()).collect();
-    let mut generation = 0;
-    ctx.rt
-        .change_ports(change, || {
-            // Counters first: a metrics scrape never sees the new names over the old counters.
+
+    /// Swap with the workers paused; per-port counters move down after a
+    /// removal before the new names are seen (a metrics scrape never sees the
+    /// new names over the old counters).
+    fn swap(&self, swap: PortSwap<pmd::dpdk::Port>, names: &[String], publish: &mut dyn FnMut()) -> Result<()> {
+        let (change, removed) = match swap {
+            PortSwap::Add { name, port } => (PortChange::Add { name, port }, None),
+            PortSwap::Remove { index } => (PortChange::Remove { index }, Some(index)),
+        };
+        self.rt.change_ports(change, || {
             if let Some(i) = removed {
-                for s in ctx.stats {
+                for s in self.stats {
                     s.remove_port(i);
                 }
             }
-            ctx.captures.set_port_names(names);
-            generation = ctx.store.replace(policy);
+            self.captures.set_port_names(names.to_vec());
+            publish();
         })
-        .map_err(|e| format!("{e:#}"))?;
-    log::info!(
-        "{} (policy generation {generation})",
-        match req {
-            Request::AddPort { port, .. } => format!("port {} added", port.name),
-            Request::RemovePort { name, .. } => format!("port {name} removed"),
-            _ => String::new(),
-        }
-    );
-    Ok(generation)
-}
-
-/// Reload the policy file; keep the old policy if the new one is invalid or changes ports.
-pub fn reload(store: &PolicyStore, path: &Path) -> Result<u64> {
-    let result = hnv_policy::load(path).map_err(|e| anyhow::anyhow!("{e}")).and_then(|p| {
-        let old = store.policy();
-        let same_ports = old.ports.len() == p.ports.len() && old.ports.iter().zip(&p.ports).all(|(a, b)| a.name == b.name && a.devargs == b.devargs && a.role == b.role);
-        anyhow::ensure!(same_ports, "{}: the port list changed (change ports with hnvctl port add/remove)", path.display());
-        Ok(store.replace(p))
-    });
-    match &result {
-        Ok(g) => log::info!("policy reloaded from {} (generation {g})", path.display()),
-        Err(e) => log::error!("policy reload rejected, the previous policy stays in force: {e}"),
     }
-    result
 }
 
 /// Per-port, per-VSID and per-reason datapath counters, with the reconciliation line.
@@ -376,32 +395,4 @@ pub fn datapath_report(t: &Totals, names: &[String], slots: &[(u16, u32)]) -> St
         t.flow_misses
     );
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hnv_policy::example::BLUE_RED_HOST1;
-
-    #[test]
-    fn a_rejected_reload_leaves_the_previous_policy_in_force() {
-        let dir = std::env::temp_dir().join(format!("hnv-reload-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("p.toml");
-        let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
-        let before = store.snapshot();
-        for bad in
-            [BLUE_RED_HOST1.replacen("vsid = 5001", "vsid = 1", 1), BLUE_RED_HOST1.replacen("[[lookup]]", "[[lookup]]\nbogus = 1", 1), BLUE_RED_HOST1.replacen("name = \"red1\"", "name = \"red9\"", 1)]
-        {
-            std::fs::write(&path, bad).unwrap();
-            assert!(reload(&store, &path).is_err());
-            assert!(Arc::ptr_eq(&before, &store.snapshot()), "snapshot unchanged");
-        }
-        let moved = BLUE_RED_HOST1.replacen("pa = \"192.168.4.22\"", "pa = \"192.168.4.33\"", 1);
-        std::fs::write(&path, &moved).unwrap();
-        assert_eq!(reload(&store, &path).unwrap(), 2);
-        let after = store.snapshot();
-        assert_eq!(after.by_ca(5001, "10.0.0.7".parse().unwrap()).unwrap().pa, "192.168.4.33".parse::<std::net::IpAddr>().unwrap());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

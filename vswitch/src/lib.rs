@@ -2,6 +2,10 @@
 //!
 //! How the pieces are wired:
 //! - [`config`] reads the startup file (cores, memory, ports, mode);
+//! - [`service`] owns the policy in force and applies every change to it
+//!   (policy file and SIGHUP, `hnvctl`, etcd, port hot-add/remove); its
+//!   adapters are [`ctl`] (the control socket: server, client, protocol,
+//!   `show`), [`etcd`] (the watcher) and [`metrics`], wired by [`hnv`];
 //! - [`runtime`] starts DPDK (EAL, mempool, ports) through `pmd::dpdk` and runs
 //!   one pinned poll-mode worker per core, each calling a `pmd::Processor`
 //!   once per burst;
@@ -22,6 +26,7 @@ pub mod hnv;
 pub mod metrics;
 pub mod runtime;
 pub mod scenarios;
+pub mod service;
 pub mod traffic;
 
 use anyhow::Result;

@@ -9,6 +9,7 @@
 //! most [`MAX_REQUEST`] bytes) and take the answer. Stopping the server
 //! shuts down every open connection, so it never waits on a slow client.
 
+use crate::service::{PolicyService, ReloadStatus};
 use hnv_datapath::{DatapathStats, PolicyStore, Totals};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -54,8 +55,8 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The exposition text.
-pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String]) -> String {
+/// The exposition text: datapath counters, the policy generation and SIGHUP reload outcomes.
+pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String], reloads: &ReloadStatus) -> String {
     let t = Totals::sum(stats.iter().map(|s| &**s));
     let mut s = String::new();
     let mut counter = |name: &str, help: &str, rows: Vec<(String, u64)>| {
@@ -85,6 +86,7 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     let slots = store.vsid_slots();
     counter("hnv_vsid_rx_packets_total", "Packets received, by VSID.", slots.iter().map(|(sl, v)| (format!("{{vsid=\"{v}\"}}"), t.vsids.get(usize::from(*sl)).map_or(0, |c| c.0))).collect());
     counter("hnv_vsid_tx_packets_total", "Packets sent, by VSID.", slots.iter().map(|(sl, v)| (format!("{{vsid=\"{v}\"}}"), t.vsids.get(usize::from(*sl)).map_or(0, |c| c.1))).collect());
+    counter("hnv_policy_reloads_total", "Policy file reloads (SIGHUP), by outcome.", vec![("{outcome=\"ok\"}".into(), reloads.ok), ("{outcome=\"refused\"}".into(), reloads.failed)]);
     let _ = writeln!(s, "# HELP hnv_policy_generation Policy generation in force.\n# TYPE hnv_policy_generation gauge\nhnv_policy_generation {}", store.snapshot().generation);
     s
 }
@@ -93,7 +95,7 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>) -> std::io::Result<Server> {
+pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathStats>>) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     listener.set_nonblocking(true)?;
@@ -102,7 +104,7 @@ pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>
     let thread = std::thread::Builder::new().name("hnv-metrics".into()).spawn(move || {
         // Every connection being served, so that stopping can cut them off.
         let open: Mutex<Vec<(u64, TcpStream)>> = Mutex::new(Vec::new());
-        let (store, stats, open) = (&*store, &stats[..], &open);
+        let (service, stats, open) = (&*service, &stats[..], &open);
         std::thread::scope(|scope| {
             let mut next_id = 0u64;
             while !stop2.load(Ordering::Relaxed) {
@@ -124,7 +126,7 @@ pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>
                 conns.push((id, cut));
                 drop(conns);
                 let spawned = std::thread::Builder::new().name("hnv-metrics-conn".into()).spawn_scoped(scope, move || {
-                    answer(c, store, stats);
+                    answer(c, service, stats);
                     open.lock().unwrap_or_else(PoisonError::into_inner).retain(|(i, _)| *i != id);
                 });
                 if spawned.is_err() {
@@ -149,7 +151,7 @@ pub fn serve(addr: &str, store: Arc<PolicyStore>, stats: Vec<Arc<DatapathStats>>
 ///    never read);
 /// 3. any request is answered `200` with [`render`]'s text; the answer must
 ///    be written by the same deadline, else the connection is closed.
-fn answer(mut c: TcpStream, store: &PolicyStore, stats: &[Arc<DatapathStats>]) {
+fn answer(mut c: TcpStream, service: &PolicyService, stats: &[Arc<DatapathStats>]) {
     let deadline = Instant::now() + CONNECTION_DEADLINE;
     let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     if c.set_nonblocking(false).is_err() {
@@ -176,9 +178,8 @@ fn answer(mut c: TcpStream, store: &PolicyStore, stats: &[Arc<DatapathStats>]) {
             return;
         }
     }
-    // Port names from the policy in force (ports may be added or removed).
-    let ports: Vec<String> = store.policy().ports.iter().map(|p| p.name.clone()).collect();
-    let body = render(store, stats, &ports);
+    // Port names in force (ports may be added or removed).
+    let body = render(service.store(), stats, &service.port_names(), &service.reload_status());
     let head = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
     if c.set_write_timeout(Some(left())).is_ok() {
         let _ = c.write_all(head.as_bytes()).and_then(|_| c.write_all(body.as_bytes()));
@@ -192,7 +193,8 @@ mod tests {
 
     fn server() -> Server {
         let store = Arc::new(PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap()));
-        serve("127.0.0.1:0", store, vec![Arc::new(DatapathStats::default())]).unwrap()
+        let service = Arc::new(PolicyService::new(store, crate::service::Tenants::Local, None));
+        serve("127.0.0.1:0", service, vec![Arc::new(DatapathStats::default())]).unwrap()
     }
 
     fn scrape(addr: SocketAddr) -> String {
@@ -321,7 +323,7 @@ mod tests {
     fn a_port_name_cannot_add_lines_or_labels_to_the_exposition() {
         let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
         let evil = "up\\\"} 1\nhnv_fake_total 99\n#".to_string();
-        let text = render(&store, &[Arc::new(DatapathStats::default())], &[evil]);
+        let text = render(&store, &[Arc::new(DatapathStats::default())], &[evil], &ReloadStatus::default());
         assert!(!text.lines().any(|l| l.starts_with("hnv_fake_total")), "{text}");
         assert!(text.contains(r#"hnv_port_rx_packets_total{port="up\\\"} 1\nhnv_fake_total 99\n#"} 0"#), "{text}");
         for l in text.lines().filter(|l| !l.starts_with('#')) {
@@ -346,7 +348,8 @@ mod redirect_tests {
         };
         store.offer_control(5001, msg);
         store.apply_control(std::time::Instant::now());
-        let text = render(&store, &[Arc::new(DatapathStats::default())], &[]);
+        let text = render(&store, &[Arc::new(DatapathStats::default())], &[], &ReloadStatus { ok: 2, failed: 1, last_error: None });
+        assert!(text.contains("hnv_policy_reloads_total{outcome=\"refused\"} 1"), "{text}");
         assert!(text.contains("hnv_nvgree_redirects_received_total{outcome=\"accepted\"} 0\n"), "{text}");
         assert!(text.contains("hnv_nvgree_redirects_received_total{outcome=\"refused\"} 1\n"), "{text}");
     }

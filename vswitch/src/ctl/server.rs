@@ -1,161 +1,46 @@
-//! The control socket: `hnvctl` talks to a running switch over a Unix socket
-//! that only root can open (mode 0600 in a 0700 directory).
+//! The control server: accepts connections on the control socket and turns
+//! each line into a call of the [`crate::service::PolicyService`] (changes),
+//! the main thread (port changes, as a [`PortJob`]), the capture control or
+//! [`super::show`].
 //!
-//! One JSON [`Request`] per line, one JSON [`Response`] per line. Each
-//! connection is served on its own control thread (at most
-//! [`MAX_CONNECTIONS`]), never on a worker; changes are serialised by
-//! [`CtlState::edits`]. A
-//! change is validated by [`hnv_policy::api::apply`] exactly like a policy
-//! file and published as a new snapshot; a rejected change, a malformed line
-//! or a peer that disconnects mid-request changes nothing, and the workers
-//! keep forwarding throughout.
-//!
-//! Port changes (`add_port`, `remove_port`) need the DPDK runtime, which the
-//! main thread owns: they are handed to it as a [`PortJob`] and answered
-//! once applied (see `hnv::run_on`). They are refused while a capture runs
-//! (its file names ports by index). With the etcd backend they are allowed:
-//! ports are host-local.
+//! Each connection is served on its own control thread (at most
+//! [`MAX_CONNECTIONS`]), never on a worker; the service serialises changes.
+//! A rejected change, a malformed line or a peer that disconnects
+//! mid-request changes nothing, and the workers keep forwarding throughout.
+//! A connection's open transaction ([`super::protocol`]) lives in its
+//! [`Session`] and is discarded when the connection ends.
 //!
 //! Hostile or broken clients: the socket is 0600 from the moment its path
 //! exists (bound in a private directory, then renamed into place); a request
 //! line is at most [`MAX_LINE`] bytes, a longer one is answered with an
-//! error and the connection closed without reading the rest; bytes that are
-//! not UTF-8 or not a request are answered `malformed request`; a response
-//! write blocks at most [`WRITE_TIMEOUT`]. No input makes this module panic
-//! (property-tested below): with `panic = "abort"` a panic here would take
-//! the datapath down. The state file is written 0600.
+//! error and the connection closed without reading the rest; a transaction
+//! queues at most [`super::protocol::MAX_TRANSACTION`] changes; bytes that
+//! are not UTF-8 or not a request are answered `malformed request`; a
+//! response write blocks at most [`WRITE_TIMEOUT`]. No input makes this
+//! module panic (property-tested below): with `panic = "abort"` a panic here
+//! would take the datapath down.
 
+use super::protocol::{parse_line, response_line, CtlError, Framing, Line, MAX_LINE, MAX_TRANSACTION};
+use super::show::{capture_json, show};
+use super::state::{CtlState, PortJob};
+use crate::service::OneLine;
 use hnv_datapath::ext::capture::{CaptureSpec, StageSel};
-use hnv_datapath::ext::live_capture::{CaptureControl, CaptureStatus};
-use hnv_datapath::{DatapathStats, PolicyStore, Totals};
-use hnv_policy::api::{Request, Response, Show};
-use pmd::WorkerStats;
-use serde_json::{json, Value};
+use hnv_policy::api::{Request, Response};
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest request line accepted.
-const MAX_LINE: usize = 1 << 20;
 /// Control connections served at once (each on its own thread).
 const MAX_CONNECTIONS: usize = 16;
 /// How long writing a response may block on a peer that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Per-port facts the main loop refreshes for `show ports`.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct PortRow {
-    /// Port name.
-    pub name: String,
-    /// DPDK driver.
-    pub driver: String,
-    /// Link up.
-    pub link_up: bool,
-    /// Rx queues.
-    pub rx_queues: u16,
-    /// Tx queues.
-    pub tx_queues: u16,
-    /// Packets received (DPDK).
-    pub rx_packets: u64,
-    /// Packets sent (DPDK).
-    pub tx_packets: u64,
-    /// Receive rate over the last interval.
-    pub rx_pps: f64,
-    /// Transmit rate over the last interval.
-    pub tx_pps: f64,
-    /// Packets the NIC missed.
-    pub rx_missed: u64,
-}
-
 /// How long a control connection waits for the main thread to apply a port change.
 const PORT_JOB_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A port change for the main thread, and where to send its answer.
-#[derive(Debug)]
-pub struct PortJob {
-    /// `add_port` or `remove_port`.
-    pub req: Request,
-    /// Receives the response.
-    pub reply: std::sync::mpsc::Sender<Response>,
-}
-
-/// What the control thread can see.
-#[derive(Debug, Clone)]
-pub struct CtlState {
-    /// The policy store.
-    pub store: Arc<PolicyStore>,
-    /// Each worker's datapath counters.
-    pub stats: Vec<Arc<DatapathStats>>,
-    /// Port rows, refreshed by the main loop.
-    pub ports: Arc<Mutex<Vec<PortRow>>>,
-    /// Where to save the policy after each accepted change.
-    pub state_file: Option<PathBuf>,
-    /// The etcd backend's status when etcd manages the tenant policy (changes here are then refused).
-    pub etcd: Option<crate::etcd::StatusHandle>,
-    /// Each worker's I/O and cycle counters.
-    pub workers: Vec<Arc<WorkerStats>>,
-    /// Starts and stops captures.
-    pub captures: Arc<CaptureControl>,
-    /// Held from reading the policy to publishing the edited one, so that
-    /// concurrent connections' changes never overwrite each other.
-    pub edits: Arc<Mutex<()>>,
-    /// Held by port changes and capture starts, so that a capture never
-    /// resolves port names against a port list about to change.
-    pub ports_or_capture: Arc<Mutex<()>>,
-    /// Where port changes go (the main thread); None: ports cannot change.
-    pub port_jobs: Option<std::sync::mpsc::Sender<PortJob>>,
-}
-
-/// Save the policy in force to `path` atomically and durably (write and fsync a
-/// temporary file next to it, rename it, fsync the directory). The file is
-/// mode 0600 from its creation: it holds every tenant's addresses.
-///
-/// # Errors
-/// File-system errors.
-pub fn persist(store: &PolicyStore, path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a file name", path.display())))?;
-    // Unique per call (concurrent saves never share it) and created new: a
-    // symlink or file planted at that name is refused, never written through.
-    let tmp = path.with_file_name(format!(".{}.{}.{}.tmp", name.to_string_lossy(), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let text = format!("# hnvswitch state: the policy in force (generation {})\n{}", store.snapshot().generation, hnv_policy::to_toml(&store.policy()));
-    let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|mut f| {
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    // Make the rename itself durable.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Remove temporary files that [`persist`] left next to `path` when a switch
-/// was killed mid-save (call before the first save; one switch per state file).
-pub fn remove_stale_temporaries(path: &Path) {
-    let (Some(name), Some(dir)) = (path.file_name(), path.parent()) else { return };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    let prefix = format!(".{}.", name.to_string_lossy());
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with(&prefix) && n.ends_with(".tmp") {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
 
 /// A running control server; dropping it stops the thread and removes the socket.
 #[derive(Debug)]
@@ -229,18 +114,6 @@ pub fn serve(path: &Path, state: CtlState) -> std::io::Result<Server> {
     Ok(Server { stop, thread: Some(thread), path: path.to_path_buf() })
 }
 
-/// Serve one connection until the peer closes it or the server stops.
-///
-/// Checks, in order, for each line:
-/// 1. at most [`MAX_LINE`] bytes (newline included) are ever buffered: a
-///    longer line is answered `request longer than ...` and the connection
-///    is closed (the rest of the line is never read);
-/// 2. the line is UTF-8 JSON of a [`Request`], else `malformed request: ...`;
-/// 3. [`respond`] answers it.
-///
-/// A partial line left when the peer disconnects is dropped unanswered.
-/// Writes time out after [`WRITE_TIMEOUT`], so a peer that stops reading
-/// cannot hold the server's shutdown.
 /// Bind a listening socket that is mode 0600 from the moment `path` names
 /// it: bind in a fresh 0700 directory next to `path` (where nobody else can
 /// reach it), set 0600 there, then rename it onto `path` (replacing a stale
@@ -270,312 +143,254 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     bound
 }
 
+/// Serve one connection until the peer closes it or the server stops.
+///
+/// Checks, in order, for each line:
+/// 1. at most [`MAX_LINE`] bytes (newline included) are ever buffered: a
+///    longer line is answered `request longer than ...` and the connection
+///    is closed (the rest of the line is never read);
+/// 2. [`Session::answer`] answers it.
+///
+/// A partial line left when the peer disconnects is dropped unanswered.
+/// Writes time out after [`WRITE_TIMEOUT`], so a peer that stops reading
+/// cannot hold the server's shutdown.
 fn handle(s: UnixStream, state: &CtlState, stop: &AtomicBool) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_millis(200)))?;
     s.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let mut w = s.try_clone()?;
+    let mut w = std::io::BufWriter::new(s.try_clone()?);
     let mut r = BufReader::new(s);
+    let mut session = Session::new(state);
     let mut line: Vec<u8> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         if line.len() >= MAX_LINE {
-            let mut text = serde_json::to_string(&Response::error(format!("request longer than {MAX_LINE} bytes: connection closed"))).unwrap_or_else(|_| "{\"ok\":false}".into());
-            text.push('\n');
-            w.write_all(text.as_bytes())?;
+            w.write_all(response_line(&CtlError::TooLong.into_response()).as_bytes())?;
+            w.flush()?;
             return Ok(());
         }
         // Bounded: never more than MAX_LINE bytes buffered, whatever the peer sends.
         let room = (MAX_LINE - line.len()) as u64;
         match (&mut r).take(room).read_until(b'\n', &mut line) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return w.flush(),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {
+                w.flush()?;
+                continue;
+            }
             Err(e) => return Err(e),
         }
         if !line.ends_with(b"\n") {
             continue;
         }
-        let resp = answer_line(state, &line);
+        let resp = session.answer(&line);
         line.clear();
-        let mut text = serde_json::to_string(&resp).unwrap_or_else(|_| "{\"ok\":false}".into());
-        text.push('\n');
-        w.write_all(text.as_bytes())?;
+        w.write_all(response_line(&resp).as_bytes())?;
+        // Answers to lines a client wrote ahead go out together; the last one at once.
+        if r.buffer().is_empty() {
+            w.flush()?;
+        }
     }
-    Ok(())
+    w.flush()
 }
 
-/// Answer one request line (its newline included or not): parse, then [`respond`].
-pub fn answer_line(state: &CtlState, line: &[u8]) -> Response {
-    let text = match std::str::from_utf8(line) {
-        Ok(t) => t,
-        Err(e) => return Response::error(format!("malformed request: not UTF-8 ({e})")),
+/// An open transaction: the changes queued so far, or why it failed.
+#[derive(Debug)]
+enum Transaction {
+    Open(Vec<Request>),
+    Failed(String),
+}
+
+/// One connection's state: its open transaction, if any.
+#[derive(Debug)]
+pub struct Session<'a> {
+    state: &'a CtlState,
+    txn: Option<Transaction>,
+}
+
+impl<'a> Session<'a> {
+    /// A connection's session, no transaction open.
+    pub fn new(state: &'a CtlState) -> Self {
+        Session { state, txn: None }
+    }
+
+    /// Answer one line (its newline included or not).
+    pub fn answer(&mut self, line: &[u8]) -> Response {
+        let parsed = parse_line(line);
+        match (&mut self.txn, parsed) {
+            (None, Ok(Line::Request(req))) => respond(self.state, &req),
+            (None, Ok(Line::Framing(Framing::Begin))) => {
+                self.txn = Some(Transaction::Open(Vec::new()));
+                ok()
+            }
+            (None, Ok(Line::Framing(f))) => CtlError::Transaction(format!("{}: no transaction is open", framing_name(f))).into_response(),
+            (None, Err(e)) => e.into_response(),
+            (Some(txn), parsed) => {
+                let (resp, closed) = txn_line(self.state, txn, parsed);
+                if closed {
+                    self.txn = None;
+                }
+                resp
+            }
+        }
+    }
+}
+
+fn ok() -> Response {
+    Response { ok: true, ..Default::default() }
+}
+
+fn framing_name(f: Framing) -> &'static str {
+    match f {
+        Framing::Begin => "begin",
+        Framing::Commit => "commit",
+        Framing::Abort => "abort",
+    }
+}
+
+/// Answer a line inside a transaction; true when it ended the transaction.
+fn txn_line(state: &CtlState, txn: &mut Transaction, parsed: Result<Line, CtlError>) -> (Response, bool) {
+    match parsed {
+        Ok(Line::Framing(Framing::Abort)) => return (ok(), true),
+        Ok(Line::Framing(Framing::Commit)) => {
+            let result = match txn {
+                Transaction::Failed(why) => Err(format!("transaction refused, nothing changed: {why}")),
+                Transaction::Open(changes) => state.service.change(changes).map_err(|e| format!("transaction of {} change(s) refused, nothing changed: {}", changes.len(), OneLine(&e))),
+            };
+            let resp = match result {
+                Ok(generation) => Response { ok: true, generation: Some(generation), ..Default::default() },
+                Err(why) => CtlError::Transaction(why).into_response(),
+            };
+            return (resp, true);
+        }
+        // `show` inside a transaction is answered as usual and queues nothing.
+        Ok(Line::Request(req @ Request::Show { .. })) => return (respond(state, &req), false),
+        _ => {}
+    }
+    let changes = match txn {
+        Transaction::Open(changes) => changes,
+        Transaction::Failed(why) => return (CtlError::Transaction(format!("transaction failed earlier, line ignored: {why}")).into_response(), false),
     };
-    match serde_json::from_str::<Request>(text.trim()) {
-        Ok(req) => respond(state, &req),
-        Err(e) => Response::error(format!("malformed request: {e}")),
+    let n = changes.len() + 1;
+    let refusal = match parsed {
+        Ok(Line::Request(Request::AddPort { .. } | Request::RemovePort { .. } | Request::CaptureStart { .. } | Request::CaptureStop)) => {
+            Some(format!("change {n}: only record, route and ACL changes go in a transaction"))
+        }
+        Ok(Line::Request(req)) if changes.len() < MAX_TRANSACTION => {
+            changes.push(req);
+            None
+        }
+        Ok(Line::Request(_)) => Some(format!("more than {MAX_TRANSACTION} changes in one transaction")),
+        Ok(Line::Framing(_)) => Some("begin: a transaction is already open".to_string()),
+        Err(e) => Some(format!("change {n}: {}", OneLine(&e))),
+    };
+    match refusal {
+        None => (ok(), false),
+        Some(why) => {
+            *txn = Transaction::Failed(why.clone());
+            (CtlError::Transaction(why).into_response(), false)
+        }
+    }
+}
+
+/// Answer one request line outside any transaction (its newline included or not).
+pub fn answer_line(state: &CtlState, line: &[u8]) -> Response {
+    match parse_line(line) {
+        Ok(Line::Request(req)) => respond(state, &req),
+        Ok(Line::Framing(f)) => CtlError::Transaction(format!("{}: transactions need a connection (Session)", framing_name(f))).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
 /// Answer one request.
 pub fn respond(state: &CtlState, req: &Request) -> Response {
-    if let Request::Show { what } = req {
-        return Response { ok: true, data: show(state, *what), generation: Some(state.store.snapshot().generation), error: None };
-    }
-    match req {
-        Request::CaptureStart { path, ports, vsids, stage, snaplen } => return capture_start(state, path, ports, vsids, stage.as_deref(), *snaplen),
-        Request::CaptureStop => {
-            return match state.captures.stop() {
-                Ok(Some(c)) => Response { ok: true, data: capture_json(&c, false), ..Default::default() },
-                Ok(None) => Response::error("no capture is running"),
-                Err(e) => Response::error(format!("capture stopped, but its file may be incomplete: {e}")),
-            }
-        }
-        Request::AddPort { .. } | Request::RemovePort { .. } => return port_change(state, req),
-        _ => {}
-    }
-    if let Some(e) = &state.etcd {
-        let st = e.lock().map(|s| s.clone()).unwrap_or_default();
-        return Response::error(format!("policy is managed by etcd at {} (prefix {}); publish changes with hnvctl publish", st.endpoints.join(","), st.prefix));
-    }
-    let _edit = state.edits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    match state.store.change(std::slice::from_ref(req), hnv_policy::Options::default()) {
-        Ok(generation) => {
-            if let Some(path) = &state.state_file {
-                if let Err(e) = persist(&state.store, path) {
-                    log::error!("cannot save state to {}: {e}", path.display());
-                }
-            }
-            Response { ok: true, generation: Some(generation), ..Default::default() }
-        }
-        Err(e) => Response::error(e.to_string().replace('\n', "; ")),
-    }
+    let result = match req {
+        Request::Show { what } => return Response { ok: true, data: show(state, *what), generation: Some(state.service.generation()), error: None },
+        Request::CaptureStart { path, ports, vsids, stage, snaplen } => capture_start(state, path, ports, vsids, stage.as_deref(), *snaplen),
+        Request::CaptureStop => match state.captures.stop() {
+            Ok(Some(c)) => return Response { ok: true, data: capture_json(&c, false), ..Default::default() },
+            Ok(None) => Err(CtlError::NoCapture),
+            Err(e) => Err(CtlError::CaptureIncomplete(e.to_string())),
+        },
+        Request::AddPort { .. } | Request::RemovePort { .. } => port_change(state, req).map(|g| Response { ok: true, generation: Some(g), ..Default::default() }),
+        _ => state.service.change(std::slice::from_ref(req)).map(|g| Response { ok: true, generation: Some(g), ..Default::default() }).map_err(CtlError::from),
+    };
+    result.unwrap_or_else(CtlError::into_response)
 }
 
-fn port_change(state: &CtlState, req: &Request) -> Response {
+/// Hand a port change to the main thread and wait for its outcome.
+fn port_change(state: &CtlState, req: &Request) -> Result<u64, CtlError> {
     let _one = state.ports_or_capture.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(c) = state.captures.status() {
-        return Response::error(format!("a capture to {} is running and names ports by index: stop it before adding or removing ports", c.path.display()));
+        return Err(CtlError::CaptureRunning(c.path.display().to_string()));
     }
-    let Some(jobs) = &state.port_jobs else { return Response::error("this switch cannot change ports while running") };
+    let jobs = state.port_jobs.as_ref().ok_or(CtlError::NoPortChanges)?;
     let (reply, answer) = std::sync::mpsc::channel();
-    if jobs.send(PortJob { req: req.clone(), reply }).is_err() {
-        return Response::error("the switch is stopping");
-    }
-    answer.recv_timeout(PORT_JOB_TIMEOUT).unwrap_or_else(|_| Response::error("the switch did not apply the port change in time (it may still be applied; see hnvctl show ports)"))
+    jobs.send(PortJob { req: req.clone(), reply }).map_err(|_| CtlError::Stopping)?;
+    Ok(answer.recv_timeout(PORT_JOB_TIMEOUT).map_err(|_| CtlError::PortTimeout)??)
 }
 
-fn capture_start(state: &CtlState, path: &str, ports: &[String], vsids: &[i64], stage: Option<&str>, snaplen: Option<u16>) -> Response {
+fn capture_start(state: &CtlState, path: &str, ports: &[String], vsids: &[i64], stage: Option<&str>, snaplen: Option<u16>) -> Result<Response, CtlError> {
     let path = Path::new(path);
     if !path.is_absolute() {
-        return Response::error(format!("capture path {} must be absolute (the switch writes it)", path.display()));
+        return Err(CtlError::Capture(format!("capture path {} must be absolute (the switch writes it)", path.display())));
     }
     let _one = state.ports_or_capture.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let policy = state.store.policy();
+    let names = state.service.port_names();
     let mut port_ids = Vec::new();
     for name in ports {
-        match policy.ports.iter().position(|p| &p.name == name) {
+        match names.iter().position(|p| p == name) {
             Some(i) => port_ids.push(i as u16),
-            None => return Response::error(format!("no port named {name:?}")),
+            None => return Err(CtlError::Capture(format!("no port named {name:?}"))),
         }
     }
     let mut vsid_ids = Vec::new();
     for v in vsids {
         match hnv_policy::Vsid::from_i64(*v) {
             Ok(v) => vsid_ids.push(v.get()),
-            Err(e) => return Response::error(format!("capture: {e}")),
+            Err(e) => return Err(CtlError::Capture(format!("capture: {e}"))),
         }
     }
     let stages = match stage.unwrap_or("both") {
         "ingress" => StageSel::Ingress,
         "egress" => StageSel::Egress,
         "both" => StageSel::Both,
-        other => return Response::error(format!("stage {other:?}: expected ingress, egress or both")),
+        other => return Err(CtlError::Capture(format!("stage {other:?}: expected ingress, egress or both"))),
     };
     let spec = CaptureSpec { ports: port_ids, vsids: vsid_ids, stages, snaplen: snaplen.unwrap_or(0) };
     match state.captures.start(spec, path) {
         Ok(()) => {
             log::info!("capture to {} started", path.display());
-            Response { ok: true, data: state.captures.status().map(|c| capture_json(&c, true)).unwrap_or(Value::Null), ..Default::default() }
+            Ok(Response { ok: true, data: state.captures.status().map(|c| capture_json(&c, true)).unwrap_or(Value::Null), ..Default::default() })
         }
-        Err(e) => Response::error(format!("cannot start a capture to {}: {e}", path.display())),
-    }
-}
-
-fn capture_json(c: &CaptureStatus, running: bool) -> Value {
-    json!({"path": c.path.display().to_string(), "running": running, "seconds": (c.seconds * 10.0).round() / 10.0,
-           "written": c.summary.written, "lost": c.summary.lost, "ports": format!("{:?}", c.spec.ports), "vsids": format!("{:?}", c.spec.vsids),
-           "stages": format!("{:?}", c.spec.stages).to_lowercase()})
-}
-
-fn show(state: &CtlState, what: Show) -> Value {
-    let policy = state.store.policy();
-    let t = state.store.snapshot();
-    let totals = Totals::sum(state.stats.iter().map(|s| &**s));
-    let slots = state.store.vsid_slots();
-    match what {
-        Show::Ports => {
-            let rows = state.ports.lock().map(|p| p.clone()).unwrap_or_default();
-            Value::Array(
-                rows.iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        let (rx, tx, drops) = totals.ports.get(i).copied().unwrap_or_default();
-                        let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("switch_rx".into(), json!(rx));
-                            o.insert("switch_tx".into(), json!(tx));
-                            o.insert("drops".into(), json!(drops));
-                        }
-                        v
-                    })
-                    .collect(),
-            )
-        }
-        Show::Vsids => Value::Array(
-            policy
-                .subnets
-                .iter()
-                .map(|s| {
-                    let slot = slots.iter().find(|(_, v)| *v == s.vsid.get()).map(|(sl, _)| *sl);
-                    let (rx, tx, drops) = slot.and_then(|sl| totals.vsids.get(usize::from(sl)).copied()).unwrap_or_default();
-                    let local: Vec<&str> = policy.ports.iter().filter(|p| p.vsid == Some(s.vsid)).map(|p| p.name.as_str()).collect();
-                    json!({"vsid": s.vsid.get(), "routing_domain": s.routing_domain, "prefixes": s.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
-                           "gateway_mac": hnv_policy::format_mac(&s.gateway_mac), "local_ports": local.join(" "), "rx": rx, "tx": tx, "drops": drops})
-                })
-                .collect(),
-        ),
-        Show::Records => Value::Array(
-            policy
-                .lookup
-                .iter()
-                .map(|r| {
-                    json!({"vsid": r.vsid.get(), "ca": r.ca.to_string(), "mac": hnv_policy::format_mac(&r.mac), "pa": r.pa.to_string(),
-                           "rule": format!("{:?}", r.rule).to_lowercase(), "type": format!("{:?}", r.kind).to_lowercase(), "vm": r.vm_name.clone().unwrap_or_default()})
-                })
-                .collect(),
-        ),
-        Show::Routes => Value::Array(
-            policy
-                .customer_routes
-                .iter()
-                .map(|r| json!({"routing_domain": r.routing_domain, "vsid": r.vsid.get(), "destination": r.destination.to_string(), "next_hop": r.next_hop.to_string(), "metric": r.metric}))
-                .collect(),
-        ),
-        Show::Acl => serde_json::to_value(&hnv_policy::PolicyFile::from_policy(&policy).acl).unwrap_or(Value::Null),
-        Show::Counters => json!({
-            "rx": totals.rx, "tx": totals.tx, "replicas": totals.replicas, "drops": totals.total_drops(), "reconciles": totals.reconciles(),
-            "answered": totals.answered, "encapsulated": totals.encapsulated, "decapsulated": totals.decapsulated, "routed": totals.routed,
-            "drop_reasons": totals.drops.iter().map(|(r, n)| json!({"reason": r.name(), "packets": n, "meaning": r.description()})).collect::<Vec<_>>(),
-        }),
-        Show::Flows => Value::Array(
-            state
-                .stats
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let (hits, misses) = (s.flow_hits.get(), s.flow_misses.get());
-                    let entries = s.flow_entries.get();
-                    json!({"worker": i, "entries": entries, "capacity": s.flow_capacity.get(), "hits": hits, "misses": misses, "hit_pct": crate::percent(hits, hits + misses),
-                           "stale": s.flow_stale.get(), "evictions": s.flow_evictions.get(), "policy_generation": s.policy_generation.get()})
-                })
-                .collect(),
-        ),
-        Show::Workers => Value::Array(state.workers.iter().enumerate().map(|(i, w)| worker_row(i, w)).collect()),
-        Show::Policy => {
-            let etcd = state.etcd.as_ref().map(|e| e.lock().map(|s| s.clone()).unwrap_or_default());
-            let source = etcd.as_ref().map_or_else(|| "policy file".to_string(), crate::etcd::Status::line);
-            json!({"generation": t.generation, "source": source, "etcd": etcd, "toml": hnv_policy::to_toml(&policy)})
-        }
-        Show::Notices => {
-            let since = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let now = std::time::Instant::now();
-            json!({
-                "received": state.store.notices().iter().map(|n| json!({"unix_time": since(n.at), "kind": n.kind, "vsid": n.vsid, "ca": n.ca.to_string(), "from": n.from.to_string(),
-                    "new_pa": n.new_pa.map(|p| p.to_string()).unwrap_or_default(), "outcome": n.outcome})).collect::<Vec<_>>(),
-                "redirects_in_force": state.store.redirects().iter().map(|r| json!({"vsid": r.vsid, "ca": r.ca.to_string(), "policy_pa": r.from.to_string(), "new_pa": r.new_pa.to_string(),
-                    "seconds_left": r.until.saturating_duration_since(now).as_secs()})).collect::<Vec<_>>(),
-                "sent": totals.control_sent,
-                "redirects_accepted": state.store.redirect_counts().0,
-                "redirects_refused": state.store.redirect_counts().1,
-            })
-        }
-        Show::Capture => state.captures.status().map_or_else(|| json!({"running": false}), |c| capture_json(&c, true)),
-    }
-}
-
-/// One worker's row of `show workers`: I/O counters, the share of TSC
-/// cycles spent in iterations that received packets, and those busy cycles
-/// per received packet (both since start; `hnvctl watch` shows them per
-/// interval from the raw cycle counters).
-pub fn worker_row(i: usize, w: &WorkerStats) -> Value {
-    let (rx, busy, idle) = (w.rx.get(), w.busy_cycles.get(), w.idle_cycles.get());
-    json!({"worker": i, "rx": rx, "tx": w.tx.get(), "tx_refused": w.tx_refused.get(), "busy_pct": crate::percent(busy, busy + idle),
-           "cycles_per_pkt": if rx > 0 { busy as f64 / rx as f64 } else { 0.0 }, "busy_cycles": busy, "idle_cycles": idle})
-}
-
-/// A client for the control socket.
-#[derive(Debug)]
-pub struct Client {
-    r: BufReader<UnixStream>,
-    w: UnixStream,
-}
-
-impl Client {
-    /// Connect to `path`.
-    ///
-    /// # Errors
-    /// When the socket cannot be opened (not running, or not root).
-    pub fn connect(path: &Path) -> std::io::Result<Client> {
-        let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Client { w: s.try_clone()?, r: BufReader::new(s) })
-    }
-
-    /// Send a request and wait for its response.
-    ///
-    /// # Errors
-    /// Socket errors, or a response that is not valid JSON.
-    pub fn call(&mut self, req: &Request) -> std::io::Result<Response> {
-        let mut text = serde_json::to_string(req).map_err(std::io::Error::other)?;
-        text.push('\n');
-        self.w.write_all(text.as_bytes())?;
-        let mut line = String::new();
-        self.r.read_line(&mut line)?;
-        serde_json::from_str(&line).map_err(std::io::Error::other)
-    }
-
-    /// Send a raw line (for tests of malformed input) and read the response line.
-    ///
-    /// # Errors
-    /// Socket errors.
-    pub fn call_raw(&mut self, line: &str) -> std::io::Result<String> {
-        self.w.write_all(line.as_bytes())?;
-        self.w.write_all(b"\n")?;
-        let mut resp = String::new();
-        self.r.read_line(&mut resp)?;
-        Ok(resp)
+        Err(e) => Err(CtlError::Capture(format!("cannot start a capture to {}: {e}", path.display()))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ctl::client::Client;
+    use crate::service::{PolicyService, Tenants};
+    use hnv_datapath::ext::live_capture::CaptureControl;
+    use hnv_datapath::{DatapathStats, PolicyStore};
+    use hnv_policy::api::Show;
     use hnv_policy::example::BLUE_RED_HOST1;
+    use hnv_policy::file::LookupFile;
+    use pmd::WorkerStats;
     use proptest::prelude::*;
+    use serde_json::json;
     use std::os::unix::fs::MetadataExt;
 
     fn state() -> CtlState {
         let policy = hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap();
         let names = policy.ports.iter().map(|p| p.name.clone()).collect();
         CtlState {
-            store: Arc::new(PolicyStore::new(policy)),
+            service: Arc::new(PolicyService::new(Arc::new(PolicyStore::new(policy)), Tenants::Local, None)),
             stats: vec![Arc::new(DatapathStats::default())],
             ports: Arc::default(),
-            state_file: None,
             etcd: None,
             workers: vec![Arc::new(WorkerStats::default())],
             captures: CaptureControl::new(1, 1_000_000, names),
-            edits: Arc::default(),
             ports_or_capture: Arc::default(),
             port_jobs: None,
         }
@@ -697,39 +512,67 @@ mod tests {
         assert!(!path.exists());
     }
 
+    fn blue2(pa: &str) -> Request {
+        Request::ReplaceRecord { record: LookupFile { ca: "10.0.0.7".into(), vsid: 5001, mac: "00:15:5d:01:00:07".into(), pa: pa.into(), ..Default::default() } }
+    }
+
+    fn line(r: &impl serde::Serialize) -> Vec<u8> {
+        serde_json::to_vec(r).unwrap()
+    }
+
     #[test]
-    fn the_state_file_is_private_and_concurrent_saves_never_mix() {
-        let dir = TempDir::new("state");
-        let path = dir.0.join("state.toml");
-        // A world-readable file where the state goes (an older version, or planted): replaced.
-        std::fs::write(&path, "old").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fn a_transaction_is_all_or_nothing_and_lines_after_a_refusal_are_ignored() {
         let st = state();
-        persist(&st.store, &path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600, "the state file lists every tenant's addresses");
-        assert_eq!(hnv_policy::load(&path).unwrap(), st.store.policy());
-        // Saves racing each other (control connections, etcd): each file whole, none fails.
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..20 {
-                        persist(&st.store, &path).unwrap();
-                    }
-                });
-            }
-            for _ in 0..20 {
-                assert_eq!(hnv_policy::load(&path).unwrap(), st.store.policy());
-            }
-        });
-        let names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, ["state.toml"], "no temporary file left");
-        // What a switch killed mid-save leaves is removed at the next start; nothing else is.
-        std::fs::write(dir.0.join(".state.toml.4242.7.tmp"), "half").unwrap();
-        std::fs::write(dir.0.join(".other.toml.4242.7.tmp"), "not ours").unwrap();
-        remove_stale_temporaries(&path);
-        let mut names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
-        names.sort();
-        assert_eq!(names, [".other.toml.4242.7.tmp", "state.toml"]);
+        let mut s = Session::new(&st);
+        let g0 = st.service.generation();
+        let gone = Request::RemoveRecord { vsid: 5001, ca: "10.9.9.9".into() };
+        // A change that the store refuses at commit: nothing changes.
+        for l in [line(&Framing::Begin), line(&blue2("192.168.4.33")), line(&gone)] {
+            assert!(s.answer(&l).ok);
+        }
+        let r = s.answer(&line(&Framing::Commit));
+        assert!(!r.ok && r.error.as_deref().unwrap().contains("transaction of 2 change(s) refused, nothing changed: no record for CA 10.9.9.9"), "{r:?}");
+        assert_eq!(st.service.generation(), g0);
+        // A malformed line fails the transaction at once; later changes are ignored, not applied alone.
+        assert!(s.answer(&line(&Framing::Begin)).ok);
+        assert!(!s.answer(b"{\"op\":\"replace_record\"}").ok);
+        let r = s.answer(&line(&blue2("192.168.4.33")));
+        assert!(!r.ok && r.error.as_deref().unwrap().contains("failed earlier"), "{r:?}");
+        let r = s.answer(&line(&Framing::Commit));
+        assert!(!r.ok && r.error.as_deref().unwrap().starts_with("transaction refused, nothing changed: change 1: malformed request"), "{r:?}");
+        assert_eq!(st.service.generation(), g0);
+        // Port changes do not go in a transaction; show is answered inside one.
+        assert!(s.answer(&line(&Framing::Begin)).ok);
+        assert!(s.answer(&line(&Request::Show { what: Show::Records })).data.is_array());
+        assert!(!s.answer(&line(&Request::RemovePort { name: "blue1".into(), with_records: true, moved_to: None })).ok);
+        assert!(s.answer(&line(&Framing::Abort)).ok);
+        assert!(!s.answer(&line(&Framing::Commit)).ok, "no transaction is open");
+        // Accepted: both changes in one publication.
+        for l in [line(&Framing::Begin), line(&blue2("192.168.4.33")), line(&Request::RemoveRecord { vsid: 6001, ca: "10.0.0.7".into() })] {
+            assert!(s.answer(&l).ok);
+        }
+        let r = s.answer(&line(&Framing::Commit));
+        assert_eq!((r.ok, r.generation), (true, Some(g0 + 1)), "{r:?}");
+    }
+
+    #[test]
+    fn the_client_streams_a_transaction_through_the_socket() {
+        let dir = TempDir::new("txn");
+        let path = dir.0.join("ctl.sock");
+        let st = state();
+        let server = serve(&path, st.clone()).unwrap();
+        let mut c = Client::connect(&path).unwrap();
+        // Many changes written ahead of the answers: more than a socket buffer holds.
+        let changes: Vec<Request> = (0..3000).map(|i| blue2(if i % 2 == 0 { "192.168.4.33" } else { "192.168.4.34" })).collect();
+        let r = c.transaction(&changes).unwrap();
+        assert_eq!((r.ok, r.generation), (true, Some(2)), "{r:?}");
+        let mut bad = changes.clone();
+        bad.insert(1500, Request::RemoveAcl { vsid: 5001, priority: 12345 });
+        let r = c.transaction(&bad).unwrap();
+        assert!(!r.ok && r.error.as_deref().unwrap().contains("no ACL rule with priority 12345"), "{r:?}");
+        assert_eq!(c.call(&Request::Show { what: Show::Counters }).unwrap().generation, Some(2), "the connection is usable afterwards");
+        drop(c);
+        drop(server);
     }
 
     /// Values a hostile or careless client might put in any field.
@@ -939,6 +782,7 @@ mod tests {
                     o
                 }),
             Just(json!({"op": "capture_stop"})),
+            proptest::sample::select(&["begin", "commit", "abort"][..]).prop_map(|f| json!({"op": f})),
             field().prop_map(|v| json!({"op": v})),
         ]
     }
@@ -947,21 +791,22 @@ mod tests {
     /// answer, and that every accepted policy survives a restart from the
     /// state file it would be saved to.
     fn feed(st: &CtlState, tmp: &Path, lines: &[Vec<u8>]) -> Result<(), TestCaseError> {
+        let mut session = Session::new(st);
         for line in lines {
             let text = String::from_utf8_lossy(line).replace("\"TMP\"", &format!("{:?}", tmp.join("c.pcapng").display().to_string()));
-            let before = st.store.snapshot().generation;
-            let resp = answer_line(st, text.as_bytes());
+            let before = st.service.store().snapshot().generation;
+            let resp = session.answer(text.as_bytes());
             prop_assert!(resp.ok || resp.error.as_deref().is_some_and(|e| !e.is_empty()), "a refusal says why: {resp:?}");
             prop_assert!(serde_json::to_string(&resp).is_ok());
             // The main thread's side of a port change (needs DPDK to complete, but validation runs here).
             if let Ok(req) = serde_json::from_str::<Request>(text.trim()) {
-                let _ = hnv_policy::api::apply(&st.store.policy(), &req);
+                let _ = hnv_policy::api::apply(&st.service.store().policy(), &req);
             }
-            if st.store.snapshot().generation != before {
-                let saved = format!("# state\n{}", hnv_policy::to_toml(&st.store.policy()));
+            if st.service.store().snapshot().generation != before {
+                let saved = format!("# state\n{}", hnv_policy::to_toml(&st.service.store().policy()));
                 let back = hnv_policy::parse(&saved, "state file");
                 prop_assert!(back.is_ok(), "an accepted change must survive a restart: {:?}\n{saved}", back.err());
-                prop_assert_eq!(back.ok(), Some(st.store.policy()));
+                prop_assert_eq!(back.ok(), Some(st.service.store().policy()));
             }
         }
         let _ = st.captures.stop();

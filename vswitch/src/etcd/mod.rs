@@ -1,0 +1,256 @@
+//! The etcd policy backend: the tenant policy shared by every host lives
+//! under one etcd key prefix; each switch watches it and applies changes live.
+//!
+//! Contract:
+//! - etcd holds only the tenant objects, one key per object, the value being
+//!   the JSON of the policy file's struct (see [`key_of`] for the layout). Each
+//!   host keeps `[host]` and `[[ports]]` from its own policy (or state) file;
+//!   the two are merged and validated like a policy file, with shared records
+//!   ([`SHARED`]): a local VM port whose records place its VM at another host's
+//!   PA is a VM that is elsewhere, not an error. The policy service
+//!   ([`crate::service`]) owns the result; this module is its adapter to etcd.
+//! - Moving a VM is one put of its lookup key with the new host's PA. The host
+//!   it leaves keeps the port (until `hnvctl port remove NAME`) and takes the
+//!   revision: the VM's traffic is encapsulated to the new PA, and NVGRE still
+//!   arriving for it is forwarded there for the grace period with REDIRECTs to
+//!   the senders, exactly as after `hnvctl port remove --moved-to`; later
+//!   revisions apply as usual, and a restart resumes from the state file. The
+//!   host it arrives at may have had the port all along (its VM elsewhere).
+//! - The [`Watcher`] runs on its own thread with a current-thread tokio
+//!   runtime; workers never wait on etcd. On start and on every reconnect it
+//!   reads the whole prefix, then watches from the next revision; changes
+//!   arriving within [`DEBOUNCE`] of each other are one burst, applied as one
+//!   transaction of change requests and published as one snapshot, or by
+//!   merging the whole prefix when they cannot be expressed as changes
+//!   ([`follower`] says which).
+//! - A state of the prefix with a key that is not UTF-8, a value over
+//!   [`MAX_VALUE`] bytes, a key or value that does not parse, a key that is not
+//!   its value's canonical key, or a merged policy that fails validation is
+//!   refused with one log line naming the keys (escaped) and problems; the
+//!   previous policy stays in force. Nothing etcd sends makes the thread
+//!   panic. An empty prefix changes nothing. The port list never changes
+//!   through etcd; `hnvctl port add/remove` changes it locally (through the
+//!   policy service), and later revisions merge with the new ports. Each
+//!   accepted policy is saved to the state file.
+//! - When another host answers this one's traffic with an MS-NVGREE
+//!   UNREACHABLE (this host's policy is stale), the watcher re-reads the prefix
+//!   (at most once per [`REREAD_EVERY`]).
+//! - Connections use TLS, a client certificate and an etcd user as `[etcd]`
+//!   says ([`crate::etcd_security`]: the files are re-read on every
+//!   connection); a refused connection is reported with what it means
+//!   ([`explain`]).
+//! - While etcd is unreachable the switch forwards on its last good policy,
+//!   logs the loss once and retries with backoff ([`BACKOFF_MIN`] to [`BACKOFF_MAX`]).
+
+//!
+//! Files: [`objects`] (keys, values, merge), [`follower`] (what a burst or a
+//! whole state does to the policy), [`status`], [`client`] (connection
+//! helpers), [`publish`] (`hnvctl publish`); the watcher itself is here.
+
+pub mod client;
+pub mod follower;
+pub mod objects;
+pub mod publish;
+pub mod status;
+
+pub use crate::config::DEFAULT_ETCD_PREFIX as DEFAULT_PREFIX;
+pub use objects::{key_of, merge, merged_policy, objects_of, parse_objects, Object, MAX_VALUE};
+pub use publish::{publish, Published};
+pub use status::{new_status, Status, StatusHandle};
+
+use crate::config::EtcdConfig;
+use crate::etcd_security::{explain, Credentials};
+use crate::service::PolicyService;
+use anyhow::{bail, Context, Result};
+use client::{key_values, options, timed, Kvs};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use follower::{Burst, Follower};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Validation of a merged policy: the lookup records are shared by every host.
+pub const SHARED: hnv_policy::Options = crate::service::SHARED_RECORDS;
+
+/// Changes arriving within this window are applied as one snapshot.
+pub const DEBOUNCE: Duration = Duration::from_millis(20);
+/// First retry delay after a lost connection.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// Longest retry delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How often the watcher checks whether an MS-NVGREE UNREACHABLE asks for a re-read.
+const STALE_CHECK: Duration = Duration::from_millis(200);
+/// At most one re-read on UNREACHABLE per this interval (a flood of them must not load etcd).
+const REREAD_EVERY: Duration = Duration::from_secs(5);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running etcd watcher; dropping it stops the thread.
+pub struct Watcher {
+    follower: Arc<Follower>,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").field("status", &*lock(self.follower.status())).finish()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Watcher {
+    /// Start watching `cfg.prefix` into `service` (whose policy is the local
+    /// one until the first accepted revision), reporting into `status` (from
+    /// [`new_status`]).
+    ///
+    /// # Errors
+    /// The TLS or password files of `cfg` cannot be used (the error names the
+    /// key), or the thread or its runtime cannot be created.
+    pub fn start(cfg: &EtcdConfig, service: Arc<PolicyService>, status: StatusHandle) -> Result<Watcher> {
+        // A missing or unreadable certificate, key or password file stops the switch at start.
+        if Credentials::load(cfg).map_err(anyhow::Error::msg)?.password_in_clear() {
+            log::warn!("etcd {}: user {:?} over http://: the password crosses the network unencrypted (use https:// with etcd.ca_file)", cfg.endpoints.join(","), cfg.user.as_deref().unwrap_or(""));
+        }
+        let follower = Arc::new(Follower::new(service, cfg.clone(), status));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("creating the etcd watcher's runtime")?;
+        let (stop, stop_rx) = watch::channel(false);
+        let f = follower.clone();
+        let thread = std::thread::Builder::new().name("hnv-etcd".into()).spawn(move || rt.block_on(run(f, stop_rx))).context("starting the etcd watcher thread")?;
+        Ok(Watcher { follower, stop, thread: Some(thread) })
+    }
+
+    /// The status, shared with the control socket.
+    pub fn status(&self) -> StatusHandle {
+        self.follower.status().clone()
+    }
+}
+
+/// Reconnect forever with backoff until `stop`.
+async fn run(shared: Arc<Follower>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut reported = false;
+    let mut ever = false;
+    loop {
+        let mut connected = false;
+        let r = tokio::select! {
+            r = session(&shared, &mut connected, ever) => r,
+            _ = stop.changed() => return,
+        };
+        if connected {
+            backoff = BACKOFF_MIN;
+            reported = false;
+            ever = true;
+        }
+        let e = match r {
+            Ok(()) => return,
+            Err(e) => explain(&e, shared.cfg()),
+        };
+        {
+            let mut st = lock(shared.status());
+            st.connected = false;
+            st.last_error = Some(e.clone());
+        }
+        if !reported {
+            log::warn!(
+                "etcd {}: {e}; forwarding continues on the last good policy (generation {}), retrying every {}-{} ms",
+                shared.cfg().endpoints.join(","),
+                shared.service().generation(),
+                BACKOFF_MIN.as_millis(),
+                BACKOFF_MAX.as_millis()
+            );
+            reported = true;
+        } else {
+            log::debug!("etcd: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection: full read, then watch until an error.
+async fn session(shared: &Follower, connected: &mut bool, reconnect: bool) -> Result<()> {
+    let cfg = shared.cfg();
+    // Re-read on every connection: renewed certificates take effect on the next reconnect.
+    let creds = Credentials::load(cfg).map_err(anyhow::Error::msg)?;
+    let mut client = timed("connecting", Client::connect(&cfg.endpoints, Some(options(&creds)))).await?;
+    let resp = timed("reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
+    let mut rev = resp.header().map_or(0, |h| h.revision());
+    let mut kvs = key_values(&resp);
+    let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(WatchOptions::new().with_prefix().with_start_revision(rev.saturating_add(1))))).await?;
+    *connected = true;
+    lock(shared.status()).connected = true;
+    log::info!("etcd {}: {}, {} keys under {} at revision {rev}", cfg.endpoints.join(","), if reconnect { "reconnected, resynchronising" } else { "connected" }, kvs.len(), cfg.prefix);
+    shared.resync(&kvs, rev);
+    let mut unreachable = shared.service().store().unreachable_received();
+    let mut tick = tokio::time::interval(STALE_CHECK);
+    let mut last_reread = std::time::Instant::now().checked_sub(REREAD_EVERY).unwrap_or_else(std::time::Instant::now);
+    loop {
+        let msg = tokio::select! {
+            m = stream.message() => m.context("watch")?,
+            _ = tick.tick() => {
+                // Another host said this one's policy is stale (MS-NVGREE UNREACHABLE): re-read the prefix.
+                let now = shared.service().store().unreachable_received();
+                if now != unreachable && last_reread.elapsed() >= REREAD_EVERY {
+                    last_reread = std::time::Instant::now();
+                    unreachable = now;
+                    let resp = timed("re-reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
+                    let r = resp.header().map_or(rev, |h| h.revision());
+                    let fresh = key_values(&resp);
+                    log::info!("etcd: UNREACHABLE received; re-read {} keys at revision {r}", fresh.len());
+                    if fresh != kvs {
+                        kvs = fresh;
+                        rev = rev.max(r);
+                        shared.resync(&kvs, rev);
+                    }
+                }
+                continue;
+            }
+        };
+        // A burst: this response and every one within DEBOUNCE of it.
+        let mut burst = Burst::default();
+        if absorb(msg, &mut kvs, &mut burst, &mut rev)? {
+            let deadline = tokio::time::Instant::now() + DEBOUNCE;
+            while let Ok(msg) = tokio::time::timeout_at(deadline, stream.message()).await {
+                absorb(msg.context("watch")?, &mut kvs, &mut burst, &mut rev)?;
+            }
+        }
+        if !burst.is_empty() {
+            shared.apply_burst(&kvs, &burst, rev);
+        }
+    }
+}
+
+/// Fold one watch response into `kvs` and `burst`; true if it carried events.
+fn absorb(msg: Option<etcd_client::WatchResponse>, kvs: &mut Kvs, burst: &mut Burst, rev: &mut i64) -> Result<bool> {
+    let Some(resp) = msg else { bail!("the watch stream ended") };
+    if resp.canceled() || resp.compact_revision() > 0 {
+        bail!("etcd cancelled the watch ({}; compacted to revision {})", resp.cancel_reason(), resp.compact_revision());
+    }
+    if let Some(h) = resp.header() {
+        *rev = (*rev).max(h.revision());
+    }
+    for ev in resp.events() {
+        let Some(kv) = ev.kv() else { continue };
+        let key = kv.key().to_vec();
+        *rev = (*rev).max(kv.mod_revision());
+        match ev.event_type() {
+            EventType::Put => burst.set(kvs, key, Some(kv.value().to_vec())),
+            EventType::Delete => burst.set(kvs, key, None),
+        }
+    }
+    Ok(!resp.events().is_empty())
+}
