@@ -54,6 +54,15 @@ enum Command {
         #[command(subcommand)]
         action: AclCmd,
     },
+    /// Apply many record, route and ACL changes as one validated transaction:
+    /// all of them or, if any is refused, none (one new policy generation).
+    /// FILE ("-" for stdin) is TOML with one [[change]] table per change, or
+    /// JSON (an array, or one object per line), each change in the form
+    /// `hnvctl --json` sends it: op = "replace_record", record = {...}.
+    Apply {
+        /// The changes file, or - for stdin.
+        file: PathBuf,
+    },
     /// Validate a policy file and publish its tenant parts (routing domains, subnets,
     /// lookup records, customer routes, ACL) to etcd in one transaction; keys under
     /// the prefix that the file no longer holds are deleted.
@@ -324,7 +333,15 @@ fn table(rows: &[Value]) -> String {
 fn render(resp: &Response) -> String {
     match &resp.data {
         Value::Array(rows) => table(rows),
-        Value::Object(o) if o.contains_key("toml") => o.get("source").map(|s| format!("# source: {}\n", cell(s))).unwrap_or_default() + &cell(&o["toml"]),
+        Value::Object(o) if o.contains_key("toml") => {
+            let source = o.get("source").map(|s| format!("# source: {}\n", cell(s))).unwrap_or_default();
+            // SIGHUP reloads, when any was refused.
+            let reloads = o
+                .get("reloads")
+                .filter(|r| r["failed"].as_u64().unwrap_or(0) > 0)
+                .map_or_else(String::new, |r| format!("# reloads: {} ok, {} refused; last: {}\n", r["ok"], r["failed"], r["last_error"].as_str().unwrap_or("ok")));
+            source + &reloads + &cell(&o["toml"])
+        }
         Value::Object(o) => {
             let mut s = String::new();
             for (k, v) in o {
@@ -414,11 +431,63 @@ fn publish(endpoints: Vec<String>, prefix: String, security: EtcdSecurity, path:
     Ok(())
 }
 
+/// `hnvctl apply`'s TOML form: `[[change]]` tables.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesFile {
+    #[serde(default)]
+    change: Vec<Request>,
+}
+
+/// Parse a changes file (`origin` names it in errors): TOML with `[[change]]`
+/// tables, a JSON array of requests, or JSON lines.
+fn parse_changes(text: &str, origin: &str) -> Result<Vec<Request>> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') && !trimmed.starts_with("[[") {
+        return serde_json::from_str(trimmed).with_context(|| format!("{origin}: not a JSON array of changes"));
+    }
+    if trimmed.starts_with('{') {
+        return text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{origin}:{}: not a change", i + 1))).collect();
+    }
+    let f: ChangesFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
+        anyhow::anyhow!("{origin}:{line}: {}", e.message().trim())
+    })?;
+    Ok(f.change)
+}
+
+fn apply(client: &mut Client, file: &std::path::Path, json: bool) -> Result<()> {
+    use std::io::Read;
+    let (text, origin) = if file.as_os_str() == "-" {
+        let mut t = String::new();
+        std::io::stdin().read_to_string(&mut t).context("reading the changes from stdin")?;
+        (t, "stdin".to_string())
+    } else {
+        (std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?, file.display().to_string())
+    };
+    let changes = parse_changes(&text, &origin)?;
+    if changes.is_empty() {
+        bail!("{origin}: no changes");
+    }
+    let resp = client.transaction(&changes).context("talking to hnvswitch")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&resp)?);
+    }
+    if !resp.ok {
+        bail!("{origin}: {}", resp.error.unwrap_or_else(|| "refused".into()));
+    }
+    if !json {
+        println!("{} change(s) applied as one transaction (policy generation {})", changes.len(), resp.generation.unwrap_or(0));
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     let socket = cli.socket;
     let connect = || Client::connect(&socket).with_context(|| format!("cannot open {} (is hnvswitch running with a control socket, and are you root?)", socket.display()));
     let req = match cli.command {
         Command::Publish { etcd, prefix, security, policy } => return publish(etcd, prefix, security, &policy),
+        Command::Apply { file } => return apply(&mut connect()?, &file, cli.json),
         Command::Show { what } => Request::Show { what },
         Command::Watch { interval, count } => {
             let mut client = connect()?;
@@ -507,8 +576,24 @@ fn main() -> ExitCode {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_files_parse_as_toml_json_array_or_json_lines() {
+        let toml = "# move Blue2, drop a route\n[[change]]\nop = \"replace_record\"\nrecord = { ca = \"10.0.0.7\", vsid = 5001, mac = \"00:15:5d:01:00:07\", pa = \"192.168.4.33\" }\n\n[[change]]\nop = \"remove_route\"\nrouting_domain = \"blue\"\nvsid = 5001\ndestination = \"10.0.5.0/24\"\n\n[[change]]\nop = \"add_acl\"\n[change.rule]\nvsid = 5001\npriority = 50\naction = \"deny\"\nprotocol = \"tcp\"\ndst_ports = 3389\n";
+        let c = parse_changes(toml, "c.toml").unwrap();
+        assert_eq!(c.len(), 3);
+        assert!(matches!(&c[0], Request::ReplaceRecord { record } if record.pa == "192.168.4.33"));
+        assert!(matches!(&c[2], Request::AddAcl { rule } if rule.dst_ports == Some(TextOrNumber::Number(3389))));
+        let lines: String = c.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+        assert_eq!(parse_changes(&lines, "c.jsonl").unwrap(), c);
+        assert_eq!(parse_changes(&serde_json::to_string(&c).unwrap(), "c.json").unwrap(), c);
+        let e = parse_changes("[[change]]\nop = \"reboot\"\n", "bad.toml").unwrap_err().to_string();
+        assert!(e.starts_with("bad.toml:1: ") || e.starts_with("bad.toml:2: "), "{e}");
+        assert!(parse_changes("{\"op\":\"remove_record\"}\n", "bad.jsonl").unwrap_err().to_string().starts_with("bad.jsonl:1:"));
+    }
 
     #[test]
     fn a_table_shows_fields_that_only_later_rows_have() {
