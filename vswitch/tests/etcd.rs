@@ -286,6 +286,10 @@ fn two_switches_follow_a_move_through_etcd_within_a_second() {
     });
     println!("move at revision {rev}: etcdctl put returned after {put_took:?}; switch a updated after {:?}, switch b after {:?}", seen[0].unwrap(), seen[1].unwrap());
     assert_eq!((sa.generation(), sb.generation()), (ga + 1, gb + 1), "one move, one new snapshot each");
+    for s in [&mut sa, &mut sb] {
+        let e = s.etcd();
+        assert!(e["change_transactions"].as_u64().unwrap() >= 1, "the put was applied as a change, not by merging the whole prefix: {e}");
+    }
 
     // A value that does not parse, then one that does not validate: refused, nothing changes.
     let (ga, gb) = (ga + 1, gb + 1);

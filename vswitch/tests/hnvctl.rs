@@ -311,3 +311,75 @@ fn a_switch_killed_under_traffic_restarts_from_its_state_file_with_every_acknowl
     assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `hnvctl apply`: a file of changes is one transaction. One bad change in it
+/// leaves the policy and its generation as they were; the good file is applied
+/// whole as one new generation, under traffic, without a drop. A SIGHUP with a
+/// broken policy file is refused, logged, and shown by `show policy` and the
+/// metrics-backing status.
+#[test]
+fn apply_is_one_transaction_and_a_refused_reload_is_visible() {
+    let dir = std::env::temp_dir().join(format!("hnvctl-apply-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let w = scenarios::write(&dir, Scenario::Encap, 64, 64, "off", 4096).unwrap();
+    let state = dir.join("state.toml");
+    let mut cfg = std::fs::read_to_string(&w.config).unwrap();
+    cfg += &format!("\n[control]\nstate_file = \"{}\"\n", state.display());
+    std::fs::write(&w.config, cfg).unwrap();
+    let sock = dir.join("ctl.sock");
+    let (child, mut c) = start(&w.config, &sock);
+    let g0 = c.call(&Request::Show { what: Show::Counters }).unwrap().generation.unwrap();
+    let good = "# Blue's 10.0.0.16 moves, Red's 10.0.0.31 goes, RDP is denied\n\
+        [[change]]\nop = \"replace_record\"\nrecord = { ca = \"10.0.0.16\", vsid = 5001, mac = \"00:15:5d:01:10:00\", pa = \"192.168.4.25\" }\n\n\
+        [[change]]\nop = \"remove_record\"\nvsid = 6001\nca = \"10.0.0.31\"\n\n\
+        [[change]]\nop = \"add_acl\"\n[change.rule]\nvsid = 5001\npriority = 333\ndirection = \"in\"\naction = \"deny\"\nprotocol = \"tcp\"\ndst_ports = 3389\n";
+    // One bad change (a record that does not exist) among the good ones: nothing changes.
+    let bad = format!("{good}\n[[change]]\nop = \"remove_record\"\nvsid = 5001\nca = \"10.9.9.9\"\n");
+    let file = dir.join("changes.toml");
+    std::fs::write(&file, &bad).unwrap();
+    let out = hnvctl(&sock, &["apply", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("refused, nothing changed") && err.contains("10.9.9.9"), "{err}");
+    assert_eq!(c.call(&Request::Show { what: Show::Counters }).unwrap().generation, Some(g0), "generation unchanged");
+    let recs = c.call(&Request::Show { what: Show::Records }).unwrap().data;
+    let row = |ca: &str, vsid: u32| recs.as_array().unwrap().iter().find(|r| r["ca"] == ca && r["vsid"] == vsid).cloned();
+    assert_eq!(row("10.0.0.16", 5001).unwrap()["pa"], "192.168.4.22", "the good changes of a refused file are not applied");
+    assert!(row("10.0.0.31", 6001).is_some());
+    // The same without the bad change, from stdin: one transaction, one generation.
+    let mut apply =
+        Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(&sock).args(["apply", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        apply.stdin.take().unwrap().write_all(good.as_bytes()).unwrap();
+    }
+    let out = apply.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(&format!("3 change(s) applied as one transaction (policy generation {})", g0 + 1)), "{text}");
+    let recs = c.call(&Request::Show { what: Show::Records }).unwrap().data;
+    let row = |ca: &str, vsid: u32| recs.as_array().unwrap().iter().find(|r| r["ca"] == ca && r["vsid"] == vsid).cloned();
+    assert_eq!(row("10.0.0.16", 5001).unwrap()["pa"], "192.168.4.25");
+    assert!(row("10.0.0.31", 6001).is_none());
+    assert!(c.call(&Request::Show { what: Show::Acl }).unwrap().data.to_string().contains("3389"));
+    assert!(std::fs::read_to_string(&state).unwrap().contains("192.168.4.25"), "saved before the answer");
+
+    // SIGHUP with a broken policy file: refused, the policy stays, and it shows.
+    let policy = std::fs::read_to_string(&w.policy).unwrap();
+    std::fs::write(&w.policy, policy.replacen("vsid = 5001", "vsid = 12", 1)).unwrap();
+    Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let out = hnvctl(&sock, &["show", "policy"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("# reloads: 0 ok, 1 refused") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "the refused reload is not shown:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(shown.lines().nth(1).unwrap().contains("vsid"), "{shown}");
+    assert_eq!(c.call(&Request::Show { what: Show::Counters }).unwrap().generation, Some(g0 + 1), "the previous policy stays in force");
+    drop(c);
+    let stdout = stop(child);
+    assert!(stdout.contains("drops by reason:\n  (none)"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
