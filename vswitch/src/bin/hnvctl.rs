@@ -569,7 +569,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", hnvswitch::service::OneLine(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

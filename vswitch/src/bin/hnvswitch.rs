@@ -251,7 +251,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", hnvswitch::service::OneLine(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -22,7 +22,7 @@
 //! Runs on the watcher's thread only.
 
 use super::client::Kvs;
-use super::objects::{canonical, key_of, local_part, merged_policy, parse_objects, shown, Object, MAX_VALUE};
+use super::objects::{canonical, key_of, local_part, merged_policy, parse_objects, shown, BadKey, Object, MAX_VALUE};
 use super::status::StatusHandle;
 use crate::config::EtcdConfig;
 use crate::service::{OneLine, PolicyService, PortListChanged};
@@ -130,11 +130,11 @@ pub fn changes(prefix: &str, burst: &Burst, kvs: &Kvs) -> Result<Vec<Request>, F
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// Keys or values that do not parse, one line each.
-    #[error("{}", .0.join("\n"))]
-    Unparsed(Vec<String>),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Unparsed(Vec<BadKey>),
     /// The merged policy does not validate (one line per problem, naming keys).
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(hnv_policy::PolicyError),
     /// The merged policy changes the port list.
     #[error(transparent)]
     Ports(#[from] PortListChanged),

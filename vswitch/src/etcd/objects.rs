@@ -66,9 +66,9 @@ impl Object {
     ///
     /// # Errors
     /// An unknown kind, or a value that is not the kind's JSON object.
-    pub fn parse(kind: &str, value: &[u8]) -> Result<Object, String> {
-        fn json<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, String> {
-            serde_json::from_slice(v).map_err(|e| format!("value is not a valid JSON object of this kind: {e}"))
+    pub fn parse(kind: &str, value: &[u8]) -> Result<Object, ObjectError> {
+        fn json<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, ObjectError> {
+            serde_json::from_slice(v).map_err(ObjectError::Value)
         }
         Ok(match kind {
             "routing_domains" => Object::RoutingDomain(json(value)?),
@@ -76,7 +76,7 @@ impl Object {
             "lookup" => Object::Lookup(json(value)?),
             "customer_routes" => Object::Route(json(value)?),
             "acl" => Object::Acl(json(value)?),
-            other => return Err(format!("unknown object kind {other:?} (expected one of {})", KINDS.join(", "))),
+            other => return Err(ObjectError::Kind(other.to_string())),
         })
     }
 
@@ -92,6 +92,27 @@ impl Object {
         // The file structs hold only strings, integers, options and arrays: they always serialize.
         r.unwrap_or_default()
     }
+}
+
+/// Why a value does not parse as an object.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The first key segment is not one of [`KINDS`].
+    #[error("unknown object kind {0:?} (expected one of routing_domains, subnets, lookup, customer_routes, acl)")]
+    Kind(String),
+    /// The value is not the kind's JSON object.
+    #[error("value is not a valid JSON object of this kind: {0}")]
+    Value(serde_json::Error),
+}
+
+/// A key under the prefix that does not hold a valid object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key {key}: {problem}")]
+pub struct BadKey {
+    /// The key, escaped for one log line.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
 }
 
 /// The full key of `o` under `prefix`. The layout, one key per object:
@@ -128,23 +149,24 @@ pub(crate) fn shown(s: &str) -> String {
 /// etcd holds them (or strings, in tests).
 ///
 /// # Errors
-/// One line per bad key (`key K: problem`, K escaped): a key that is not
-/// UTF-8, an unknown kind, a value over [`MAX_VALUE`] bytes, a value that does
-/// not parse, or a key that is not the canonical key of its value.
-pub fn parse_objects<K: AsRef<[u8]>>(prefix: &str, kvs: &BTreeMap<K, Vec<u8>>) -> Result<BTreeMap<String, Object>, Vec<String>> {
+/// Every bad key ([`BadKey`], the key escaped): a key that is not UTF-8, an
+/// unknown kind, a value over [`MAX_VALUE`] bytes, a value that does not
+/// parse, or a key that is not the canonical key of its value.
+pub fn parse_objects<K: AsRef<[u8]>>(prefix: &str, kvs: &BTreeMap<K, Vec<u8>>) -> Result<BTreeMap<String, Object>, Vec<BadKey>> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
     for (key, value) in kvs {
         let Ok(key) = std::str::from_utf8(key.as_ref()) else {
-            problems.push(format!("key {}: not UTF-8", key.as_ref().escape_ascii()));
+            problems.push(BadKey { key: key.as_ref().escape_ascii().to_string(), problem: "not UTF-8".into() });
             continue;
         };
+        let bad = |problem: String| BadKey { key: shown(key), problem };
         let Some(rest) = key.strip_prefix(prefix) else {
-            problems.push(format!("key {}: not under the prefix {prefix}", shown(key)));
+            problems.push(bad(format!("not under the prefix {prefix}")));
             continue;
         };
         if value.len() > MAX_VALUE {
-            problems.push(format!("key {}: value of {} bytes is over the limit of {MAX_VALUE}", shown(key), value.len()));
+            problems.push(bad(format!("value of {} bytes is over the limit of {MAX_VALUE}", value.len())));
             continue;
         }
         let kind = rest.split('/').next().unwrap_or_default();
@@ -154,10 +176,10 @@ pub fn parse_objects<K: AsRef<[u8]>>(prefix: &str, kvs: &BTreeMap<K, Vec<u8>>) -
                 if want == key {
                     out.insert(want, o);
                 } else {
-                    problems.push(format!("key {}: holds the object whose key is {}", shown(key), shown(&want)));
+                    problems.push(bad(format!("holds the object whose key is {}", shown(&want))));
                 }
             }
-            Err(e) => problems.push(format!("key {}: {e}", shown(key))),
+            Err(e) => problems.push(bad(e.to_string())),
         }
     }
     if problems.is_empty() {
@@ -186,15 +208,15 @@ pub fn merge(local: &PolicyFile, objects: &BTreeMap<String, Object>) -> PolicyFi
 /// Validation errors on tenant records name their etcd key instead of the array index.
 ///
 /// # Errors
-/// Every validation failure, one per line.
-pub fn merged_policy(local: &PolicyFile, objects: &BTreeMap<String, Object>, origin: &str) -> Result<Policy, String> {
+/// Every validation failure ([`PolicyError::Invalid`], one per line).
+pub fn merged_policy(local: &PolicyFile, objects: &BTreeMap<String, Object>, origin: &str) -> Result<Policy, PolicyError> {
     let f = merge(local, objects);
     hnv_policy::validate_with(&f, origin, SHARED_RECORDS).map_err(|e| match e {
-        PolicyError::Invalid { errors, .. } => {
+        PolicyError::Invalid { origin, errors } => {
             let keys: Vec<(&str, Vec<&String>)> = KINDS.iter().map(|k| (*k, objects.iter().filter(|(_, o)| o.kind() == *k).map(|(key, _)| key).collect())).collect();
-            errors.iter().map(|fe| format!("{origin}: {}", rename(fe, &keys))).collect::<Vec<_>>().join("\n")
+            PolicyError::Invalid { origin, errors: errors.iter().map(|fe| rename(fe, &keys)).collect() }
         }
-        other => other.to_string(),
+        other => other,
     })
 }
 
@@ -258,7 +280,7 @@ mod tests {
         kvs.insert("/hnv/colours/red".into(), b"{}".to_vec());
         let wrong = kvs["/hnv/subnets/5001"].clone();
         kvs.insert("/hnv/subnets/6001x".into(), wrong);
-        let problems = parse_objects("/hnv/", &kvs).unwrap_err();
+        let problems: Vec<String> = parse_objects("/hnv/", &kvs).unwrap_err().iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("key /hnv/lookup/5001/10.0.0.7: value is not a valid JSON")), "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("key /hnv/colours/red: unknown object kind")), "{problems:?}");
@@ -273,7 +295,7 @@ mod tests {
         let v = String::from_utf8(kvs[&k].clone()).unwrap().replace("00:15:5d:01:00:07", "01:00:5e:00:00:01");
         kvs.insert(k.clone(), v.into_bytes());
         let objects = parse_objects("/hnv/", &kvs).unwrap();
-        let e = merged_policy(&local_part(&h1), &objects, "etcd x").unwrap_err();
+        let e = merged_policy(&local_part(&h1), &objects, "etcd x").unwrap_err().to_string();
         assert!(e.contains(&format!("etcd x: key {k} (ca 10.0.0.7, vsid 5001): field 'mac'")), "{e}");
     }
 }
