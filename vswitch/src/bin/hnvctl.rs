@@ -456,7 +456,7 @@ fn parse_changes(text: &str, origin: &str) -> Result<Vec<Request>> {
     Ok(f.change)
 }
 
-fn apply(client: &mut Client, file: &std::path::Path, json: bool) -> Result<()> {
+fn apply(connect: impl FnOnce() -> Result<Client>, file: &std::path::Path, json: bool) -> Result<()> {
     use std::io::Read;
     let (text, origin) = if file.as_os_str() == "-" {
         let mut t = String::new();
@@ -469,7 +469,7 @@ fn apply(client: &mut Client, file: &std::path::Path, json: bool) -> Result<()> 
     if changes.is_empty() {
         bail!("{origin}: no changes");
     }
-    let resp = client.transaction(&changes).context("talking to hnvswitch")?;
+    let resp = connect()?.transaction(&changes).context("talking to hnvswitch")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
     }
@@ -487,7 +487,7 @@ fn run(cli: Cli) -> Result<()> {
     let connect = || Client::connect(&socket).with_context(|| format!("cannot open {} (is hnvswitch running with a control socket, and are you root?)", socket.display()));
     let req = match cli.command {
         Command::Publish { etcd, prefix, security, policy } => return publish(etcd, prefix, security, &policy),
-        Command::Apply { file } => return apply(&mut connect()?, &file, cli.json),
+        Command::Apply { file } => return apply(connect, &file, cli.json),
         Command::Show { what } => Request::Show { what },
         Command::Watch { interval, count } => {
             let mut client = connect()?;
@@ -593,6 +593,16 @@ mod tests {
         let e = parse_changes("[[change]]\nop = \"reboot\"\n", "bad.toml").unwrap_err().to_string();
         assert!(e.starts_with("bad.toml:1: ") || e.starts_with("bad.toml:2: "), "{e}");
         assert!(parse_changes("{\"op\":\"remove_record\"}\n", "bad.jsonl").unwrap_err().to_string().starts_with("bad.jsonl:1:"));
+    }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("# changes.toml:").unwrap();
+        let text = &readme[start..start + readme[start..].find("```").unwrap()];
+        let c = parse_changes(text, "README").unwrap();
+        assert_eq!(c.len(), 3);
+        assert!(matches!(&c[2], Request::AddAcl { rule } if rule.dst_ports == Some(TextOrNumber::Number(3389))));
     }
 
     #[test]
