@@ -22,11 +22,12 @@
 //! Runs on the watcher's thread only.
 
 use super::client::Kvs;
-use super::objects::{canonical, key_of, local_part, merged_policy, parse_objects, shown, BadKey, Object, MAX_VALUE};
+use super::objects::{canonical, key_of, local_part, merge, merged_policy, objects_of, parse_objects, shown, BadKey, Object, MAX_VALUE};
 use super::status::StatusHandle;
 use crate::config::EtcdConfig;
 use crate::service::{OneLine, PolicyService, PortListChanged};
 use hnv_policy::api::Request;
+use hnv_policy::file::PolicyFile;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -234,7 +235,13 @@ impl Follower {
         let origin = self.origin(rev);
         let result = self.service.adopt_source(&origin, |current| {
             let objects = parse_objects(&self.cfg.prefix, kvs).map_err(Refusal::Unparsed)?;
-            let policy = merged_policy(&local_part(current), &objects, &origin).map_err(Refusal::Invalid)?;
+            let local = local_part(current);
+            // The policy in force holds these very objects (as published): nothing to validate or publish.
+            if merge(&local, &objects) == merge(&local, &objects_of(&self.cfg.prefix, &PolicyFile::from_policy(current))) {
+                return Ok(None);
+            }
+            let policy = merged_policy(&local, &objects, &origin).map_err(Refusal::Invalid)?;
+            // The same policy written differently (e.g. defaults left out) is not republished either.
             Ok::<_, Refusal>((canonical(current).as_ref() != Some(&policy)).then_some(policy))
         });
         self.in_sync.store(result.is_ok(), Ordering::Relaxed);
@@ -262,11 +269,9 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::objects::objects_of;
     use crate::service::Tenants;
     use hnv_datapath::PolicyStore;
     use hnv_policy::example::BLUE_RED_HOST1;
-    use hnv_policy::file::PolicyFile;
     use hnv_policy::Policy;
     use std::path::PathBuf;
 
