@@ -143,7 +143,7 @@ impl EtcdConfig {
 }
 
 /// `[control]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
     /// Unix socket for `hnvctl` (hnv mode; none = no control socket).
@@ -157,6 +157,21 @@ pub struct ControlConfig {
     /// Serve Prometheus text metrics on this address (e.g. "127.0.0.1:9469"; none = off).
     #[serde(default)]
     pub metrics: Option<String>,
+    /// Once the state file's snapshot is at least this many bytes, accepted
+    /// changes are appended to a journal next to it instead of rewriting it
+    /// (0: always journal).
+    #[serde(default = "default_journal_threshold")]
+    pub state_journal_threshold: u64,
+}
+
+fn default_journal_threshold() -> u64 {
+    4 << 20
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { socket: None, state_file: None, metrics: None, state_journal_threshold: default_journal_threshold() }
+    }
 }
 
 /// `[dpdk]`

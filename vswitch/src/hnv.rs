@@ -71,9 +71,12 @@ pub struct Outcome {
 pub fn initial_policy(cfg: &Config, policy_path: &Path) -> Result<Policy> {
     let options = if cfg.etcd.is_some() { SHARED_RECORDS } else { hnv_policy::Options::default() };
     if let Some(state) = cfg.control.state_file.as_deref().filter(|p| p.exists()) {
-        match hnv_policy::load_with(state, options) {
-            Ok(p) => {
-                log::info!("resuming with the policy saved in {}", state.display());
+        match crate::service::state_file::load(state, options) {
+            Ok((p, replayed)) => {
+                log::info!("resuming with the policy saved in {} ({} journalled transaction(s) replayed)", state.display(), replayed.transactions);
+                if let Some(why) = replayed.stopped {
+                    log::warn!("state file {}: {why}; the changes before it are in force", state.display());
+                }
                 return Ok(p);
             }
             Err(e) => log::warn!("state file {} ignored: {}", state.display(), OneLine(&e)),
@@ -116,6 +119,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     store.set_datapath_clock(pmd::dpdk::rdtsc, tsc_hz());
     store.set_accept_redirects(cfg.forwarding.accept_redirects);
     let service = Arc::new(PolicyService::new(store.clone(), tenants(cfg), cfg.control.state_file.clone()));
+    service.set_journal_threshold(cfg.control.state_journal_threshold);
     let workers = rt.cores().len();
     let stats: Vec<Arc<DatapathStats>> = (0..workers).map(|_| Arc::new(DatapathStats::default())).collect();
     let captures = CaptureControl::new(workers, tsc_hz(), names);

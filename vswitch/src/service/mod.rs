@@ -17,7 +17,8 @@
 //! the control loop in `hnv`) translate their input into these calls and
 //! render the typed errors ([`error`]) at their edge. Every change is
 //! validated and published as one snapshot through the datapath's
-//! [`PolicyStore`], then saved to the state file ([`state_file`]) before it is
+//! [`PolicyStore`], then saved to the state file ([`state_file`]: a snapshot,
+//! and for a large policy a journal of transactions) before it is
 //! acknowledged. Changes are serialised by one edit lock; readers (`show`,
 //! metrics, workers) never take it. Nothing here runs on a worker.
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod state_file;
 
 pub use error::{ChangeError, OneLine, PortChangeError, PortListChanged, ReloadError};
+pub use state_file::StateFile;
 
 use hnv_datapath::PolicyStore;
 use hnv_policy::api::Request;
@@ -65,6 +67,8 @@ pub struct ReloadStatus {
 struct Edits {
     /// A shared source has delivered a policy: a reload takes only the host parts from the file.
     from_source: bool,
+    /// Where accepted changes are saved.
+    state_file: Option<StateFile>,
 }
 
 /// The policy service. Shared by the control socket's threads, the etcd
@@ -73,7 +77,6 @@ struct Edits {
 pub struct PolicyService {
     store: Arc<PolicyStore>,
     tenants: Tenants,
-    state_file: Option<PathBuf>,
     /// Held from reading the policy in force to publishing and saving the
     /// next one, so that no two changes overwrite each other.
     edits: Mutex<Edits>,
@@ -136,7 +139,8 @@ impl PolicyService {
     /// A service publishing through `store`, whose policy is the one in force.
     pub fn new(store: Arc<PolicyStore>, tenants: Tenants, state_file: Option<PathBuf>) -> Self {
         let ports = names_of(&store.policy());
-        PolicyService { store, tenants, state_file, edits: Mutex::new(Edits { from_source: false }), ports: Mutex::new(ports), reloads: Mutex::default() }
+        let edits = Edits { from_source: false, state_file: state_file.map(StateFile::new) };
+        PolicyService { store, tenants, edits: Mutex::new(edits), ports: Mutex::new(ports), reloads: Mutex::default() }
     }
 
     /// The store the workers read.
@@ -177,17 +181,34 @@ impl PolicyService {
     /// # Errors
     /// The state file cannot be written.
     pub fn start_state_file(&self) -> std::io::Result<()> {
-        let Some(path) = &self.state_file else { return Ok(()) };
-        let _edits = lock(&self.edits);
-        state_file::remove_stale_temporaries(path);
-        state_file::persist(&self.store, path)
+        let mut edits = lock(&self.edits);
+        match &mut edits.state_file {
+            Some(sf) => sf.start(&self.store),
+            None => Ok(()),
+        }
     }
 
-    /// Save the policy in force (callers hold the edit lock, so saves never overlap).
-    fn save(&self) {
-        if let Some(path) = &self.state_file {
-            if let Err(e) = state_file::persist(&self.store, path) {
-                log::error!("cannot save state to {}: {e}", path.display());
+    /// Journal changes once the state file's snapshot reaches `bytes` (`control.state_journal_threshold`).
+    pub fn set_journal_threshold(&self, bytes: u64) {
+        if let Some(sf) = &mut lock(&self.edits).state_file {
+            sf.set_threshold(bytes);
+        }
+    }
+
+    /// Save the transaction `changes` that made `generation` (the caller holds the edit lock).
+    fn save_changes(&self, edits: &mut Edits, generation: u64, changes: &[Request]) {
+        if let Some(sf) = &mut edits.state_file {
+            if let Err(e) = sf.save_changes(&self.store, generation, changes) {
+                log::error!("cannot save state to {}: {e}", sf.path().display());
+            }
+        }
+    }
+
+    /// Save the whole policy in force (the caller holds the edit lock).
+    fn save_snapshot(&self, edits: &mut Edits) {
+        if let Some(sf) = &mut edits.state_file {
+            if let Err(e) = sf.save_snapshot(&self.store) {
+                log::error!("cannot save state to {}: {e}", sf.path().display());
             }
         }
     }
@@ -220,11 +241,11 @@ impl PolicyService {
     }
 
     fn transaction(&self, changes: &[Request]) -> Result<u64, hnv_policy::api::ChangeError> {
-        let _edits = lock(&self.edits);
+        let mut edits = lock(&self.edits);
         let before = self.generation();
         let generation = self.store.change(changes, self.options())?;
         if generation != before {
-            self.save();
+            self.save_changes(&mut edits, generation, changes);
         }
         Ok(generation)
     }
@@ -248,7 +269,7 @@ impl PolicyService {
         }
         edits.from_source = true;
         let generation = self.store.replace(policy);
-        self.save();
+        self.save_snapshot(&mut edits);
         Ok(Some(generation))
     }
 
@@ -280,7 +301,7 @@ impl PolicyService {
 
     fn reload(&self, path: &Path) -> Result<u64, ReloadError> {
         let file = hnv_policy::load_with(path, self.options()).map_err(ReloadError::Load)?;
-        let edits = lock(&self.edits);
+        let mut edits = lock(&self.edits);
         let current = self.store.policy();
         if !same_ports(&current, &file) {
             return Err(PortListChanged { origin: path.display().to_string() }.into());
@@ -295,7 +316,7 @@ impl PolicyService {
             _ => file,
         };
         let generation = self.store.replace(policy);
-        self.save();
+        self.save_snapshot(&mut edits);
         Ok(generation)
     }
 
@@ -313,7 +334,7 @@ impl PolicyService {
     /// # Errors
     /// Any step's; the ports and the policy in force are then as they were.
     pub fn change_ports<B: PortBackend>(&self, req: &Request, backend: &B) -> Result<u64, PortChangeError> {
-        let _edits = lock(&self.edits);
+        let mut edits = lock(&self.edits);
         // 1. Validate.
         let (policy, step) = self.plan_port_change(req)?;
         let names: Vec<String> = policy.ports.iter().map(|p| p.name.clone()).collect();
@@ -334,7 +355,7 @@ impl PolicyService {
             .map_err(PortChangeError::Swap)?;
         *lock(&self.ports) = names.into();
         // 4. Save.
-        self.save();
+        self.save_changes(&mut edits, generation, std::slice::from_ref(req));
         match req {
             Request::AddPort { port, .. } => log::info!("port {} added (policy generation {generation})", port.name),
             Request::RemovePort { name, .. } => log::info!("port {name} removed (policy generation {generation})"),
@@ -460,6 +481,29 @@ mod tests {
         let p = s.store().policy();
         assert!(p.lookup_record(hnv_policy::Vsid::new(6001).unwrap(), "10.0.0.7".parse().unwrap()).is_none());
         assert!(std::fs::read_to_string(&state).unwrap().contains("192.168.4.33"), "saved before the answer");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_restart_resumes_with_every_saved_change_also_from_the_journal() {
+        let dir = tmp("journal");
+        let state = dir.join("state.toml");
+        let s = service(Tenants::Local, Some(state.clone()));
+        s.set_journal_threshold(0);
+        s.start_state_file().unwrap();
+        s.change(&[Request::ReplaceRecord { record: blue2("192.168.4.33") }]).unwrap();
+        s.change(&[Request::RemoveRecord { vsid: 6001, ca: "10.0.0.7".into() }]).unwrap();
+        let backend = FakePorts::default();
+        s.change_ports(&Request::RemovePort { name: "red1".into(), with_records: true, moved_to: None }, &backend).unwrap();
+        assert!(state_file::journal_path(&state).exists());
+        let (p, replayed) = state_file::load(&state, Options::default()).unwrap();
+        assert_eq!(replayed.transactions, 3);
+        assert_eq!(p, s.store().policy(), "the snapshot and the journal give the policy in force");
+        // The next run starts from it and writes its own snapshot.
+        let next = PolicyService::new(Arc::new(PolicyStore::new(p)), Tenants::Local, Some(state.clone()));
+        next.start_state_file().unwrap();
+        assert!(!state_file::journal_path(&state).exists());
+        assert_eq!(state_file::load(&state, Options::default()).unwrap().0, s.store().policy());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
