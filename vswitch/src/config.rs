@@ -17,6 +17,24 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// A problem with one key of the configuration, e.g.
+/// `key 'dpdk.workers[0]': core 4096 does not exist`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key '{key}': {problem}")]
+pub struct KeyError {
+    /// The key's path, e.g. `etcd.endpoints[1]`.
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl KeyError {
+    /// The problem `problem` with `key`.
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        KeyError { key: key.into(), problem: problem.into() }
+    }
+}
+
 /// Whole configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -85,48 +103,48 @@ impl EtcdConfig {
     /// names the key. The files are read by `etcd_security::Credentials::load`.
     ///
     /// # Errors
-    /// One line naming the `etcd.*` key and the problem.
-    pub fn check(&self) -> Result<(), String> {
+    /// The `etcd.*` key and its problem.
+    pub fn check(&self) -> Result<(), KeyError> {
         if self.endpoints.is_empty() {
-            return Err("key 'etcd.endpoints': at least one endpoint is needed".into());
+            return Err(KeyError::new("etcd.endpoints", "at least one endpoint is needed"));
         }
         let mut tls = None;
         for (i, e) in self.endpoints.iter().enumerate() {
             let (https, rest) = match (e.strip_prefix("http://"), e.strip_prefix("https://")) {
                 (Some(rest), _) => (false, rest),
                 (_, Some(rest)) => (true, rest),
-                _ => return Err(format!("key 'etcd.endpoints[{i}]': {e:?} is not an http:// or https:// URL")),
+                _ => return Err(KeyError::new(format!("etcd.endpoints[{i}]"), format!("{e:?} is not an http:// or https:// URL"))),
             };
             if rest.is_empty() || rest.contains(char::is_whitespace) {
-                return Err(format!("key 'etcd.endpoints[{i}]': {e:?} names no host"));
+                return Err(KeyError::new(format!("etcd.endpoints[{i}]"), format!("{e:?} names no host")));
             }
             if tls.is_some_and(|t| t != https) {
-                return Err(format!("key 'etcd.endpoints[{i}]': {e:?} mixes http:// and https:// endpoints"));
+                return Err(KeyError::new(format!("etcd.endpoints[{i}]"), format!("{e:?} mixes http:// and https:// endpoints")));
             }
             tls = Some(https);
         }
         if !self.prefix.ends_with('/') || self.prefix.len() < 2 {
-            return Err(format!("key 'etcd.prefix': {:?} must be non-empty and end with '/'", self.prefix));
+            return Err(KeyError::new("etcd.prefix", format!("{:?} must be non-empty and end with '/'", self.prefix)));
         }
         if tls == Some(true) && self.ca_file.is_none() {
-            return Err("key 'etcd.ca_file': https:// endpoints need the CA certificate that signed the etcd servers' certificates".into());
+            return Err(KeyError::new("etcd.ca_file", "https:// endpoints need the CA certificate that signed the etcd servers' certificates"));
         }
         if tls == Some(false) {
             for (key, set) in [("ca_file", self.ca_file.is_some()), ("cert_file", self.cert_file.is_some()), ("key_file", self.key_file.is_some())] {
                 if set {
-                    return Err(format!("key 'etcd.{key}': TLS needs https:// endpoints"));
+                    return Err(KeyError::new(format!("etcd.{key}"), "TLS needs https:// endpoints"));
                 }
             }
         }
         match (&self.cert_file, &self.key_file) {
-            (Some(_), None) => return Err("key 'etcd.key_file': cert_file needs its private key".into()),
-            (None, Some(_)) => return Err("key 'etcd.cert_file': key_file needs its certificate".into()),
+            (Some(_), None) => return Err(KeyError::new("etcd.key_file", "cert_file needs its private key")),
+            (None, Some(_)) => return Err(KeyError::new("etcd.cert_file", "key_file needs its certificate")),
             _ => {}
         }
         match (&self.user, &self.password_file) {
-            (Some(u), Some(_)) if u.is_empty() || u.contains(char::is_control) => return Err(format!("key 'etcd.user': {u:?} is not a user name")),
-            (Some(_), None) => return Err("key 'etcd.password_file': user needs a password file".into()),
-            (None, Some(_)) => return Err("key 'etcd.user': password_file needs a user".into()),
+            (Some(u), Some(_)) if u.is_empty() || u.contains(char::is_control) => return Err(KeyError::new("etcd.user", format!("{u:?} is not a user name"))),
+            (Some(_), None) => return Err(KeyError::new("etcd.password_file", "user needs a password file")),
+            (None, Some(_)) => return Err(KeyError::new("etcd.user", "password_file needs a user")),
             _ => {}
         }
         Ok(())
@@ -370,73 +388,73 @@ impl Config {
             });
             err(format!("{}{}", at.unwrap_or_default(), e.message().trim()))
         })?;
-        cfg.check().map_err(err)?;
+        cfg.check().map_err(|e| err(e.to_string()))?;
         Ok(cfg)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), KeyError> {
         let cores = available_cores();
         let exists = |c: usize| cores.is_empty() || cores.contains(&c);
         if !exists(self.dpdk.main_core) {
-            return Err(format!("key 'dpdk.main_core': core {} does not exist (available: {cores:?})", self.dpdk.main_core));
+            return Err(KeyError::new("dpdk.main_core", format!("core {} does not exist (available: {cores:?})", self.dpdk.main_core)));
         }
         for (i, c) in self.dpdk.workers.iter().enumerate() {
             if !exists(*c) {
-                return Err(format!("key 'dpdk.workers[{i}]': core {c} does not exist (available: {cores:?})"));
+                return Err(KeyError::new(format!("dpdk.workers[{i}]"), format!("core {c} does not exist (available: {cores:?})")));
             }
             if self.dpdk.workers[..i].contains(c) {
-                return Err(format!("key 'dpdk.workers[{i}]': core {c} is listed twice"));
+                return Err(KeyError::new(format!("dpdk.workers[{i}]"), format!("core {c} is listed twice")));
             }
         }
         if self.dpdk.workers.len() > 16 {
-            return Err("key 'dpdk.workers': at most 16 workers".into());
+            return Err(KeyError::new("dpdk.workers", "at most 16 workers"));
         }
         // Each mbuf takes about 2.5 KiB with its headers; leave room for rings and descriptors.
         let need_mb = (u64::from(self.dpdk.mbufs) * 2560 / (1 << 20)) + 64;
         if u64::from(self.dpdk.memory_mb) < need_mb {
-            return Err(format!("key 'dpdk.memory_mb': {} MiB is too little for {} mbufs (needs at least {need_mb} MiB)", self.dpdk.memory_mb, self.dpdk.mbufs));
+            return Err(KeyError::new("dpdk.memory_mb", format!("{} MiB is too little for {} mbufs (needs at least {need_mb} MiB)", self.dpdk.memory_mb, self.dpdk.mbufs)));
         }
         if self.dpdk.mbufs < 1024 {
-            return Err(format!("key 'dpdk.mbufs': {} is too few (at least 1024)", self.dpdk.mbufs));
+            return Err(KeyError::new("dpdk.mbufs", format!("{} is too few (at least 1024)", self.dpdk.mbufs)));
         }
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.is_empty() || p.devargs.trim().is_empty() {
-                return Err(format!("key 'ports[{i}]': name and devargs must not be empty"));
+                return Err(KeyError::new(format!("ports[{i}]"), "name and devargs must not be empty"));
             }
             if self.ports[..i].iter().any(|q| q.name == p.name) {
-                return Err(format!("key 'ports[{i}].name': duplicate port name {:?}", p.name));
+                return Err(KeyError::new(format!("ports[{i}].name"), format!("duplicate port name {:?}", p.name)));
             }
             if p.rx_queues == Some(0) {
-                return Err(format!("key 'ports[{i}].rx_queues': must be at least 1"));
+                return Err(KeyError::new(format!("ports[{i}].rx_queues"), "must be at least 1"));
             }
         }
         match self.forwarding.mode {
             Mode::Io | Mode::Macswap => {
                 if self.ports.is_empty() {
-                    return Err("key 'ports': io and macswap modes need at least one port".into());
+                    return Err(KeyError::new("ports", "io and macswap modes need at least one port"));
                 }
                 for (i, [a, b]) in self.forwarding.pairs.iter().enumerate() {
                     for n in [a, b] {
                         if !self.ports.iter().any(|p| &p.name == n) {
-                            return Err(format!("key 'forwarding.pairs[{i}]': unknown port {n:?}"));
+                            return Err(KeyError::new(format!("forwarding.pairs[{i}]"), format!("unknown port {n:?}")));
                         }
                     }
                 }
             }
             Mode::Hnv => {
                 if self.forwarding.policy.is_none() {
-                    return Err("key 'forwarding.policy': hnv mode needs a policy file".into());
+                    return Err(KeyError::new("forwarding.policy", "hnv mode needs a policy file"));
                 }
             }
         }
         if let Some(e) = &self.etcd {
             if self.forwarding.mode != Mode::Hnv {
-                return Err("key 'etcd': only hnv mode takes its policy from etcd".into());
+                return Err(KeyError::new("etcd", "only hnv mode takes its policy from etcd"));
             }
             e.check()?;
         }
         if !(self.run.duration_secs >= 0.0 && self.run.stats_interval_secs >= 0.0) {
-            return Err("key 'run': durations must be non-negative numbers".into());
+            return Err(KeyError::new("run", "durations must be non-negative numbers"));
         }
         Ok(())
     }

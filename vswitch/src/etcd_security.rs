@@ -20,7 +20,7 @@
 //!   not signed by `ca_file`, the client certificate missing or refused, a
 //!   wrong user or password, authentication required but not configured).
 
-use crate::config::EtcdConfig;
+use crate::config::{EtcdConfig, KeyError};
 use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
 use std::path::Path;
 
@@ -46,27 +46,27 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// Reject a secret file that others can use: `mask` are the forbidden mode bits.
-fn private(key: &str, path: &Path, mask: u32, want: &str) -> Result<(), String> {
+fn private(key: &str, path: &Path, mask: u32, want: &str) -> Result<(), KeyError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("key 'etcd.{key}': cannot read {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| KeyError::new(format!("etcd.{key}"), format!("cannot read {}: {e}", path.display())))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & mask != 0 {
-        return Err(format!("key 'etcd.{key}': {} has mode {mode:04o}; it must not be accessible to {want} (chmod {})", path.display(), if mask == 0o077 { "600" } else { "640" }));
+        return Err(KeyError::new(format!("etcd.{key}"), format!("{} has mode {mode:04o}; it must not be accessible to {want} (chmod {})", path.display(), if mask == 0o077 { "600" } else { "640" })));
     }
     Ok(())
 }
 
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("key 'etcd.{key}': cannot read {}: {e}", path.display()))
+fn read(key: &str, path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|e| KeyError::new(format!("etcd.{key}"), format!("cannot read {}: {e}", path.display())))
 }
 
 /// The file at `path` (named by `key`), which must hold a PEM block whose label ends with `label`.
-fn pem(key: &str, path: &Path, label: &str) -> Result<Vec<u8>, String> {
+fn pem(key: &str, path: &Path, label: &str) -> Result<Vec<u8>, KeyError> {
     let data = read(key, path)?;
     let text = String::from_utf8_lossy(&data);
     let found = text.lines().any(|l| l.trim().strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")).is_some_and(|l| l.ends_with(label)));
     if !found {
-        return Err(format!("key 'etcd.{key}': {} holds no PEM {}", path.display(), label.to_lowercase()));
+        return Err(KeyError::new(format!("etcd.{key}"), format!("{} holds no PEM {}", path.display(), label.to_lowercase())));
     }
     Ok(data)
 }
@@ -75,8 +75,8 @@ impl Credentials {
     /// Check `cfg` and read the files it names.
     ///
     /// # Errors
-    /// One line naming the `etcd.*` key and the problem (see the module contract).
-    pub fn load(cfg: &EtcdConfig) -> Result<Credentials, String> {
+    /// The `etcd.*` key and its problem (see the module contract).
+    pub fn load(cfg: &EtcdConfig) -> Result<Credentials, KeyError> {
         cfg.check()?;
         let ca = cfg.ca_file.as_deref().map(|p| pem("ca_file", p, "CERTIFICATE")).transpose()?;
         let identity = match (&cfg.cert_file, &cfg.key_file) {
@@ -90,10 +90,10 @@ impl Credentials {
         let user = match (&cfg.user, &cfg.password_file) {
             (Some(u), Some(p)) => {
                 private("password_file", p, 0o077, "group or others")?;
-                let text = String::from_utf8(read("password_file", p)?).map_err(|_| format!("key 'etcd.password_file': {} is not UTF-8 text", p.display()))?;
+                let text = String::from_utf8(read("password_file", p)?).map_err(|_| KeyError::new("etcd.password_file", format!("{} is not UTF-8 text", p.display())))?;
                 let pw = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
                 if pw.is_empty() || pw.contains('\n') {
-                    return Err(format!("key 'etcd.password_file': {} must hold the password on one line", p.display()));
+                    return Err(KeyError::new("etcd.password_file", format!("{} must hold the password on one line", p.display())));
                 }
                 Some((u.clone(), pw.to_string()))
             }
@@ -204,6 +204,8 @@ mod tests {
         ];
         for (cfg, key, problem) in cases {
             let e = Credentials::load(&cfg).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            let e = e.to_string();
             assert!(e.starts_with(&format!("key '{key}': ")) && e.contains(problem), "{key}: {e}");
             assert!(!e.contains("s3cret"), "{e}");
         }

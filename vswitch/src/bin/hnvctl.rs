@@ -405,6 +405,16 @@ struct EtcdSecurity {
     password_file: Option<PathBuf>,
 }
 
+/// The option of this command that sets the `[etcd]` key `key`.
+fn option_of(key: &str) -> String {
+    match key.strip_prefix("etcd.") {
+        Some("endpoints") => "--etcd".into(),
+        Some(k) if k.starts_with("endpoints[") => k.trim_start_matches("endpoints[").trim_end_matches(']').parse::<usize>().map_or_else(|_| "--etcd".into(), |i| format!("--etcd #{}", i + 1)),
+        Some(k) => format!("--{}", k.replace('_', "-")),
+        None => format!("key '{key}'"),
+    }
+}
+
 /// A message naming `[etcd]` keys, naming this command's options instead.
 fn as_options(m: &str) -> String {
     let mut m = m.replace("key 'etcd.endpoints'", "--etcd");
@@ -421,7 +431,7 @@ fn as_options(m: &str) -> String {
 fn publish(endpoints: Vec<String>, prefix: String, security: EtcdSecurity, path: &std::path::Path) -> Result<()> {
     let EtcdSecurity { ca_file, cert_file, key_file, user, password_file } = security;
     let cfg = hnvswitch::config::EtcdConfig { endpoints: endpoints.clone(), prefix: prefix.clone(), ca_file, cert_file, key_file, user, password_file };
-    cfg.check().map_err(|m| anyhow::anyhow!("{}", as_options(&m)))?;
+    cfg.check().map_err(|e| anyhow::anyhow!("{}: {}", option_of(&e.key), e.problem))?;
     let policy = hnv_policy::load(path).map_err(|e| {
         eprintln!("{e}");
         anyhow::anyhow!("{}: policy rejected, nothing published", path.display())
@@ -593,6 +603,15 @@ mod tests {
         let e = parse_changes("[[change]]\nop = \"reboot\"\n", "bad.toml").unwrap_err().to_string();
         assert!(e.starts_with("bad.toml:1: ") || e.starts_with("bad.toml:2: "), "{e}");
         assert!(parse_changes("{\"op\":\"remove_record\"}\n", "bad.jsonl").unwrap_err().to_string().starts_with("bad.jsonl:1:"));
+    }
+
+    #[test]
+    fn an_etcd_key_is_named_by_its_option() {
+        for (key, option) in [("etcd.endpoints", "--etcd"), ("etcd.endpoints[1]", "--etcd #2"), ("etcd.password_file", "--password-file"), ("dpdk.workers", "key 'dpdk.workers'")] {
+            assert_eq!(option_of(key), option);
+        }
+        let e = hnvswitch::config::EtcdConfig::new(vec!["http://h:1".into(), "ftp://x".into()], "/hnv/".into()).check().unwrap_err();
+        assert_eq!(format!("{}: {}", option_of(&e.key), e.problem), "--etcd #2: \"ftp://x\" is not an http:// or https:// URL");
     }
 
     #[test]
