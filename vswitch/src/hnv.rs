@@ -222,9 +222,12 @@ struct ControlLoop<'a> {
     port_rows: Option<Arc<Mutex<Vec<crate::ctl::PortRow>>>>,
     /// Time and DPDK counters of the previous rows, for rates.
     last_rows: Option<(f64, Vec<pmd::dpdk::PortStats>)>,
+    /// Set by SIGHUP.
     hup: Arc<AtomicBool>,
+    /// The policy file a SIGHUP reloads.
     policy_path: Option<PathBuf>,
     rates: RatePrinter<'a>,
+    /// Ticks so far.
     ticks: u64,
     /// Print rates every this many ticks (0: never).
     rate_every: u64,
@@ -316,6 +319,7 @@ impl ControlLoop<'_> {
         }
     }
 
+    /// Every `run.stats_interval_secs`: per-port packet rates on stdout.
     fn print_rates(&mut self, t: f64, rt: &Runtime) {
         self.ticks += 1;
         if self.rate_every > 0 && self.ticks.is_multiple_of(self.rate_every) {
