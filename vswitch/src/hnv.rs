@@ -3,7 +3,7 @@
 //! The main thread (this module) wires the daemon: it starts DPDK's ports,
 //! the [`PolicyService`] that owns the policy in force, the adapters around
 //! it (control socket, metrics, etcd watcher), and one [`HnvSwitch`] per
-//! worker. While the workers poll, its [`ControlLoop`] applies the
+//! worker. While the workers poll, its `ControlLoop` applies the
 //! datapath's feedback (learned neighbors, MS-NVGREE), port changes from the
 //! control socket (through [`PolicyService::change_ports`] with the runtime
 //! as its [`PortBackend`]), refreshes `show ports`, reloads the policy file
@@ -108,7 +108,7 @@ fn tenants(cfg: &Config) -> Tenants {
 
 /// [`run`] on an already started runtime whose ports are `policy`'s, in order:
 /// the policy service with its adapters (control socket, metrics, etcd
-/// watcher), the workers, and the [`ControlLoop`] on this thread.
+/// watcher), the workers, and the `ControlLoop` on this thread.
 ///
 /// # Errors
 /// As [`run`].

@@ -56,7 +56,7 @@ enum Command {
     },
     /// Apply many record, route and ACL changes as one validated transaction:
     /// all of them or, if any is refused, none (one new policy generation).
-    /// FILE ("-" for stdin) is TOML with one [[change]] table per change, or
+    /// FILE ("-" for stdin) is TOML with one `[[change]]` table per change, or
     /// JSON (an array, or one object per line), each change in the form
     /// `hnvctl --json` sends it: op = "replace_record", record = {...}.
     Apply {

@@ -1,7 +1,7 @@
 //! The control socket: `hnvctl` talks to a running switch over a Unix socket
 //! that only root can open (mode 0600 in a 0700 directory).
 //!
-//! A thin adapter around the [`PolicyService`]: [`protocol`] is the line
+//! A thin adapter around the [`PolicyService`](crate::service::PolicyService): [`protocol`] is the line
 //! format and its errors (one JSON request per line, one JSON response per
 //! line, transactions framed by `begin`/`commit`), [`server`] accepts
 //! connections and turns each line into a service call, [`show`] renders the

@@ -4,7 +4,7 @@
 //! [`super::show`].
 //!
 //! Each connection is served on its own control thread (at most
-//! [`MAX_CONNECTIONS`]), never on a worker; the service serialises changes.
+//! `MAX_CONNECTIONS`), never on a worker; the service serialises changes.
 //! A rejected change, a malformed line or a peer that disconnects
 //! mid-request changes nothing, and the workers keep forwarding throughout.
 //! A connection's open transaction ([`super::protocol`]) lives in its
@@ -16,7 +16,7 @@
 //! error and the connection closed without reading the rest; a transaction
 //! queues at most [`super::protocol::MAX_TRANSACTION`] changes; bytes that
 //! are not UTF-8 or not a request are answered `malformed request`; a
-//! response write blocks at most [`WRITE_TIMEOUT`]. No input makes this
+//! response write blocks at most `WRITE_TIMEOUT`. No input makes this
 //! module panic (property-tested below): with `panic = "abort"` a panic here
 //! would take the datapath down.
 

@@ -34,7 +34,7 @@
 //!   accepted policy is saved to the state file.
 //! - When another host answers this one's traffic with an MS-NVGREE
 //!   UNREACHABLE (this host's policy is stale), the watcher re-reads the prefix
-//!   (at most once per [`REREAD_EVERY`]).
+//!   (at most once per `REREAD_EVERY`).
 //! - Connections use TLS, a client certificate and an etcd user as `[etcd]`
 //!   says ([`crate::etcd_security`]: the files are re-read on every
 //!   connection); a refused connection is reported with what it means
@@ -45,7 +45,7 @@
 //!
 //! Files: [`objects`] (keys, values, merge), [`follower`] (what a burst or a
 //! whole state does to the policy), [`status`], [`client`] (connection
-//! helpers), [`publish`] (`hnvctl publish`); the watcher itself is here.
+//! helpers), [`mod@publish`] (`hnvctl publish`); the watcher itself is here.
 
 pub mod client;
 pub mod follower;

@@ -97,7 +97,7 @@ impl Object {
 /// Why a value does not parse as an object.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
-    /// The first key segment is not one of [`KINDS`].
+    /// The first key segment is not one of the kinds.
     #[error("unknown object kind {0:?} (expected one of routing_domains, subnets, lookup, customer_routes, acl)")]
     Kind(String),
     /// The value is not the kind's JSON object.
