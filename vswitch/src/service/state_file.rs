@@ -188,7 +188,7 @@ pub fn load(path: &Path, options: Options) -> Result<(Policy, Replayed), hnv_pol
             Ok(Some(p)) => policy = p,
             Ok(None) => {}
             Err(e) => {
-                replayed.stopped = Some(format!("journal line {} (generation {}) no longer applies: {}", i + 1, entry.generation, super::OneLine(&e)));
+                replayed.stopped = Some(format!("journal line {} (generation {}) no longer applies: {}", i + 1, entry.generation, super::error::OneLine(&e)));
                 break;
             }
         }
