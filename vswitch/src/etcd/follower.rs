@@ -3,25 +3,27 @@
 //! a whole state of the prefix (start, reconnect, re-read, or a burst that
 //! cannot be expressed as changes) is merged and validated whole.
 //!
-//! Event → request, per key, comparing its value before the burst with its
-//! value after (a key changed several times in a burst counts once):
+//! Event → request, per key, comparing its value before the burst (the
+//! watch's `prev_kv`) with its value after (a key changed several times in a
+//! burst counts once):
 //! - `lookup/...`: absent → present `add_record`, present → present
 //!   `replace_record`, present → absent `remove_record`;
 //! - `customer_routes/...` and `acl/...`: `add_route`/`add_acl`,
 //!   `remove_route`/`remove_acl`, and a changed value as remove then add;
 //! - removals go first, then replacements and additions.
 //!
-//! The whole-prefix merge is the fallback for everything else: a changed
-//! routing domain or subnet (no request exists for them), a key or value that
-//! does not parse (the merge names every bad key), an emptied prefix, a
-//! transaction the policy refuses (the merge then says why, naming keys), and
-//! any burst after a refused state, until a whole state is accepted again
-//! (until then the policy in force is not the prefix's last state, so a
-//! change relative to that state would not apply to it).
+//! The whole-prefix merge ([`Fallback`]: the watcher reads the prefix again
+//! at the burst's revision) is for everything else: a changed routing domain
+//! or subnet (no request exists for them), a key or value that does not parse
+//! (the merge names every bad key), an emptied prefix, a transaction the
+//! policy refuses (the merge then says why, naming keys), and any burst after
+//! a refused state, until a whole state is accepted again (until then the
+//! policy in force is not the prefix's last state, so a change relative to
+//! that state would not apply to it). The watcher keeps no copy of the
+//! prefix's content.
 //!
 //! Runs on the watcher's thread only.
 
-use super::client::Kvs;
 use super::objects::{canonical, key_of, local_part, merge, merged_policy, objects_of, parse_objects, shown, BadKey, Object, MAX_VALUE};
 use super::status::StatusHandle;
 use crate::config::EtcdConfig;
@@ -32,41 +34,57 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// A key's value before a burst and after it (`None`: absent).
+type BeforeAfter = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// What a burst of watch events changed: each key's value before the burst
-/// (`None`: absent), as the events are folded into the prefix's content.
+/// and after it, however many events touched it.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Burst {
-    before: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    keys: BTreeMap<Vec<u8>, BeforeAfter>,
 }
 
 impl Burst {
-    /// Set `key` to `value` in `kvs` (`None`: delete it), remembering its value before the burst.
-    pub fn set(&mut self, kvs: &mut Kvs, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let old = match value {
-            Some(v) => kvs.insert(key.clone(), v),
-            None => kvs.remove(&key),
-        };
-        self.before.entry(key).or_insert(old);
+    /// An event: `key` went from `before` to `after` (`None`: absent).
+    pub fn set(&mut self, key: Vec<u8>, before: Option<Vec<u8>>, after: Option<Vec<u8>>) {
+        match self.keys.entry(key) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().1 = after,
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert((before, after));
+            }
+        }
     }
 
     /// Keys touched.
     pub fn len(&self) -> usize {
-        self.before.len()
+        self.keys.len()
     }
 
     /// No event yet.
     pub fn is_empty(&self) -> bool {
-        self.before.is_empty()
+        self.keys.is_empty()
     }
 }
 
-/// Why a burst goes to the whole-prefix merge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a burst needs the whole prefix (read again and merged).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Fallback {
     /// A routing domain or subnet changed (no change request for them).
+    #[error("{0} changed (no change request for it)")]
     Structure(String),
     /// A key or value that does not parse: the merge names it.
+    #[error("{0} does not parse")]
     Unparsed(String),
+    /// The policy in force does not follow the prefix (before the first
+    /// accepted state, or after a refused one).
+    #[error("the policy in force does not follow the prefix")]
+    NotInSync,
+    /// The prefix is empty (the merge keeps the policy in force).
+    #[error("the prefix is empty")]
+    Empty,
+    /// The policy refused the changes (the merge says why, naming keys).
+    #[error("the changes were refused: {0}")]
+    Refused(String),
 }
 
 /// Parse `value` stored under the UTF-8 `key` as its canonical object.
@@ -84,19 +102,18 @@ fn object(prefix: &str, key: &[u8], value: &[u8]) -> Result<Object, Fallback> {
     Ok(o)
 }
 
-/// The change requests that take the prefix from its state before `burst` to `kvs`.
+/// The change requests that take the prefix from its state before `burst` to the one after.
 ///
 /// # Errors
 /// What cannot be expressed as changes ([`Fallback`]).
-pub fn changes(prefix: &str, burst: &Burst, kvs: &Kvs) -> Result<Vec<Request>, Fallback> {
+pub fn changes(prefix: &str, burst: &Burst) -> Result<Vec<Request>, Fallback> {
     let (mut removals, mut others) = (Vec::new(), Vec::new());
-    for (key, old) in &burst.before {
-        let new = kvs.get(key);
-        if old.as_ref() == new {
+    for (key, (old, new)) in &burst.keys {
+        if old == new {
             continue;
         }
         let old = old.as_deref().map(|v| object(prefix, key, v)).transpose()?;
-        let new = new.map(|v| object(prefix, key, v)).transpose()?;
+        let new = new.as_deref().map(|v| object(prefix, key, v)).transpose()?;
         match (old, new) {
             (Some(_), Some(Object::Lookup(n))) => others.push(Request::ReplaceRecord { record: n }),
             (None, Some(Object::Lookup(n))) => others.push(Request::AddRecord { record: n }),
@@ -181,43 +198,34 @@ impl Follower {
         format!("etcd {}{} revision {rev}", self.cfg.endpoints.first().map(String::as_str).unwrap_or(""), self.cfg.prefix)
     }
 
-    /// Apply a burst of events, which left the prefix's content `kvs` at
-    /// revision `rev`: as one transaction of changes when the policy in force
-    /// follows the prefix and the burst is expressible as changes, else by
-    /// the whole-prefix merge ([`Follower::resync`]).
-    pub fn apply_burst(&self, kvs: &Kvs, burst: &Burst, rev: i64) {
-        if !self.in_sync.load(Ordering::Relaxed) || kvs.is_empty() {
-            return self.resync(kvs, rev);
+    /// Apply a burst of events, after which the prefix holds `keys` keys at
+    /// revision `rev`, as one transaction of changes.
+    ///
+    /// # Errors
+    /// The burst needs the whole prefix ([`Follower::resync`]); nothing was changed.
+    pub fn apply_burst(&self, burst: &Burst, keys: usize, rev: i64) -> Result<(), Fallback> {
+        if !self.in_sync.load(Ordering::Relaxed) {
+            return Err(Fallback::NotInSync);
         }
-        let changes = match changes(&self.cfg.prefix, burst, kvs) {
-            Ok(c) => c,
-            Err(why) => {
-                log::debug!("etcd revision {rev}: {why:?} is not a change request; merging the whole prefix");
-                return self.resync(kvs, rev);
-            }
-        };
+        if keys == 0 {
+            return Err(Fallback::Empty);
+        }
+        let changes = changes(&self.cfg.prefix, burst)?;
         if changes.is_empty() {
             let mut st = lock(&self.status);
             st.revision = rev;
             st.applied_revision = rev;
             st.last_error = None;
-            return;
+            return Ok(());
         }
-        match self.service.apply_source_changes(&changes) {
-            Ok(g) => {
-                log::info!("etcd revision {rev}: {} change(s) of {} key(s) applied as one transaction: policy generation {g}", changes.len(), burst.len());
-                let mut st = lock(&self.status);
-                st.revision = rev;
-                st.applied_revision = rev;
-                st.last_error = None;
-                st.change_transactions += 1;
-            }
-            Err(e) => {
-                // The merge says why with the keys' names (or applies, if the policy in force had drifted).
-                log::debug!("etcd revision {rev}: the changes were refused ({}); merging the whole prefix", OneLine(&e));
-                self.resync(kvs, rev);
-            }
-        }
+        let g = self.service.apply_source_changes(&changes).map_err(|e| Fallback::Refused(OneLine(&e).to_string()))?;
+        log::info!("etcd revision {rev}: {} change(s) of {} key(s) applied as one transaction: policy generation {g}", changes.len(), burst.len());
+        let mut st = lock(&self.status);
+        st.revision = rev;
+        st.applied_revision = rev;
+        st.last_error = None;
+        st.change_transactions += 1;
+        Ok(())
     }
 
     /// Apply the prefix's whole content `kvs` at revision `rev`: parse, merge
@@ -289,8 +297,27 @@ mod tests {
         objects_of(prefix, &PolicyFile::from_policy(p)).iter().map(|(k, o)| (k.clone(), o.to_json().into_bytes())).collect()
     }
 
+    /// The prefix's content, as the tests keep it.
+    type Kvs = BTreeMap<Vec<u8>, Vec<u8>>;
+
     fn raw(kvs: BTreeMap<String, Vec<u8>>) -> Kvs {
         kvs.into_iter().map(|(k, v)| (k.into_bytes(), v)).collect()
+    }
+
+    /// An event on `kvs`, recorded in `burst` as the watch does (with the value before it).
+    fn set(kvs: &mut Kvs, burst: &mut Burst, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let before = match &value {
+            Some(v) => kvs.insert(key.clone(), v.clone()),
+            None => kvs.remove(&key),
+        };
+        burst.set(key, before, value);
+    }
+
+    /// What the watcher does with a burst: changes, or the whole prefix.
+    fn apply(f: &Follower, kvs: &Kvs, burst: &Burst, rev: i64) {
+        if f.apply_burst(burst, kvs.len(), rev).is_err() {
+            f.resync(kvs, rev);
+        }
     }
 
     #[test]
@@ -441,23 +468,23 @@ mod tests {
         let base = kvs[blue2.as_bytes()].clone();
         for i in 0..6 {
             let v = String::from_utf8(base.clone()).unwrap().replace("192.168.4.22", &format!("192.168.4.{}", 30 + i));
-            burst.set(&mut kvs, blue2.as_bytes().to_vec(), Some(v.into_bytes()));
+            set(&mut kvs, &mut burst, blue2.as_bytes().to_vec(), Some(v.into_bytes()));
         }
         let red2 = "/hnv/lookup/6001/10.0.0.7";
         let v = edited(&kvs, red2, "192.168.4.22", "192.168.4.44");
-        burst.set(&mut kvs, red2.as_bytes().to_vec(), Some(v));
-        burst.set(&mut kvs, b"/hnv/lookup/5002/10.0.1.9".to_vec(), None);
+        set(&mut kvs, &mut burst, red2.as_bytes().to_vec(), Some(v));
+        set(&mut kvs, &mut burst, b"/hnv/lookup/5002/10.0.1.9".to_vec(), None);
         let new = hnv_policy::file::LookupFile { ca: "10.0.0.99".into(), vsid: 5001, mac: "00:15:5d:01:00:99".into(), pa: "192.168.4.22".into(), ..Default::default() };
         let o = Object::Lookup(new);
-        burst.set(&mut kvs, key_of("/hnv/", &o).into_bytes(), Some(o.to_json().into_bytes()));
+        set(&mut kvs, &mut burst, key_of("/hnv/", &o).into_bytes(), Some(o.to_json().into_bytes()));
         let rule = hnv_policy::file::AclFile { vsid: 5001, priority: 777, action: "deny".into(), ..Default::default() };
         let o = Object::Acl(rule);
-        burst.set(&mut kvs, key_of("/hnv/", &o).into_bytes(), Some(o.to_json().into_bytes()));
+        set(&mut kvs, &mut burst, key_of("/hnv/", &o).into_bytes(), Some(o.to_json().into_bytes()));
         assert_eq!(burst.len(), 5, "a key changed six times counts once");
-        let reqs = changes("/hnv/", &burst, &kvs).unwrap();
+        let reqs = changes("/hnv/", &burst).unwrap();
         assert!(matches!(reqs[0], Request::RemoveRecord { .. }), "removals first: {reqs:?}");
         assert_eq!(reqs.len(), 5);
-        f.apply_burst(&kvs, &burst, 15);
+        apply(&f, &kvs, &burst, 15);
         assert_eq!(store.snapshot().generation, g0 + 1, "one publication for the whole burst");
         let st = lock(f.status()).clone();
         assert_eq!((st.applied_revision, st.last_error.as_deref(), st.change_transactions, st.full_merges), (15, None, 1, 1), "no whole-prefix merge");
@@ -484,20 +511,20 @@ mod tests {
         let mut burst = Burst::default();
         let subnet = "/hnv/subnets/5002";
         let v = edited(&kvs, subnet, "10.0.1.0/24", "10.0.1.0/25");
-        burst.set(&mut kvs, subnet.as_bytes().to_vec(), Some(v));
+        set(&mut kvs, &mut burst, subnet.as_bytes().to_vec(), Some(v));
         let blue2 = "/hnv/lookup/5001/10.0.0.7";
         let v = edited(&kvs, blue2, "192.168.4.22", "192.168.4.33");
-        burst.set(&mut kvs, blue2.as_bytes().to_vec(), Some(v));
-        assert!(matches!(changes("/hnv/", &burst, &kvs), Err(Fallback::Structure(_))));
-        f.apply_burst(&kvs, &burst, 6);
+        set(&mut kvs, &mut burst, blue2.as_bytes().to_vec(), Some(v));
+        assert!(matches!(changes("/hnv/", &burst), Err(Fallback::Structure(_))));
+        apply(&f, &kvs, &burst, 6);
         assert_eq!(store.snapshot().generation, g0 + 1);
         let st = lock(f.status()).clone();
         assert_eq!((st.applied_revision, st.change_transactions, st.full_merges), (6, 0, 2));
         // An invalid value: refused with the key named, nothing published.
         let mut burst = Burst::default();
         let v = edited(&kvs, blue2, "00:15:5d:01:00:07", "01:00:5e:00:00:01");
-        burst.set(&mut kvs, blue2.as_bytes().to_vec(), Some(v));
-        f.apply_burst(&kvs, &burst, 7);
+        set(&mut kvs, &mut burst, blue2.as_bytes().to_vec(), Some(v));
+        apply(&f, &kvs, &burst, 7);
         let st = lock(f.status()).clone();
         assert_eq!(store.snapshot().generation, g0 + 1);
         assert!(st.last_error.as_deref().unwrap_or_default().contains(&format!("key {blue2}")), "{st:?}");
@@ -506,20 +533,20 @@ mod tests {
         let mut burst = Burst::default();
         let red2 = "/hnv/lookup/6001/10.0.0.7";
         let v = edited(&kvs, red2, "192.168.4.22", "192.168.4.44");
-        burst.set(&mut kvs, red2.as_bytes().to_vec(), Some(v));
-        f.apply_burst(&kvs, &burst, 8);
+        set(&mut kvs, &mut burst, red2.as_bytes().to_vec(), Some(v));
+        apply(&f, &kvs, &burst, 8);
         assert_eq!(store.snapshot().generation, g0 + 1);
         assert_eq!(lock(f.status()).applied_revision, 6);
         // The fix: merged whole (both changes at once), and in sync again.
         let mut burst = Burst::default();
         let v = edited(&kvs, blue2, "01:00:5e:00:00:01", "00:15:5d:01:00:07");
-        burst.set(&mut kvs, blue2.as_bytes().to_vec(), Some(v));
-        f.apply_burst(&kvs, &burst, 9);
+        set(&mut kvs, &mut burst, blue2.as_bytes().to_vec(), Some(v));
+        apply(&f, &kvs, &burst, 9);
         assert_eq!(store.snapshot().generation, g0 + 2);
         assert_eq!(store.snapshot().by_ca(6001, "10.0.0.7".parse().unwrap()).unwrap().pa, "192.168.4.44".parse::<std::net::IpAddr>().unwrap());
         let mut burst = Burst::default();
-        burst.set(&mut kvs, b"/hnv/lookup/5002/10.0.1.9".to_vec(), None);
-        f.apply_burst(&kvs, &burst, 10);
+        set(&mut kvs, &mut burst, b"/hnv/lookup/5002/10.0.1.9".to_vec(), None);
+        apply(&f, &kvs, &burst, 10);
         let st = lock(f.status()).clone();
         assert_eq!((store.snapshot().generation, st.applied_revision, st.change_transactions), (g0 + 3, 10, 1), "{st:?}");
     }

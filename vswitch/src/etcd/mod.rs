@@ -33,8 +33,12 @@
 //!   policy service), and later revisions merge with the new ports. Each
 //!   accepted policy is saved to the state file.
 //! - When another host answers this one's traffic with an MS-NVGREE
-//!   UNREACHABLE (this host's policy is stale), the watcher re-reads the prefix
-//!   (at most once per `REREAD_EVERY`).
+//!   UNREACHABLE (this host's policy is stale), the watcher probes the prefix
+//!   (newest modification, number of keys) and re-reads it whole if it holds
+//!   anything newer (at most once per `REREAD_EVERY`).
+//! - The watcher keeps no copy of the prefix's content: watch events carry
+//!   each key's previous value, and the prefix is read again when a burst
+//!   needs the whole of it.
 //! - Connections use TLS, a client certificate and an etcd user as `[etcd]`
 //!   says ([`crate::etcd_security`]: the files are re-read on every
 //!   connection); a refused connection is reported with what it means
@@ -62,8 +66,8 @@ use crate::config::EtcdConfig;
 use crate::etcd_security::{explain, Credentials};
 use crate::service::PolicyService;
 use anyhow::{bail, Context, Result};
-use client::{key_values, options, timed, Kvs};
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use client::{key_values, options, timed};
+use etcd_client::{Client, EventType, GetOptions, SortOrder, SortTarget, WatchOptions};
 use follower::{Burst, Follower};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -181,20 +185,51 @@ async fn run(shared: Arc<Follower>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One connection: full read, then watch until an error.
+/// Where a connection's watch stands.
+#[derive(Debug, Default)]
+struct Position {
+    /// Latest revision seen (response headers included): what the status reports.
+    seen: i64,
+    /// Revision of the latest event applied or read: the prefix's state the policy follows.
+    at: i64,
+    /// Keys under the prefix at `at`.
+    keys: usize,
+}
+
+/// Read the whole prefix (at `revision`, or the latest when 0) and apply it as a whole state.
+async fn read_whole(shared: &Follower, client: &mut Client, pos: &mut Position, revision: i64, what: &str) -> Result<()> {
+    let prefix = shared.cfg().prefix.as_str();
+    let resp = timed(what, client.get(prefix, Some(GetOptions::new().with_prefix().with_revision(revision)))).await?;
+    let r = if revision > 0 { revision } else { resp.header().map_or(pos.at, |h| h.revision()) };
+    let kvs = key_values(&resp);
+    pos.at = pos.at.max(r);
+    pos.seen = pos.seen.max(r);
+    pos.keys = kvs.len();
+    shared.resync(&kvs, pos.seen);
+    Ok(())
+}
+
+/// One connection: full read, then watch until an error. The prefix's
+/// content is not kept: a burst carries each key's value before it
+/// (`prev_kv`), and the whole prefix is read again only when a burst cannot
+/// be applied as changes.
 async fn session(shared: &Follower, connected: &mut bool, reconnect: bool) -> Result<()> {
     let cfg = shared.cfg();
     // Re-read on every connection: renewed certificates take effect on the next reconnect.
     let creds = Credentials::load(cfg).map_err(anyhow::Error::msg)?;
     let mut client = timed("connecting", Client::connect(&cfg.endpoints, Some(options(&creds)))).await?;
     let resp = timed("reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
-    let mut rev = resp.header().map_or(0, |h| h.revision());
-    let mut kvs = key_values(&resp);
-    let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(WatchOptions::new().with_prefix().with_start_revision(rev.saturating_add(1))))).await?;
+    let rev = resp.header().map_or(0, |h| h.revision());
+    let kvs = key_values(&resp);
+    drop(resp);
+    let mut pos = Position { seen: rev, at: rev, keys: kvs.len() };
+    let watch = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(rev.saturating_add(1));
+    let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(watch))).await?;
     *connected = true;
     lock(shared.status()).connected = true;
     log::info!("etcd {}: {}, {} keys under {} at revision {rev}", cfg.endpoints.join(","), if reconnect { "reconnected, resynchronising" } else { "connected" }, kvs.len(), cfg.prefix);
     shared.resync(&kvs, rev);
+    drop(kvs);
     let mut unreachable = shared.service().store().unreachable_received();
     let mut tick = tokio::time::interval(STALE_CHECK);
     let mut last_reread = std::time::Instant::now().checked_sub(REREAD_EVERY).unwrap_or_else(std::time::Instant::now);
@@ -202,19 +237,19 @@ async fn session(shared: &Follower, connected: &mut bool, reconnect: bool) -> Re
         let msg = tokio::select! {
             m = stream.message() => m.context("watch")?,
             _ = tick.tick() => {
-                // Another host said this one's policy is stale (MS-NVGREE UNREACHABLE): re-read the prefix.
+                // Another host said this one's policy is stale (MS-NVGREE UNREACHABLE): re-read the
+                // prefix if it holds anything newer than what was applied (a cheap probe first).
                 let now = shared.service().store().unreachable_received();
                 if now != unreachable && last_reread.elapsed() >= REREAD_EVERY {
                     last_reread = std::time::Instant::now();
                     unreachable = now;
-                    let resp = timed("re-reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
-                    let r = resp.header().map_or(rev, |h| h.revision());
-                    let fresh = key_values(&resp);
-                    log::info!("etcd: UNREACHABLE received; re-read {} keys at revision {r}", fresh.len());
-                    if fresh != kvs {
-                        kvs = fresh;
-                        rev = rev.max(r);
-                        shared.resync(&kvs, rev);
+                    let probe = GetOptions::new().with_prefix().with_sort(SortTarget::Mod, SortOrder::Descend).with_limit(1).with_keys_only();
+                    let resp = timed("probing the prefix", client.get(cfg.prefix.as_str(), Some(probe))).await?;
+                    let newest = resp.kvs().first().map_or(0, |kv| kv.mod_revision());
+                    let keys = usize::try_from(resp.count()).unwrap_or(usize::MAX);
+                    log::info!("etcd: UNREACHABLE received; newest change under {} at revision {newest}, {keys} keys", cfg.prefix);
+                    if newest > pos.at || keys != pos.keys {
+                        read_whole(shared, &mut client, &mut pos, 0, "re-reading the prefix").await?;
                     }
                 }
                 continue;
@@ -222,35 +257,47 @@ async fn session(shared: &Follower, connected: &mut bool, reconnect: bool) -> Re
         };
         // A burst: this response and every one within DEBOUNCE of it.
         let mut burst = Burst::default();
-        if absorb(msg, &mut kvs, &mut burst, &mut rev)? {
+        if absorb(msg, &mut burst, &mut pos)? {
             let deadline = tokio::time::Instant::now() + DEBOUNCE;
             while let Ok(msg) = tokio::time::timeout_at(deadline, stream.message()).await {
-                absorb(msg.context("watch")?, &mut kvs, &mut burst, &mut rev)?;
+                absorb(msg.context("watch")?, &mut burst, &mut pos)?;
             }
         }
-        if !burst.is_empty() {
-            shared.apply_burst(&kvs, &burst, rev);
+        if burst.is_empty() {
+            continue;
+        }
+        if let Err(why) = shared.apply_burst(&burst, pos.keys, pos.seen) {
+            log::debug!("etcd revision {}: {why}; reading the whole prefix at revision {}", pos.seen, pos.at);
+            let at = pos.at;
+            read_whole(shared, &mut client, &mut pos, at, "reading the prefix").await?;
         }
     }
 }
 
-/// Fold one watch response into `kvs` and `burst`; true if it carried events.
-fn absorb(msg: Option<etcd_client::WatchResponse>, kvs: &mut Kvs, burst: &mut Burst, rev: &mut i64) -> Result<bool> {
+/// Fold one watch response into `burst` and `pos`; true if it carried events.
+fn absorb(msg: Option<etcd_client::WatchResponse>, burst: &mut Burst, pos: &mut Position) -> Result<bool> {
     let Some(resp) = msg else { bail!("the watch stream ended") };
     if resp.canceled() || resp.compact_revision() > 0 {
         bail!("etcd cancelled the watch ({}; compacted to revision {})", resp.cancel_reason(), resp.compact_revision());
     }
     if let Some(h) = resp.header() {
-        *rev = (*rev).max(h.revision());
+        pos.seen = pos.seen.max(h.revision());
     }
     for ev in resp.events() {
         let Some(kv) = ev.kv() else { continue };
-        let key = kv.key().to_vec();
-        *rev = (*rev).max(kv.mod_revision());
-        match ev.event_type() {
-            EventType::Put => burst.set(kvs, key, Some(kv.value().to_vec())),
-            EventType::Delete => burst.set(kvs, key, None),
+        pos.at = pos.at.max(kv.mod_revision());
+        pos.seen = pos.seen.max(kv.mod_revision());
+        let before = ev.prev_kv().map(|p| p.value().to_vec());
+        let after = match ev.event_type() {
+            EventType::Put => Some(kv.value().to_vec()),
+            EventType::Delete => None,
+        };
+        match (&before, &after) {
+            (None, Some(_)) => pos.keys += 1,
+            (Some(_), None) => pos.keys = pos.keys.saturating_sub(1),
+            _ => {}
         }
+        burst.set(kv.key().to_vec(), before, after);
     }
     Ok(!resp.events().is_empty())
 }
