@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use hnv_datapath::ext::capture::CaptureSpec;
 use hnv_datapath::ext::live_capture::CaptureControl;
 use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
+use hnv_policy::file::PortFile;
 use hnv_policy::Policy;
 use pmd::dpdk::{tsc_hz, PortConfig};
 use std::path::{Path, PathBuf};
@@ -339,10 +340,11 @@ struct DpdkPorts<'a> {
 impl PortBackend for DpdkPorts<'_> {
     type Opened = pmd::dpdk::Port;
 
-    fn open(&self, policy: &Policy, index: usize) -> Result<pmd::dpdk::Port> {
-        let mut spec = port_specs(policy, self.cfg).swap_remove(index);
-        spec.key = format!("ports[{index}].devargs (hnvctl port add)");
-        self.rt.open_port(&spec)
+    fn open(&self, port: &PortFile, index: usize) -> Result<pmd::dpdk::Port> {
+        let mut config = PortConfig::new(port.devargs.clone());
+        config.mtu = port.mtu.and_then(|m| u16::try_from(m).ok());
+        config.rx_queues = self.cfg.ports.iter().find(|c| c.name == port.name).and_then(|c| c.rx_queues).unwrap_or(1);
+        self.rt.open_port(&PortSpec { name: port.name.clone(), config, key: format!("ports[{index}].devargs (hnvctl port add)") })
     }
 
     /// Swap with the workers paused; per-port counters move down after a

@@ -78,9 +78,6 @@ pub enum PortChangeError {
     /// The request is not `add_port` or `remove_port`.
     #[error("not a port change")]
     NotAPortChange,
-    /// An added port must come last.
-    #[error("a port is added at the end of the port list")]
-    NotAtEnd,
     /// DPDK could not open the added port.
     #[error("{0:#}")]
     Open(anyhow::Error),

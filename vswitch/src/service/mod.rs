@@ -30,7 +30,7 @@ pub use state_file::StateFile;
 
 use hnv_datapath::PolicyStore;
 use hnv_policy::api::Request;
-use hnv_policy::file::PolicyFile;
+use hnv_policy::file::{PolicyFile, PortFile};
 use hnv_policy::{Options, Policy};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -120,11 +120,11 @@ pub trait PortBackend {
     /// An opened port, not yet polled.
     type Opened;
 
-    /// Open port `index` of `policy` while the workers keep forwarding.
+    /// Open `port`, to be switch port `index`, while the workers keep forwarding.
     ///
     /// # Errors
     /// DPDK's reason.
-    fn open(&self, policy: &Policy, index: usize) -> anyhow::Result<Self::Opened>;
+    fn open(&self, port: &PortFile, index: usize) -> anyhow::Result<Self::Opened>;
 
     /// Pause the workers; apply `swap` to the port list, the workers' port
     /// maps and per-port state (new names: `names`); run `publish` (which
@@ -321,11 +321,13 @@ impl PolicyService {
     }
 
     /// Hot-add or remove a port (`add_port`, `remove_port`), in this order:
-    /// 1. validate: the policy in force with the change made;
+    /// 1. validate the change and compile its tables
+    ///    ([`PolicyStore::prepare`]) while the workers forward;
     /// 2. open an added port in DPDK while the workers forward;
     /// 3. pause the workers, swap the port list and the workers' port maps,
-    ///    publish the new policy in the same pause (port indices in the tables
-    ///    and the workers' maps always agree), resume ([`PortBackend::swap`]);
+    ///    publish the prepared tables in the same pause ([`PolicyStore::commit`],
+    ///    a pointer swap: port indices in the tables and the workers' maps
+    ///    always agree), resume ([`PortBackend::swap`]);
     /// 4. save the state file.
     ///
     /// A removed port is closed by the backend after the pause. Returns the new
@@ -335,25 +337,31 @@ impl PolicyService {
     /// Any step's; the ports and the policy in force are then as they were.
     pub fn change_ports<B: PortBackend>(&self, req: &Request, backend: &B) -> Result<u64, PortChangeError> {
         let mut edits = lock(&self.edits);
-        // 1. Validate.
-        let (policy, step) = self.plan_port_change(req)?;
-        let names: Vec<String> = policy.ports.iter().map(|p| p.name.clone()).collect();
-        // 2. Open an added port while the workers forward.
+        let (step, names) = self.plan_port_change(req)?;
+        // 1. Validate and compile.
+        let prepared = self.store.prepare(std::slice::from_ref(req), self.options())?;
+        // 2. Open an added port.
         let swap = match step {
-            PortStep::Add { index } => PortSwap::Add { name: names[index].clone(), port: backend.open(&policy, index).map_err(PortChangeError::Open)? },
+            PortStep::Add { index, port } => PortSwap::Add { name: port.name.clone(), port: backend.open(port, index).map_err(PortChangeError::Open)? },
             PortStep::Remove { index } => PortSwap::Remove { index },
         };
         // 3. Pause, swap, publish, resume.
-        let mut policy = Some(policy);
-        let mut generation = 0;
+        let mut prepared = Some(prepared);
+        let mut published = Err(hnv_policy::api::ChangeError::Conflict("not published".into()));
         backend
             .swap(swap, &names, &mut || {
-                if let Some(p) = policy.take() {
-                    generation = self.store.replace(p);
+                if let Some(p) = prepared.take() {
+                    // Nothing else publishes meanwhile (the edit lock, and the datapath's feedback runs on
+                    // this thread); were it to, the change is applied again, compiled within the pause.
+                    published = self.store.commit(p).or_else(|_| self.store.change(std::slice::from_ref(req), self.options()));
                 }
             })
             .map_err(PortChangeError::Swap)?;
         *lock(&self.ports) = names.into();
+        let generation = published.map_err(|e| {
+            log::error!("the ports changed but their policy was not published: {}", OneLine(&e));
+            PortChangeError::Invalid(e)
+        })?;
         // 4. Save.
         self.save_changes(&mut edits, generation, std::slice::from_ref(req));
         match req {
@@ -364,8 +372,8 @@ impl PolicyService {
         Ok(generation)
     }
 
-    /// The policy with the port change `req` made, validated, and where the port goes.
-    fn plan_port_change(&self, req: &Request) -> Result<(Policy, PortStep), PortChangeError> {
+    /// Where the port change `req` goes, and the port names after it (not yet validated).
+    fn plan_port_change<'r>(&self, req: &'r Request) -> Result<(PortStep<'r>, Vec<String>), PortChangeError> {
         if let Tenants::Shared(source) = &self.tenants {
             let what = match req {
                 Request::AddPort { records, .. } if !records.is_empty() => Some("a port change here cannot carry them"),
@@ -376,29 +384,29 @@ impl PolicyService {
                 return Err(PortChangeError::RecordsShared { origin: source.clone(), what });
             }
         }
-        let current = self.store.policy();
+        let mut names: Vec<String> = self.port_names().to_vec();
         let step = match req {
-            Request::AddPort { .. } => PortStep::Add { index: current.ports.len() },
-            Request::RemovePort { name, .. } => match current.ports.iter().position(|p| &p.name == name) {
-                Some(index) => PortStep::Remove { index },
+            Request::AddPort { port, .. } => {
+                names.push(port.name.clone());
+                PortStep::Add { index: names.len() - 1, port }
+            }
+            Request::RemovePort { name, .. } => match names.iter().position(|p| p == name) {
+                Some(index) => {
+                    names.remove(index);
+                    PortStep::Remove { index }
+                }
                 None => return Err(hnv_policy::api::ChangeError::NotFound(format!("no port named {name:?}")).into()),
             },
             _ => return Err(PortChangeError::NotAPortChange),
         };
-        let policy = hnv_policy::api::apply_with(&current, req, self.options())?.ok_or(PortChangeError::NotAPortChange)?;
-        if let (PortStep::Add { index }, Request::AddPort { port, .. }) = (&step, req) {
-            if policy.ports.get(*index).map(|p| &p.name) != Some(&port.name) || policy.ports.len() != index + 1 {
-                return Err(PortChangeError::NotAtEnd);
-            }
-        }
-        Ok((policy, step))
+        Ok((step, names))
     }
 }
 
-/// Where a validated port change goes.
+/// Where a port change goes.
 #[derive(Debug, Clone, Copy)]
-enum PortStep {
-    Add { index: usize },
+enum PortStep<'r> {
+    Add { index: usize, port: &'r PortFile },
     Remove { index: usize },
 }
 
@@ -418,7 +426,7 @@ fn not_a_policy_change(r: &Request) -> Option<&'static str> {
 mod tests {
     use super::*;
     use hnv_policy::example::BLUE_RED_HOST1;
-    use hnv_policy::file::{LookupFile, PortFile};
+    use hnv_policy::file::LookupFile;
     use std::cell::RefCell;
 
     fn service(tenants: Tenants, state_file: Option<PathBuf>) -> PolicyService {
@@ -527,10 +535,10 @@ mod tests {
 
     impl PortBackend for FakePorts {
         type Opened = String;
-        fn open(&self, policy: &Policy, index: usize) -> anyhow::Result<String> {
-            self.log.borrow_mut().push(format!("open {}", policy.ports[index].name));
+        fn open(&self, port: &PortFile, index: usize) -> anyhow::Result<String> {
+            self.log.borrow_mut().push(format!("open {} as {index}", port.name));
             anyhow::ensure!(!self.refuse_open, "DPDK rejected the device");
-            Ok(policy.ports[index].devargs.clone())
+            Ok(port.devargs.clone())
         }
         fn swap(&self, swap: PortSwap<String>, names: &[String], publish: &mut dyn FnMut()) -> anyhow::Result<()> {
             self.log.borrow_mut().push(format!("pause; {swap:?}; names {}", names.join(",")));
@@ -561,12 +569,12 @@ mod tests {
         let b = FakePorts { refuse_open: true, ..Default::default() };
         let add = Request::AddPort { port, records: vec![record] };
         assert!(matches!(s.change_ports(&add, &b), Err(PortChangeError::Open(_))));
-        assert_eq!(*b.log.borrow(), ["open blue9"]);
+        assert_eq!(*b.log.borrow(), ["open blue9 as 3"]);
         assert_eq!(s.generation(), 1);
         // Accepted.
         let b = FakePorts::default();
         assert_eq!(s.change_ports(&add, &b).unwrap(), 2);
-        assert_eq!(*b.log.borrow(), ["open blue9", "pause; Add { name: \"blue9\", port: \"net_null_blue9\" }; names uplink,blue1,red1,blue9", "published; resume"].map(String::from).to_vec());
+        assert_eq!(*b.log.borrow(), ["open blue9 as 3", "pause; Add { name: \"blue9\", port: \"net_null_blue9\" }; names uplink,blue1,red1,blue9", "published; resume"].map(String::from).to_vec());
         assert_eq!(s.port_names().last().map(String::as_str), Some("blue9"));
         let b = FakePorts::default();
         assert_eq!(s.change_ports(&Request::RemovePort { name: "blue1".into(), with_records: true, moved_to: None }, &b).unwrap(), 3);
