@@ -26,6 +26,7 @@
 
 use hnv_datapath::PolicyStore;
 use hnv_policy::api::Request;
+use hnv_policy::state::PolicyState;
 use hnv_policy::{Options, Policy};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -168,33 +169,37 @@ pub struct Replayed {
 /// # Errors
 /// The snapshot does not load or validate.
 pub fn load(path: &Path, options: Options) -> Result<(Policy, Replayed), hnv_policy::PolicyError> {
-    let mut policy = hnv_policy::load_with(path, options)?;
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| hnv_policy::PolicyError::Io { origin: origin.clone(), source })?;
+    let policy = hnv_policy::parse_with(&text, &origin, options)?;
     let mut replayed = Replayed::default();
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok((policy, replayed)) };
     let Some((generation, run)) = parse_header(&text) else { return Ok((policy, replayed)) };
     let Ok(journal) = std::fs::read_to_string(journal_path(path)) else { return Ok((policy, replayed)) };
+    // The lines of the snapshot's run after it, up to the first one cut short.
+    let mut entries = Vec::new();
     for (i, line) in journal.lines().enumerate() {
-        let entry: Entry = match serde_json::from_str(line) {
-            Ok(e) => e,
+        match serde_json::from_str::<Entry>(line) {
+            Ok(e) if e.run == run && e.generation > generation => entries.push((i + 1, e)),
+            Ok(_) => {}
             Err(e) => {
                 replayed.stopped = Some(format!("journal line {} is cut short or corrupt ({e})", i + 1));
                 break;
             }
-        };
-        if entry.run != run || entry.generation <= generation {
-            continue;
         }
-        match hnv_policy::api::apply_all_with(&policy, &entry.changes, options) {
-            Ok(Some(p)) => policy = p,
-            Ok(None) => {}
-            Err(e) => {
-                replayed.stopped = Some(format!("journal line {} (generation {}) no longer applies: {}", i + 1, entry.generation, super::error::OneLine(&e)));
-                break;
-            }
+    }
+    if entries.is_empty() {
+        return Ok((policy, replayed));
+    }
+    // Replayed as the switch applied them: incrementally, each validated with what it touches.
+    let mut state = PolicyState::new(policy);
+    for (line, entry) in entries {
+        if let Err(e) = state.apply(&entry.changes, options) {
+            replayed.stopped = Some(format!("journal line {line} (generation {}) no longer applies: {}", entry.generation, super::error::OneLine(&e)));
+            break;
         }
         replayed.transactions += 1;
     }
-    Ok((policy, replayed))
+    Ok((state.to_policy(), replayed))
 }
 
 /// Write `bytes` to `path` atomically and durably: a new 0600 temporary file
