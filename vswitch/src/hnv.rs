@@ -73,7 +73,10 @@ pub fn initial_policy(cfg: &Config, policy_path: &Path) -> Result<Policy> {
             Err(e) => log::warn!("state file {} ignored: {}", state.display(), e.to_string().replace('\n', "; ")),
         }
     }
-    hnv_policy::load_with(policy_path, options).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', "; ")))
+    let started = std::time::Instant::now();
+    let p = hnv_policy::load_with(policy_path, options).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', "; ")))?;
+    log::info!("policy {} read and validated in {} ms", policy_path.display(), started.elapsed().as_millis());
+    Ok(p)
 }
 
 /// Start DPDK for `policy`, run the HNV switch until `stop`, the duration or

@@ -232,7 +232,16 @@ impl PolicyStore {
     /// A store publishing `policy` as generation 1.
     pub fn new(policy: Policy) -> Self {
         let mut slots = VsidSlots::default();
+        let started = Instant::now();
         let tables = Tables::compile(&policy, &mut slots, &[], 1);
+        let f = tables.footprint();
+        log::info!(
+            "policy compiled in {} ms: {} lookup records, tables {} B/record ({} MiB)",
+            started.elapsed().as_millis(),
+            f.records,
+            (f.record_bytes + f.map_bytes) / f.records.max(1),
+            (f.record_bytes + f.map_bytes + f.template_bytes) >> 20
+        );
         PolicyStore {
             current: ArcSwap::from_pointee(tables),
             inner: Mutex::new(Inner {
