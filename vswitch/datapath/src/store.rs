@@ -199,6 +199,19 @@ pub struct Notice {
 /// How long a host keeps forwarding traffic for a VM that moved away.
 pub const MIGRATION_GRACE: Duration = Duration::from_secs(5);
 
+/// Memory the policy takes (see [`PolicyStore::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Lookup records in the policy.
+    pub records: usize,
+    /// The compiled tables workers read.
+    pub tables: crate::tables::Footprint,
+    /// The policy model: the indexed lookup records (approximate).
+    pub policy_bytes: usize,
+    /// Record and VSID slot assignments (control side).
+    pub slot_bytes: usize,
+}
+
 /// A change validated and compiled by [`PolicyStore::prepare`], not yet published.
 #[derive(Debug)]
 pub struct Prepared {
@@ -435,6 +448,12 @@ impl PolicyStore {
     /// The policy in force (a copy of every record: for saving and showing it whole).
     pub fn policy(&self) -> Policy {
         self.lock().state.to_policy()
+    }
+
+    /// What the policy in force takes in memory, by part.
+    pub fn memory(&self) -> Memory {
+        let g = self.lock();
+        Memory { records: g.state.record_count(), tables: self.current.load().footprint(), policy_bytes: g.state.record_bytes(), slot_bytes: g.slots.bytes() }
     }
 
     /// Lookup records in force.
