@@ -204,7 +204,7 @@ fn traffic_cmd(kind: &str, flows: usize, size: usize, out: &std::path::Path) -> 
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp_millis().init();
+    hnvswitch::logging::init();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -238,7 +238,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("{}", hnvswitch::logging::error_line(&format!("{e:#}").replace('\n', " ")));
             ExitCode::FAILURE
         }
     }
