@@ -13,7 +13,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "hnvswitch", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HNV_GIT_COMMIT"), ", DPDK via pkg-config)"))]
 #[command(about = "A DPDK-backed multi-tenant virtual switch for Hyper-V Network Virtualization (NVGRE)")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
