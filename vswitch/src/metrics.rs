@@ -9,7 +9,7 @@
 //! most [`MAX_REQUEST`] bytes) and take the answer. Stopping the server
 //! shuts down every open connection, so it never waits on a slow client.
 
-use hnv_datapath::{DatapathStats, PolicyStore, Totals};
+use hnv_datapath::{DatapathStats, DropReason, PolicyStore, Totals};
 use pmd::WorkerStats;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -76,7 +76,9 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter("hnv_routed_packets_total", "Packets routed between virtual subnets.", vec![(String::new(), t.routed)]);
     counter("hnv_flow_cache_hits_total", "Flow-cache hits.", vec![(String::new(), t.flow_hits)]);
     counter("hnv_flow_cache_misses_total", "Flow-cache misses.", vec![(String::new(), t.flow_misses)]);
-    counter("hnv_drops_total", "Packets dropped, by reason.", t.drops.iter().map(|(r, n)| (format!("{{reason=\"{}\"}}", r.name()), *n)).collect());
+    // Every reason, zeros included: a series that first appears at N hides its first N drops from rate().
+    let drops = DropReason::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.name()), t.drops.iter().find(|(d, _)| d == r).map_or(0, |(_, n)| *n))).collect();
+    counter("hnv_drops_total", "Packets dropped, by reason.", drops);
     counter(
         "hnv_port_rx_packets_total",
         "Packets received, by switch port.",
@@ -338,6 +340,15 @@ mod tests {
             assert!(t.elapsed() < Duration::from_secs(5), "the server serves again once the idle clients leave");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn every_drop_reason_has_a_series_from_the_start() {
+        let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
+        let text = render(&store, &[Arc::new(DatapathStats::default())], &[]);
+        let drops: Vec<&str> = text.lines().filter(|l| l.starts_with("hnv_drops_total{")).collect();
+        assert_eq!(drops.len(), DropReason::ALL.len(), "{text}");
+        assert!(drops.iter().all(|l| l.ends_with("\"} 0")), "{text}");
     }
 
     #[test]
