@@ -121,9 +121,29 @@ metrics=$(sed -n 's/^metrics = "\(.*\)".*/\1/p' /etc/hnvswitch/hnvswitch.toml)
 if (exec 3<>"/dev/tcp/${metrics%:*}/${metrics#*:}") 2>/dev/null; then
     fail "something already listens on $metrics (the example's metrics address)"
 fi
-# As the unit runs it, with the journal's log form (HNV_LOG_FORMAT stands in for JOURNAL_STREAM).
-(set -a; . /etc/default/hnvswitch; set +a; HNV_LOG_FORMAT=journal exec /usr/bin/hnvswitch run --config /etc/hnvswitch/hnvswitch.toml) \
-    >"$tmp/switch.out" 2>"$tmp/switch.err" &
+# As the unit runs it: its environment file, and JOURNAL_STREAM naming stderr's device and
+# inode as systemd does for a stream to the journal (a file stands in for the journal here).
+: >"$tmp/switch.err"
+# Also in the part of the unit's sandbox that can be had without systemd, so that DPDK
+# failing under it fails here: CapabilityBoundingSet and NoNewPrivileges (setpriv), and
+# in a private mount namespace ProtectSystem=full, ProtectHome=read-only and
+# ProtectKernelTunables=yes (read-only bind mounts).
+unit=/usr/lib/systemd/system/hnvswitch.service
+for d in NoNewPrivileges=yes ProtectSystem=full ProtectHome=read-only ProtectKernelTunables=yes; do
+    grep -qx "$d" "$unit" || fail "the unit no longer says $d: update the emulation here"
+done
+bounding=$(sed -n 's/^CapabilityBoundingSet=//p' "$unit" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ \+/,/g')
+[[ -n $bounding ]] || fail "the unit has no CapabilityBoundingSet"
+readonly_paths="/usr /boot /etc /home /root /run/user /sys /proc/sys"
+(set -a; . /etc/default/hnvswitch; set +a; export JOURNAL_STREAM=$(stat -c '%d:%i' "$tmp/switch.err")
+    exec unshare --mount --propagation private -- sh -c '
+        for d in '"$readonly_paths"'; do
+            [ -d "$d" ] || continue
+            mount --bind "$d" "$d" && mount -o remount,bind,ro "$d" || exit 97
+        done
+        exec setpriv --bounding-set "-all,$0" --no-new-privs "$@"' "$bounding" \
+        /usr/bin/hnvswitch run --config /etc/hnvswitch/hnvswitch.toml) \
+    >"$tmp/switch.out" 2>>"$tmp/switch.err" &
 switch_pid=$!
 sock=/run/hnvswitch/hnvswitch.sock
 for _ in $(seq 300); do
@@ -143,7 +163,12 @@ done
 for p in uplink blue1 red1; do grep -qw "$p" "$tmp/ports.txt" || fail "hnvctl show ports lacks $p: $(cat "$tmp/ports.txt")"; done
 /usr/bin/hnvctl --json show workers | grep -q busy || fail "hnvctl show workers"
 [[ -s /var/lib/hnvswitch/state.toml ]] || fail "no state file in /var/lib/hnvswitch"
-ok "running: control socket $sock (hnvctl show ports), state file /var/lib/hnvswitch/state.toml"
+want=$(setpriv --bounding-set "-all,$bounding" grep CapBnd /proc/self/status)
+[[ $(grep CapBnd "/proc/$switch_pid/status") == "$want" ]] \
+    || fail "the switch does not run with the unit's capability bounding set ($want): $(grep CapBnd "/proc/$switch_pid/status")"
+[[ $(nsenter -t "$switch_pid" -m sh -c '[ -w /usr ] || [ -w /proc/sys/kernel ] && echo rw || echo ro') == ro ]] || fail "/usr or /proc/sys is writable to the switch"
+[[ -w /usr ]] || fail "the host's /usr became read-only"
+ok "running with the unit's capabilities ($bounding) and read-only $readonly_paths: control socket $sock (hnvctl show ports), state file /var/lib/hnvswitch/state.toml"
 
 echo "== package: metrics and the Grafana dashboard"
 curl -sf "http://$metrics/metrics" >"$tmp/scrape.txt" || fail "scraping $metrics"
@@ -190,7 +215,9 @@ grep -q "final port counters" "$tmp/switch.out" || fail "no final counters on st
 # Journal form: every log line starts with a syslog priority, none with a timestamp.
 grep -q '^<6>hnvswitch' "$tmp/switch.err" || fail "no <6> info lines: $(head -3 "$tmp/switch.err")"
 if grep -E '^\[[0-9]{4}-' "$tmp/switch.err"; then fail "timestamped log lines in journal form"; fi
-ok "stopped cleanly; log lines carry <N> priorities: $(grep -c '^<[0-7]>' "$tmp/switch.err") lines"
+eal=$(sed -n 's/^<6>[a-z_:]*: EAL arguments: //p' "$tmp/switch.err")
+[[ -n $eal ]] || fail "no EAL arguments line in the log"
+ok "stopped cleanly; $(grep -c '^<[0-7]>' "$tmp/switch.err") log lines with <N> priorities; EAL: $eal"
 
 echo "== package: dpkg -r, then dpkg --purge"
 dpkg -r hnvswitch >"$tmp/dpkg-r.log" 2>&1 || { cat "$tmp/dpkg-r.log" >&2; fail "dpkg -r"; }
