@@ -78,7 +78,7 @@ done
 for page in hnvswitch hnvswitch-run hnvswitch-check hnvctl hnvctl-show hnvctl-port-add hnvctl-capture-start; do
     where=$(man -w "$page" 2>/dev/null) || fail "man -w $page finds no page"
     [[ $where == /usr/share/man/man1/$page.1.gz ]] || fail "man -w $page: $where"
-    man "$page" 2>/dev/null | grep -q "^NAME" || fail "man $page does not render"
+    MANPAGER=cat man "$page" >"$tmp/man.txt" 2>/dev/null && grep -q "^NAME" "$tmp/man.txt" || fail "man $page does not render"
 done
 for c in /usr/share/bash-completion/completions/hnvswitch /usr/share/bash-completion/completions/hnvctl \
          /usr/share/zsh/vendor-completions/_hnvswitch /usr/share/zsh/vendor-completions/_hnvctl \
@@ -161,7 +161,7 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 for p in uplink blue1 red1; do grep -qw "$p" "$tmp/ports.txt" || fail "hnvctl show ports lacks $p: $(cat "$tmp/ports.txt")"; done
-/usr/bin/hnvctl --json show workers | grep -q busy || fail "hnvctl show workers"
+/usr/bin/hnvctl --json show workers >"$tmp/workers.json" && grep -q busy "$tmp/workers.json" || fail "hnvctl show workers"
 [[ -s /var/lib/hnvswitch/state.toml ]] || fail "no state file in /var/lib/hnvswitch"
 want=$(setpriv --bounding-set "-all,$bounding" grep CapBnd /proc/self/status)
 [[ $(grep CapBnd "/proc/$switch_pid/status") == "$want" ]] \
