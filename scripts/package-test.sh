@@ -219,6 +219,13 @@ eal=$(sed -n 's/^<6>[a-z_:]*: EAL arguments: //p' "$tmp/switch.err")
 [[ -n $eal ]] || fail "no EAL arguments line in the log"
 ok "stopped cleanly; $(grep -c '^<[0-7]>' "$tmp/switch.err") log lines with <N> priorities; EAL: $eal"
 
+echo "== package: reinstall over it (an upgrade keeps the operator's edits to conffiles)"
+echo "# edited by package-test" >>/etc/hnvswitch/hnvswitch.toml
+dpkg -i "$deb" >"$tmp/dpkg-i2.log" 2>&1 </dev/null || { cat "$tmp/dpkg-i2.log" >&2; fail "dpkg -i over the installed package"; }
+grep -qx "# edited by package-test" /etc/hnvswitch/hnvswitch.toml || fail "reinstalling replaced the edited /etc/hnvswitch/hnvswitch.toml"
+[[ -s /var/lib/hnvswitch/state.toml ]] || fail "reinstalling removed the state file"
+ok "reinstalled: the edited conffile and the state file stay"
+
 echo "== package: dpkg -r, then dpkg --purge"
 dpkg -r hnvswitch >"$tmp/dpkg-r.log" 2>&1 || { cat "$tmp/dpkg-r.log" >&2; fail "dpkg -r"; }
 [[ ! -e /usr/bin/hnvswitch && ! -e /usr/bin/hnvctl ]] || fail "binaries left after dpkg -r"
