@@ -132,7 +132,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         None => None,
     };
     let _metrics = match &cfg.control.metrics {
-        Some(addr) => Some(crate::metrics::serve(addr, store.clone(), stats.clone()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
+        Some(addr) => Some(crate::metrics::serve(addr, store.clone(), stats.clone(), rt.worker_stats().to_vec()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
         None => None,
     };
     if let Some(path) = &cfg.control.state_file {
