@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Install what hnvswitch needs on Debian 12, idempotently, and reserve 2 MiB
 # hugepages where the machine allows (falling back to --no-huge otherwise).
-# Usage: scripts/setup.sh [--with-test-tools]
+# Usage: scripts/setup.sh [--with-test-tools] [--with-package-tools]
 set -euo pipefail
+# The Debian package (scripts/package.sh): cargo-deb from crates.io, pinned.
+CARGO_DEB_VERSION=3.8.0
 
 # protoc and the well-known .proto files: the etcd-client crate compiles etcd's API at build time.
 PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config protobuf-compiler libprotobuf-dev)
-if [[ "${1:-}" == "--with-test-tools" ]]; then
+if [[ " $* " == *" --with-package-tools "* ]]; then
+    # systemd-analyze verifies the unit; man -w finds the pages; prometheus (promtool and
+    # a server) evaluates the Grafana dashboard's queries against the installed switch.
+    PKGS+=(systemd man-db curl prometheus)
+fi
+if [[ " $* " == *" --with-test-tools "* ]]; then
     # etcd-server/etcd-client: the etcd tests start their own etcd on free loopback ports;
     # openssl: they make a throwaway CA and certificates for etcd over mutual TLS;
     # python3-matplotlib: the cost-curve plot (scripts/cost-curve.sh).
@@ -33,6 +40,11 @@ fi
 if ! command -v cargo >/dev/null; then
     echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
     exit 1
+fi
+
+if [[ " $* " == *" --with-package-tools "* ]] && [[ "$(cargo deb --version 2>/dev/null)" != *" $CARGO_DEB_VERSION"* ]]; then
+    echo "setup: installing cargo-deb $CARGO_DEB_VERSION (cargo install, a few minutes)"
+    cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 
 # Hugepages: best effort. The switch uses them when enough are free, else --no-huge.

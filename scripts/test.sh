@@ -19,6 +19,8 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== benchmark scripts (Python unit tests)"
 /usr/bin/python3 -m unittest discover -s scripts/bench -p 'test_*.py' 2>&1 | tee -a "$log"
+echo "== Debian package (build, dpkg -i, check the files, verify the unit, run the installed switch, purge)"
+scripts/package-test.sh
 echo "== namespace testbed (real Linux stacks as VMs, tshark, iperf3, gretap stand-in, vhost-user)"
 HNVTB_STRICT=${HNVTB_STRICT:-1} scripts/testbed.sh run
 echo "== callgrind instructions per packet against bench/baseline.toml"

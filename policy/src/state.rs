@@ -108,6 +108,15 @@ impl PolicyState {
         self.records.values()
     }
 
+    /// Approximate bytes the indexed records hold: B-tree entries (key and
+    /// record, at the B-tree's typical two-thirds fill) plus the heap text of
+    /// their optional names.
+    pub fn record_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(RecordKey, LookupRecord)>();
+        let text: usize = self.records.values().map(|r| r.customer_id.as_ref().map_or(0, String::capacity) + r.vm_name.as_ref().map_or(0, String::capacity)).sum();
+        self.records.len() * entry * 3 / 2 + text
+    }
+
     /// How many records there are.
     pub fn record_count(&self) -> usize {
         self.records.len()

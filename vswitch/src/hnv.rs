@@ -83,7 +83,10 @@ pub fn initial_policy(cfg: &Config, policy_path: &Path) -> Result<Policy> {
             Err(e) => log::warn!("state file {} ignored: {}", state.display(), OneLine(&e)),
         }
     }
-    hnv_policy::load_with(policy_path, options).map_err(|e| anyhow::anyhow!("{}", OneLine(&e)))
+    let started = std::time::Instant::now();
+    let p = hnv_policy::load_with(policy_path, options).map_err(|e| anyhow::anyhow!("{}", OneLine(&e)))?;
+    log::info!("policy {} read and validated in {} ms", policy_path.display(), started.elapsed().as_millis());
+    Ok(p)
 }
 
 /// Start DPDK for `policy`, run the HNV switch until `stop`, the duration or
@@ -152,7 +155,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         None => None,
     };
     let _metrics = match &cfg.control.metrics {
-        Some(addr) => Some(crate::metrics::serve(addr, service.clone(), stats.clone()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
+        Some(addr) => Some(crate::metrics::serve(addr, service.clone(), stats.clone(), rt.worker_stats().to_vec()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
         None => None,
     };
     if let Some(path) = &cfg.control.state_file {

@@ -23,6 +23,7 @@ pub mod etcd;
 pub mod etcd_security;
 pub mod fwd;
 pub mod hnv;
+pub mod logging;
 pub mod metrics;
 pub mod runtime;
 pub mod scenarios;

@@ -10,7 +10,8 @@
 //! shuts down every open connection, so it never waits on a slow client.
 
 use crate::service::{PolicyService, ReloadStatus};
-use hnv_datapath::{DatapathStats, PolicyStore, Totals};
+use hnv_datapath::{DatapathStats, DropReason, PolicyStore, Totals};
+use pmd::WorkerStats;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -76,7 +77,9 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter("hnv_routed_packets_total", "Packets routed between virtual subnets.", vec![(String::new(), t.routed)]);
     counter("hnv_flow_cache_hits_total", "Flow-cache hits.", vec![(String::new(), t.flow_hits)]);
     counter("hnv_flow_cache_misses_total", "Flow-cache misses.", vec![(String::new(), t.flow_misses)]);
-    counter("hnv_drops_total", "Packets dropped, by reason.", t.drops.iter().map(|(r, n)| (format!("{{reason=\"{}\"}}", r.name()), *n)).collect());
+    // Every reason, zeros included: a series that first appears at N hides its first N drops from rate().
+    let drops = DropReason::ALL.iter().map(|r| (format!("{{reason=\"{}\"}}", r.name()), t.drops.iter().find(|(d, _)| d == r).map_or(0, |(_, n)| *n))).collect();
+    counter("hnv_drops_total", "Packets dropped, by reason.", drops);
     counter(
         "hnv_port_rx_packets_total",
         "Packets received, by switch port.",
@@ -91,11 +94,33 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     s
 }
 
-/// Listen on `addr` and answer every request with [`render`].
+/// The exposition text of the poll-mode workers' counters, one series per
+/// worker (`worker="0"`, ...): busy share is `rate(busy) / (rate(busy) +
+/// rate(idle))`, cycles per packet `rate(busy) / rate(rx)`.
+pub fn render_workers(workers: &[Arc<WorkerStats>]) -> String {
+    let mut s = String::new();
+    type Read = fn(&WorkerStats) -> u64;
+    let rows: [(&str, &str, Read); 5] = [
+        ("hnv_worker_rx_packets_total", "Packets received, by poll-mode worker.", |w| w.rx.get()),
+        ("hnv_worker_tx_packets_total", "Packets accepted by tx queues, by poll-mode worker.", |w| w.tx.get()),
+        ("hnv_worker_tx_refused_packets_total", "Packets a tx queue refused (full), freed, by poll-mode worker.", |w| w.tx_refused.get()),
+        ("hnv_worker_busy_cycles_total", "TSC cycles in poll iterations that received packets, by poll-mode worker.", |w| w.busy_cycles.get()),
+        ("hnv_worker_idle_cycles_total", "TSC cycles in poll iterations that received nothing, by poll-mode worker.", |w| w.idle_cycles.get()),
+    ];
+    for (name, help, read) in rows {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (i, w) in workers.iter().enumerate() {
+            let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", read(w));
+        }
+    }
+    s
+}
+
+/// Listen on `addr` and answer every request with [`render`] and [`render_workers`].
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathStats>>) -> std::io::Result<Server> {
+pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathStats>>, workers: Vec<Arc<WorkerStats>>) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     listener.set_nonblocking(true)?;
@@ -104,7 +129,7 @@ pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathSta
     let thread = std::thread::Builder::new().name("hnv-metrics".into()).spawn(move || {
         // Every connection being served, so that stopping can cut them off.
         let open: Mutex<Vec<(u64, TcpStream)>> = Mutex::new(Vec::new());
-        let (service, stats, open) = (&*service, &stats[..], &open);
+        let (service, stats, workers, open) = (&*service, &stats[..], &workers[..], &open);
         std::thread::scope(|scope| {
             let mut next_id = 0u64;
             while !stop2.load(Ordering::Relaxed) {
@@ -126,7 +151,7 @@ pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathSta
                 conns.push((id, cut));
                 drop(conns);
                 let spawned = std::thread::Builder::new().name("hnv-metrics-conn".into()).spawn_scoped(scope, move || {
-                    answer(c, service, stats);
+                    answer(c, service, stats, workers);
                     open.lock().unwrap_or_else(PoisonError::into_inner).retain(|(i, _)| *i != id);
                 });
                 if spawned.is_err() {
@@ -151,7 +176,7 @@ pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathSta
 ///    never read);
 /// 3. any request is answered `200` with [`render`]'s text; the answer must
 ///    be written by the same deadline, else the connection is closed.
-fn answer(mut c: TcpStream, service: &PolicyService, stats: &[Arc<DatapathStats>]) {
+fn answer(mut c: TcpStream, service: &PolicyService, stats: &[Arc<DatapathStats>], workers: &[Arc<WorkerStats>]) {
     let deadline = Instant::now() + CONNECTION_DEADLINE;
     let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     if c.set_nonblocking(false).is_err() {
@@ -179,7 +204,7 @@ fn answer(mut c: TcpStream, service: &PolicyService, stats: &[Arc<DatapathStats>
         }
     }
     // Port names in force (ports may be added or removed).
-    let body = render(service.store(), stats, &service.port_names(), &service.reload_status());
+    let body = render(service.store(), stats, &service.port_names(), &service.reload_status()) + &render_workers(workers);
     let head = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
     if c.set_write_timeout(Some(left())).is_ok() {
         let _ = c.write_all(head.as_bytes()).and_then(|_| c.write_all(body.as_bytes()));
@@ -194,7 +219,7 @@ mod tests {
     fn server() -> Server {
         let store = Arc::new(PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap()));
         let service = Arc::new(PolicyService::new(store, crate::service::Tenants::Local, None));
-        serve("127.0.0.1:0", service, vec![Arc::new(DatapathStats::default())]).unwrap()
+        serve("127.0.0.1:0", service, vec![Arc::new(DatapathStats::default())], vec![Arc::new(WorkerStats::default())]).unwrap()
     }
 
     fn scrape(addr: SocketAddr) -> String {
@@ -317,6 +342,36 @@ mod tests {
             assert!(t.elapsed() < Duration::from_secs(5), "the server serves again once the idle clients leave");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn every_drop_reason_has_a_series_from_the_start() {
+        let store = PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap());
+        let text = render(&store, &[Arc::new(DatapathStats::default())], &[], &ReloadStatus::default());
+        let drops: Vec<&str> = text.lines().filter(|l| l.starts_with("hnv_drops_total{")).collect();
+        assert_eq!(drops.len(), DropReason::ALL.len(), "{text}");
+        assert!(drops.iter().all(|l| l.ends_with("\"} 0")), "{text}");
+    }
+
+    #[test]
+    fn worker_counters_are_exported_per_worker() {
+        let (a, b) = (Arc::new(WorkerStats::default()), Arc::new(WorkerStats::default()));
+        a.rx.add(100);
+        a.busy_cycles.add(5000);
+        b.idle_cycles.add(7);
+        let text = render_workers(&[a, b]);
+        for line in [
+            "hnv_worker_rx_packets_total{worker=\"0\"} 100",
+            "hnv_worker_busy_cycles_total{worker=\"0\"} 5000",
+            "hnv_worker_idle_cycles_total{worker=\"1\"} 7",
+            "hnv_worker_tx_refused_packets_total{worker=\"1\"} 0",
+            "# TYPE hnv_worker_tx_packets_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        // Served along with the datapath's counters.
+        let body = scrape(server().local_addr());
+        assert!(body.contains("hnv_worker_busy_cycles_total{worker=\"0\"} 0\n"), "{body}");
     }
 
     #[test]

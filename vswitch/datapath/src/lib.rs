@@ -42,7 +42,7 @@ pub use forward::HnvForwarder;
 pub use meta::{Meta, Verdict};
 pub use pipeline::{CaptureExtension, Context, FilterExtension, ForwardingExtension, PacketRef, Pipeline, Stage};
 pub use stats::{DatapathStats, Totals};
-pub use store::{PolicyStore, Prepared};
+pub use store::{Memory, PolicyStore, Prepared};
 pub use switch::HnvSwitch;
 pub use tables::Tables;
 

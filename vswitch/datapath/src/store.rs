@@ -199,6 +199,19 @@ pub struct Notice {
 /// How long a host keeps forwarding traffic for a VM that moved away.
 pub const MIGRATION_GRACE: Duration = Duration::from_secs(5);
 
+/// Memory the policy takes (see [`PolicyStore::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Lookup records in the policy.
+    pub records: usize,
+    /// The compiled tables workers read.
+    pub tables: crate::tables::Footprint,
+    /// The policy model: the indexed lookup records (approximate).
+    pub policy_bytes: usize,
+    /// Record and VSID slot assignments (control side).
+    pub slot_bytes: usize,
+}
+
 /// A change validated and compiled by [`PolicyStore::prepare`], not yet published.
 #[derive(Debug)]
 pub struct Prepared {
@@ -232,7 +245,16 @@ impl PolicyStore {
     /// A store publishing `policy` as generation 1.
     pub fn new(policy: Policy) -> Self {
         let mut slots = VsidSlots::default();
+        let started = Instant::now();
         let tables = Tables::compile(&policy, &mut slots, &[], 1);
+        let f = tables.footprint();
+        log::info!(
+            "policy compiled in {} ms: {} lookup records, tables {} B/record ({} MiB)",
+            started.elapsed().as_millis(),
+            f.records,
+            (f.record_bytes + f.map_bytes) / f.records.max(1),
+            (f.record_bytes + f.map_bytes + f.template_bytes) >> 20
+        );
         PolicyStore {
             current: ArcSwap::from_pointee(tables),
             inner: Mutex::new(Inner {
@@ -426,6 +448,12 @@ impl PolicyStore {
     /// The policy in force (a copy of every record: for saving and showing it whole).
     pub fn policy(&self) -> Policy {
         self.lock().state.to_policy()
+    }
+
+    /// What the policy in force takes in memory, by part.
+    pub fn memory(&self) -> Memory {
+        let g = self.lock();
+        Memory { records: g.state.record_count(), tables: self.current.load().footprint(), policy_bytes: g.state.record_bytes(), slot_bytes: g.slots.bytes() }
     }
 
     /// Lookup records in force.

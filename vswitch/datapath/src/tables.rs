@@ -209,6 +209,11 @@ impl VsidSlots {
         *self.records.entry((vsid, ca)).or_insert(next)
     }
 
+    /// Bytes the slot maps hold (buckets of key, value and control byte).
+    pub fn bytes(&self) -> usize {
+        self.records.capacity() * (std::mem::size_of::<((u32, IpAddr), u32)>() + 1) + self.map.capacity() * 7
+    }
+
     /// The slot of record (`vsid`, `ca`), if one was assigned.
     pub fn record_slot(&self, vsid: u32, ca: IpAddr) -> Option<u32> {
         self.records.get(&(vsid, ca)).copied()

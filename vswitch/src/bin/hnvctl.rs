@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
 #[command(name = "hnvctl", version, about = "Inspect and change a running hnvswitch (needs root: the socket is mode 0600)")]
-struct Cli {
+pub(crate) struct Cli {
     /// The switch's control socket (hnvswitch run --control PATH, or control.socket).
     #[arg(long, short, default_value = "/run/hnvswitch/hnvswitch.sock", global = true)]
     socket: PathBuf,

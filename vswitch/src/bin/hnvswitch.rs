@@ -13,7 +13,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "hnvswitch", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HNV_GIT_COMMIT"), ", DPDK via pkg-config)"))]
 #[command(about = "A DPDK-backed multi-tenant virtual switch for Hyper-V Network Virtualization (NVGRE)")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -210,7 +210,7 @@ fn traffic_cmd(kind: &str, flows: usize, size: usize, out: &std::path::Path) -> 
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp_millis().init();
+    hnvswitch::logging::init();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -251,7 +251,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", hnvswitch::service::OneLine(&format!("{e:#}")));
+            eprintln!("{}", hnvswitch::logging::error_line(&hnvswitch::service::OneLine(&format!("{e:#}")).to_string()));
             ExitCode::FAILURE
         }
     }
