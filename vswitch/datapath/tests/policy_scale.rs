@@ -2,6 +2,7 @@
 //! 11's budget of 200 bytes per record, and a stream of record changes
 //! applied incrementally leaves tables that forward like a whole compile.
 //! (Sizes, not times: timings are measured by scripts/policy-scale.sh.)
+#![allow(clippy::unwrap_used)]
 
 use hnv_datapath::PolicyStore;
 use hnv_policy::api::Request;
