@@ -14,7 +14,7 @@
 use crate::config::Config;
 use crate::ctl::{CtlState, PortJob};
 use crate::runtime::{port_table, worker_table, PortChange, PortSpec, Runtime};
-use crate::service::{OneLine, PolicyService, PortBackend, PortChangeError, PortSwap, Tenants, SHARED_RECORDS};
+use crate::service::{OneLine, PolicyService, PortBackend, PortChangeError, PortChanged, PortSwap, Tenants, SHARED_RECORDS};
 use crate::{rate_printer, secs};
 use anyhow::{Context, Result};
 use hnv_datapath::ext::capture::CaptureSpec;
@@ -206,7 +206,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
 /// Prints the rate line.
 type RatePrinter<'a> = Box<dyn FnMut(f64, &Runtime) + 'a>;
 /// A port change's outcome and where it goes.
-type PortAnswer = (std::sync::mpsc::Sender<Result<u64, PortChangeError>>, Result<u64, PortChangeError>);
+type PortAnswer = (std::sync::mpsc::Sender<Result<PortChanged, PortChangeError>>, Result<PortChanged, PortChangeError>);
 
 /// How often the control loop runs while the workers poll.
 const CONTROL_TICK: Duration = Duration::from_millis(100);
@@ -353,11 +353,15 @@ impl PortBackend for DpdkPorts<'_> {
     /// Swap with the workers paused; per-port counters move down after a
     /// removal before the new names are seen (a metrics scrape never sees the
     /// new names over the old counters).
-    fn swap(&self, swap: PortSwap<pmd::dpdk::Port>, names: &[String], publish: &mut dyn FnMut()) -> Result<()> {
+    fn swap(&self, swap: PortSwap<pmd::dpdk::Port>, names: &[String], publish: &mut dyn FnMut()) -> Result<Duration> {
         let (change, removed) = match swap {
             PortSwap::Add { name, port } => (PortChange::Add { name, port }, None),
             PortSwap::Remove { index } => (PortChange::Remove { index }, Some(index)),
         };
+        // From asking the workers to pause until the swap is published (they resume right after; a
+        // removed port is closed later): what the longest-parked worker waited, at most.
+        let started = std::time::Instant::now();
+        let mut swapped = None;
         self.rt.change_ports(change, || {
             if let Some(i) = removed {
                 for s in self.stats {
@@ -366,7 +370,9 @@ impl PortBackend for DpdkPorts<'_> {
             }
             self.captures.set_port_names(names.to_vec());
             publish();
-        })
+            swapped = Some(std::time::Instant::now());
+        })?;
+        Ok(swapped.unwrap_or_else(std::time::Instant::now).duration_since(started))
     }
 }
 

@@ -96,6 +96,8 @@ fn ports_are_hot_added_and_removed_under_traffic() {
     // Add Blue9 with its record through the CLI; it receives and its traffic is encapsulated.
     let out = hnvctl(&sock, &["port", "add", "--name", "blue9", "--role", "vm", "--devargs", &blue9.devargs, "--vsid", "5001", "--mac", BLUE9_MAC, "--address", "10.0.0.99", "--pa", "192.168.4.11"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with(&format!("ok (policy generation {}; workers paused ", g0 + 1)), "{said}");
     assert_eq!(show(&mut c, Show::Ports).generation, Some(g0 + 1));
     assert_eq!(port_names(&mut c).last().map(String::as_str), Some("blue9"));
     std::thread::sleep(Duration::from_millis(300));
@@ -108,6 +110,9 @@ fn ports_are_hot_added_and_removed_under_traffic() {
     // Remove Blue4 from the middle: red1 and blue9 move down one index.
     let r = c.call(&Request::RemovePort { name: "blue4".into(), with_records: true, moved_to: None }).unwrap();
     assert!(r.ok, "{r:?}");
+    let pause_us = r.data["pause_us"].as_u64().unwrap();
+    println!("removing blue4 paused the workers {pause_us} µs");
+    assert!(pause_us < 5_000_000, "the workers' pause is reported: {r:?}");
     assert_eq!(port_names(&mut c), ["uplink", "blue1", "red1", "blue9"].map(String::from).to_vec());
     std::thread::sleep(Duration::from_millis(200));
     let rows = show(&mut c, Show::Ports).data;

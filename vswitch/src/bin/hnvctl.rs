@@ -342,6 +342,8 @@ fn render(resp: &Response) -> String {
                 .map_or_else(String::new, |r| format!("# reloads: {} ok, {} refused; last: {}\n", r["ok"], r["failed"], r["last_error"].as_str().unwrap_or("ok")));
             source + &reloads + &cell(&o["toml"])
         }
+        // A port change: its generation and the workers' pause.
+        Value::Object(o) if o.len() == 1 && o.contains_key("pause_us") => format!("ok (policy generation {}; workers paused {} µs)\n", resp.generation.unwrap_or(0), cell(&o["pause_us"])),
         Value::Object(o) => {
             let mut s = String::new();
             for (k, v) in o {

@@ -311,14 +311,19 @@ pub fn respond(state: &CtlState, req: &Request) -> Response {
             Ok(None) => Err(CtlError::NoCapture),
             Err(e) => Err(CtlError::CaptureIncomplete(e.to_string())),
         },
-        Request::AddPort { .. } | Request::RemovePort { .. } => port_change(state, req).map(|g| Response { ok: true, generation: Some(g), ..Default::default() }),
+        Request::AddPort { .. } | Request::RemovePort { .. } => port_change(state, req).map(|c| Response {
+            ok: true,
+            generation: Some(c.generation),
+            data: serde_json::json!({"pause_us": u64::try_from(c.pause.as_micros()).unwrap_or(u64::MAX)}),
+            ..Default::default()
+        }),
         _ => state.service.change(std::slice::from_ref(req)).map(|g| Response { ok: true, generation: Some(g), ..Default::default() }).map_err(CtlError::from),
     };
     result.unwrap_or_else(CtlError::into_response)
 }
 
 /// Hand a port change to the main thread and wait for its outcome.
-fn port_change(state: &CtlState, req: &Request) -> Result<u64, CtlError> {
+fn port_change(state: &CtlState, req: &Request) -> Result<crate::service::PortChanged, CtlError> {
     let _one = state.ports_or_capture.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(c) = state.captures.status() {
         return Err(CtlError::CaptureRunning(c.path.display().to_string()));

@@ -2,7 +2,7 @@
 //! service, counters, the port rows the main loop refreshes, the capture
 //! control, and the queue of port changes for the main thread.
 
-use crate::service::{PolicyService, PortChangeError};
+use crate::service::{PolicyService, PortChangeError, PortChanged};
 use hnv_datapath::ext::live_capture::CaptureControl;
 use hnv_datapath::DatapathStats;
 use hnv_policy::api::Request;
@@ -39,8 +39,8 @@ pub struct PortRow {
 pub struct PortJob {
     /// `add_port` or `remove_port`.
     pub req: Request,
-    /// Receives the new generation or why the change was refused.
-    pub reply: std::sync::mpsc::Sender<Result<u64, PortChangeError>>,
+    /// Receives the new generation and the workers' pause, or why the change was refused.
+    pub reply: std::sync::mpsc::Sender<Result<PortChanged, PortChangeError>>,
 }
 
 /// What the control threads can see and reach.

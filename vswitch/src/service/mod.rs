@@ -128,11 +128,21 @@ pub trait PortBackend {
 
     /// Pause the workers; apply `swap` to the port list, the workers' port
     /// maps and per-port state (new names: `names`); run `publish` (which
-    /// publishes the matching policy); resume the workers.
+    /// publishes the matching policy); resume the workers. Returns how long
+    /// the workers were paused (at most).
     ///
     /// # Errors
     /// The workers did not pause; nothing changed then.
-    fn swap(&self, swap: PortSwap<Self::Opened>, names: &[String], publish: &mut dyn FnMut()) -> anyhow::Result<()>;
+    fn swap(&self, swap: PortSwap<Self::Opened>, names: &[String], publish: &mut dyn FnMut()) -> anyhow::Result<std::time::Duration>;
+}
+
+/// A port change that took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortChanged {
+    /// The policy generation that has the new port list.
+    pub generation: u64,
+    /// How long the workers were paused (from asking them to pause until they resumed).
+    pub pause: std::time::Duration,
 }
 
 impl PolicyService {
@@ -331,11 +341,11 @@ impl PolicyService {
     /// 4. save the state file.
     ///
     /// A removed port is closed by the backend after the pause. Returns the new
-    /// generation.
+    /// generation and the workers' pause.
     ///
     /// # Errors
     /// Any step's; the ports and the policy in force are then as they were.
-    pub fn change_ports<B: PortBackend>(&self, req: &Request, backend: &B) -> Result<u64, PortChangeError> {
+    pub fn change_ports<B: PortBackend>(&self, req: &Request, backend: &B) -> Result<PortChanged, PortChangeError> {
         let mut edits = lock(&self.edits);
         let (step, names) = self.plan_port_change(req)?;
         // 1. Validate and compile.
@@ -348,7 +358,7 @@ impl PolicyService {
         // 3. Pause, swap, publish, resume.
         let mut prepared = Some(prepared);
         let mut published = Err(hnv_policy::api::ChangeError::Conflict("not published".into()));
-        backend
+        let pause = backend
             .swap(swap, &names, &mut || {
                 if let Some(p) = prepared.take() {
                     // Nothing else publishes meanwhile (the edit lock, and the datapath's feedback runs on
@@ -365,11 +375,11 @@ impl PolicyService {
         // 4. Save.
         self.save_changes(&mut edits, generation, std::slice::from_ref(req));
         match req {
-            Request::AddPort { port, .. } => log::info!("port {} added (policy generation {generation})", port.name),
-            Request::RemovePort { name, .. } => log::info!("port {name} removed (policy generation {generation})"),
+            Request::AddPort { port, .. } => log::info!("port {} added (policy generation {generation}; workers paused {} µs)", port.name, pause.as_micros()),
+            Request::RemovePort { name, .. } => log::info!("port {name} removed (policy generation {generation}; workers paused {} µs)", pause.as_micros()),
             _ => {}
         }
-        Ok(generation)
+        Ok(PortChanged { generation, pause })
     }
 
     /// Where the port change `req` goes, and the port names after it (not yet validated).
@@ -540,11 +550,11 @@ mod tests {
             anyhow::ensure!(!self.refuse_open, "DPDK rejected the device");
             Ok(port.devargs.clone())
         }
-        fn swap(&self, swap: PortSwap<String>, names: &[String], publish: &mut dyn FnMut()) -> anyhow::Result<()> {
+        fn swap(&self, swap: PortSwap<String>, names: &[String], publish: &mut dyn FnMut()) -> anyhow::Result<std::time::Duration> {
             self.log.borrow_mut().push(format!("pause; {swap:?}; names {}", names.join(",")));
             publish();
             self.log.borrow_mut().push("published; resume".into());
-            Ok(())
+            Ok(std::time::Duration::from_micros(7))
         }
     }
 
@@ -573,11 +583,11 @@ mod tests {
         assert_eq!(s.generation(), 1);
         // Accepted.
         let b = FakePorts::default();
-        assert_eq!(s.change_ports(&add, &b).unwrap(), 2);
+        assert_eq!(s.change_ports(&add, &b).unwrap(), PortChanged { generation: 2, pause: std::time::Duration::from_micros(7) });
         assert_eq!(*b.log.borrow(), ["open blue9 as 3", "pause; Add { name: \"blue9\", port: \"net_null_blue9\" }; names uplink,blue1,red1,blue9", "published; resume"].map(String::from).to_vec());
         assert_eq!(s.port_names().last().map(String::as_str), Some("blue9"));
         let b = FakePorts::default();
-        assert_eq!(s.change_ports(&Request::RemovePort { name: "blue1".into(), with_records: true, moved_to: None }, &b).unwrap(), 3);
+        assert_eq!(s.change_ports(&Request::RemovePort { name: "blue1".into(), with_records: true, moved_to: None }, &b).unwrap().generation, 3);
         assert!(b.log.borrow()[0].starts_with("pause; Remove { index: 1 }; names uplink,red1,blue9"), "{:?}", b.log.borrow());
         assert_eq!(s.store().policy().ports.len(), 3);
     }
