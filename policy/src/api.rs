@@ -44,6 +44,8 @@ pub enum Show {
     Capture,
     /// MS-NVGREE REDIRECT/UNREACHABLE messages received, and REDIRECTs in force.
     Notices,
+    /// Memory of the policy in force: compiled tables, policy model, slots (bytes per record).
+    Tables,
 }
 
 /// A control request.

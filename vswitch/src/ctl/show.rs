@@ -98,6 +98,14 @@ pub fn show(state: &CtlState, what: Show) -> Value {
                 .collect(),
         ),
         Show::Workers => Value::Array(state.workers.iter().enumerate().map(|(i, w)| worker_row(i, w)).collect()),
+        Show::Tables => {
+            let m = store.memory();
+            let n = m.records.max(1);
+            let tables = m.tables.record_bytes + m.tables.map_bytes;
+            json!({"generation": store.snapshot().generation, "records": m.records, "record_bytes": m.tables.record_bytes, "map_bytes": m.tables.map_bytes,
+                   "template_bytes": m.tables.template_bytes, "tables_bytes_per_record": tables / n, "policy_bytes": m.policy_bytes,
+                   "policy_bytes_per_record": m.policy_bytes / n, "slot_bytes": m.slot_bytes, "slot_bytes_per_record": m.slot_bytes / n})
+        }
         Show::Policy => {
             let etcd = state.etcd.as_ref().map(|e| e.lock().map(|s| s.clone()).unwrap_or_default());
             let source = etcd.as_ref().map_or_else(|| "policy file".to_string(), crate::etcd::status::Status::line);
