@@ -50,20 +50,21 @@ fn split_parse(text: &str) -> Option<PolicyFile> {
     let mut rest = String::new();
     let mut chunks: Vec<String> = Vec::new();
     let mut tables = 0usize;
-    // Headers are found by searching for "\n[" (fast); a header indented or
-    // on the first line takes the line-by-line path's place: parse whole.
-    if text.starts_with('[') || text.contains("\n [") || text.contains("\n\t[") || text.contains("\r") {
+    // Headers are found by searching for "\n[" (fast); a text with an
+    // indented line starting with `[` or a carriage return is parsed whole.
+    if text.contains("\n [") || text.contains("\n\t[") || text.contains("\r") {
         return None;
     }
     let mut starts: Vec<usize> = vec![0];
-    starts.extend(text.match_indices("\n[").map(|(i, _)| i + 1));
+    starts.extend(text.match_indices("\n[").map(|(i, _)| i + 1).filter(|&i| i > 0));
     starts.push(text.len());
     for w in starts.windows(2) {
         let block = text.get(w[0]..w[1])?;
-        let header_line = block.split('\n').next().unwrap_or_default();
+        // The first block may start with top-level keys instead of a header.
+        let header_line = if block.starts_with('[') { block.split('\n').next().unwrap_or_default() } else { "" };
         let header = header_line.split('#').next().unwrap_or_default().trim_end();
-        let in_lookup = w[0] > 0 && header == "[[lookup]]";
-        if w[0] > 0 && !in_lookup && header.trim_start_matches('[').trim_start().starts_with("lookup") {
+        let in_lookup = header == "[[lookup]]";
+        if !in_lookup && header.trim_start_matches('[').trim_start().starts_with("lookup") {
             return None;
         }
         if in_lookup {
@@ -114,9 +115,17 @@ mod tests {
         let text = big(20_000);
         assert!(text.len() > SMALL);
         let whole: PolicyFile = toml::from_str(&text).unwrap();
-        let split = split_parse(&text).expect("splits");
+        let split = split_parse(&text).expect("a text starting with [host] splits");
         assert_eq!(split, whole);
         assert_eq!(read(&text).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_text_opening_with_a_lookup_table_splits_too() {
+        let text = format!("[[lookup]]\nca = \"10.0.0.9\"\nvsid = 5001\nmac = \"00:15:5d:01:00:09\"\npa = \"192.168.4.22\"\n{}", big(20_000));
+        let whole: PolicyFile = toml::from_str(&text).unwrap();
+        assert_eq!(split_parse(&text).expect("splits"), whole);
+        assert_eq!(whole.lookup.len(), 20_006);
     }
 
     #[test]

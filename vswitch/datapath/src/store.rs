@@ -365,11 +365,14 @@ impl PolicyStore {
             return Err(ChangeError::Conflict("the policy changed while the port change was being prepared; try again".into()));
         }
         g.generation = p.tables.generation;
-        g.state = p.state;
-        g.slots = p.slots;
+        let old_state = std::mem::replace(&mut g.state, p.state);
+        let old_slots = std::mem::replace(&mut g.slots, p.slots);
         g.moved = p.moved;
         g.redirects = p.redirects;
-        self.current.store(p.tables);
+        let old_tables = self.current.swap(p.tables);
+        // The caller may hold the workers paused: freeing a large policy takes
+        // milliseconds, so it happens on a thread of its own (inline only if none starts).
+        let _ = std::thread::Builder::new().name("hnv-free".into()).spawn(move || drop((old_state, old_slots, old_tables)));
         Ok(g.generation)
     }
 
@@ -416,7 +419,10 @@ impl PolicyStore {
             t.generation = generation;
             t
         };
-        current.store(Arc::new(t));
+        let old = current.swap(Arc::new(t));
+        if delta.ports {
+            retire(old);
+        }
         generation
     }
 
@@ -669,6 +675,20 @@ impl PolicyStore {
     pub fn learned(&self) -> Vec<Learned> {
         self.lock().learned.iter().map(|&(ip, mac, _)| (ip, mac)).collect()
     }
+}
+
+/// Free a replaced snapshot here rather than on a worker: a whole compile's
+/// previous tables share nothing with the new ones, and freeing a million
+/// records takes milliseconds. Workers hold a snapshot for one batch, so wait
+/// (at most ~10 ms) until this is the last reference.
+fn retire(old: Arc<Tables>) {
+    for _ in 0..100 {
+        if Arc::strong_count(&old) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    drop(old);
 }
 
 /// Answers [`RecordSource`] from the policy in force.
