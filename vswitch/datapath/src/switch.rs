@@ -112,6 +112,7 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         let HnvSwitch { store, pipeline, stats, worker, cache, fast, tally, notifier, .. } = self;
         let st: &DatapathStats = stats;
         let n = pkts.len() as u64;
+        st.begin_batch();
         st.rx.add(n);
         if st.policy_generation.get() != t.generation {
             st.policy_generation.set(t.generation);
@@ -130,6 +131,7 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
             slow.run(pipeline, cache.as_mut(), fast, notifier, port.map(|p| p.role), pkts, &mut o);
         }
         o.tally.publish(st, t.ports.len());
+        st.end_batch();
         self.publish_cache();
     }
 }

@@ -296,6 +296,45 @@ enum AclCmd {
     },
 }
 
+/// Columns that are identifiers, not counts: printed as they are.
+const ID_COLUMNS: &[&str] = &["vsid", "worker", "generation", "policy_generation", "priority", "metric", "mtu", "rx_queues", "tx_queues", "pause_us", "index", "port"];
+
+/// `8.33 Mpps`, `950.2 kpps`, `12 pps`.
+fn rate(pps: f64) -> String {
+    if pps >= 1e6 {
+        format!("{:.2} Mpps", pps / 1e6)
+    } else if pps >= 1e3 {
+        format!("{:.1} kpps", pps / 1e3)
+    } else {
+        format!("{pps:.0} pps")
+    }
+}
+
+/// `112,247,840`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A table cell as a person reads it: rates with units, counts grouped by
+/// thousands, links up/down (`--json` keeps the raw numbers).
+fn human(column: &str, v: &Value) -> String {
+    match v {
+        Value::Number(n) if column.ends_with("_pps") => n.as_f64().map_or_else(|| n.to_string(), rate),
+        Value::Number(n) if column.ends_with("_pct") => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.1} %")),
+        Value::Number(n) if !ID_COLUMNS.contains(&column) => n.as_u64().map_or_else(|| cell(v), grouped),
+        Value::Bool(b) if column == "link_up" => (if *b { "up" } else { "down" }).to_string(),
+        _ => cell(v),
+    }
+}
+
 fn cell(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -320,7 +359,7 @@ fn table(rows: &[Value]) -> String {
             cols.push(k);
         }
     }
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| cols.iter().map(|c| cell(r.get(c.as_str()).unwrap_or(&Value::Null))).collect()).collect();
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| cols.iter().map(|c| human(c, r.get(c.as_str()).unwrap_or(&Value::Null))).collect()).collect();
     let widths: Vec<usize> = cols.iter().enumerate().map(|(i, c)| cells.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0)).collect();
     let line = |vals: Vec<&str>| vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string() + "\n";
     let mut out = line(cols.iter().map(|c| c.as_str()).collect());
@@ -349,7 +388,7 @@ fn render(resp: &Response) -> String {
             for (k, v) in o {
                 match v {
                     Value::Array(rows) => s += &format!("{k}:\n{}", table(rows)),
-                    v => s += &format!("{k:<14} {}\n", cell(v)),
+                    v => s += &format!("{k:<14} {}\n", human(k, v)),
                 }
             }
             s
@@ -631,8 +670,24 @@ mod tests {
         let rows = vec![serde_json::json!({"vsid": 5001, "priority": 10}), serde_json::json!({"vsid": 5001, "priority": 20, "dst": "10.0.0.7/32"})];
         let t = table(&rows);
         let mut lines = t.lines();
-        assert_eq!(lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["priority", "vsid", "dst"]));
+        assert_eq!(lines.next().map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["vsid", "priority", "dst"]), "the switch's order, not the alphabet's");
         assert!(t.contains("10.0.0.7/32"), "{t}");
         assert_eq!(table(&[]), "(none)\n");
+    }
+
+    #[test]
+    fn cells_read_like_pmd_perf_show_and_json_stays_raw() {
+        let row = serde_json::json!({"name": "uplink", "link_up": true, "rx_pps": 8_330_000.0, "tx_pps": 950_200.0, "rx_packets": 112_247_840u64, "busy_pct": 87.25, "vsid": 5001, "rx_queues": 2});
+        let t = table(&[row.clone()]);
+        let head: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(head[..3], ["name", "link_up", "rx_pps"], "the identifying column first, then link, then rates");
+        for want in ["uplink", "up", "8.33 Mpps", "950.2 kpps", "112,247,840", "87.2 %", "5001"] {
+            assert!(t.contains(want), "{want} in {t}");
+        }
+        assert!(!t.contains("5,001"), "identifiers are not grouped: {t}");
+        assert_eq!((grouped(0), grouped(999), grouped(1000), grouped(1_234_567)), ("0".into(), "999".into(), "1,000".into(), "1,234,567".into()));
+        assert_eq!(rate(12.4), "12 pps");
+        // --json prints the response as the switch sent it: raw numbers.
+        assert_eq!(row["rx_packets"], 112_247_840u64);
     }
 }

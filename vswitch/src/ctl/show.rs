@@ -33,13 +33,21 @@ pub fn show(state: &CtlState, what: Show) -> Value {
                     .enumerate()
                     .map(|(i, r)| {
                         let (rx, tx, drops) = totals.ports.get(i).copied().unwrap_or_default();
-                        let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("switch_rx".into(), json!(rx));
-                            o.insert("switch_tx".into(), json!(tx));
-                            o.insert("drops".into(), json!(drops));
+                        // Name, link, rates, then counters (the switch's after the NIC's), then the device.
+                        let mut v = serde_json::Map::new();
+                        if let Value::Object(o) = serde_json::to_value(r).unwrap_or(Value::Null) {
+                            let mut o = o;
+                            for k in ["name", "link_up", "rx_pps", "tx_pps", "rx_packets", "tx_packets", "rx_missed"] {
+                                if let Some(x) = o.remove(k) {
+                                    v.insert(k.into(), x);
+                                }
+                            }
+                            v.insert("switch_rx".into(), json!(rx));
+                            v.insert("switch_tx".into(), json!(tx));
+                            v.insert("drops".into(), json!(drops));
+                            v.extend(o);
                         }
-                        v
+                        Value::Object(v)
                     })
                     .collect(),
             )

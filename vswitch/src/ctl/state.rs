@@ -14,24 +14,24 @@ use std::sync::{Arc, Mutex};
 pub struct PortRow {
     /// Port name.
     pub name: String,
-    /// DPDK driver.
-    pub driver: String,
     /// Link up.
     pub link_up: bool,
-    /// Rx queues.
-    pub rx_queues: u16,
-    /// Tx queues.
-    pub tx_queues: u16,
-    /// Packets received (DPDK).
-    pub rx_packets: u64,
-    /// Packets sent (DPDK).
-    pub tx_packets: u64,
     /// Receive rate over the last interval.
     pub rx_pps: f64,
     /// Transmit rate over the last interval.
     pub tx_pps: f64,
+    /// Packets received (DPDK).
+    pub rx_packets: u64,
+    /// Packets sent (DPDK).
+    pub tx_packets: u64,
     /// Packets the NIC missed.
     pub rx_missed: u64,
+    /// DPDK driver.
+    pub driver: String,
+    /// Rx queues.
+    pub rx_queues: u16,
+    /// Tx queues.
+    pub tx_queues: u16,
 }
 
 /// A port change for the main thread, and where to send its outcome.
