@@ -678,7 +678,7 @@ mod tests {
     #[test]
     fn cells_read_like_pmd_perf_show_and_json_stays_raw() {
         let row = serde_json::json!({"name": "uplink", "link_up": true, "rx_pps": 8_330_000.0, "tx_pps": 950_200.0, "rx_packets": 112_247_840u64, "busy_pct": 87.25, "vsid": 5001, "rx_queues": 2});
-        let t = table(&[row.clone()]);
+        let t = table(std::slice::from_ref(&row));
         let head: Vec<&str> = t.lines().next().unwrap().split_whitespace().collect();
         assert_eq!(head[..3], ["name", "link_up", "rx_pps"], "the identifying column first, then link, then rates");
         for want in ["uplink", "up", "8.33 Mpps", "950.2 kpps", "112,247,840", "87.2 %", "5001"] {
