@@ -6,12 +6,14 @@
 //! [`DatapathStats::remove_port`], called by the control thread while that
 //! worker is parked by [`pmd::ReloadGate`];
 //! any thread may read it with relaxed loads, so totals are summed across
-//! workers by the reader. A worker brackets each batch with
-//! [`DatapathStats::begin_batch`] / [`DatapathStats::end_batch`] (a sequence
-//! number, odd while a batch is being counted), and [`Totals::sum`] reads each
-//! worker between batches (it retries while the number is odd or moved), so a
-//! total never sees a packet received but not yet sent or dropped: on a live
-//! switch `reconciles()` is false only for a real uncounted loss. VSID counters live in a fixed table of
+//! workers by the reader. At the end of each batch a worker also publishes
+//! a settled summary of its packet counts (received, sent, replicas,
+//! dropped) under a sequence number ([`DatapathStats::end_batch`]);
+//! [`Totals::sum`] takes rx, tx, replicas and the drop total from those
+//! summaries (a read of four words, retried while the worker writes them), so
+//! a packet received but not yet sent or dropped is never seen and, on a live
+//! switch, `reconciles()` is false only for a real uncounted loss. The other
+//! counters are read as they are. VSID counters live in a fixed table of
 //! [`MAX_VSIDS`] slots; the slot of each VSID is assigned by the policy store
 //! and never changes while the process runs.
 
@@ -75,8 +77,12 @@ pub struct DatapathStats {
     pub flow_capacity: Counter,
     /// Generation of the policy snapshot the worker forwarded its last batch with.
     pub policy_generation: Counter,
-    /// Odd while the worker is counting a batch (see the module contract).
+    /// Drops of every reason together.
+    pub drops_total: Counter,
+    /// Odd while the worker writes [`DatapathStats::summary`].
     seq: AtomicU64,
+    /// rx, tx, replicas and drops as they stood at the end of the last batch.
+    summary: [AtomicU64; 4],
     /// Flow-cache entries in use (a gauge: the worker adds the change).
     pub flow_entries: Counter,
 }
@@ -103,7 +109,9 @@ impl Default for DatapathStats {
             flow_stale: Counter::default(),
             flow_capacity: Counter::default(),
             policy_generation: Counter::default(),
+            drops_total: Counter::default(),
             seq: AtomicU64::new(0),
+            summary: Default::default(),
             flow_entries: Counter::default(),
         }
     }
@@ -113,6 +121,7 @@ impl DatapathStats {
     /// Count one drop.
     #[inline]
     pub fn drop(&self, reason: DropReason, port: u16, vsid_slot: Option<u16>) {
+        self.drops_total.add(1);
         if let Some(c) = self.drops.get(reason.index()) {
             c.add(1);
         }
@@ -172,8 +181,11 @@ pub struct Totals {
     pub flow_misses: u64,
     /// MS-NVGREE control messages sent.
     pub control_sent: u64,
-    /// Drops by reason (only non-zero ones), in [`DropReason::ALL`] order.
+    /// Drops by reason (only non-zero ones), in [`DropReason::ALL`] order
+    /// (read as they are: may include drops of a batch still being counted).
     pub drops: Vec<(DropReason, u64)>,
+    /// Drops of every reason, settled with rx and tx (see the module contract).
+    pub dropped: u64,
     /// Per port: (rx, tx, drops).
     pub ports: Vec<(u64, u64, u64)>,
     /// Per VSID slot: (rx, tx, drops).
@@ -181,47 +193,62 @@ pub struct Totals {
 }
 
 impl DatapathStats {
-    /// A batch's counting begins (the worker, before its first count of the batch).
-    #[inline]
-    pub fn begin_batch(&self) {
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s.wrapping_add(1) | 1, Ordering::Relaxed);
-        fence(Ordering::Release);
-    }
-
-    /// A batch's counting ends (the worker, after its last count of the batch).
+    /// Publish the settled summary (the worker, after counting a batch).
     #[inline]
     pub fn end_batch(&self) {
         let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s.wrapping_add(1) & !1, Ordering::Release);
+        self.seq.store(s.wrapping_add(1) | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (w, c) in self.summary.iter().zip([&self.rx, &self.tx, &self.replicas, &self.drops_total]) {
+            w.store(c.get(), Ordering::Relaxed);
+        }
+        self.seq.store(s.wrapping_add(2) & !1, Ordering::Release);
+    }
+
+    /// The summary of the last batch, or `None` if none was published
+    /// (counters written without [`DatapathStats::end_batch`], as tests do).
+    fn settled(&self) -> Option<[u64; 4]> {
+        for _ in 0..SETTLE_TRIES {
+            let before = self.seq.load(Ordering::Acquire);
+            if before == 0 {
+                return None;
+            }
+            if before & 1 == 0 {
+                let v = [0, 1, 2, 3].map(|i| self.summary[i].load(Ordering::Relaxed));
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == before {
+                    return Some(v);
+                }
+            }
+            std::hint::spin_loop();
+        }
+        None
     }
 }
 
-/// Reads of one worker before settling for a torn one (a worker that counts
-/// batch after batch without pause leaves gaps of a few ns; this is a bound, not a wait).
-const CONSISTENT_TRIES: usize = 10_000;
+/// Reads of a summary before falling back to the raw counters (the worker
+/// rewrites it for a few ns per batch, so a read fails only by bad luck).
+const SETTLE_TRIES: usize = 10_000;
 
 impl Totals {
-    /// Sum `workers`, each read between two of its batches (see the module contract).
+    /// Sum `workers` (rx, tx, replicas and the drop total from each worker's
+    /// settled summary; see the module contract).
     pub fn sum<'a>(workers: impl IntoIterator<Item = &'a DatapathStats>) -> Totals {
         let mut t = Totals { ports: vec![(0, 0, 0); MAX_PORTS], vsids: vec![(0, 0, 0); MAX_VSIDS], ..Default::default() };
         let mut drops = vec![0u64; DropReason::COUNT];
         for w in workers {
-            for _ in 0..CONSISTENT_TRIES {
-                let before = w.seq.load(Ordering::Acquire);
-                if before & 1 == 1 {
-                    std::hint::spin_loop();
-                    continue;
+            let mut one = Totals { ports: vec![(0, 0, 0); MAX_PORTS], vsids: vec![(0, 0, 0); MAX_VSIDS], ..Default::default() };
+            let mut one_drops = vec![0u64; DropReason::COUNT];
+            let settled = w.settled();
+            Self::add(&mut one, &mut one_drops, w);
+            match settled {
+                Some([rx, tx, replicas, dropped]) => {
+                    (one.rx, one.tx, one.replicas) = (rx, tx, replicas);
+                    t.dropped += dropped;
                 }
-                let mut one = Totals { ports: vec![(0, 0, 0); MAX_PORTS], vsids: vec![(0, 0, 0); MAX_VSIDS], ..Default::default() };
-                let mut one_drops = vec![0u64; DropReason::COUNT];
-                Self::add(&mut one, &mut one_drops, w);
-                fence(Ordering::Acquire);
-                if w.seq.load(Ordering::Relaxed) == before {
-                    t.merge(&one, &one_drops, &mut drops);
-                    break;
-                }
+                None => t.dropped += one_drops.iter().sum::<u64>(),
             }
+            t.merge(&one, &one_drops, &mut drops);
         }
         t.drops = DropReason::ALL.iter().zip(drops).filter(|(_, n)| *n > 0).map(|(r, n)| (*r, n)).collect();
         t
@@ -288,7 +315,7 @@ impl Totals {
 
     /// True when every packet is accounted for: `rx + replicas == tx + drops`.
     pub fn reconciles(&self) -> bool {
-        self.rx + self.replicas == self.tx + self.total_drops()
+        self.rx + self.replicas == self.tx + self.dropped
     }
 }
 
@@ -297,20 +324,21 @@ mod tests {
     use super::*;
 
     /// A worker counting batch after batch while another thread sums: every
-    /// total reconciles (without the batch bracket, a read between the rx and
-    /// the tx count of a batch would not).
+    /// total reconciles (a read of the raw counters between the rx and the tx
+    /// count of a batch would not).
     #[test]
     fn totals_read_between_batches_always_reconcile() {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
         let st = Arc::new(DatapathStats::default());
+        // As HnvSwitch::new does: a summary exists before the first batch.
+        st.end_batch();
         let stop = Arc::new(AtomicBool::new(false));
         let worker = {
             let (st, stop) = (st.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut batches = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    st.begin_batch();
                     st.rx.add(32);
                     std::hint::spin_loop();
                     st.tx.add(30);
@@ -325,7 +353,7 @@ mod tests {
         let mut seen = 0;
         for _ in 0..5_000 {
             let t = Totals::sum([&*st]);
-            assert!(t.reconciles(), "rx {} tx {} drops {}", t.rx, t.tx, t.total_drops());
+            assert!(t.reconciles(), "rx {} tx {} drops {}", t.rx, t.tx, t.dropped);
             seen = seen.max(t.rx);
         }
         stop.store(true, Ordering::Relaxed);

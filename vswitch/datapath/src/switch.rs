@@ -53,6 +53,8 @@ impl HnvSwitch {
     pub fn new(store: Arc<PolicyStore>, pipeline: Pipeline<HnvForwarder>, stats: Arc<DatapathStats>, worker: usize) -> Self {
         let cache = FlowCache::new(DEFAULT_CACHE_ENTRIES);
         stats.flow_capacity.add(cache.capacity() as u64);
+        // Totals read the settled summary from now on, even during the first batch.
+        stats.end_batch();
         HnvSwitch {
             store,
             pipeline,
@@ -112,7 +114,6 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         let HnvSwitch { store, pipeline, stats, worker, cache, fast, tally, notifier, .. } = self;
         let st: &DatapathStats = stats;
         let n = pkts.len() as u64;
-        st.begin_batch();
         st.rx.add(n);
         if st.policy_generation.get() != t.generation {
             st.policy_generation.set(t.generation);
