@@ -69,6 +69,9 @@ pub struct PortRow {
     pub tx_pps: f64,
     /// Packets the NIC missed.
     pub rx_missed: u64,
+    /// A bond's mode, members, active member and failovers (bonds only).
+    #[serde(flatten)]
+    pub bond: Option<crate::bond::BondRow>,
 }
 
 /// How long a control connection waits for the main thread to apply a port change.
