@@ -116,6 +116,11 @@ pub(crate) fn is_pci(devargs: &str) -> bool {
     (parts.len() == 2 || parts.len() == 3) && head.contains('.') && head.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
+/// Virtio devices, whose multiple queues are chosen by the other end of the virtqueues.
+fn is_virtio_pair(driver: &str) -> bool {
+    driver == "net_vhost" || driver == "net_virtio_user" || driver == "net_virtio"
+}
+
 pub(crate) fn port_by_name(name: &str) -> Option<u16> {
     let c = CString::new(name).ok()?;
     let mut id = 0u16;
@@ -201,11 +206,17 @@ impl Port {
             // IPv4, IPv6 and their TCP/UDP variants (RTE_ETH_RSS_IP | _TCP | _UDP bits).
             const RSS_WANTED: u64 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 13);
             let hf = RSS_WANTED & info.flow_type_rss_offloads;
-            if hf == 0 {
+            if hf != 0 {
+                conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_hf = hf;
+            } else if is_virtio_pair(&self.driver) {
+                // Virtio queue pairs: the other side picks the queue (a vhost-user
+                // backend without VIRTIO_NET_F_RSS offers no RSS), so rx queue i
+                // carries what the peer sends on its queue i.
+                log::info!("port {}: {} rx queues without RSS: the {} peer spreads packets by the queue it sends on", cfg.devargs, cfg.rx_queues, self.driver);
+            } else {
                 return Err(unsupported(format!("{} rx queues need RSS, which the {} driver does not offer", cfg.rx_queues, self.driver)));
             }
-            conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
-            conf.rx_adv_conf.rss_conf.rss_hf = hf;
         }
         // SAFETY: valid port id and configuration struct.
         let rc = unsafe { sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf) };
