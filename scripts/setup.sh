@@ -8,6 +8,8 @@ CARGO_DEB_VERSION=3.8.0
 
 # protoc and the well-known .proto files: the etcd-client crate compiles etcd's API at build time.
 PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config protobuf-compiler libprotobuf-dev)
+# Bonded uplinks (net_bonding, linked for its member queries) and uplinks inside a VM (virtio).
+PKGS+=(librte-net-bond23 librte-net-virtio23 librte-net-vhost23)
 if [[ " $* " == *" --with-package-tools "* ]]; then
     # systemd-analyze verifies the unit; man -w finds the pages; prometheus (promtool and
     # a server) evaluates the Grafana dashboard's queries against the installed switch.

@@ -21,8 +21,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
     let lib = pkg_config::Config::new().atleast_version("22.11").probe("libdpdk").unwrap_or_else(|e| fail(&format!("DPDK >= 22.11 (libdpdk.pc) not found by pkg-config: {e}")));
-    // APIs that live in driver libraries, which `pkg-config --libs` omits.
-    for drv in ["rte_net_ring", "rte_bus_vdev"] {
+    // APIs that live in driver libraries, which `pkg-config --libs` omits
+    // (rte_net_bond: the bonding PMD's member and active-member queries).
+    for drv in ["rte_net_ring", "rte_bus_vdev", "rte_net_bond"] {
         println!("cargo:rustc-link-lib={drv}");
     }
 
@@ -64,7 +65,7 @@ fn main() {
             .allowlist_type("rte_eth_.*|rte_mbuf|rte_mempool|rte_ring|rte_ether_addr|rte_lcore_state_t|rte_dev_.*")
             .blocklist_type("rte_l2tpv2.*")
             .opaque_type("rte_flow.*")
-            .allowlist_var("RTE_.*|RING_F_.*")
+            .allowlist_var("RTE_.*|RING_F_.*|BONDING_MODE_.*|BALANCE_XMIT_POLICY_.*")
             .derive_default(true)
             .no_debug("rte_flow_item_gtp_psc")
             .generate_comments(false)

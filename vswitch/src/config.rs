@@ -286,6 +286,11 @@ pub struct PortEntry {
     /// MTU.
     #[serde(default)]
     pub mtu: Option<u16>,
+    /// A bond's members (`net_bonding…` devargs): devargs or PCI addresses,
+    /// probed before the bond and named as its members. In hnv mode they apply
+    /// to the policy port of this name.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 /// `[forwarding]`

@@ -47,6 +47,7 @@ pub fn port_specs(policy: &Policy, cfg: &Config) -> Vec<PortSpec> {
             let mut pc = PortConfig::new(p.devargs.clone());
             pc.mtu = p.mtu;
             pc.rx_queues = cfg.ports.iter().find(|c| c.name == p.name).and_then(|c| c.rx_queues).unwrap_or(1);
+            pc.members = cfg.ports.iter().find(|c| c.name == p.name).map(|c| c.members.clone()).unwrap_or_default();
             PortSpec { name: p.name.clone(), config: pc, key: format!("ports[{i}].devargs (policy)") }
         })
         .collect()
@@ -304,6 +305,7 @@ impl ControlLoop<'_> {
                     rx_pps,
                     tx_pps,
                     rx_missed: s.imissed,
+                    bond: crate::bond::row(p),
                 }
             })
             .collect();

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bond;
 pub mod config;
 pub mod ctl;
 pub mod demo;

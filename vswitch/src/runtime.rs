@@ -104,6 +104,16 @@ fn free_hugepage_mb() -> u64 {
     field("HugePages_Free:") * field("Hugepagesize:") / 1024
 }
 
+/// True when `pc` names a PCI device: as the port, as a bond member, or in a
+/// bond's `slave=`/`member=` (EAL then scans the PCI bus; otherwise `--no-pci`).
+fn needs_pci(pc: &PortConfig) -> bool {
+    let mut args = pc.devargs.split(',');
+    let head = args.next().unwrap_or_default();
+    head.contains(':')
+        || args.any(|a| a.strip_prefix("slave=").or_else(|| a.strip_prefix("member=")).is_some_and(|m| m.contains(':')))
+        || pc.members.iter().any(|m| m.split(',').next().is_some_and(|h| h.contains(':')))
+}
+
 /// The EAL arguments for `cfg`, and the file prefix they use.
 pub fn eal_args(cfg: &Config, need_pci: bool) -> Result<(Vec<String>, String)> {
     let d = &cfg.dpdk;
@@ -138,7 +148,7 @@ pub fn eal_args(cfg: &Config, need_pci: bool) -> Result<(Vec<String>, String)> {
 impl Runtime {
     /// Start the EAL, create the pool and open `ports` in order (switch port `i` = `ports[i]`).
     pub fn start(cfg: &Config, ports: &[PortSpec]) -> Result<Runtime> {
-        let need_pci = ports.iter().any(|p| p.config.devargs.split(',').next().is_some_and(|h| h.contains(':')));
+        let need_pci = ports.iter().any(|p| needs_pci(&p.config));
         // Before EAL init, which pins this thread to the main core.
         let cores = cfg.worker_cores();
         let (args, prefix) = eal_args(cfg, need_pci)?;
@@ -322,6 +332,7 @@ impl Runtime {
         let stats: Vec<Arc<WorkerStats>> = plans.iter().map(|p| self.worker_stats.get(p.id).cloned().unwrap_or_default()).collect();
         let eal = self.eal;
         let started = Instant::now();
+        self.watch_bonds();
         let result: Result<()> = std::thread::scope(|s| {
             let mut handles = Vec::new();
             for (plan, st) in plans.iter().zip(&stats) {
@@ -345,6 +356,7 @@ impl Runtime {
             let mut next = interval.map(|i| started + i);
             while !stop.load(Ordering::Relaxed) && !handles.iter().all(|h| h.is_finished()) {
                 std::thread::sleep(Duration::from_millis(20));
+                self.watch_bonds();
                 let now = Instant::now();
                 if duration.is_some_and(|d| now.duration_since(started) >= d) {
                     break;
@@ -368,6 +380,27 @@ impl Runtime {
         *self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         result?;
         Ok(stats)
+    }
+
+    /// Check every bonded port for a failover (the members carrying traffic
+    /// changed) and log it; the bond's counter is in [`Port::failovers`].
+    /// Called by [`Runtime::run`] every 20 ms, from the control side.
+    pub fn watch_bonds(&self) {
+        let set = self.lock_ports();
+        for (p, name) in set.ports.iter().zip(&set.names) {
+            if let Some((status, Some(f))) = p.watch_bond() {
+                let links: Vec<String> = status.members.iter().map(|m| format!("{} {}", m.name, if m.link_up { "up" } else { "down" })).collect();
+                log::warn!(
+                    "port {name}: bond {} ({}) failover {}: traffic moved from [{}] to [{}] (links: {})",
+                    p.name(),
+                    status.mode_name(),
+                    f.count,
+                    f.from.join(", "),
+                    f.to.join(", "),
+                    links.join(", ")
+                );
+            }
+        }
     }
 
     /// Per-port DPDK counters, in switch-port order.

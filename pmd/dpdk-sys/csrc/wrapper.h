@@ -11,6 +11,7 @@
 #include <rte_ethdev.h>
 #include <rte_bus_vdev.h>
 #include <rte_eth_ring.h>
+#include <rte_eth_bond.h>
 #include <rte_version.h>
 #include <rte_dev.h>
 #include "shim.h"

@@ -1,10 +1,11 @@
-//! The safe layer over DPDK: EAL, mempools, mbufs, ports and rings.
+//! The safe layer over DPDK: EAL, mempools, mbufs, ports (bonds included) and rings.
 //!
 //! This is the only module of `pmd` allowed to use `unsafe`; every unsafe
 //! block states its invariants in a `// SAFETY:` comment. Raw pointers never
 //! leave this module except inside owning wrappers ([`Mbuf`], [`Mempool`],
 //! [`Port`], [`RingPort`]) that release their resource on drop.
 
+mod bond;
 mod eal;
 mod io;
 mod mbuf;
@@ -12,6 +13,7 @@ mod mempool;
 mod port;
 mod ring;
 
+pub use bond::{bond_status, is_bond, member_down, set_link, BondMember, BondStatus, BondWatch, Failover};
 pub use eal::{eal_error, rdtsc, thread_register, thread_unregister, tsc_hz, Eal, EalError};
 pub use io::DpdkIo;
 pub use mbuf::Mbuf;

@@ -6,6 +6,7 @@
 //! a [`super::RingPort`]). Vdevs are hot-plugged after EAL init, so a bad
 //! devargs string is reported against its port. Ports hold their mempool.
 
+use super::bond::{bond_devargs, bond_status, is_bond, remove_members, BondStatus, BondWatch, Probed};
 use super::eal::{eal_error, Eal, EalError};
 use super::mempool::Mempool;
 use dpdk_sys as sys;
@@ -29,12 +30,15 @@ pub struct PortConfig {
     pub mtu: Option<u16>,
     /// Enable promiscuous mode.
     pub promiscuous: bool,
+    /// Members of a bond (`net_bonding…` devargs): devargs or PCI addresses of
+    /// devices to probe before the bond and name as its members (see [`super::bond`]).
+    pub members: Vec<String>,
 }
 
 impl PortConfig {
     /// One rx and one tx queue, 1024 descriptors, promiscuous.
     pub fn new(devargs: impl Into<String>) -> Self {
-        PortConfig { devargs: devargs.into(), rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, mtu: None, promiscuous: true }
+        PortConfig { devargs: devargs.into(), rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, mtu: None, promiscuous: true, members: Vec::new() }
     }
 }
 
@@ -99,13 +103,22 @@ pub struct Port {
     rx_queues: u16,
     tx_queues: u16,
     driver: String,
+    /// Member devices probed for this bond, removed after it closes.
+    members: Vec<Probed>,
+    /// Failover accounting when this port is a bond.
+    bond: Option<BondWatch>,
     _pool: Arc<Mempool>,
 }
 
-fn is_pci(devargs: &str) -> bool {
+pub(crate) fn is_pci(devargs: &str) -> bool {
     let head = devargs.split(',').next().unwrap_or("");
     let parts: Vec<&str> = head.split(':').collect();
     (parts.len() == 2 || parts.len() == 3) && head.contains('.') && head.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+}
+
+/// Virtio devices, whose multiple queues are chosen by the other end of the virtqueues.
+fn is_virtio_pair(driver: &str) -> bool {
+    driver == "net_vhost" || driver == "net_virtio_user" || driver == "net_virtio"
 }
 
 pub(crate) fn port_by_name(name: &str) -> Option<u16> {
@@ -124,9 +137,19 @@ impl Port {
     pub fn open(_eal: &Eal, cfg: &PortConfig, pool: Arc<Mempool>) -> Result<Port, PortError> {
         let devargs = cfg.devargs.clone();
         let dpdk = |cause: EalError| PortError::Dpdk { devargs: devargs.clone(), cause };
-        let (name, args) = match cfg.devargs.split_once(',') {
+        let bond = is_bond(&cfg.devargs);
+        if !cfg.members.is_empty() && !bond {
+            return Err(PortError::Unsupported { devargs, message: "only a bond (net_bonding…) has members".into() });
+        }
+        // A bond's members exist before it: probe those listed, name them all with slave=.
+        let (full, members) = if bond && port_by_name(cfg.devargs.split(',').next().unwrap_or("")).is_none() {
+            bond_devargs(&cfg.devargs, &cfg.members).map_err(|message| PortError::Unsupported { devargs: devargs.clone(), message })?
+        } else {
+            (cfg.devargs.clone(), Vec::new())
+        };
+        let (name, args) = match full.split_once(',') {
             Some((n, a)) => (n.to_string(), a.to_string()),
-            None => (cfg.devargs.clone(), String::new()),
+            None => (full.clone(), String::new()),
         };
         let mut hotplugged = false;
         let id = if let Some(id) = port_by_name(&name) {
@@ -143,12 +166,15 @@ impl Port {
                 unsafe { sys::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) }
             };
             if rc != 0 {
+                remove_members(&members);
                 return Err(dpdk(eal_error("DPDK rejected the device (unknown driver or bad device arguments)", rc)));
             }
             hotplugged = !is_pci(&cfg.devargs);
             port_by_name(&name).ok_or_else(|| PortError::Unsupported { devargs: devargs.clone(), message: format!("device probed but no ethdev named {name:?} appeared") })?
         };
-        let mut port = Port { id, name, devargs: devargs.clone(), hotplugged, rx_queues: cfg.rx_queues, tx_queues: cfg.tx_queues, driver: String::new(), _pool: pool };
+        let bond = bond_status(id).map(|_| BondWatch::default());
+        // From here a failure drops `port`, which closes it and removes its members.
+        let mut port = Port { id, name, devargs: devargs.clone(), hotplugged, rx_queues: cfg.rx_queues, tx_queues: cfg.tx_queues, driver: String::new(), members, bond, _pool: pool };
         port.configure(cfg).map_err(|e| match e {
             PortError::Dpdk { cause, .. } => PortError::Dpdk { devargs: devargs.clone(), cause },
             other => other,
@@ -180,11 +206,17 @@ impl Port {
             // IPv4, IPv6 and their TCP/UDP variants (RTE_ETH_RSS_IP | _TCP | _UDP bits).
             const RSS_WANTED: u64 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 13);
             let hf = RSS_WANTED & info.flow_type_rss_offloads;
-            if hf == 0 {
+            if hf != 0 {
+                conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_hf = hf;
+            } else if is_virtio_pair(&self.driver) {
+                // Virtio queue pairs: the other side picks the queue (a vhost-user
+                // backend without VIRTIO_NET_F_RSS offers no RSS), so rx queue i
+                // carries what the peer sends on its queue i.
+                log::info!("port {}: {} rx queues without RSS: the {} peer spreads packets by the queue it sends on", cfg.devargs, cfg.rx_queues, self.driver);
+            } else {
                 return Err(unsupported(format!("{} rx queues need RSS, which the {} driver does not offer", cfg.rx_queues, self.driver)));
             }
-            conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
-            conf.rx_adv_conf.rss_conf.rss_hf = hf;
         }
         // SAFETY: valid port id and configuration struct.
         let rc = unsafe { sys::rte_eth_dev_configure(self.id, cfg.rx_queues, cfg.tx_queues, &conf) };
@@ -279,6 +311,25 @@ impl Port {
         PortStats { ipackets: s.ipackets, opackets: s.opackets, ibytes: s.ibytes, obytes: s.obytes, imissed: s.imissed, ierrors: s.ierrors, oerrors: s.oerrors, rx_nombuf: s.rx_nombuf }
     }
 
+    /// Members, links and the transmitting member when this port is a bond.
+    pub fn bond_status(&self) -> Option<BondStatus> {
+        self.bond.as_ref().and_then(|_| bond_status(self.id))
+    }
+
+    /// Failovers counted so far by [`Port::watch_bond`] (0 for a port that is not a bond).
+    pub fn failovers(&self) -> u64 {
+        self.bond.as_ref().map_or(0, BondWatch::failovers)
+    }
+
+    /// Read a bond's status and count a failover if the transmitting member
+    /// changed since the last call (control thread; see [`BondWatch::check`]).
+    pub fn watch_bond(&self) -> Option<(BondStatus, Option<super::bond::Failover>)> {
+        let w = self.bond.as_ref()?;
+        let s = bond_status(self.id)?;
+        let f = w.check(&s);
+        Some((s, f))
+    }
+
     /// Extended counters, by name.
     pub fn xstats(&self) -> Vec<(String, u64)> {
         // SAFETY: a NULL array asks for the count.
@@ -320,6 +371,7 @@ impl Drop for Port {
                 unsafe { sys::rte_vdev_uninit(c.as_ptr()) };
             }
         }
+        remove_members(&self.members);
     }
 }
 

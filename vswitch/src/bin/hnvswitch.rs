@@ -142,6 +142,7 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Op
                     let mut pc = PortConfig::new(p.devargs.clone());
                     pc.rx_queues = p.rx_queues.unwrap_or(1);
                     pc.mtu = p.mtu;
+                    pc.members = p.members.clone();
                     PortSpec { name: p.name.clone(), config: pc, key: format!("ports[{i}].devargs") }
                 })
                 .collect::<Vec<_>>(),

@@ -32,6 +32,9 @@ pub struct PortRow {
     pub rx_queues: u16,
     /// Tx queues.
     pub tx_queues: u16,
+    /// A bond's mode, members, active member and failovers (bonds only).
+    #[serde(flatten)]
+    pub bond: Option<crate::bond::BondRow>,
 }
 
 /// A port change for the main thread, and where to send its outcome.
