@@ -269,7 +269,8 @@ impl PolicyState {
 /// `None` when the host, routing domains, subnets or ports differ (those need
 /// a whole load, or a port hot-plug). Records are matched by `(VSID, CA)`,
 /// ACL rules by `(VSID, priority)`, customer routes by `(routing domain, VSID,
-/// destination)`; a changed ACL rule or route is removed and added again.
+/// destination)`; a changed ACL rule or route is removed and added again; two
+/// ACL rules (or routes) of one key also give `None`.
 /// Used to apply a reloaded file or an etcd resync incrementally.
 pub fn diff(old: &Policy, new: &Policy) -> Option<Vec<Request>> {
     use crate::file::{AclFile, CustomerRouteFile, LookupFile, PolicyFile};
@@ -289,6 +290,14 @@ pub fn diff(old: &Policy, new: &Policy) -> Option<Vec<Request>> {
     reqs.extend(b.iter().filter(|(k, _)| !a.contains_key(k)).map(|(_, r)| Request::AddRecord { record: LookupFile::from_record(r) }));
     let acl_key = |f: &AclFile| (f.vsid, f.priority);
     let (fa, fb) = (PolicyFile::from_policy(&Policy { lookup: Vec::new(), ..old.clone() }), PolicyFile::from_policy(&Policy { lookup: Vec::new(), ..new.clone() }));
+    // Requests name ACL rules by (VSID, priority) and routes by (routing domain, VSID,
+    // destination): a policy with two of one key cannot be reached by requests.
+    let unique = |keys: Vec<String>| keys.len() == keys.iter().collect::<BTreeSet<_>>().len();
+    for f in [&fa, &fb] {
+        if !unique(f.acl.iter().map(|r| format!("{:?}", acl_key(r))).collect()) || !unique(f.customer_routes.iter().map(|r| format!("{}/{}/{}", r.routing_domain, r.vsid, r.destination)).collect()) {
+            return None;
+        }
+    }
     for r in fa.acl.iter().filter(|r| !fb.acl.contains(r)) {
         reqs.push(Request::RemoveAcl { vsid: acl_key(r).0, priority: acl_key(r).1 });
     }
