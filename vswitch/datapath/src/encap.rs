@@ -1,11 +1,16 @@
-//! NVGRE encapsulation from a precompiled outer header, and the FlowID.
+//! NVGRE and VXLAN encapsulation from a precompiled outer header, and the FlowID.
 //!
-//! [`encap`] prepends a record's [`EncapTemplate`] and patches the three
-//! fields that vary per packet: the outer length, the outer IPv4 header
+//! [`encap`] prepends a record's [`EncapTemplate`] and patches the fields
+//! that vary per packet. NVGRE: the outer length, the outer IPv4 header
 //! checksum (incrementally, from the template's precomputed partial sum) and
-//! the FlowID. Checks, in order: the inner frame fits the uplink MTU
-//! ([`DropReason::EncapTooBig`]); the buffer has headroom for the outer
-//! header ([`DropReason::NoHeadroom`]). Never panics, never allocates.
+//! the FlowID. VXLAN: the same outer length and checksum, the UDP length and
+//! the UDP source port ([`hnv_wire::vxlan::src_port`] of the FlowID: the
+//! same per-flow entropy); the UDP checksum stays 0 over IPv4 (RFC 7348 §5)
+//! and is computed over the whole datagram over IPv6 (RFC 8200 §8.1: the
+//! Linux kernel's `vxlan` drops zero-checksum IPv6 unless `udp6zerocsumrx`
+//! is set, RFC 6935/6936). Checks, in order: the inner frame fits the
+//! uplink MTU ([`DropReason::EncapTooBig`]); the buffer has headroom for the
+//! outer header ([`DropReason::NoHeadroom`]). Never panics, never allocates.
 
 use crate::drop::DropReason;
 use crate::meta::Meta;
@@ -40,6 +45,9 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
     if inner > usize::from(tpl.max_inner) {
         return Err(DropReason::EncapTooBig);
     }
+    if tpl.vxlan {
+        return encap_vxlan(pkt, tpl, inner, flow_id);
+    }
     let len = usize::from(tpl.len);
     let data = pkt.prepend(len).ok_or(DropReason::NoHeadroom)?;
     if let (Some(h), true) = (data.get_mut(..42).and_then(|h| <&mut [u8; 42]>::try_from(h).ok()), len == 42) {
@@ -68,6 +76,39 @@ pub fn encap<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, flow_id: u8) -> Res
     Ok(())
 }
 
+/// VXLAN: prepend `tpl` and patch the lengths, the IPv4 header checksum or
+/// the IPv6 UDP checksum, and the UDP source port.
+#[inline(always)]
+fn encap_vxlan<B: PacketBuf>(pkt: &mut B, tpl: &EncapTemplate, inner: usize, flow_id: u8) -> Result<(), DropReason> {
+    let len = usize::from(tpl.len);
+    let ip = usize::from(tpl.ip_off);
+    let udp = tpl.udp_off();
+    let data = pkt.prepend(len).ok_or(DropReason::NoHeadroom)?;
+    let Some(h) = data.get_mut(..len) else { return Err(DropReason::NoHeadroom) };
+    h.copy_from_slice(&tpl.bytes[..len]);
+    let udp_len = (inner + 16) as u16;
+    h[udp..udp + 2].copy_from_slice(&hnv_wire::vxlan::src_port(flow_id).to_be_bytes());
+    h[udp + 4..udp + 6].copy_from_slice(&udp_len.to_be_bytes());
+    if tpl.ipv6 {
+        h[ip + 4..ip + 6].copy_from_slice(&udp_len.to_be_bytes());
+        let (src, dst) = (v6(&h[ip + 8..ip + 24]), v6(&h[ip + 24..ip + 40]));
+        if let Some(d) = data.get_mut(udp..) {
+            hnv_wire::UdpPacket::new_unchecked(d).fill_checksum_v6(&src, &dst);
+        }
+    } else {
+        let total = udp_len + 20;
+        h[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+        let sum = u32::from(tpl.ip_sum) + u32::from(total);
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        h[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
+    }
+    Ok(())
+}
+
+fn v6(b: &[u8]) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap_or_default())
+}
+
 /// Traffic forwarded for a VM that moved away keeps its original sender's PA
 /// as outer source, so that the new host's PA/CA check accepts it (IPv4).
 pub fn keep_outer_source<B: PacketBuf>(p: &mut B, tpl: &EncapTemplate, src: IpAddr) {
@@ -78,5 +119,68 @@ pub fn keep_outer_source<B: PacketBuf>(p: &mut B, tpl: &EncapTemplate, src: IpAd
         h[10..12].fill(0);
         let sum = !checksum::data(h);
         h[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::{Delivery, Tables};
+    use hnv_policy::example::BLUE_RED_HOST1;
+    use pmd::HeapBuf;
+
+    fn template(policy: &str, ca: &str) -> EncapTemplate {
+        let p = hnv_policy::parse(policy, "t").unwrap();
+        let t = Tables::compile(&p, &mut Default::default(), &[], 1);
+        let Some(Delivery::Encap(tpl)) = t.by_ca(5001, ca.parse().unwrap()).map(|d| d.to) else { panic!("no template") };
+        tpl
+    }
+
+    fn vxlan_policy() -> String {
+        BLUE_RED_HOST1.replacen("vsid = 5001\nrouting_domain", "vsid = 5001\nencap = \"vxlan\"\nrouting_domain", 1)
+    }
+
+    #[test]
+    fn vxlan_over_ipv4_patches_lengths_checksum_and_source_port() {
+        let tpl = template(&vxlan_policy(), "10.0.0.7");
+        let inner = [0x5au8; 60];
+        let mut b = HeapBuf::from_slice(&inner);
+        encap(&mut b, &tpl, 7).unwrap();
+        let d = b.data();
+        assert_eq!(d.len(), 110);
+        let ip = hnv_wire::Ipv4Packet::new_checked(&d[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.total_len(), 96);
+        let udp = hnv_wire::UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!((udp.src_port(), udp.dst_port(), udp.len(), udp.checksum()), (hnv_wire::vxlan::src_port(7), 4789, 76, 0));
+        let (vx, rest) = hnv_wire::vxlan::split(&d[42..]).unwrap();
+        assert_eq!(vx.vsid.get(), 5001);
+        assert_eq!(rest, &inner[..]);
+        let mut big = HeapBuf::from_slice(&[0u8; 1500 - 36 + 1]);
+        assert_eq!(encap(&mut big, &tpl, 0), Err(DropReason::EncapTooBig));
+    }
+
+    #[test]
+    fn vxlan_over_ipv6_computes_the_udp_checksum() {
+        let p = vxlan_policy()
+            .replacen("address = \"192.168.4.11\"\nprefix_len = 24", "address = \"fd00::11\"\nprefix_len = 64", 1)
+            .replace("pa = \"192.168.4.22\"", "pa = \"fd00::22\"")
+            .replace("pa = \"192.168.4.11\"", "pa = \"fd00::11\"")
+            .replace("address = \"192.168.4.22\"", "address = \"fd00::22\"")
+            .replace("[[host.provider_routes]]\ndestination = \"0.0.0.0/0\"\nnext_hop = \"192.168.4.1\"\nmetric = 10\n\n", "");
+        let tpl = template(&p, "10.0.0.7");
+        assert!(tpl.ipv6 && tpl.vxlan);
+        assert_eq!(tpl.len, 70);
+        let inner = [0x3cu8; 61];
+        let mut b = HeapBuf::from_slice(&inner);
+        encap(&mut b, &tpl, 9).unwrap();
+        let d = b.data();
+        let ip = hnv_wire::Ipv6Packet::new_checked(&d[14..]).unwrap();
+        assert_eq!(usize::from(ip.payload_len()), 16 + 61);
+        let udp = hnv_wire::UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_ne!(udp.checksum(), 0);
+        assert!(udp.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()));
+        assert_eq!(udp.src_port(), hnv_wire::vxlan::src_port(9));
+        assert_eq!(&d[70..], &inner[..]);
     }
 }

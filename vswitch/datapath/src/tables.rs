@@ -8,7 +8,7 @@
 //! changes, so workers read it without locks.
 
 use hashbrown::HashMap;
-use hnv_policy::{AclRule, Policy, PortRole, Prefix, RecordType, Rule};
+use hnv_policy::{AclRule, Encap, Policy, PortRole, Prefix, RecordType, Rule};
 use hnv_wire::checksum;
 use std::net::IpAddr;
 
@@ -16,8 +16,8 @@ use std::net::IpAddr;
 pub const DEFAULT_UPLINK_MTU: u16 = 1500;
 /// Outer TTL / hop limit (Windows' default for NVGRE).
 pub const OUTER_TTL: u8 = 128;
-/// Longest outer header: Ethernet + 802.1Q + IPv6 + GRE with key.
-pub const MAX_OUTER: usize = 14 + 4 + 40 + 8;
+/// Longest outer header: Ethernet + 802.1Q + IPv6 + UDP + VXLAN (NVGRE's GRE with key is 8 shorter).
+pub const MAX_OUTER: usize = 14 + 4 + 40 + 8 + 8;
 
 /// What a switch port is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,12 +63,14 @@ pub struct LocalPa {
     pub uplink: u16,
 }
 
-/// A prebuilt outer header: copy, then patch length, checksum and FlowID.
+/// A prebuilt outer header: copy, then patch length, checksum and FlowID
+/// (NVGRE), or lengths, checksums and the UDP source port (VXLAN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncapTemplate {
     /// Header bytes (first `len` used).
     pub bytes: [u8; MAX_OUTER],
-    /// Header length: 42 (IPv4), 46 (IPv4 + VLAN), 62 (IPv6), 66 (IPv6 + VLAN).
+    /// Header length: 42 (IPv4), 46 (IPv4 + VLAN), 62 (IPv6), 66 (IPv6 + VLAN);
+    /// 8 more for VXLAN (UDP + VXLAN instead of GRE).
     pub len: u8,
     /// Offset of the outer IP header.
     pub ip_off: u8,
@@ -80,12 +82,19 @@ pub struct EncapTemplate {
     pub uplink: u16,
     /// Largest inner frame that fits the uplink MTU.
     pub max_inner: u16,
+    /// VXLAN (UDP + VXLAN header) rather than NVGRE.
+    pub vxlan: bool,
 }
 
 impl EncapTemplate {
-    /// Offset of the FlowID byte (last byte of the GRE key).
+    /// Offset of the FlowID byte (last byte of the GRE key; NVGRE).
     pub fn flow_id_off(&self) -> usize {
         usize::from(self.len) - 1
+    }
+
+    /// Offset of the outer UDP header (VXLAN).
+    pub fn udp_off(&self) -> usize {
+        usize::from(self.len) - 16
     }
 }
 
@@ -153,6 +162,8 @@ pub struct VsidEntry {
     pub wildcard: Option<u32>,
     /// Record slots of the VSID's lookup records (sorted).
     pub members: Vec<u32>,
+    /// Encapsulation of this VSID's traffic to other hosts.
+    pub encap: Encap,
     /// The flow-key mask: true when a forwarding decision for traffic entering
     /// this VSID can depend on TCP/UDP ports, i.e. when an ACL rule of a VSID
     /// of its routing domain (where its traffic can be routed to) matches on
@@ -228,6 +239,8 @@ pub struct Tables {
     slot_to_dest: Vec<u32>,
     /// Generation at which ports, provider addresses or neighbors last changed.
     pub global_version: u64,
+    /// UDP destination port of VXLAN (sent and accepted).
+    pub vxlan_port: u16,
     /// VSIDs whose [`VsidEntry::key_ports`] is set, sorted (uplink flow keys
     /// look the decapsulated VSID up here; usually empty).
     pub key_ports_vsids: Vec<u32>,
@@ -318,7 +331,7 @@ impl Tables {
 
     fn build(policy: &Policy, slots: &mut VsidSlots, neighbors: &[(IpAddr, [u8; 6])], generation: u64) -> Tables {
         let port_index = |name: &str| policy.ports.iter().position(|p| p.name == name).map(|i| i as u16);
-        let mut t = Tables { generation, ..Default::default() };
+        let mut t = Tables { generation, vxlan_port: policy.host.vxlan_port, ..Default::default() };
         let rd_index = |name: &str| policy.routing_domains.iter().position(|r| r.name == name).unwrap_or(0) as u16;
         for s in &policy.subnets {
             let v = s.vsid.get();
@@ -335,6 +348,7 @@ impl Tables {
                     acl,
                     wildcard: None,
                     members: Vec::new(),
+                    encap: s.encap,
                     key_ports: false,
                     version: generation,
                 },
@@ -371,7 +385,8 @@ impl Tables {
                     None => Delivery::NoLocalPort,
                 }
             } else {
-                t.template(policy, r.pa, vsid, &neighbor).map_or(Delivery::Unresolved, Delivery::Encap)
+                let encap = policy.subnets.iter().find(|s| s.vsid == r.vsid).map_or(Encap::Nvgre, |s| s.encap);
+                t.template(policy, r.pa, vsid, encap, &neighbor).map_or(Delivery::Unresolved, Delivery::Encap)
             };
             let idx = t.dests.len() as u32;
             t.dests.push(Dest {
@@ -441,7 +456,7 @@ impl Tables {
     }
 
     /// Build the outer header toward `pa` for `vsid`, or `None` if the next hop's MAC is unknown.
-    fn template(&self, policy: &Policy, pa: IpAddr, vsid: u32, neighbor: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> Option<EncapTemplate> {
+    fn template(&self, policy: &Policy, pa: IpAddr, vsid: u32, encap: Encap, neighbor: &dyn Fn(IpAddr) -> Option<[u8; 6]>) -> Option<EncapTemplate> {
         let local = policy.host.provider_addresses.iter().find(|l| l.address.is_ipv4() == pa.is_ipv4())?;
         let next_hop = if local.subnet().contains(pa) {
             pa
@@ -467,6 +482,8 @@ impl Tables {
             off = 16;
         }
         let ipv6 = pa.is_ipv6();
+        let vxlan = encap == Encap::Vxlan;
+        let proto = if vxlan { 17 } else { 47 };
         b[off..off + 2].copy_from_slice(&(if ipv6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
         let ip_off = off + 2;
         let (src, n) = ip_bytes(&local.address);
@@ -475,7 +492,7 @@ impl Tables {
         let gre_off = if ipv6 {
             let h = &mut b[ip_off..ip_off + 40];
             h[0] = 0x60;
-            h[6] = 47;
+            h[6] = proto;
             h[7] = OUTER_TTL;
             h[8..24].copy_from_slice(&src[..n]);
             h[24..40].copy_from_slice(&dst[..n]);
@@ -485,19 +502,27 @@ impl Tables {
             h[0] = 0x45;
             h[6] = 0x40; // DF: the encapsulator must not fragment
             h[8] = OUTER_TTL;
-            h[9] = 47;
+            h[9] = proto;
             h[12..16].copy_from_slice(&src[..4]);
             h[16..20].copy_from_slice(&dst[..4]);
             ip_sum = checksum::data(h);
             ip_off + 20
         };
-        b[gre_off..gre_off + 2].copy_from_slice(&0x2000u16.to_be_bytes());
-        b[gre_off + 2..gre_off + 4].copy_from_slice(&0x6558u16.to_be_bytes());
-        b[gre_off + 4..gre_off + 8].copy_from_slice(&(vsid << 8).to_be_bytes());
-        let len = gre_off + 8;
+        let len = if vxlan {
+            // UDP: source port and length patched per packet, checksum 0 (IPv4) or computed (IPv6).
+            b[gre_off + 2..gre_off + 4].copy_from_slice(&self.vxlan_port.to_be_bytes());
+            b[gre_off + 8] = hnv_wire::vxlan::FLAGS;
+            b[gre_off + 12..gre_off + 16].copy_from_slice(&(vsid << 8).to_be_bytes());
+            gre_off + 16
+        } else {
+            b[gre_off..gre_off + 2].copy_from_slice(&0x2000u16.to_be_bytes());
+            b[gre_off + 2..gre_off + 4].copy_from_slice(&0x6558u16.to_be_bytes());
+            b[gre_off + 4..gre_off + 8].copy_from_slice(&(vsid << 8).to_be_bytes());
+            gre_off + 8
+        };
         let ip_and_gre = len - ip_off;
         let max_inner = usize::from(mtu).saturating_sub(ip_and_gre).min(usize::from(u16::MAX)) as u16;
-        Some(EncapTemplate { bytes: b, len: len as u8, ip_off: ip_off as u8, ipv6, ip_sum, uplink, max_inner })
+        Some(EncapTemplate { bytes: b, len: len as u8, ip_off: ip_off as u8, ipv6, ip_sum, uplink, max_inner, vxlan })
     }
 
     /// The record for (`vsid`, CA).
@@ -602,6 +627,28 @@ mod tests {
         let sum = !checksum::combine(&[tpl.ip_sum, total]);
         h[10..12].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(checksum::data(&h), 0xffff);
+    }
+
+    #[test]
+    fn a_vxlan_subnet_gets_vxlan_templates_and_only_its_records_change() {
+        let nv = host(1);
+        let text = hnv_policy::example::BLUE_RED_HOST1.replacen("vsid = 5001\nrouting_domain", "vsid = 5001\nencap = \"vxlan\"\nrouting_domain", 1);
+        assert_ne!(text, hnv_policy::example::BLUE_RED_HOST1, "the example declares subnet 5001 this way");
+        let p = hnv_policy::parse(&text, "example").unwrap();
+        let vx = Tables::compile_next(&p, &mut VsidSlots::default(), &[], 2, Some(&nv));
+        let ca: IpAddr = "10.0.0.7".parse().unwrap();
+        let Delivery::Encap(b) = vx.by_ca(5001, ca).unwrap().to else { panic!() };
+        assert!(b.vxlan);
+        assert_eq!(b.len, 50);
+        assert_eq!(b.udp_off(), 34);
+        assert_eq!(b.bytes[23], 17, "outer protocol UDP");
+        assert_eq!(&b.bytes[34..50], &[0, 0, 0x12, 0xb5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0x00], "dst port 4789, VNI 5001");
+        assert_eq!(b.max_inner, 1500 - 36);
+        assert_eq!(vx.vsid(5001).unwrap().encap, Encap::Vxlan);
+        assert_ne!(vx.by_ca(5001, ca).unwrap().version, nv.by_ca(5001, ca).unwrap().version, "the record's decisions are invalidated");
+        assert_eq!(vx.by_ca(6001, ca).unwrap().version, nv.by_ca(6001, ca).unwrap().version, "Red's are not");
+        let Delivery::Encap(r) = vx.by_ca(6001, ca).unwrap().to else { panic!() };
+        assert!(!r.vxlan);
     }
 
     #[test]
