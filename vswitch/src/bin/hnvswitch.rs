@@ -167,13 +167,16 @@ fn check(path: &std::path::Path) -> Result<()> {
     match hnv_policy::load(path) {
         Ok(p) => {
             println!(
-                "{}: valid: host {}, {} provider address(es), {} port(s), {} routing domain(s), {} subnet(s), {} lookup record(s), {} customer route(s), {} ACL rule(s)",
+                "{}: valid: host {}, {} provider address(es), {} port(s), {} routing domain(s), {} subnet(s) ({} nvgre, {} vxlan on UDP port {}), {} lookup record(s), {} customer route(s), {} ACL rule(s)",
                 path.display(),
                 p.host.name,
                 p.host.provider_addresses.len(),
                 p.ports.len(),
                 p.routing_domains.len(),
                 p.subnets.len(),
+                p.subnets.iter().filter(|s| s.encap == hnv_policy::Encap::Nvgre).count(),
+                p.subnets.iter().filter(|s| s.encap == hnv_policy::Encap::Vxlan).count(),
+                p.host.vxlan_port,
                 p.lookup.len(),
                 p.customer_routes.len(),
                 p.acl.len()
