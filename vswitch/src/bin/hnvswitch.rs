@@ -64,7 +64,7 @@ enum Command {
     /// Write a benchmark scenario (policy, configuration, traffic) into a directory and print
     /// "CONFIG PCAPS SINKS SOURCES" (lists comma-separated; PCAPS in the order of SOURCES).
     Scenario {
-        /// encap, decap, local (one VM) or encap-multi, decap-multi (4 VMs of two tenants).
+        /// encap, decap, local (one VM), encap-multi, decap-multi (4 VMs of two tenants), or encap-vxlan, decap-vxlan (encap and decap with the subnets on VXLAN).
         #[arg(long)]
         scenario: hnvswitch::scenarios::Scenario,
         /// Distinct flows in all traffic files together.
