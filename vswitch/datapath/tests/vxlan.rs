@@ -149,6 +149,29 @@ fn routed_traffic_takes_the_destination_subnets_encapsulation() {
     let f = &out[0].1;
     assert_eq!(f[23], 47, "5002 is NVGRE");
     assert_eq!(&f[38..41], &[0x00, 0x13, 0x8a], "key = 5002");
+
+    // Blue3 (5002, NVGRE, host 2) to Blue1 (5001, VXLAN, host 1): host 2 routes into 5001 and sends VXLAN,
+    // host 1 accepts the routed source (its record is in 5002 of the same routing domain).
+    let mut h2 = host(&blue_vxlan(BLUE_RED_HOST2));
+    let back = udp(mac("00:15:5d:01:01:09"), mac("02:48:4e:00:13:8a"), "10.0.1.9", "10.0.0.5", 2000);
+    let out = h2.run2(3, &back);
+    assert_eq!(out.len(), 1, "{:?}", h2.totals().drops);
+    let f = out[0].1.clone();
+    assert_eq!((f[23], &f[36..38], &f[46..49]), (17, &[0x12, 0xb5][..], &[0x00, 0x13, 0x89][..]), "VXLAN, VNI 5001");
+    let delivered = h1.run2(UPLINK, &f);
+    assert_eq!(delivered.len(), 1, "{:?}", h1.totals().drops);
+    assert_eq!(delivered[0].0, BLUE);
+    assert_eq!(&delivered[0].1[6..12], &mac("02:48:4e:00:13:89"), "routed: source = 5001's gateway MAC");
+    for h in [&h1, &h2] {
+        assert_eq!(h.totals().total_drops(), 0, "{:?}", h.totals().drops);
+    }
+}
+
+#[test]
+fn arp_in_a_vxlan_subnet_is_answered_from_policy_and_never_leaves_the_host() {
+    let mut h1 = host(&blue_vxlan(BLUE_RED_HOST1));
+    let req = testkit::arp_request(mac(B1), ip("10.0.0.5"), ip("10.0.0.7"));
+    assert_eq!(h1.run2(BLUE, &req), vec![(BLUE, testkit::arp_reply(mac(B2), ip("10.0.0.7"), mac(B1), ip("10.0.0.5")))]);
 }
 
 #[test]
