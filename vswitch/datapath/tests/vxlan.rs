@@ -261,3 +261,40 @@ fn the_vxlan_port_comes_from_the_policy() {
     let out = h2.run2(BLUE, &back);
     assert_eq!(&out[0].1[36..38], &8472u16.to_be_bytes());
 }
+
+/// `policy` with the provider network on IPv6 (fd00::11, fd00::22; no provider route).
+fn on_ipv6(policy: &str) -> String {
+    let p = policy
+        .replace("192.168.4.11", "fd00::11")
+        .replace("192.168.4.22", "fd00::22")
+        .replace("prefix_len = 24", "prefix_len = 64")
+        .replace("[[host.provider_routes]]\ndestination = \"0.0.0.0/0\"\nnext_hop = \"192.168.4.1\"\nmetric = 10\n\n", "");
+    assert!(!p.contains("192.168.4."), "{p}");
+    p
+}
+
+#[test]
+fn vxlan_over_ipv6_carries_a_checksum_and_a_zero_or_wrong_one_is_dropped() {
+    let mut h1 = host(&on_ipv6(&blue_vxlan(BLUE_RED_HOST1)));
+    let mut h2 = host(&on_ipv6(&blue_vxlan(BLUE_RED_HOST2)));
+    let blue = udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 1000);
+    let out = h1.run2(BLUE, &blue);
+    assert_eq!(out.len(), 1, "{:?}", h1.totals().drops);
+    let f = out[0].1.clone();
+    assert_eq!(f.len(), blue.len() + 70);
+    assert_eq!((&f[12..14], f[20]), (&[0x86, 0xdd][..], 17), "IPv6, next header UDP");
+    let ip = hnv_wire::Ipv6Packet::new_checked(&f[14..]).unwrap();
+    let u = hnv_wire::UdpPacket::new_checked(ip.payload()).unwrap();
+    assert!(u.checksum() != 0 && u.verify_checksum_v6(&ip.src_addr(), &ip.dst_addr()), "a valid UDP checksum over IPv6");
+    assert_eq!(h2.run2(UPLINK, &f), vec![(BLUE, blue)]);
+    let mut zero = f.clone();
+    zero[60..62].fill(0);
+    let mut wrong = f.clone();
+    wrong[61] ^= 0x40;
+    for bad in [zero, wrong] {
+        let before = h2.drops(DropReason::UdpChecksum);
+        assert!(h2.run2(UPLINK, &bad).is_empty());
+        assert_eq!(h2.drops(DropReason::UdpChecksum), before + 2);
+    }
+    assert!(h2.totals().reconciles());
+}
