@@ -10,7 +10,9 @@
 # (private directory, own network namespace, br-int with the VM ports and gre0,
 # br-phy with the PA, one PMD on core 1).
 #
-# Scenarios (SCEN:FLOWS[:FRAME]): the single-VM encap, decap, local (Blue1 only)
+# Scenarios (SCEN:FLOWS[:FRAME]): the single-VM encap, decap, local (Blue1 only),
+# encap-vxlan and decap-vxlan (encap and decap with the subnets on VXLAN; OVS gets a
+# type=vxlan port instead of type=gre, tun_id = VNI = VSID)
 # and the multi-VM encap-multi, decap-multi (Blue1, Blue4 in VSID 5001, Red1,
 # Red2 in 6001 with overlapping CAs, 32 remote CAs on 4 remote PAs; encap-multi
 # sources traffic on all 4 VM ports, decap-multi receives NVGRE for all 4 VMs on
@@ -47,6 +49,7 @@ ROOT=$PWD
 ROUNDS=3 SECS=5 QUICK=0 KEEP=0 OUT="" SIZES=64
 SCEN_LIST="encap-multi:1024,encap-multi:65536,encap-multi:1048576,decap-multi:1024,decap-multi:65536,decap-multi:1048576"
 SCEN_LIST+=",encap-multi:1024:128,decap-multi:1024:128,encap:1024,encap:65536,encap:1048576,decap:1024,decap:65536,local:1024"
+SCEN_LIST+=",encap-vxlan:1024,decap-vxlan:1024"
 SCEN_SET=0 ARGS="$*"
 while (($#)); do
     case $1 in
@@ -63,7 +66,7 @@ while (($#)); do
 done
 if ((QUICK)); then
     ROUNDS=1; SECS=3
-    ((SCEN_SET)) || SCEN_LIST="encap-multi:1024,decap-multi:1024,encap:1024,decap:1024,local:1024"
+    ((SCEN_SET)) || SCEN_LIST="encap-multi:1024,decap-multi:1024,encap:1024,decap:1024,local:1024,encap-vxlan:1024,decap-vxlan:1024"
 fi
 ((SECS >= 2)) || { echo "--seconds must be >= 2" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "compare-ovs: must run as root (DPDK, hugepages, netns)" >&2; exit 1; }
@@ -393,8 +396,11 @@ ovs_start() {
         --pidfile="$OVSD/ovs-vswitchd.pid" --log-file="$OVSD/ovs-vswitchd.log" --detach 2>/dev/null
     OVS_VS_PID=$(cat "$OVSD/ovs-vswitchd.pid")
     read -r pa plen pamac < <("$PY" "$ROOT/scripts/ovs/policy.py" pa "$pol")
+    # The tunnel port: type=gre (NVGRE) or type=vxlan (UDP 4789) after the scenario's subnets.
+    local tun; tun=$("$PY" "$ROOT/scripts/ovs/policy.py" tunnel "$pol")
+    local tport=gre0 tofp=100; [[ $tun == vxlan ]] && { tport=vxlan0; tofp=101; }
     args=(add-br br-int -- set bridge br-int datapath_type=netdev fail_mode=secure
-          -- add-port br-int gre0 -- set Interface gre0 type=gre ofport_request=100
+          -- add-port br-int $tport -- set Interface $tport type=$tun ofport_request=$tofp
              options:remote_ip=flow options:key=flow "options:local_ip=$pa"
           -- add-br br-phy -- set bridge br-phy datapath_type=netdev fail_mode=secure "other_config:hwaddr=$pamac")
     while read -r name role ofp devargs; do
@@ -501,12 +507,12 @@ IFS=, read -r -a KEYS <<< "$SCEN_LIST"
 IFS=, read -r -a SIZE_LIST <<< "$SIZES"
 EXP=()
 for key in "${KEYS[@]}"; do
-    if [[ $key =~ ^(encap|decap|local|encap-multi|decap-multi):[0-9]+$ ]]; then
+    if [[ $key =~ ^(encap|decap|local|encap-multi|decap-multi|encap-vxlan|decap-vxlan):[0-9]+$ ]]; then
         for s in "${SIZE_LIST[@]}"; do EXP+=("$key:$s"); done
-    elif [[ $key =~ ^(encap|decap|local|encap-multi|decap-multi):[0-9]+:[0-9]+$ ]]; then
+    elif [[ $key =~ ^(encap|decap|local|encap-multi|decap-multi|encap-vxlan|decap-vxlan):[0-9]+:[0-9]+$ ]]; then
         EXP+=("$key")
     else
-        log "compare-ovs: bad scenario '$key' (want encap|decap|local|encap-multi|decap-multi:FLOWS[:FRAME])"; exit 2
+        log "compare-ovs: bad scenario '$key' (want encap|decap|local|encap-multi|decap-multi|encap-vxlan|decap-vxlan:FLOWS[:FRAME])"; exit 2
     fi
 done
 KEYS=()   # each key once, in the order given

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per packet (callgrind, deterministic) for the encap, decap and
-# local paths at 1024 flows and encap at 65536 flows, compared with the baseline
+# local paths at 1024 flows, encap at 65536 flows, and VXLAN encap and decap
+# (encap-vxlan, decap-vxlan) at 1024 flows, compared with the baseline
 # in bench/baseline.toml; fails when a case costs more than 5 % above its
 # baseline (HNV_PERF_TOLERANCE=0.10 for 10 %).
 #   Ir/packet = (Ir(N2 packets) - Ir(N1 packets)) / (N2 - N1)   (start-up cancels out)
@@ -28,7 +29,7 @@ ir() { # config packets tag -> callgrind output file $WORK/cg.tag
 }
 
 got=()
-for c in encap:1024:encap decap:1024:decap local:1024:local encap:65536:encap_64k; do
+for c in encap:1024:encap decap:1024:decap local:1024:local encap:65536:encap_64k encap-vxlan:1024:encap_vxlan decap-vxlan:1024:decap_vxlan; do
     IFS=: read -r s flows name <<< "$c"
     if ((flows <= 8192)); then mbufs=8191; else mbufs=$((flows + 65535)); fi
     read -r cfg _ < <($HNV scenario --scenario "$s" --flows "$flows" --hugepages off --mbufs "$mbufs" --dir "$WORK/$name")

@@ -16,6 +16,10 @@
 #   hnvtb-h4     a kernel-only "host" (PA 192.168.4.44): Linux gretap gt0
 #                (key 5001<<8, FlowID 0) bridged to the kernel VM BlueK; on a
 #                kernel without GRE, scripts/testbed/gre.py stands in for gt0
+#   hnvtb-h5     a kernel-only "host" (PA 192.168.4.55): the kernel's own
+#                vxlan vx0 (VNI 6001, remote 192.168.4.11, dstport 4789)
+#                bridged to the kernel VM RedK (Red, 10.0.0.10); the switches
+#                reach it once Red is switched to VXLAN (check_switchover)
 #   VMs          namespaces hnvtb-blue1, -red1 (host 1), -blue2, -red2, -blue3
 #                (host 2), -bluek (host 4); their eth0 is a net_tap port of
 #                the switch, moved into the VM namespace after port start.
@@ -47,8 +51,8 @@ NCPU=$(nproc)
 LAST=$((NCPU - 1))
 
 # Hosts: PA and PA MAC (the uplink veth gets the PA MAC too).
-declare -A PA=([h1]=192.168.4.11 [h2]=192.168.4.22 [h3]=192.168.4.33 [h4]=192.168.4.44)
-declare -A PAMAC=([h1]=02:00:c0:a8:04:0b [h2]=02:00:c0:a8:04:16 [h3]=02:00:c0:a8:04:21 [h4]=02:00:c0:a8:04:2c)
+declare -A PA=([h1]=192.168.4.11 [h2]=192.168.4.22 [h3]=192.168.4.33 [h4]=192.168.4.44 [h5]=192.168.4.55)
+declare -A PAMAC=([h1]=02:00:c0:a8:04:0b [h2]=02:00:c0:a8:04:16 [h3]=02:00:c0:a8:04:21 [h4]=02:00:c0:a8:04:2c [h5]=02:00:c0:a8:04:37)
 # Switch cores (main, worker): spread the three workers over the machine.
 declare -A MAIN=([h1]=0 [h2]=$LAST [h3]=0)
 declare -A WORKER=([h1]=$LAST [h2]=0 [h3]=$LAST)
@@ -64,6 +68,8 @@ TAPS=(
 SWITCHES=(h1 h2 h3)
 BLUEK_MAC=00:15:5d:01:00:08
 BLUEV_MAC=00:15:5d:01:00:09
+REDK_MAC=00:15:5d:02:00:0a
+RED_VSID=6001            # Red: NVGRE at first, switched to VXLAN live (check_switchover)
 GRE_KEY=$((5001 << 8))   # 0x138900
 
 log() { echo "testbed: $*" >&2; }
@@ -89,7 +95,7 @@ example() {
 derive() {
     local park=""
     [[ $2 != "$3" ]] && park=blue2
-    example "$1" | awk -v host="$2" -v pa="${PA[$2]}" -v pamac="${PAMAC[$2]}" -v b2pa="${PA[$3]}" -v devs="$4" -v mtu="$UPLINK_MTU" \
+    example "$1" | awk -v redenc="$(cat "$DIR/red.encap" 2>/dev/null)" -v redvsid="$RED_VSID" -v host="$2" -v pa="${PA[$2]}" -v pamac="${PAMAC[$2]}" -v b2pa="${PA[$3]}" -v devs="$4" -v mtu="$UPLINK_MTU" \
         -v park="$park" -v parkmac="02:00:00:00:${2#h}${2#h}:07" '
         BEGIN {
             RS = ""; ORS = "\n\n"
@@ -112,6 +118,7 @@ derive() {
             }
         }
         /^\[\[lookup\]\]/ && /vm_name = "Blue2"/ { sub(/pa = "[^"]*"/, "pa = \"" b2pa "\"") }
+        /^\[\[subnets\]\]/ && $0 ~ ("vsid = " redvsid "\n") && redenc != "" { $0 = $0 "\nencap = \"" redenc "\"" }
         { print }'
 }
 
@@ -136,6 +143,14 @@ vsid = 5001
 mac = "$BLUEV_MAC"
 pa = "${PA[h2]}"
 vm_name = "BlueV"
+
+# The kernel VM behind the Linux kernel's own vxlan device on host 5 (Red).
+[[lookup]]
+ca = "10.0.0.10"
+vsid = $RED_VSID
+mac = "$REDK_MAC"
+pa = "${PA[h5]}"
+vm_name = "RedK"
 
 EOF
 }
@@ -332,11 +347,11 @@ up() {
     down
     mkdir -p "$DIR/pids" || die "cannot create $DIR"
     write_policies h2 || die "a generated policy is invalid"
-    for n in dc h1 h2 h3 h4 blue1 red1 blue2 red2 blue3 bluek bluev; do newns "$n" || die "cannot create namespace $P-$n"; done
+    for n in dc h1 h2 h3 h4 h5 blue1 red1 blue2 red2 blue3 bluek bluev redk; do newns "$n" || die "cannot create namespace $P-$n"; done
 
     # The datacenter: one bridge, one veth per host.
     ip -n "$P-dc" link add br0 mtu $UPLINK_MTU type bridge
-    for h in h1 h2 h3 h4; do
+    for h in h1 h2 h3 h4 h5; do
         ip link add name uplink netns "$P-$h" mtu $UPLINK_MTU type veth peer name "$h" netns "$P-dc" mtu $UPLINK_MTU || die "veth for $h"
         ip -n "$P-$h" link set uplink address "${PAMAC[$h]}" up
         ip -n "$P-dc" link set "$h" master br0 up
@@ -368,6 +383,21 @@ up() {
     ip -n "$P-bluek" addr add 10.0.0.8/24 dev eth0
     # No HNV layer on a kernel host to answer ARP from policy: program it.
     ip -n "$P-bluek" neigh replace 10.0.0.5 lladdr 00:15:5d:01:00:05 dev eth0 nud permanent
+
+    # Host 5: just the kernel. Its own vxlan device to host 1 in VNI 6001 (Red), bridged to RedK.
+    ip -n "$P-h5" addr add "${PA[h5]}/24" dev uplink
+    ip -n "$P-h5" link add vx0 type vxlan id $RED_VSID local "${PA[h5]}" remote "${PA[h1]}" dstport 4789 dev uplink 2> "$DIR/vxlan.err" ||
+        die "the kernel cannot create a vxlan device: $(cat "$DIR/vxlan.err")"
+    ip -n "$P-h5" link add br0 type bridge mcast_snooping 0
+    ip -n "$P-h5" link set br0 multicast off
+    ip link add name eth0 netns "$P-redk" type veth peer name vm netns "$P-h5"
+    ip -n "$P-h5" link set vx0 master br0 up
+    ip -n "$P-h5" link set vm master br0 up
+    ip -n "$P-h5" link set br0 up
+    no_offload h5 vx0; no_offload h5 vm; no_offload redk eth0
+    ip -n "$P-redk" link set eth0 address $REDK_MAC up
+    ip -n "$P-redk" addr add 10.0.0.10/24 dev eth0
+    ip -n "$P-redk" neigh replace 10.0.0.5 lladdr 00:15:5d:02:00:05 dev eth0 nud permanent
 
     for h in "${SWITCHES[@]}"; do start_switch "$h"; done
     for h in "${SWITCHES[@]}"; do wait_switch "$h" || die "switch $h did not start"; done
@@ -548,6 +578,128 @@ check_kernel() {
     if [[ $mode == userspace ]]; then
         kill -USR1 "$(cat "$DIR/pids/gre.pid")" 2>/dev/null; sleep 0.6
         note "gre.py counters: $(tail -1 "$DIR/gre.out" | sed 's/^gre.py: //') (bad_key = frames whose 32-bit key was not 0x$(printf %x $GRE_KEY))"
+    fi
+}
+
+# encap_capture FILE: one line of numbers about a fabric capture, by
+# encapsulation and VSID: "frames nvgre5001 vxlan5001 nvgre6001 vxlan6001
+# provider_arp bad", then up to 5 bad frames (anything else: other
+# protocols, other VNIs/keys, a Red frame in Blue's VSID or the reverse).
+encap_capture() {
+    tshark -n -r "$1" -T fields -E separator='|' -E occurrence=a -E aggregator=, \
+        -e eth.type -e arp.src.proto_ipv4 -e ip.proto -e udp.dstport -e vxlan.vni -e gre.key -e eth.src 2>/dev/null |
+        awk -F'|' '
+        function hex(s,   i, v) { v = 0; s = tolower(s); sub(/^0x/, "", s); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+        function mac_vsid(m) { return m ~ /^00:15:5d:01:/ ? 5001 : m ~ /^00:15:5d:02:/ ? 6001 : 0 }
+        {
+            n++; split($1, et, ","); split($3, pr, ","); split($4, up, ","); split($7, src, ",")
+            if (et[1] == "0x0806") { if ($2 ~ /^192\.168\.4\./) parp++; else bad[n] = "tenant ARP " $2; next }
+            if (et[1] == "0x0800" && pr[1] == "47") { kind = "nvgre"; vsid = int(hex($6) / 256) }
+            else if (et[1] == "0x0800" && pr[1] == "17" && up[1] == "4789") { kind = "vxlan"; vsid = $5 + 0 }
+            else { bad[n] = "not NVGRE or VXLAN: eth.type " $1 " ip.proto " $3 " udp.dstport " $4; next }
+            if (mac_vsid(src[2]) != vsid) { bad[n] = kind " VSID " vsid " carries a frame from " src[2]; next }
+            cnt[kind vsid]++
+        }
+        END {
+            nb = 0; for (i in bad) nb++
+            printf "%d %d %d %d %d %d %d\n", n, cnt["nvgre5001"] + 0, cnt["vxlan5001"] + 0, cnt["nvgre6001"] + 0, cnt["vxlan6001"] + 0, parp + 0, nb
+            k = 0; for (i in bad) { if (k++ < 5) printf "frame %d: %s; ", i, bad[i] }
+            print ""
+        }'
+}
+
+# start_capture NAME IFACES...: a fabric capture on datacenter bridge ports.
+start_capture() {
+    local name=$1 i args=(); shift
+    for i in "$@"; do args+=(-i "$i"); done
+    bg "$name" dc tshark -q -n -a duration:60 "${args[@]}" -w "$DIR/$name.pcapng"
+    for ((i = 0; i < 100; i++)); do grep -q "Capturing on" "$DIR/$name.out" 2>/dev/null && break; sleep 0.1; done
+    sleep 0.5
+}
+stop_named_capture() { local f=$DIR/pids/$1.pid; [[ -e $f ]] && kill -INT "$(cat "$f")" 2>/dev/null; wait_bg_exit "$1" 10; }
+
+# Red (VSID 6001) goes from NVGRE to VXLAN by a live hnvctl change on every
+# host, one after the other, under a 20/s ping Red1 -> Red2 (host 1 -> host 2).
+# Hosts accept both encapsulations, so the order does not matter.
+check_switchover() {
+    local h tx rx lost gap ok=0 out nums
+    echo "== switch-over: Red (VSID $RED_VSID) from NVGRE to VXLAN with hnvctl on h1, h2, h3 (0.5 s apart) under a 20/s ping Red1 -> Red2"
+    bg swping red1 ping -n -i 0.05 -c 120 -W 1 10.0.0.7
+    sleep 2
+    for h in "${SWITCHES[@]}"; do
+        "$CTL" -s "$DIR/$h.sock" encap $RED_VSID vxlan >> "$DIR/ctl.out" 2>&1 && ok=$((ok + 1))
+        sleep 0.5
+    done
+    echo vxlan > "$DIR/red.encap"   # later policy rewrites (migration) keep it
+    wait_bg_exit swping 20
+    tx=$(awk '/packets transmitted/ {print $1}' "$DIR/swping.out"); rx=$(awk '/packets transmitted/ {print $4}' "$DIR/swping.out")
+    lost=$(( ${tx:-0} - ${rx:-0} ))
+    gap=$(awk -F'icmp_seq=' '/icmp_seq=/ { split($2, a, " "); s = a[1]; if (p && s - p - 1 > g) g = s - p - 1; p = s } END {print g + 0}' "$DIR/swping.out")
+    local shown=0
+    for h in "${SWITCHES[@]}"; do "$CTL" -s "$DIR/$h.sock" show vsids 2>/dev/null | grep -E "(^|[^0-9])$RED_VSID([^0-9]|$)" | grep -q vxlan && shown=$((shown + 1)); done
+    if (( ok == ${#SWITCHES[@]} && shown == ${#SWITCHES[@]} && ${rx:-0} > 0 && lost <= 2 )); then
+        pass "switch-over NVGRE -> VXLAN of VSID $RED_VSID on $ok hosts (hnvctl encap; show vsids says vxlan on $shown): ping Red1->Red2 lost $lost of ${tx:-0} (20/s, longest gap $gap)"
+    else
+        fail "switch-over NVGRE -> VXLAN: hnvctl succeeded on $ok/${#SWITCHES[@]} hosts, show vsids vxlan on $shown, ping lost $lost of ${tx:-0} (longest gap $gap): $(tail -3 "$DIR/ctl.out" | tr '\n' ' ')"
+    fi
+    note "switch-over NVGRE -> VXLAN (VSID $RED_VSID, 3 hosts 0.5 s apart): $lost of ${tx:-0} pings lost at 20/s (longest gap $gap pings)"
+
+    # Afterwards the fabric carries Red only as VXLAN (VNI 6001) and Blue only as NVGRE.
+    start_capture encapcap h1 h2
+    pings red1 10.0.0.7 4 > "$DIR/ping-r" & local pr=$!
+    pings blue1 10.0.0.7 4 > "$DIR/ping-b" & local pb=$!
+    wait $pr $pb
+    sleep 0.3
+    stop_named_capture encapcap
+    out=$(encap_capture "$DIR/encapcap.pcapng"); nums=${out%%$'\n'*}
+    local n nb5 vb5 nr vr pa nbad
+    read -r n nb5 vb5 nr vr pa nbad <<< "$nums"
+    if (( nbad == 0 && nr == 0 && vr > 0 && vb5 == 0 && nb5 > 0 )); then
+        pass "fabric capture after the switch-over: $n frames; Red only VXLAN with VNI $RED_VSID ($vr, inner source always Red's), Blue only NVGRE key 5001 ($nb5), provider ARP $pa"
+    else
+        fail "fabric capture after the switch-over: $n frames; Red NVGRE $nr / VXLAN $vr, Blue NVGRE $nb5 / VXLAN $vb5, $nbad bad: ${out#*$'\n'}"
+    fi
+}
+
+# Red1 (hnvswitch host 1) <-> RedK behind the kernel's own vxlan device on host 5.
+check_kernel_vxlan() {
+    local r bw ke out nums
+    echo "== kernel interop: Linux vxlan on host 5 (${PA[h5]}, VNI $RED_VSID, dstport 4789), RedK 10.0.0.10 <-> Red1 10.0.0.5 on host 1"
+    start_capture kvxcap h1 h5
+    # Host 5 speaks first: its ARP for 192.168.4.11 teaches host 1 the MAC of 192.168.4.55.
+    r=$(pings redk 10.0.0.5 5)
+    if (( r >= 4 )); then pass "ping RedK (Linux vxlan, host 5) -> Red1: $r/5 (host 1 learned 192.168.4.55 from ARP)"
+    else fail "ping RedK (Linux vxlan, host 5) -> Red1: $r/5 replies"; fi
+    r=$(pings red1 10.0.0.10 5)
+    if (( r >= 4 )); then pass "ping Red1 -> RedK (Linux vxlan): $r/5"
+    else fail "ping Red1 -> RedK (Linux vxlan): $r/5 replies"; fi
+    bg iperf-red1 red1 iperf3 -s -p 5201; bg iperf-redk redk iperf3 -s -p 5201
+    wait_listen red1 5201; wait_listen redk 5201
+    bw=$(iperf redk 10.0.0.5)
+    if [[ -n $bw ]]; then pass "TCP RedK (Linux vxlan) -> Red1: $bw Mbit/s"; note "iperf3 RedK (Linux vxlan, host 5) -> Red1 (hnvswitch, VXLAN): $bw Mbit/s"
+    else fail "TCP RedK (Linux vxlan) -> Red1: no result"; fi
+    bw=$(iperf red1 10.0.0.10)
+    if [[ -n $bw ]]; then pass "TCP Red1 -> RedK (Linux vxlan): $bw Mbit/s"; note "iperf3 Red1 (hnvswitch, VXLAN) -> RedK (Linux vxlan, host 5): $bw Mbit/s"
+    else fail "TCP Red1 -> RedK (Linux vxlan): no result"; fi
+    stop_bg iperf-red1; stop_bg iperf-redk
+    # The other tenant: Blue1 has no record for 10.0.0.10, and a forged neighbor does not help.
+    ke=$(snmp redk Icmp InEchos)
+    r=$(pings blue1 10.0.0.10 3)
+    nsx blue1 ip neigh replace 10.0.0.10 lladdr $REDK_MAC dev eth0 nud permanent
+    local r2; r2=$(pings blue1 10.0.0.10 3)
+    nsx blue1 ip neigh del 10.0.0.10 dev eth0
+    local d=$(( $(snmp redk Icmp InEchos) - ke ))
+    if (( r == 0 && r2 == 0 && d == 0 )); then pass "isolation: Blue1 -> RedK 10.0.0.10 0/3, with a forged neighbor (RedK's MAC) 0/3; RedK received 0 echo requests"
+    else fail "isolation: Blue1 -> RedK $r/3, forged $r2/3, RedK received $d echo requests (want 0, 0, 0)"; fi
+    sleep 0.3
+    stop_named_capture kvxcap
+    out=$(encap_capture "$DIR/kvxcap.pcapng"); nums=${out%%$'\n'*}
+    local n nb5 vb5 nr vr pa nbad
+    read -r n nb5 vb5 nr vr pa nbad <<< "$nums"
+    if (( nbad == 0 && nr == 0 && vr > 0 && nb5 + vb5 == 0 )); then
+        pass "fabric capture host 1 <-> host 5: $n frames, all VXLAN with VNI $RED_VSID ($vr, inner source always Red's) or provider ARP ($pa); no Blue frame"
+    else
+        fail "fabric capture host 1 <-> host 5: $n frames; Red NVGRE $nr / VXLAN $vr, Blue $((nb5 + vb5)), $nbad bad: ${out#*$'\n'}"
     fi
 }
 
@@ -762,6 +914,8 @@ check() {
     check_tenants
     check_routing
     check_kernel
+    check_switchover
+    check_kernel_vxlan
     check_vhost
     check_restart
     check_migration

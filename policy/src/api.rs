@@ -125,6 +125,14 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         moved_to: Option<String>,
     },
+    /// Set the encapsulation of a virtual subnet (`nvgre` or `vxlan`); every
+    /// host of the subnet should get the same change (hosts accept both on receipt).
+    SetEncap {
+        /// VSID.
+        vsid: i64,
+        /// `nvgre` or `vxlan`.
+        encap: String,
+    },
     /// Start capturing to a new pcapng file (one capture at a time).
     CaptureStart {
         /// The file, written by the switch (an absolute path).
@@ -302,6 +310,12 @@ pub(crate) fn edit(f: &mut PolicyFile, current: &Policy, req: &Request) -> Resul
                 (None, false) => {}
             }
         }
+        Request::SetEncap { vsid, encap } => {
+            let Some(s) = f.subnets.iter_mut().find(|s| s.vsid == *vsid) else {
+                return Err(ChangeError::NotFound(format!("no subnet with VSID {vsid}")));
+            };
+            s.encap = Some(encap.clone());
+        }
         Request::RemoveAcl { vsid, priority } => {
             let before = f.acl.len();
             f.acl.retain(|r| !(r.vsid == *vsid && r.priority == *priority));
@@ -340,6 +354,19 @@ mod tests {
         assert!(matches!(apply(&p, &Request::RemoveRecord { vsid: 5001, ca: "10.9.9.9".into() }), Err(ChangeError::NotFound(_))));
         // Removing Blue1's own record would leave its port without a record: invalid.
         assert!(matches!(apply(&p, &Request::RemoveRecord { vsid: 5001, ca: "10.0.0.5".into() }), Err(ChangeError::Invalid(_))));
+    }
+
+    #[test]
+    fn set_encap_changes_one_subnet() {
+        let p = host1();
+        let v = apply(&p, &Request::SetEncap { vsid: 5001, encap: "vxlan".into() }).unwrap().unwrap();
+        assert_eq!(v.subnet(crate::Vsid::new(5001).unwrap()).unwrap().encap, crate::Encap::Vxlan);
+        assert_eq!(v.subnet(crate::Vsid::new(6001).unwrap()).unwrap().encap, crate::Encap::Nvgre);
+        let back = apply(&v, &Request::SetEncap { vsid: 5001, encap: "nvgre".into() }).unwrap().unwrap();
+        assert_eq!(back, p);
+        assert!(matches!(apply(&p, &Request::SetEncap { vsid: 5009, encap: "vxlan".into() }), Err(ChangeError::NotFound(_))));
+        let err = apply(&p, &Request::SetEncap { vsid: 5001, encap: "geneve".into() }).unwrap_err().to_string();
+        assert!(err.contains("encap"), "{err}");
     }
 
     fn blue9() -> (PortFile, LookupFile) {

@@ -55,6 +55,9 @@ pub struct HostFile {
     /// `[[host.neighbors]]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub neighbors: Vec<NeighborFile>,
+    /// VXLAN UDP destination port (default 4789).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_port: Option<i64>,
 }
 
 /// `[[host.provider_addresses]]`.
@@ -152,6 +155,9 @@ pub struct SubnetFile {
     /// Gateway MAC (default `02:48:4e:` + VSID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_mac: Option<String>,
+    /// `nvgre` (default) or `vxlan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap: Option<String>,
 }
 
 /// `[[lookup]]`.
@@ -291,6 +297,7 @@ impl PolicyFile {
                     .map(|r| ProviderRouteFile { destination: r.destination.to_string(), next_hop: r.next_hop.to_string(), metric: i64::from(r.metric) })
                     .collect(),
                 neighbors: h.neighbors.iter().map(|n| NeighborFile { address: n.address.to_string(), mac: format_mac(&n.mac) }).collect(),
+                vxlan_port: (h.vxlan_port != crate::model::VXLAN_PORT).then_some(i64::from(h.vxlan_port)),
             },
             ports: p
                 .ports
@@ -320,6 +327,7 @@ impl PolicyFile {
                     gateway_v4: s.gateway_v4.map(|g| g.to_string()),
                     gateway_v6: s.gateway_v6.map(|g| g.to_string()),
                     gateway_mac: Some(format_mac(&s.gateway_mac)),
+                    encap: (s.encap != crate::model::Encap::Nvgre).then(|| s.encap.as_str().to_string()),
                 })
                 .collect(),
             lookup: p.lookup.iter().map(LookupFile::from_record).collect(),

@@ -84,6 +84,31 @@ pub struct Host {
     pub provider_routes: Vec<ProviderRoute>,
     /// Static provider-network ARP/ND entries.
     pub neighbors: Vec<Neighbor>,
+    /// UDP destination port of VXLAN, sent and accepted (default [`VXLAN_PORT`]).
+    pub vxlan_port: u16,
+}
+
+/// The IANA-assigned VXLAN UDP port (RFC 7348 §5).
+pub const VXLAN_PORT: u16 = 4789;
+
+/// How a virtual subnet's traffic crosses the provider network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Encap {
+    /// NVGRE (RFC 7637): GRE key = VSID << 8 | FlowID (HNV v1, the default).
+    #[default]
+    Nvgre,
+    /// VXLAN (RFC 7348) over UDP: VNI = VSID (HNV v2).
+    Vxlan,
+}
+
+impl Encap {
+    /// The policy-file spelling: `nvgre` or `vxlan`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Encap::Nvgre => "nvgre",
+            Encap::Vxlan => "vxlan",
+        }
+    }
 }
 
 impl Host {
@@ -225,6 +250,9 @@ pub struct VirtualSubnet {
     /// MAC of the distributed router in this VSID
     /// (default [`VirtualSubnet::default_gateway_mac`]).
     pub gateway_mac: EthernetAddress,
+    /// Encapsulation of this VSID between hosts (every host of the subnet uses
+    /// the same one; every host accepts both on receipt).
+    pub encap: Encap,
 }
 
 impl VirtualSubnet {
@@ -469,7 +497,7 @@ mod tests {
     #[test]
     fn acl_for_slices_by_vsid() {
         let mut p = Policy {
-            host: Host { name: "h".into(), provider_addresses: vec![], provider_routes: vec![], neighbors: vec![] },
+            host: Host { name: "h".into(), provider_addresses: vec![], provider_routes: vec![], neighbors: vec![], vxlan_port: VXLAN_PORT },
             ports: vec![],
             routing_domains: vec![],
             subnets: vec![],

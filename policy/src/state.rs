@@ -22,8 +22,9 @@
 //! million records. A [`Delta`] says what changed, so the datapath recompiles
 //! only that.
 //!
-//! Requests that change the host, subnets or routing domains do not exist;
-//! those come with a whole policy ([`PolicyState::new`]).
+//! Requests that change the host or routing domains, or a subnet other than
+//! its encapsulation, do not exist; those come with a whole policy
+//! ([`PolicyState::new`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -46,12 +47,14 @@ pub struct Delta {
     pub routes: bool,
     /// ACL rules changed.
     pub acl: bool,
+    /// A subnet changed (its encapsulation).
+    pub subnets: bool,
 }
 
 impl Delta {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && !self.ports && !self.routes && !self.acl
+        self.records.is_empty() && !self.ports && !self.routes && !self.acl && !self.subnets
     }
 }
 
@@ -174,6 +177,7 @@ impl PolicyState {
                 Request::AddRoute { route } => s.vsids.extend(u32::try_from(route.vsid).ok().and_then(|v| Vsid::new(v).ok())),
                 Request::RemoveRoute { vsid, .. } | Request::RemoveAcl { vsid, .. } => s.vsids.extend(u32::try_from(*vsid).ok().and_then(|v| Vsid::new(v).ok())),
                 Request::AddAcl { rule } => s.vsids.extend(u32::try_from(rule.vsid).ok().and_then(|v| Vsid::new(v).ok())),
+                Request::SetEncap { vsid, .. } => s.vsids.extend(u32::try_from(*vsid).ok().and_then(|v| Vsid::new(v).ok())),
                 Request::AddPort { port, records } => {
                     if let (Some(v), Some(m)) = (port.vsid, &port.mac) {
                         mac_of(&mut s, v, m);
@@ -231,7 +235,7 @@ impl PolicyState {
     /// Put the validated neighbourhood `out` (of input `sub`) in place; what changed.
     fn splice(&mut self, s: &Scope, sub: Policy, out: Policy) -> Delta {
         let in_rd = |rd: &str| s.domains.contains(rd);
-        let mut d = Delta { ports: sub.ports != out.ports, routes: sub.customer_routes != out.customer_routes, acl: sub.acl != out.acl, records: Vec::new() };
+        let mut d = Delta { ports: sub.ports != out.ports, routes: sub.customer_routes != out.customer_routes, acl: sub.acl != out.acl, subnets: sub.subnets != out.subnets, records: Vec::new() };
         let before: BTreeMap<RecordKey, LookupRecord> = sub.lookup.into_iter().map(|r| ((r.vsid, r.ca), r)).collect();
         let after: BTreeMap<RecordKey, LookupRecord> = out.lookup.into_iter().map(|r| ((r.vsid, r.ca), r)).collect();
         for (k, r) in &before {
@@ -251,6 +255,13 @@ impl PolicyState {
         d.records.sort_unstable();
         let b = &mut self.base;
         b.ports = out.ports;
+        if d.subnets {
+            for x in out.subnets {
+                if let Some(old) = b.subnets.iter_mut().find(|o| o.vsid == x.vsid) {
+                    *old = x;
+                }
+            }
+        }
         if d.routes {
             b.customer_routes.retain(|r| !in_rd(&r.routing_domain));
             b.customer_routes.extend(out.customer_routes);

@@ -57,7 +57,8 @@ use crate::addr::{format_mac, is_guid, is_multicast_mac, parse_mac, parse_port_r
 use crate::error::{FieldError, PolicyError};
 use crate::file::{PolicyFile, TextOrNumber};
 use crate::model::{
-    AclAction, AclRule, CustomerRoute, Direction, Host, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule, VirtualSubnet, Vsid,
+    AclAction, AclRule, CustomerRoute, Direction, Encap, Host, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule, VirtualSubnet,
+    Vsid, VXLAN_PORT,
 };
 
 /// The most ports one switch instance accepts (equal to `pmd::MAX_PORTS`, the
@@ -360,7 +361,17 @@ impl Validator {
             }
         }
 
-        Host { name: h.name.clone(), provider_addresses: pas, provider_routes: routes, neighbors }
+        let vxlan_port = match h.vxlan_port {
+            None => VXLAN_PORT,
+            Some(p) => match u16::try_from(p) {
+                Ok(p) if p != 0 => p,
+                _ => {
+                    self.err(&"host", "vxlan_port", format!("{p} is not a UDP port (1..=65535)"));
+                    VXLAN_PORT
+                }
+            },
+        };
+        Host { name: h.name.clone(), provider_addresses: pas, provider_routes: routes, neighbors, vxlan_port }
     }
 
     fn ports(&mut self, f: &PolicyFile) -> (Vec<Port>, Vec<PortInfo>) {
@@ -554,8 +565,16 @@ impl Validator {
                 (None, Some(v)) => Some(VirtualSubnet::default_gateway_mac(v)),
                 (None, None) => None,
             };
-            if let (Some(vsid), true, true, Some(gateway_v4), Some(gateway_v6), Some(gateway_mac)) = (vsid, rd_ok, prefixes_ok, gateway_v4, gateway_v6, gateway_mac) {
-                out.push(VirtualSubnet { vsid, routing_domain: s.routing_domain.clone(), prefixes, gateway_v4, gateway_v6, gateway_mac });
+            let encap = match s.encap.as_deref().map(str::trim) {
+                None | Some("nvgre") => Some(Encap::Nvgre),
+                Some("vxlan") => Some(Encap::Vxlan),
+                Some(e) => {
+                    self.err(&rec, "encap", format!("'{}' is not an encapsulation (nvgre or vxlan)", show(e)));
+                    None
+                }
+            };
+            if let (Some(vsid), true, true, Some(gateway_v4), Some(gateway_v6), Some(gateway_mac), Some(encap)) = (vsid, rd_ok, prefixes_ok, gateway_v4, gateway_v6, gateway_mac, encap) {
+                out.push(VirtualSubnet { vsid, routing_domain: s.routing_domain.clone(), prefixes, gateway_v4, gateway_v6, gateway_mac, encap });
             }
         }
         (out, vsid_rd)

@@ -93,7 +93,7 @@ def cmd_window_end(a):
 
 def target(scen, flows, size, med):
     """Issue 10's target for the row and whether this run meets it."""
-    base = scen.removesuffix("-multi")
+    base = scen.split("-")[0]  # encap-multi, encap-vxlan: encap's target
     h, o = med[(scen, flows, size, "hnv")], med[(scen, flows, size, "ovs")]
     parts = []
     if flows <= 65536 and base in OVS_TARGET:
@@ -134,7 +134,9 @@ def cmd_report(a):
         "Red1, Red2 (6001) with overlapping CAs, 32 remote CAs on 4 remote PAs; encap-multi has a source on each VM",
         "port, decap-multi receives NVGRE for all 4 VMs on the uplink. testpmd io forwards port pairs, so in",
         "encap-multi each source is paired with its own net_null sink (4 sinks), in decap-multi the uplink with",
-        "blue1's. The frame size is the VM frame's with FCS (decap frames carry 42 bytes of outer header more).",
+        "blue1's. `encap-vxlan`, `decap-vxlan`: `encap` and `decap` with both subnets on VXLAN (UDP 4789, VNI = VSID;",
+        "OVS: a `type=vxlan` port instead of `type=gre`), with the same targets as NVGRE.",
+        "The frame size is the VM frame's with FCS (decap frames carry 42 bytes of outer header more, 50 for VXLAN).",
         f"Per run: the median of {meta.get('seconds', '?')} one-second samples after a warm-up second; per contender:",
         f"the median of {meta.get('rounds', '?')} round(s), the order alternating per round.",
         "",

@@ -26,6 +26,8 @@ CASES = {
     "decap": "decap, 1024 flows",
     "local": "local, 1024 flows",
     "encap_64k": "encap, 65536 flows (steady state: every flow seen before the counted packets)",
+    "encap_vxlan": "encap-vxlan (VXLAN encapsulation), 1024 flows",
+    "decap_vxlan": "decap-vxlan (VXLAN decapsulation), 1024 flows",
 }
 
 

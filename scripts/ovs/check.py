@@ -22,6 +22,9 @@ frames); each input frame is attributed to the source port whose file holds it:
   local  tshark: destination MAC and CA = the sink VM's; bytes: an input frame of a
          source port in the sink's VSID.
   io     bytes: an input frame (testpmd forwards unchanged).
+When the policy's subnets have encap = "vxlan", the encapsulation is VXLAN: the outer
+header is 50 bytes (Ethernet + IPv4 + UDP + VXLAN), UDP destination port 4789 and
+vxlan.vni = the VSID take the place of GRE protocol 0x6558 and key >> 8.
 Exit status 0 when the outputs hold at least --min distinct frames together and all
 of them pass (with --min = the number of input frames, every input frame came out).
 Only /usr/bin/python3's standard library and tshark are used.
@@ -32,7 +35,8 @@ import subprocess
 import sys
 import tomllib
 
-OUTER = 14 + 20 + 8  # Ethernet + IPv4 + GRE with key
+OUTER_NVGRE = 14 + 20 + 8  # Ethernet + IPv4 + GRE with key
+OUTER_VXLAN = 14 + 20 + 8 + 8  # Ethernet + IPv4 + UDP + VXLAN
 
 
 def read_pcap(path):
@@ -57,7 +61,7 @@ def read_pcap(path):
 
 
 FIELDS = ["frame.number", "eth.src", "eth.dst", "ip.src", "ip.dst", "ip.ttl", "gre.proto", "gre.key",
-          "udp.srcport", "udp.dstport", "frame.len"]
+          "udp.srcport", "udp.dstport", "frame.len", "vxlan.vni"]
 
 
 def tshark(path, frames_wanted):
@@ -93,6 +97,8 @@ def main():
     with open(a.policy, "rb") as f:
         pol = tomllib.load(f)
     ports = {p["name"]: p for p in pol["ports"]}
+    vx = any(s.get("encap") == "vxlan" for s in pol.get("subnets", []))
+    OUTER = OUTER_VXLAN if vx else OUTER_NVGRE
     pa = pol["host"]["provider_addresses"][0]
     neigh = {n["address"]: n["mac"].lower() for n in pol["host"].get("neighbors", [])}
     records = {(r["vsid"], r["ca"]): r for r in pol.get("lookup", [])}
@@ -139,18 +145,22 @@ def main():
                 if src is None:
                     continue
                 vsid = ports[src[0]]["vsid"]
-                if len(r["ip.dst"]) != 2 or len(r["eth.dst"]) != 2 or len(r["gre.key"]) != 1:
+                if vx and (len(r["ip.dst"]) != 2 or len(r["eth.dst"]) != 2 or len(r["vxlan.vni"]) != 1):
+                    err(n, f"not Ethernet/IPv4/UDP/VXLAN/Ethernet/IPv4: {r}")
+                    continue
+                if not vx and (len(r["ip.dst"]) != 2 or len(r["eth.dst"]) != 2 or len(r["gre.key"]) != 1):
                     err(n, f"not Ethernet/IPv4/GRE(key)/Ethernet/IPv4: {r}")
                     continue
-                key = int(r["gre.key"][0], 16)
+                key = int(r["vxlan.vni"][0]) << 8 if vx else int(r["gre.key"][0], 16)
                 ca = r["ip.dst"][1]
                 rec = records.get((vsid, ca))
                 if rec is None:
                     err(n, f"inner destination {ca} has no record in VSID {vsid} (source port {src[0]})")
                     continue
                 checks = [
-                    (key >> 8 == vsid, f"GRE key {key:#010x}: VSID {key >> 8} != {vsid} of source port {src[0]}"),
-                    (r["gre.proto"] == ["0x6558"], f"GRE protocol {r['gre.proto']} != 0x6558"),
+                    (key >> 8 == vsid, f"{'VNI' if vx else 'GRE key'} {key:#010x}: VSID {key >> 8} != {vsid} of source port {src[0]}"),
+                    (r["udp.dstport"][:1] == ["4789"] if vx else r["gre.proto"] == ["0x6558"],
+                     f"UDP destination port {r['udp.dstport'][:1]} != 4789" if vx else f"GRE protocol {r['gre.proto']} != 0x6558"),
                     (r["ip.src"][0] == pa["address"], f"outer source {r['ip.src'][0]} != local PA {pa['address']}"),
                     (r["ip.dst"][0] == rec["pa"], f"outer destination {r['ip.dst'][0]} != PA {rec['pa']} of CA {ca} in VSID {vsid}"),
                     (r["eth.dst"][0].lower() == neigh.get(rec["pa"]), f"outer MAC {r['eth.dst'][0]} != {neigh.get(rec['pa'])} of PA {rec['pa']}"),
@@ -159,14 +169,14 @@ def main():
                 ]
             else:  # decap, local: delivered to the sink VM
                 checks = [
-                    (not r["gre.key"] and len(r["ip.dst"]) == 1, "still encapsulated"),
+                    (not r["gre.key"] and not r["vxlan.vni"] and len(r["ip.dst"]) == 1, "still encapsulated"),
                     (r["eth.dst"] == [sink["mac"].lower()], f"destination MAC {r['eth.dst']} != {sink['mac']} of {sink_name}"),
                     (r["ip.dst"] == sink["addresses"][:1], f"destination CA {r['ip.dst']} != {sink['addresses'][0]} of {sink_name}"),
                 ]
                 src = origin.get(fr)
                 if src is not None and a.kind == "decap":
                     outer = src[1]
-                    key_vsid = int.from_bytes(outer[38:41], "big")
+                    key_vsid = int.from_bytes(outer[46:49] if vx else outer[38:41], "big")
                     outer_src = ".".join(map(str, outer[26:30]))
                     rec = records.get((sink["vsid"], r["ip.src"][0] if r["ip.src"] else ""))
                     checks += [
@@ -203,7 +213,8 @@ def main():
             print("    " + e)
         return 1
     if a.kind == "encap":
-        what = "VSID of the sending port in the GRE key, outer PA and MACs per CA record, inner frame intact"
+        what = ("VSID of the sending port in the " + ("VXLAN VNI (UDP 4789)" if vx else "GRE key")
+                + ", outer PA and MACs per CA record, inner frame intact")
     elif a.kind == "io":
         what = "frames forwarded unchanged"
     else:

@@ -7,6 +7,8 @@ needs: its ports, the provider ARP entries and the OpenFlow rules of br-int.
   policy.py pa POLICY      -> "address prefix_len mac" of the local PA
   policy.py arp POLICY     -> "address mac" per provider neighbor
   policy.py flows POLICY   -> br-int rules (ovs-ofctl -O OpenFlow13 replace-flows)
+  policy.py tunnel POLICY  -> "gre" or "vxlan": the tunnel port br-int needs (vxlan
+                              when the policy's subnets have encap = "vxlan")
   policy.py rewrite POLICY OUT PORT=DEVARGS...
                            -> copy of POLICY with those ports' devargs replaced
                               (the verification runs: finite source, net_pcap tx_pcap sink)
@@ -18,12 +20,15 @@ br-int pipeline (gre0 = ofport 100, options:key=flow remote_ip=flow):
            (VSID, remote CA) -> tun_id = VSID<<8, tun_dst = PA, output gre0 (encap)
   table 2  (VSID, VM MAC) -> output to that VM port          (after decap)
   everything else is dropped.
+With encap = "vxlan" the tunnel port is vxlan0 (ofport 101, type=vxlan, UDP 4789,
+options:key=flow remote_ip=flow) and tun_id is the VSID itself (the VNI).
 Only /usr/bin/python3's standard library is used (tomllib, Python >= 3.11).
 """
 import sys
 import tomllib
 
 GRE_OFPORT = 100
+VXLAN_OFPORT = 101
 
 
 def load(path):
@@ -47,14 +52,25 @@ def local_pas(p):
     return {pa["address"] for pa in p["host"]["provider_addresses"]}
 
 
+def tunnel(p):
+    """gre, or vxlan when any subnet of the policy is on VXLAN (the scenarios set all or none)."""
+    return "vxlan" if any(s.get("encap") == "vxlan" for s in p.get("subnets", [])) else "gre"
+
+
 def flows(p):
     vms = [x for x in ports(p) if x[1] == "vm"]
     pas = local_pas(p)
     rules = []
+    vx = tunnel(p) == "vxlan"
+    tport = VXLAN_OFPORT if vx else GRE_OFPORT
+
+    def tun_id(vsid):
+        return vsid if vx else vsid << 8
     for name, _, ofp, _, vsid, mac in vms:
         rules.append(f"table=0,priority=100,in_port={ofp},dl_src={mac},actions=write_metadata:{vsid},goto_table:1")
     for vsid in sorted({x[4] for x in vms}):
-        rules.append(f"table=0,priority=100,in_port={GRE_OFPORT},tun_id={vsid << 8:#x}/0xffffff00,actions=write_metadata:{vsid},goto_table:2")
+        mask = "/0xffffff" if vx else "/0xffffff00"
+        rules.append(f"table=0,priority=100,in_port={tport},tun_id={tun_id(vsid):#x}{mask},actions=write_metadata:{vsid},goto_table:2")
     rules.append("table=0,priority=0,actions=drop")
     for name, _, ofp, _, vsid, mac in vms:
         rules.append(f"table=1,priority=200,metadata={vsid},dl_dst={mac},actions=output:{ofp}")
@@ -63,7 +79,7 @@ def flows(p):
             continue  # a local CA: delivered by the rules above
         rules.append(
             f"table=1,priority=100,metadata={rec['vsid']},ip,nw_dst={rec['ca']},"
-            f"actions=set_field:{rec['vsid'] << 8:#x}->tun_id,set_field:{rec['pa']}->tun_dst,output:{GRE_OFPORT}")
+            f"actions=set_field:{tun_id(rec['vsid']):#x}->tun_id,set_field:{rec['pa']}->tun_dst,output:{tport}")
     rules.append("table=1,priority=0,actions=drop")
     for name, _, ofp, _, vsid, mac in vms:
         rules.append(f"table=2,priority=100,metadata={vsid},dl_dst={mac},actions=output:{ofp}")
@@ -105,6 +121,8 @@ def main():
             print(n["address"], n["mac"].lower())
     elif cmd == "flows":
         print("\n".join(flows(p)))
+    elif cmd == "tunnel":
+        print(tunnel(p))
     else:
         sys.exit(__doc__)
 

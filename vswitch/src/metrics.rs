@@ -68,11 +68,11 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     };
     counter("hnv_rx_packets_total", "Packets received by the datapath.", vec![(String::new(), t.rx)]);
     counter("hnv_tx_packets_total", "Packets handed to tx queues.", vec![(String::new(), t.tx)]);
-    counter("hnv_encapsulated_packets_total", "Packets NVGRE-encapsulated.", vec![(String::new(), t.encapsulated)]);
+    counter("hnv_encapsulated_packets_total", "Packets NVGRE- or VXLAN-encapsulated.", vec![(String::new(), t.encapsulated)]);
     counter("hnv_nvgree_messages_sent_total", "MS-NVGREE REDIRECT/UNREACHABLE messages sent.", vec![(String::new(), t.control_sent)]);
     let (accepted, refused) = store.redirect_counts();
     counter("hnv_nvgree_redirects_received_total", "MS-NVGREE REDIRECTs received, by outcome.", vec![("{outcome=\"accepted\"}".into(), accepted), ("{outcome=\"refused\"}".into(), refused)]);
-    counter("hnv_decapsulated_packets_total", "Packets NVGRE-decapsulated.", vec![(String::new(), t.decapsulated)]);
+    counter("hnv_decapsulated_packets_total", "Packets NVGRE- or VXLAN-decapsulated.", vec![(String::new(), t.decapsulated)]);
     counter("hnv_arp_nd_answered_total", "ARP/ND requests answered from policy.", vec![(String::new(), t.answered)]);
     counter("hnv_routed_packets_total", "Packets routed between virtual subnets.", vec![(String::new(), t.routed)]);
     counter("hnv_flow_cache_hits_total", "Flow-cache hits.", vec![(String::new(), t.flow_hits)]);
@@ -90,6 +90,13 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter("hnv_vsid_rx_packets_total", "Packets received, by VSID.", slots.iter().map(|(sl, v)| (format!("{{vsid=\"{v}\"}}"), t.vsids.get(usize::from(*sl)).map_or(0, |c| c.0))).collect());
     counter("hnv_vsid_tx_packets_total", "Packets sent, by VSID.", slots.iter().map(|(sl, v)| (format!("{{vsid=\"{v}\"}}"), t.vsids.get(usize::from(*sl)).map_or(0, |c| c.1))).collect());
     counter("hnv_policy_reloads_total", "Policy file reloads (SIGHUP), by outcome.", vec![("{outcome=\"ok\"}".into(), reloads.ok), ("{outcome=\"refused\"}".into(), reloads.failed)]);
+    let snap = store.snapshot();
+    let _ = writeln!(s, "# HELP hnv_vsid_encap The encapsulation a VSID's traffic to other hosts uses (nvgre or vxlan): 1 for the one in force.\n# TYPE hnv_vsid_encap gauge");
+    for (_, v) in &slots {
+        if let Some(e) = snap.vsid(*v) {
+            let _ = writeln!(s, "hnv_vsid_encap{{vsid=\"{v}\",encap=\"{}\"}} 1", e.encap.as_str());
+        }
+    }
     let _ = writeln!(s, "# HELP hnv_policy_generation Policy generation in force.\n# TYPE hnv_policy_generation gauge\nhnv_policy_generation {}", store.snapshot().generation);
     s
 }

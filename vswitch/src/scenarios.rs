@@ -16,7 +16,10 @@
 //!   on blue1, net_null uplink);
 //! - `decap`: the uplink receives NVGRE from the remote PAs for Blue1
 //!   (net_pcap source on the uplink, net_null blue1);
-//! - `local`: Blue1 sends UDP flows to Blue4 on the same host.
+//! - `local`: Blue1 sends UDP flows to Blue4 on the same host;
+//! - `encap-vxlan`, `decap-vxlan`: `encap` and `decap` with both subnets'
+//!   `encap = "vxlan"` (VXLAN on UDP 4789, VNI = VSID; decap frames carry 50
+//!   bytes of outer header).
 //!
 //! Multi-VM set (4 VM ports of two tenants):
 //! - `encap-multi`: every VM port is a net_pcap source (its own file, a quarter
@@ -55,10 +58,14 @@ pub enum Scenario {
     EncapMulti,
     /// Remote VMs → 4 VMs of two tenants.
     DecapMulti,
+    /// VM → remote VM: VXLAN encapsulation.
+    EncapVxlan,
+    /// Remote VM → VM: VXLAN decapsulation.
+    DecapVxlan,
 }
 
 /// Every scenario, in the order of `--help`.
-pub const ALL: [Scenario; 5] = [Scenario::Encap, Scenario::Decap, Scenario::Local, Scenario::EncapMulti, Scenario::DecapMulti];
+pub const ALL: [Scenario; 7] = [Scenario::Encap, Scenario::Decap, Scenario::Local, Scenario::EncapMulti, Scenario::DecapMulti, Scenario::EncapVxlan, Scenario::DecapVxlan];
 
 impl Scenario {
     /// The name on the command line and in file names.
@@ -69,7 +76,14 @@ impl Scenario {
             Scenario::Local => "local",
             Scenario::EncapMulti => "encap-multi",
             Scenario::DecapMulti => "decap-multi",
+            Scenario::EncapVxlan => "encap-vxlan",
+            Scenario::DecapVxlan => "decap-vxlan",
         }
+    }
+
+    /// True for the VXLAN scenarios (both subnets `encap = "vxlan"`).
+    pub fn vxlan(self) -> bool {
+        matches!(self, Scenario::EncapVxlan | Scenario::DecapVxlan)
     }
 
     /// True for the 4-VM set.
@@ -80,8 +94,8 @@ impl Scenario {
     /// Source ports (each gets its own traffic file) and sink ports (whose tx counts).
     pub fn ports(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
-            Scenario::Encap => (&["blue1"], &["uplink"]),
-            Scenario::Decap => (&["uplink"], &["blue1"]),
+            Scenario::Encap | Scenario::EncapVxlan => (&["blue1"], &["uplink"]),
+            Scenario::Decap | Scenario::DecapVxlan => (&["uplink"], &["blue1"]),
             Scenario::Local => (&["blue1"], &["blue4"]),
             Scenario::EncapMulti => (&["blue1", "blue4", "red1", "red2"], &["uplink"]),
             Scenario::DecapMulti => (&["uplink"], &["blue1", "blue4", "red1", "red2"]),
@@ -94,7 +108,7 @@ impl std::str::FromStr for Scenario {
     fn from_str(s: &str) -> Result<Self> {
         match ALL.iter().find(|x| x.name() == s) {
             Some(x) => Ok(*x),
-            None => bail!("unknown scenario {s:?} (expected encap, decap, local, encap-multi or decap-multi)"),
+            None => bail!("unknown scenario {s:?} (expected encap, decap, local, encap-multi, decap-multi, encap-vxlan or decap-vxlan)"),
         }
     }
 }
@@ -148,6 +162,11 @@ pub fn policy_text(source: Option<(&str, &Path)>) -> String {
 /// port set; each `sources` port reads its pcap with `infinite_rx=1`, every other
 /// port is a `net_null,no-rx=1` sink.
 pub fn policy_for(multi: bool, sources: &[(&str, &Path)]) -> String {
+    policy_in(multi, sources, false)
+}
+
+/// [`policy_for`], with both subnets on VXLAN when `vxlan`.
+pub fn policy_in(multi: bool, sources: &[(&str, &Path)], vxlan: bool) -> String {
     let devargs = |name: &str| match sources.iter().find(|(n, _)| *n == name) {
         Some((_, pcap)) => format!("net_pcap_{name},rx_pcap={},infinite_rx=1", pcap.display()),
         None => format!("net_null_{name},no-rx=1"),
@@ -169,8 +188,9 @@ pub fn policy_for(multi: bool, sources: &[(&str, &Path)]) -> String {
         );
     }
     s += "\n[[routing_domains]]\nname = \"blue\"\n\n[[routing_domains]]\nname = \"red\"\n";
-    s += "\n[[subnets]]\nvsid = 5001\nrouting_domain = \"blue\"\nprefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"\n";
-    s += "\n[[subnets]]\nvsid = 6001\nrouting_domain = \"red\"\nprefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"\n";
+    let encap = if vxlan { "encap = \"vxlan\"\n" } else { "" };
+    let _ = write!(s, "\n[[subnets]]\nvsid = 5001\nrouting_domain = \"blue\"\nprefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"\n{encap}");
+    let _ = write!(s, "\n[[subnets]]\nvsid = 6001\nrouting_domain = \"red\"\nprefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"\n{encap}");
     for (blue, vsid) in [(true, 5001), (false, 6001)] {
         for k in 0..REMOTES {
             let (ca, m, pa) = remote(blue, k);
@@ -196,11 +216,20 @@ fn to_remote(vm: &Vm, j: usize, frame_len: usize) -> Vec<u8> {
 
 /// Frame `j` from remote CA `j mod 16` of `vm`'s tenant to `vm`, in NVGRE from that CA's PA.
 fn from_remote(vm: &Vm, j: usize, frame_len: usize) -> Vec<u8> {
+    from_remote_in(vm, j, frame_len, false)
+}
+
+/// [`from_remote`], in VXLAN (UDP 4789) when `vxlan`.
+fn from_remote_in(vm: &Vm, j: usize, frame_len: usize, vxlan: bool) -> Vec<u8> {
     let (ca, m, pa) = remote(vm.vsid == BLUE, (j % usize::from(REMOTES)) as u8);
     let (sport, dport) = flow_ports(j);
     let inner = frames::udp(m, mac(vm.mac), IpAddr::V4(ca), IpAddr::V4(vm.ca), sport, dport, frame_len);
     let fid = frames::flow_id_of(IpAddr::V4(ca), IpAddr::V4(vm.ca), 17, sport, dport);
-    frames::nvgre(mac(traffic::PA1_MAC), pa_mac(pa), pa, LOCAL_PA, vm.vsid, fid, &inner)
+    if vxlan {
+        frames::vxlan(mac(traffic::PA1_MAC), pa_mac(pa), pa, LOCAL_PA, vm.vsid, fid, hnv_wire::vxlan::PORT, &inner)
+    } else {
+        frames::nvgre(mac(traffic::PA1_MAC), pa_mac(pa), pa, LOCAL_PA, vm.vsid, fid, &inner)
+    }
 }
 
 /// The single-VM scenarios' traffic: `flows` distinct UDP flows of `frame_len`
@@ -215,8 +244,9 @@ pub fn frames(scenario: Scenario, flows: usize, frame_len: usize) -> Vec<Vec<u8>
 pub fn traffic_of(scenario: Scenario, flows: usize, frame_len: usize) -> Vec<Vec<Vec<u8>>> {
     let (blue1, blue4) = (&VMS[0], &VMS[1]);
     match scenario {
-        Scenario::Encap => vec![(0..flows).map(|j| to_remote(blue1, j, frame_len)).collect()],
+        Scenario::Encap | Scenario::EncapVxlan => vec![(0..flows).map(|j| to_remote(blue1, j, frame_len)).collect()],
         Scenario::Decap => vec![(0..flows).map(|j| from_remote(blue1, j, frame_len)).collect()],
+        Scenario::DecapVxlan => vec![(0..flows).map(|j| from_remote_in(blue1, j, frame_len, true)).collect()],
         Scenario::Local => {
             vec![(0..flows).map(|i| frames::udp(mac(blue1.mac), mac(blue4.mac), IpAddr::V4(blue1.ca), IpAddr::V4(blue4.ca), 1024 + (i % 60000) as u16, 9 + (i / 60000) as u16, frame_len)).collect()]
         }
@@ -266,7 +296,7 @@ pub fn write(dir: &Path, scenario: Scenario, flows: usize, frame_size: usize, hu
     }
     let policy = dir.join(format!("{name}_policy.toml"));
     let srcs: Vec<(&str, &Path)> = sources.iter().copied().zip(pcaps.iter().map(PathBuf::as_path)).collect();
-    std::fs::write(&policy, policy_for(scenario.multi(), &srcs)).with_context(|| format!("writing {}", policy.display()))?;
+    std::fs::write(&policy, policy_in(scenario.multi(), &srcs, scenario.vxlan())).with_context(|| format!("writing {}", policy.display()))?;
     let config = dir.join(format!("{name}.toml"));
     let memory = (u64::from(mbufs) * 2560 / (1 << 20) + 256).max(512);
     std::fs::write(
@@ -370,6 +400,11 @@ mod tests {
             assert_eq!(s.name().parse::<Scenario>().unwrap(), s);
         }
         assert!("encap-4".parse::<Scenario>().is_err());
+        let p = hnv_policy::parse(&policy_in(false, &[], true), "bench").unwrap();
+        assert!(p.subnets.iter().all(|s| s.encap == hnv_policy::Encap::Vxlan));
+        let d = frames(Scenario::DecapVxlan, 4, 60);
+        assert!(d.iter().all(|f| f.len() == 110 && f[23] == 17 && f[36..38] == [0x12, 0xb5]));
+        assert_eq!(frames(Scenario::EncapVxlan, 4, 60), frames(Scenario::Encap, 4, 60));
     }
 
     #[test]

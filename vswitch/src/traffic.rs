@@ -81,6 +81,11 @@ pub fn vm_traffic(blue: bool, flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
 
 /// What host 2 sends host 1 in the demo: NVGRE-encapsulated Blue2 → Blue1 and Red2 → Red1 UDP flows.
 pub fn uplink_traffic(flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
+    uplink_traffic_in(flows, frame_len, false)
+}
+
+/// [`uplink_traffic`] in VXLAN (UDP 4789, VNI = VSID) when `vxlan`, else NVGRE.
+pub fn uplink_traffic_in(flows: usize, frame_len: usize, vxlan: bool) -> Vec<Vec<u8>> {
     let (pa1, pa2) = (Ipv4Addr::new(192, 168, 4, 11), Ipv4Addr::new(192, 168, 4, 22));
     let mut v = Vec::new();
     for (vsid, src, dst) in [(5001, BLUE2_MAC, BLUE1_MAC), (6001, RED2_MAC, RED1_MAC)] {
@@ -88,7 +93,11 @@ pub fn uplink_traffic(flows: usize, frame_len: usize) -> Vec<Vec<u8>> {
             let (s, d) = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)));
             let inner = frames::udp(frames::mac(src), frames::mac(dst), s, d, 1024 + (i % 60000) as u16, 9, frame_len);
             let fid = frames::flow_id_of(s, d, 17, 1024 + (i % 60000) as u16, 9);
-            v.push(frames::nvgre(frames::mac(PA1_MAC), frames::mac(PA2_MAC), pa2, pa1, vsid, fid, &inner));
+            v.push(if vxlan {
+                frames::vxlan(frames::mac(PA1_MAC), frames::mac(PA2_MAC), pa2, pa1, vsid, fid, hnv_wire::vxlan::PORT, &inner)
+            } else {
+                frames::nvgre(frames::mac(PA1_MAC), frames::mac(PA2_MAC), pa2, pa1, vsid, fid, &inner)
+            });
         }
     }
     v

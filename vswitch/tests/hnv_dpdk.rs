@@ -217,6 +217,112 @@ fn tshark_decodes_the_nvgre_the_uplink_sends() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `BLUE_RED_HOST1` with Blue (5001) on VXLAN.
+fn host1_blue_vxlan() -> Policy {
+    let text = BLUE_RED_HOST1.replacen("vsid = 5001\nrouting_domain", "vsid = 5001\nencap = \"vxlan\"\nrouting_domain", 1);
+    hnv_policy::parse(&text, "example").unwrap()
+}
+
+#[test]
+fn tshark_decodes_the_vxlan_the_uplink_sends() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::eal();
+    let dir = common::tempdir("tshark-vxlan");
+    let mut policy = host1_blue_vxlan();
+    let n = 16;
+    let blue: Vec<Vec<u8>> = traffic::vm_traffic(true, n, 60)[..n].to_vec();
+    let red: Vec<Vec<u8>> = traffic::vm_traffic(false, n, 60)[..n].to_vec();
+    traffic::write_pcap(&dir.join("blue.pcap"), &blue).unwrap();
+    traffic::write_pcap(&dir.join("red.pcap"), &red).unwrap();
+    for p in &mut policy.ports {
+        p.devargs = match p.name.as_str() {
+            "uplink" => format!("net_pcap_vxup,tx_pcap={}", dir.join("uplink.pcap").display()),
+            "blue1" => format!("net_pcap_vxb,rx_pcap={}", dir.join("blue.pcap").display()),
+            _ => format!("net_pcap_vxr,rx_pcap={}", dir.join("red.pcap").display()),
+        };
+    }
+    let t = run_switch(policy, 2 * n as u64);
+    assert_eq!(t.encapsulated, 2 * n as u64);
+    let rows = tshark_fields(
+        &dir.join("uplink.pcap"),
+        &["eth.src", "ip.src", "ip.dst", "ip.ttl", "ip.flags.df", "ip.checksum.status", "udp.srcport", "udp.dstport", "udp.checksum", "vxlan.flags", "vxlan.vni", "gre.key", "eth.type"],
+    );
+    assert_eq!(rows.len(), 2 * n);
+    let (mut vx, mut nv) = (0, 0);
+    for (i, r) in rows.iter().enumerate() {
+        let at = |k: usize, j: usize| r[k].split(';').nth(j).unwrap_or("").to_string();
+        assert_eq!(at(0, 0), "02:00:c0:a8:04:0b", "outer source = host 1's PA MAC");
+        assert_eq!((at(1, 0), at(2, 0)), ("192.168.4.11".into(), "192.168.4.22".into()), "outer PAs");
+        assert_eq!((at(1, 1), at(2, 1)), ("10.0.0.5".into(), "10.0.0.7".into()), "inner CAs, unchanged");
+        assert_eq!((at(3, 0), at(4, 0), at(5, 0)), ("128".into(), "1".into(), "1".into()), "TTL 128, DF, good outer checksum");
+        if at(10, 0).is_empty() {
+            // Red stays on NVGRE.
+            assert_eq!(u32::from_str_radix(at(11, 0).trim_start_matches("0x"), 16).unwrap() >> 8, 6001, "row {i}");
+            nv += 1;
+            continue;
+        }
+        vx += 1;
+        assert_eq!(at(10, 0), "5001", "row {i}: VNI = Blue's VSID");
+        assert_eq!(at(7, 0), "4789");
+        assert_eq!(at(8, 0), "0x0000", "UDP checksum 0 over IPv4");
+        assert_eq!(at(9, 0), "0x0800", "flags (16 bits in Wireshark): I only");
+        assert_eq!(at(12, 1), "0x0800", "the inner frame is decoded as Ethernet carrying IPv4");
+        let outer_sport: u16 = at(6, 0).parse().unwrap();
+        let inner_sport: u16 = at(6, 1).parse().unwrap();
+        let fid = testkit::flow_id_of(IpAddr::V4(ip("10.0.0.5")), IpAddr::V4(ip("10.0.0.7")), 17, inner_sport, 9);
+        assert_eq!(outer_sport, hnv_wire::vxlan::src_port(fid), "outer source port = the inner flow's entropy");
+        assert!(blue.iter().any(|f| u16::from_be_bytes([f[34], f[35]]) == inner_sport));
+    }
+    assert_eq!((vx, nv), (n, n));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn vxlan_from_the_uplink_is_decapsulated_and_captured() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::eal();
+    let dir = common::tempdir("vxlan-decap");
+    let mut policy = host1_blue_vxlan();
+    let n = 8;
+    let mut input = traffic::uplink_traffic_in(n, 60, true);
+    // A VXLAN frame with an R flag set: dropped as vxlan_flags.
+    let mut bad = input[0].clone();
+    bad[42] = 0x88;
+    input.push(bad);
+    traffic::write_pcap(&dir.join("up.pcap"), &input).unwrap();
+    for p in &mut policy.ports {
+        p.devargs = match p.name.as_str() {
+            "uplink" => format!("net_pcap_dxup,rx_pcap={}", dir.join("up.pcap").display()),
+            "blue1" => format!("net_pcap_dxb,tx_pcap={}", dir.join("blue.pcap").display()),
+            _ => format!("net_pcap_dxr,tx_pcap={}", dir.join("red.pcap").display()),
+        };
+    }
+    let mut cfg = config();
+    cfg.run.max_packets = input.len() as u64;
+    cfg.run.stats_interval_secs = 0.0;
+    let rt = Runtime::start(&cfg, &port_specs(&policy, &cfg)).unwrap();
+    let pcapng = dir.join("cap.pcapng");
+    let spec = hnv_datapath::ext::capture::CaptureSpec { vsids: vec![5001], ..hnv_datapath::ext::capture::CaptureSpec::all() };
+    let stop = Arc::new(AtomicBool::new(false));
+    let out = hnvswitch::hnv::run_on(&rt, &cfg, None, policy, &stop, Some(hnvswitch::hnv::CaptureRequest { path: pcapng.clone(), spec })).unwrap();
+    drop(rt);
+    let t = &out.totals;
+    assert!(t.reconciles(), "{t:?}");
+    assert_eq!(t.decapsulated, 2 * n as u64, "{t:?}");
+    assert_eq!(t.drops_of(hnv_datapath::DropReason::VxlanFlags), 1, "{t:?}");
+    for (file, vsid_mac) in [("blue.pcap", "00:15:5d:01:00:05"), ("red.pcap", "00:15:5d:02:00:05")] {
+        let rows = tshark_fields(&dir.join(file), &["eth.dst", "ip.src", "udp.dstport", "vxlan.vni"]);
+        assert_eq!(rows.len(), n, "{file}");
+        assert!(rows.iter().all(|r| r[0] == vsid_mac && r[1] == "10.0.0.7" && r[2] == "9" && r[3].is_empty()), "{file}: inner frames only: {rows:?}");
+    }
+    // The capture sees Blue's decapsulated frames, in customer-address form, on ingress and egress.
+    let rows = tshark_fields(&pcapng, &["frame.comment", "ip.src", "vxlan.vni"]);
+    assert_eq!(rows.iter().filter(|r| r[0].starts_with("ingress vsid 5001")).count(), n, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r[0].starts_with("egress vsid 5001")).count(), n, "{rows:?}");
+    assert!(rows.iter().all(|r| r[2].is_empty()), "no outer headers in the capture: {rows:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn capture_extension_writes_pcapng_that_tshark_reads() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

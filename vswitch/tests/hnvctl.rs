@@ -54,6 +54,14 @@ fn restart_resumes_with_the_saved_policy_and_metrics_serve_counters() {
     let enc: u64 = body.lines().find(|l| l.starts_with("hnv_encapsulated_packets_total ")).and_then(|l| l.split(' ').nth(1)).unwrap().parse().unwrap();
     assert!(enc > 0, "{body}");
     assert!(body.contains("hnv_vsid_rx_packets_total{vsid=\"5001\"}"), "{body}");
+    assert!(body.contains("hnv_vsid_encap{vsid=\"5001\",encap=\"nvgre\"} 1"), "{body}");
+    // Blue switched to VXLAN live: listed by show vsids, kept across the restart.
+    let r = c.call(&Request::SetEncap { vsid: 5001, encap: "vxlan".into() }).unwrap();
+    assert!(r.ok, "{r:?}");
+    let vsids = c.call(&Request::Show { what: Show::Vsids }).unwrap();
+    let blue = vsids.data.as_array().unwrap().iter().find(|r| r["vsid"] == 5001).cloned().unwrap();
+    assert_eq!(blue["encap"], "vxlan", "{blue}");
+    assert!(!c.call(&Request::SetEncap { vsid: 5001, encap: "gre".into() }).unwrap().ok);
     drop(c);
     stop(child);
     assert!(std::fs::read_to_string(&state).unwrap().contains("192.168.4.25"));
@@ -64,6 +72,8 @@ fn restart_resumes_with_the_saved_policy_and_metrics_serve_counters() {
     let rows = recs.data.as_array().unwrap();
     let moved = rows.iter().find(|r| r["ca"] == "10.0.0.16").unwrap();
     assert_eq!(moved["pa"], "192.168.4.25");
+    let vsids = c.call(&Request::Show { what: Show::Vsids }).unwrap();
+    assert!(vsids.data.as_array().unwrap().iter().any(|r| r["vsid"] == 5001 && r["encap"] == "vxlan"), "{vsids:?}");
     std::thread::sleep(Duration::from_millis(500));
     drop(c);
     let out = stop(child);

@@ -523,3 +523,22 @@ fn messages_stay_on_one_line() {
     assert!(e.iter().all(|e| !e.to_string().contains('\n') && !e.to_string().contains('\r')));
     has(&e, "host.provider_addresses[0]", "mac", "not a MAC address");
 }
+
+#[test]
+fn subnet_encap_and_vxlan_port() {
+    let p = ok(BASE);
+    assert!(p.subnets.iter().all(|s| s.encap == Encap::Nvgre), "nvgre by default");
+    assert_eq!(p.host.vxlan_port, VXLAN_PORT);
+    let vx = ok(&edit(&edit(BASE, "vsid = 6001\nrouting_domain", "vsid = 6001\nencap = \"vxlan\"\nrouting_domain"), "name = \"host1\"", "name = \"host1\"\nvxlan_port = 8472"));
+    let encap = |v: u32| vx.subnets.iter().find(|s| s.vsid.get() == v).map(|s| s.encap);
+    assert_eq!(encap(6001), Some(Encap::Vxlan));
+    assert_eq!(encap(5001), Some(Encap::Nvgre));
+    assert_eq!(vx.host.vxlan_port, 8472);
+    assert_eq!(ok(&crate::to_toml(&vx)), vx, "round trip");
+    let errs = errors(&edit(BASE, "vsid = 6001\nrouting_domain", "vsid = 6001\nencap = \"geneve\"\nrouting_domain"));
+    has(&errs, "subnets[2]", "encap", "not an encapsulation");
+    for bad in ["0", "65536", "-1"] {
+        let errs = errors(&edit(BASE, "name = \"host1\"", &format!("name = \"host1\"\nvxlan_port = {bad}")));
+        has(&errs, "host", "vxlan_port", "not a UDP port");
+    }
+}

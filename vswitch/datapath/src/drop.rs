@@ -55,6 +55,8 @@ macro_rules! drop_reasons {
                         | DropReason::OuterChecksum
                         | DropReason::OuterDstMac
                         | DropReason::OuterSrcLocal
+                        | DropReason::VxlanFlags
+                        | DropReason::UdpChecksum
                         | DropReason::Ipv6ExtHeaders
                 )
             }
@@ -95,7 +97,7 @@ drop_reasons! {
     NextHopUnresolved => "nexthop_unresolved", "no MAC known for the provider next hop of the destination PA";
     EncapTooBig => "encap_too_big", "frame exceeds the uplink MTU once encapsulated";
     NoHeadroom => "no_headroom", "mbuf lacks headroom for the outer headers";
-    UplinkNotForUs => "uplink_not_for_us", "uplink frame not addressed to a local PA (or not NVGRE / provider ARP)";
+    UplinkNotForUs => "uplink_not_for_us", "uplink frame not addressed to a local PA (or not NVGRE, VXLAN on the policy's UDP port, or provider ARP)";
     ProviderArpIgnored => "provider_arp_ignored", "provider-side ARP not asking for a local PA";
     GreFlags => "gre_flags", "GRE header with C or S set, K clear, or reserved bits set";
     GreVersion => "gre_version", "GRE version is not 0";
@@ -106,9 +108,11 @@ drop_reasons! {
     NvgreControl => "nvgre_control", "an MS-NVGREE REDIRECT or UNREACHABLE message for this host, consumed by the switch (not a loss)";
     UnknownSourceCa => "unknown_source_ca", "decapsulated source CA/MAC has no lookup record in the VSID";
     PaCaMismatch => "pa_ca_mismatch", "decapsulated source CA's record names another PA than the outer source";
-    OuterChecksum => "outer_checksum", "NVGRE whose outer IPv4 header checksum is wrong";
-    OuterDstMac => "outer_dst_mac", "NVGRE whose outer destination MAC is not the MAC of the local PA it is addressed to";
-    OuterSrcLocal => "outer_src_local", "NVGRE whose outer source is one of this host's own PAs";
+    OuterChecksum => "outer_checksum", "NVGRE or VXLAN whose outer IPv4 header checksum is wrong";
+    OuterDstMac => "outer_dst_mac", "NVGRE or VXLAN whose outer destination MAC is not the MAC of the local PA it is addressed to";
+    OuterSrcLocal => "outer_src_local", "NVGRE or VXLAN whose outer source is one of this host's own PAs";
+    VxlanFlags => "vxlan_flags", "VXLAN header whose flags are not exactly I (I clear, or an R bit of an extension this switch does not implement)";
+    UdpChecksum => "udp_checksum", "VXLAN over IPv6 with a zero or wrong UDP checksum (RFC 8200 §8.1; zero-checksum IPv6 is not accepted)";
     Ipv6ExtHeaders => "ipv6_ext_headers", "IPv6 extension header chain longer than the switch walks (8) or truncated";
     LinkLocalOffLink => "link_local_off_link", "IPv4/IPv6 unspecified or link-local source sent to be routed or encapsulated (it stays on the host)";
     DadOwnAddress => "dad_own_address", "ARP probe or IPv6 DAD solicitation for the asking VM's own address (not answered: an answer would be a conflict)";

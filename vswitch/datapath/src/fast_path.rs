@@ -25,7 +25,7 @@
 use crate::deliver::Out;
 use crate::drop::DropReason;
 use crate::encap::encap;
-use crate::flow::key::{self, Fields, FlowKey, OUTER_LEN};
+use crate::flow::key::{self, Fields, FlowKey};
 use crate::flow::{Action, FlowCache, Step};
 use crate::stats::DatapathStats;
 use crate::store::PolicyStore;
@@ -151,7 +151,7 @@ fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut
     if let Step::Drop(r) = a.step {
         if !r.at_ingress() {
             out.tally.vsid_rx(st, a.in_vsid_slot);
-            if a.decap {
+            if a.decap != 0 {
                 out.tally.decapsulated += 1;
             }
         }
@@ -164,11 +164,11 @@ fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut
         return DROPPED;
     }
     out.tally.vsid_rx(st, a.in_vsid_slot);
-    if a.decap {
+    if a.decap != 0 {
         let d = p.data();
         let total = d.get(16..18).map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
         let trailer = d.len().saturating_sub(14 + total);
-        if !p.adj(OUTER_LEN) || !p.trim(trailer) {
+        if !p.adj(usize::from(a.decap)) || !p.trim(trailer) {
             out.drop(DropReason::Malformed, Some(a.in_vsid_slot));
             return DROPPED;
         }

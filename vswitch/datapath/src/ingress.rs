@@ -10,16 +10,23 @@
 //!   host. 802.1Q-tagged frames are dropped: VM ports are access ports.
 //! - From an uplink: provider ARP for a local PA is answered in place (and its
 //!   sender, when the Ethernet source agrees, offered to the neighbor
-//!   learner); NVGRE is checked in this order: GRE to a local PA
+//!   learner); NVGRE and VXLAN are checked in this order: GRE, or UDP to
+//!   the policy's VXLAN port, to a local PA
 //!   ([`UplinkNotForUs`](DropReason::UplinkNotForUs)), outer IPv4 header
 //!   checksum ([`OuterChecksum`](DropReason::OuterChecksum)), not a fragment
 //!   ([`Malformed`](DropReason::Malformed)), outer source not a local PA
 //!   ([`OuterSrcLocal`](DropReason::OuterSrcLocal)), outer destination MAC
 //!   the MAC of that local PA ([`OuterDstMac`](DropReason::OuterDstMac):
 //!   the uplink is promiscuous, so flooded unicast for other hosts arrives
-//!   too); then, in one pass, GRE flags/version/protocol, VSID range and
+//!   too); for VXLAN over IPv6 a non-zero, valid UDP checksum
+//!   ([`UdpChecksum`](DropReason::UdpChecksum)); then, in one pass, GRE
+//!   flags/version/protocol or VXLAN flags
+//!   ([`VxlanFlags`](DropReason::VxlanFlags)), VSID (VNI) range and
 //!   presence on this host, no inner 802.1Q tag, the inner source's lookup
 //!   record naming the outer source PA, and the outer headers are removed.
+//!   A host accepts both encapsulations whatever its subnets' `encap` says
+//!   (the checks are the same), so a subnet switched from one to the other
+//!   keeps flowing while the hosts' policies change one by one.
 //!   An MS-NVGREE REDIRECT/UNREACHABLE addressed to a local PA's MAC is
 //!   handed to the control side as a [`Hint`] and consumed.
 //! - L3 parsing ([`parse_l3`]) walks up to [`MAX_EXT_HEADERS`] IPv6
@@ -34,7 +41,7 @@ use crate::drop::DropReason;
 use crate::meta::{Meta, Verdict};
 use crate::tables::{Role, Tables};
 use hnv_wire::nvgree::ControlRepr;
-use hnv_wire::{ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, VlanPacket};
+use hnv_wire::{ArpOperation, ArpPacket, EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket, VlanPacket};
 use pmd::PacketBuf;
 use std::net::IpAddr;
 
@@ -224,11 +231,18 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
         l3_off = 18;
     }
     let l3 = data.get(l3_off..).ok_or(DropReason::Malformed)?;
-    let (outer_src, outer_dst, gre) = match ethertype {
+    // Only GRE, and UDP to the VXLAN port, to a local PA are for us.
+    let vxlan_port = t.vxlan_port;
+    let ours = |proto: IpProtocol, l4: &[u8], dst: IpAddr| match proto {
+        IpProtocol::Gre => t.local_pa(dst).is_some(),
+        IpProtocol::Udp => l4.get(2..4).is_some_and(|p| u16::from_be_bytes([p[0], p[1]]) == vxlan_port) && t.local_pa(dst).is_some(),
+        _ => false,
+    };
+    let (outer_src, outer_dst, l4_off, vxlan) = match ethertype {
         EtherType::Arp => return provider_arp(t, in_port, pkt, l3_off, &mut |l| hint(Hint::Neighbor(l))),
         EtherType::Ipv4 => {
             let ip = Ipv4Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
-            if ip.next_header() != IpProtocol::Gre || t.local_pa(IpAddr::V4(ip.dst_addr())).is_none() {
+            if !ours(ip.next_header(), ip.payload(), IpAddr::V4(ip.dst_addr())) {
                 return Err(DropReason::UplinkNotForUs);
             }
             if !ip.verify_checksum() {
@@ -237,14 +251,14 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
             if ip.frag_offset() != 0 || ip.more_frags() {
                 return Err(DropReason::Malformed);
             }
-            (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()), l3_off + usize::from(ip.header_len()))
+            (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()), l3_off + usize::from(ip.header_len()), ip.next_header() == IpProtocol::Udp)
         }
         EtherType::Ipv6 => {
             let ip = Ipv6Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
-            if ip.next_header() != IpProtocol::Gre || t.local_pa(IpAddr::V6(ip.dst_addr())).is_none() {
+            if !ours(ip.next_header(), ip.payload(), IpAddr::V6(ip.dst_addr())) {
                 return Err(DropReason::UplinkNotForUs);
             }
-            (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()), l3_off + 40)
+            (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()), l3_off + 40, ip.next_header() == IpProtocol::Udp)
         }
         _ => return Err(DropReason::UplinkNotForUs),
     };
@@ -261,15 +275,34 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
             EtherType::Ipv4 => Ipv4Packet::new_unchecked(l3).total_len() as usize,
             _ => 40 + Ipv6Packet::new_unchecked(l3).payload_len() as usize,
         };
-    let gre_bytes = data.get(gre..ip_end).ok_or(DropReason::Malformed)?;
-    let (nv, inner) = hnv_wire::nvgre::split(gre_bytes).map_err(|e| match e {
-        hnv_wire::Error::GreFlags => DropReason::GreFlags,
-        hnv_wire::Error::GreVersion => DropReason::GreVersion,
-        hnv_wire::Error::GreProtocol => DropReason::GreProtocol,
-        hnv_wire::Error::VsidReserved => DropReason::VsidReserved,
-        _ => DropReason::Malformed,
-    })?;
-    let vsid = nv.vsid.get();
+    let l4 = data.get(l4_off..ip_end).ok_or(DropReason::Malformed)?;
+    let (vsid, inner, encap_len) = if vxlan {
+        let udp = UdpPacket::new_checked(l4).map_err(|_| DropReason::Malformed)?;
+        // Over IPv6 the checksum is required (RFC 8200 §8.1); over IPv4 it is 0
+        // (RFC 7348 §5) or, if set, not verified (the RFC's MAY: the inner frame
+        // carries its own checksums).
+        if let (IpAddr::V6(s), IpAddr::V6(d)) = (outer_src, outer_dst) {
+            if udp.checksum() == 0 || !udp.verify_checksum_v6(&s, &d) {
+                return Err(DropReason::UdpChecksum);
+            }
+        }
+        let payload = l4.get(8..usize::from(udp.len())).ok_or(DropReason::Malformed)?;
+        let (vx, inner) = hnv_wire::vxlan::split(payload).map_err(|e| match e {
+            hnv_wire::Error::VxlanFlags => DropReason::VxlanFlags,
+            hnv_wire::Error::VsidReserved => DropReason::VsidReserved,
+            _ => DropReason::Malformed,
+        })?;
+        (vx.vsid.get(), inner, 8 + hnv_wire::vxlan::HEADER_LEN)
+    } else {
+        let (nv, inner) = hnv_wire::nvgre::split(l4).map_err(|e| match e {
+            hnv_wire::Error::GreFlags => DropReason::GreFlags,
+            hnv_wire::Error::GreVersion => DropReason::GreVersion,
+            hnv_wire::Error::GreProtocol => DropReason::GreProtocol,
+            hnv_wire::Error::VsidReserved => DropReason::VsidReserved,
+            _ => DropReason::Malformed,
+        })?;
+        (nv.vsid.get(), inner, hnv_wire::nvgre::HEADER_LEN)
+    };
     let entry = t.vsid(vsid).filter(|e| !e.local_ports.is_empty()).ok_or(DropReason::VsidUnknown)?;
     meta.vsid = vsid;
     meta.vsid_slot = entry.slot;
@@ -304,11 +337,12 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
         }
     }
     let inner_len = inner.len();
-    let outer_len = gre + hnv_wire::nvgre::HEADER_LEN;
+    let outer_len = l4_off + encap_len;
     let trailer = pkt.len() - outer_len - inner_len;
     if !pkt.adj(outer_len) || !pkt.trim(trailer) {
         return Err(DropReason::Malformed);
     }
+    meta.outer_len = outer_len.min(usize::from(u8::MAX)) as u8;
     Ok(Verdict::Continue)
 }
 

@@ -7,8 +7,10 @@ use std::net::{IpAddr, Ipv4Addr};
 pub struct Meta {
     /// Switch port it arrived on.
     pub in_port: u16,
-    /// True when it arrived NVGRE-encapsulated on an uplink.
+    /// True when it arrived NVGRE- or VXLAN-encapsulated on an uplink.
     pub from_uplink: bool,
+    /// Bytes of outer headers removed on decapsulation (0 otherwise).
+    pub outer_len: u8,
     /// Tenant VSID (after routing: the destination's VSID).
     pub vsid: u32,
     /// Counter slot of `vsid`.
@@ -52,6 +54,7 @@ impl Default for Meta {
         Meta {
             in_port: 0,
             from_uplink: false,
+            outer_len: 0,
             vsid: 0,
             vsid_slot: 0,
             ethertype: 0,

@@ -167,7 +167,7 @@ fn compile<B: PacketBuf>(t: &Tables, p: &B, m: &Meta, v: Verdict, (iv, islot): (
         }
         (dst, src)
     });
-    let action = Action { step, decap: m.from_uplink, route, in_vsid_slot: islot, out_vsid_slot: m.vsid_slot };
+    let action = Action { step, decap: if m.from_uplink { m.outer_len } else { 0 }, route, in_vsid_slot: islot, out_vsid_slot: m.vsid_slot };
     Some((action, Deps { in_vsid: iv, out_vsid: m.vsid, dst_rec: m.dst_slot, src_rec: m.src_slot }))
 }
 

@@ -300,7 +300,7 @@ impl PolicyStore {
     pub fn replace(&self, policy: Policy) -> u64 {
         let mut g = self.lock();
         g.state = PolicyState::new(policy);
-        Self::publish(&self.current, &mut g, &Delta { ports: true, routes: true, acl: true, records: Vec::new() })
+        Self::publish(&self.current, &mut g, &Delta { ports: true, routes: true, acl: true, subnets: true, records: Vec::new() })
     }
 
     /// Apply `changes` (records, routes, ACL rules, ports) as one transaction:
@@ -388,7 +388,9 @@ impl PolicyStore {
         let redirected: HashMap<(u32, IpAddr), IpAddr> = redirects.iter().map(|r| ((r.vsid, r.ca), r.new_pa)).collect();
         let pa_of = |r: &hnv_policy::LookupRecord| redirected.get(&(r.vsid.get(), r.ca)).copied().unwrap_or(r.pa);
         let now = Instant::now();
-        let t = if delta.ports {
+        // Ports, and a subnet's encapsulation (every outer header of its records), take the whole compile.
+        let whole = delta.ports || delta.subnets;
+        let t = if whole {
             let mut t = Tables::compile_from(state.base(), &mut state.records().map(|r| (r, pa_of(r))), slots, &learned, generation, Some(&prev));
             // A VM that was local and is now elsewhere: keep forwarding to it for a while.
             let newly: Vec<u32> = t.dests().filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
@@ -420,7 +422,7 @@ impl PolicyStore {
             t
         };
         let old = current.swap(Arc::new(t));
-        if delta.ports {
+        if whole {
             retire(old);
         }
         generation

@@ -24,7 +24,7 @@ mod update;
 pub use update::{RecordChange, RecordSource};
 
 use hashbrown::HashMap;
-use hnv_policy::{AclRule, Policy, Prefix};
+use hnv_policy::{AclRule, Encap, Policy, Prefix};
 use shared::{Chunked, ShardKey, Sharded};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,8 +33,8 @@ use std::sync::Arc;
 pub const DEFAULT_UPLINK_MTU: u16 = 1500;
 /// Outer TTL / hop limit (Windows' default for NVGRE).
 pub const OUTER_TTL: u8 = 128;
-/// Longest outer header: Ethernet + 802.1Q + IPv6 + GRE with key.
-pub const MAX_OUTER: usize = 14 + 4 + 40 + 8;
+/// Longest outer header: Ethernet + 802.1Q + IPv6 + UDP + VXLAN (NVGRE's GRE with key is 8 shorter).
+pub const MAX_OUTER: usize = 14 + 4 + 40 + 8 + 8;
 
 /// What a switch port is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,13 +80,15 @@ pub struct LocalPa {
     pub uplink: u16,
 }
 
-/// A prebuilt outer header toward one remote PA: copy, then patch length,
-/// checksum and the GRE key (VSID and FlowID).
+/// A prebuilt outer header toward one remote PA in one encapsulation: copy,
+/// then patch length, checksum and the GRE key (VSID and FlowID; NVGRE), or
+/// lengths, checksums, the VNI and the UDP source port (VXLAN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncapTemplate {
     /// Header bytes (first `len` used).
     pub bytes: [u8; MAX_OUTER],
-    /// Header length: 42 (IPv4), 46 (IPv4 + VLAN), 62 (IPv6), 66 (IPv6 + VLAN).
+    /// Header length: 42 (IPv4), 46 (IPv4 + VLAN), 62 (IPv6), 66 (IPv6 + VLAN);
+    /// 8 more for VXLAN (UDP + VXLAN instead of GRE).
     pub len: u8,
     /// Offset of the outer IP header.
     pub ip_off: u8,
@@ -98,12 +100,19 @@ pub struct EncapTemplate {
     pub uplink: u16,
     /// Largest inner frame that fits the uplink MTU.
     pub max_inner: u16,
+    /// VXLAN (UDP + VXLAN header) rather than NVGRE.
+    pub vxlan: bool,
 }
 
 impl EncapTemplate {
-    /// Offset of the GRE key (VSID << 8 | FlowID), the header's last four bytes.
+    /// Offset of the GRE key (VSID << 8 | FlowID) or of the VXLAN VNI (VSID << 8), the header's last four bytes.
     pub fn key_off(&self) -> usize {
         usize::from(self.len) - 4
+    }
+
+    /// Offset of the outer UDP header (VXLAN).
+    pub fn udp_off(&self) -> usize {
+        usize::from(self.len) - 16
     }
 }
 
@@ -170,6 +179,8 @@ pub struct VsidEntry {
     /// The VSID's lookup records: how many, and the sum of a hash of their
     /// slots (a member set that changes changes these).
     pub members: (u32, u64),
+    /// Encapsulation of this VSID's traffic to other hosts.
+    pub encap: Encap,
     /// The flow-key mask: true when a forwarding decision for traffic entering
     /// this VSID can depend on TCP/UDP ports, i.e. when an ACL rule of a VSID
     /// of its routing domain (where its traffic can be routed to) matches on
@@ -279,8 +290,11 @@ pub struct Tables {
     routes: Arc<Vec<Vec<Route>>>,
     /// Outer headers, one per resolved remote PA.
     templates: Arc<Vec<EncapTemplate>>,
-    /// Every remote PA a record uses, with its template (`None`: next hop unresolved).
-    pa_templates: Arc<HashMap<IpAddr, Option<u32>>>,
+    /// Every remote PA (and encapsulation: VXLAN or not) a record uses, with
+    /// its template (`None`: next hop unresolved).
+    pa_templates: Arc<HashMap<(IpAddr, bool), Option<u32>>>,
+    /// UDP destination port of VXLAN (sent and accepted).
+    pub vxlan_port: u16,
     /// Generation at which ports, provider addresses or neighbors last changed.
     pub global_version: u64,
     /// VSIDs whose [`VsidEntry::key_ports`] is set, sorted (uplink flow keys
@@ -316,7 +330,7 @@ impl Tables {
 
     /// Whether some record encapsulates to remote PA `pa` (resolved or not).
     pub fn uses_pa(&self, pa: IpAddr) -> bool {
-        self.pa_templates.contains_key(&pa)
+        self.pa_templates.contains_key(&(pa, false)) || self.pa_templates.contains_key(&(pa, true))
     }
 
     /// Every compiled record, in slot order.
@@ -444,6 +458,30 @@ mod tests {
         let sum = !hnv_wire::checksum::combine(&[tpl.ip_sum, total]);
         h[10..12].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(hnv_wire::checksum::data(&h), 0xffff);
+    }
+
+    #[test]
+    fn a_vxlan_subnet_gets_vxlan_templates_and_only_its_records_change() {
+        let nv = host(1);
+        let text = hnv_policy::example::BLUE_RED_HOST1.replacen("vsid = 5001\nrouting_domain", "vsid = 5001\nencap = \"vxlan\"\nrouting_domain", 1);
+        assert_ne!(text, hnv_policy::example::BLUE_RED_HOST1, "the example declares subnet 5001 this way");
+        let p = hnv_policy::parse(&text, "example").unwrap();
+        let vx = Tables::compile_next(&p, &mut VsidSlots::default(), &[], 2, Some(&nv));
+        let ca: IpAddr = "10.0.0.7".parse().unwrap();
+        let Delivery::Encap(b) = vx.by_ca(5001, ca).unwrap().to else { panic!() };
+        let b = vx.template(b).unwrap();
+        assert!(b.vxlan);
+        assert_eq!(b.len, 50);
+        assert_eq!(b.udp_off(), 34);
+        assert_eq!(b.bytes[23], 17, "outer protocol UDP");
+        assert_eq!(&b.bytes[34..50], &[0, 0, 0x12, 0xb5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 0, 0], "dst port 4789, flags I; the VNI is written per packet");
+        assert_eq!(b.key_off(), 46);
+        assert_eq!(b.max_inner, 1500 - 36);
+        assert_eq!(vx.vsid(5001).unwrap().encap, Encap::Vxlan);
+        assert_ne!(vx.by_ca(5001, ca).unwrap().version, nv.by_ca(5001, ca).unwrap().version, "the record's decisions are invalidated");
+        assert_eq!(vx.by_ca(6001, ca).unwrap().version, nv.by_ca(6001, ca).unwrap().version, "Red's are not");
+        let Delivery::Encap(r) = vx.by_ca(6001, ca).unwrap().to else { panic!() };
+        assert!(!vx.template(r).unwrap().vxlan);
     }
 
     #[test]

@@ -86,7 +86,13 @@ fn the_generator_covers_its_contract() {
                         if w.starts_with("mutated") {
                             seen.insert(format!("mutated uplink={uplink}"));
                         }
-                        let (l2, tag) = if uplink && f.len() > 42 && f[23] == 47 { (&f[42..], "nvgre ") } else { (&f[..], "") };
+                        let (l2, tag) = if uplink && f.len() > 42 && f[23] == 47 {
+                            (&f[42..], "nvgre ")
+                        } else if uplink && f.len() > 50 && f[23] == 17 && f[36..38] == [0x12, 0xb5] {
+                            (&f[50..], "vxlan ")
+                        } else {
+                            (&f[..], "")
+                        };
                         let kind = match (l2.get(12..14), l2.get(23), l2.get(20)) {
                             (Some([8, 0]), Some(6), _) => "tcp4",
                             (Some([8, 0]), Some(17), _) => "udp4",
@@ -120,6 +126,13 @@ fn the_generator_covers_its_contract() {
         "nvgre icmp6",
         "routed",
         "nvgre routed",
+        "vxlan tcp4",
+        "vxlan udp4",
+        "vxlan icmp4",
+        "vxlan tcp6",
+        "vxlan udp6",
+        "vxlan icmp6",
+        "vxlan routed",
         "mutated uplink=true",
         "mutated uplink=false",
         "move ",
@@ -131,6 +144,7 @@ fn the_generator_covers_its_contract() {
         "remove route",
         "apply hints",
         "FlowID entropy",
+        "VSID 5001",
     ];
     let missing: Vec<&str> = want.iter().copied().filter(|w| !seen.iter().any(|s| s.starts_with(w))).collect();
     assert!(missing.is_empty(), "never generated: {missing:?}; seen {seen:?}");

@@ -3,6 +3,7 @@
 //! the move only from host 2's MS-NVGREE REDIRECT (its own policy update
 //! comes much later); host 2 forwards what still reaches it during its grace
 //! period. Every packet must reach Blue2: zero loss, counters reconcile.
+//! The same with Blue's subnet on VXLAN: the REDIRECT travels in VXLAN too.
 #![allow(clippy::unwrap_used)]
 
 use hnv_datapath::testkit::{self, mac};
@@ -50,6 +51,15 @@ fn policy(text: &str) -> Policy {
     hnv_policy::parse(text, "test").unwrap()
 }
 
+/// `text` with Blue's subnet 5001 on VXLAN when `vxlan`.
+fn encap(text: &str, vxlan: bool) -> String {
+    if vxlan {
+        text.replacen("vsid = 5001\nrouting_domain", "vsid = 5001\nencap = \"vxlan\"\nrouting_domain", 1)
+    } else {
+        text.to_string()
+    }
+}
+
 fn neighbor(p: &mut Policy, pa: &str, mac: [u8; 6]) {
     p.host.neighbors.push(Neighbor { address: pa.parse().unwrap(), mac: EthernetAddress(mac) });
 }
@@ -60,7 +70,11 @@ fn blue2_at(p: &mut Policy, pa: &str) {
 
 /// Host 2's policy after the move: Blue2 at host 3, its port parked.
 fn host2_after() -> Policy {
-    let mut p = policy(BLUE_RED_HOST2);
+    host2_after_in(false)
+}
+
+fn host2_after_in(vxlan: bool) -> Policy {
+    let mut p = policy(&encap(BLUE_RED_HOST2, vxlan));
     neighbor(&mut p, "192.168.4.33", PA3_MAC);
     let port = p.ports.iter_mut().find(|q| q.name == "blue2").unwrap();
     port.mac = Some(EthernetAddress([2, 0, 0, 0, 2, 7]));
@@ -70,8 +84,8 @@ fn host2_after() -> Policy {
 }
 
 /// Host 3: host 2's layout at 192.168.4.33, holding Blue2 (and Red2, Blue3).
-fn host3() -> Policy {
-    policy(&BLUE_RED_HOST2.replace("192.168.4.22", "192.168.4.33").replace("02:00:c0:a8:04:16", "02:00:c0:a8:04:21").replace("host2", "host3"))
+fn host3(vxlan: bool) -> Policy {
+    policy(&encap(BLUE_RED_HOST2, vxlan).replace("192.168.4.22", "192.168.4.33").replace("02:00:c0:a8:04:16", "02:00:c0:a8:04:21").replace("host2", "host3"))
 }
 
 fn dst_pa(frame: &[u8]) -> [u8; 4] {
@@ -80,11 +94,20 @@ fn dst_pa(frame: &[u8]) -> [u8; 4] {
 
 #[test]
 fn migration_under_load_loses_nothing_thanks_to_grace_and_redirect() {
-    let mut p1 = policy(BLUE_RED_HOST1);
+    migration_under_load(false);
+}
+
+#[test]
+fn migration_of_a_vxlan_subnet_loses_nothing_and_its_redirect_travels_in_vxlan() {
+    migration_under_load(true);
+}
+
+fn migration_under_load(vxlan: bool) {
+    let mut p1 = policy(&encap(BLUE_RED_HOST1, vxlan));
     neighbor(&mut p1, "192.168.4.33", PA3_MAC);
     let mut h1 = Host::new(policy(&hnv_policy::to_toml(&p1)));
-    let mut h2 = Host::new(policy(BLUE_RED_HOST2));
-    let mut h3 = Host::new(host3());
+    let mut h2 = Host::new(policy(&encap(BLUE_RED_HOST2, vxlan)));
+    let mut h3 = Host::new(host3(vxlan));
     let (rounds, per_round) = (60u64, 32u64);
     let (move_at, grace_ends_at, h1_policy_at) = (10, 25, 45);
     let mut delivered = 0u64;
@@ -94,7 +117,7 @@ fn migration_under_load_loses_nothing_thanks_to_grace_and_redirect() {
         let now = round * 10_000;
         if round == move_at {
             // The VM now runs on host 3; host 2 learns it at once, host 1 does not.
-            h2.store.replace(host2_after());
+            h2.store.replace(host2_after_in(vxlan));
         }
         if round == grace_ends_at {
             assert!(h2.store.expire_moved(Instant::now() + Duration::from_secs(60)));
@@ -115,6 +138,7 @@ fn migration_under_load_loses_nothing_thanks_to_grace_and_redirect() {
             let mut next = Vec::new();
             for (port, f) in wire {
                 assert_eq!(port, UPLINK);
+                assert_eq!(f[23], if vxlan { 17 } else { 47 }, "every frame on the fabric, REDIRECTs and forwarded ones included, in the subnet's encapsulation");
                 match dst_pa(&f) {
                     [192, 168, 4, 22] => {
                         if round >= move_at {

@@ -49,6 +49,14 @@ enum Command {
         #[command(subcommand)]
         action: RouteCmd,
     },
+    /// Set a virtual subnet's encapsulation between hosts: nvgre or vxlan
+    /// (change it on every host of the subnet; hosts accept both on receipt).
+    Encap {
+        /// VSID.
+        vsid: i64,
+        /// nvgre or vxlan.
+        encap: String,
+    },
     /// Add or remove a VSID ACL rule.
     Acl {
         #[command(subcommand)]
@@ -570,6 +578,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             RouteCmd::Remove(RouteKey { routing_domain, vsid, destination }) => Request::RemoveRoute { routing_domain, vsid, destination },
         },
+        Command::Encap { vsid, encap } => Request::SetEncap { vsid, encap },
         Command::Acl { action } => match action {
             AclCmd::Add { vsid, priority, action, direction, protocol, src, dst, src_ports, dst_ports } => Request::AddAcl {
                 rule: AclFile {

@@ -64,7 +64,7 @@ enum Command {
     /// Write a benchmark scenario (policy, configuration, traffic) into a directory and print
     /// "CONFIG PCAPS SINKS SOURCES" (lists comma-separated; PCAPS in the order of SOURCES).
     Scenario {
-        /// encap, decap, local (one VM) or encap-multi, decap-multi (4 VMs of two tenants).
+        /// encap, decap, local (one VM), encap-multi, decap-multi (4 VMs of two tenants), or encap-vxlan, decap-vxlan (encap and decap with the subnets on VXLAN).
         #[arg(long)]
         scenario: hnvswitch::scenarios::Scenario,
         /// Distinct flows in all traffic files together.
@@ -174,13 +174,16 @@ fn check(path: &std::path::Path) -> Result<()> {
     match hnv_policy::load(path) {
         Ok(p) => {
             println!(
-                "{}: valid: host {}, {} provider address(es), {} port(s), {} routing domain(s), {} subnet(s), {} lookup record(s), {} customer route(s), {} ACL rule(s)",
+                "{}: valid: host {}, {} provider address(es), {} port(s), {} routing domain(s), {} subnet(s) ({} nvgre, {} vxlan on UDP port {}), {} lookup record(s), {} customer route(s), {} ACL rule(s)",
                 path.display(),
                 p.host.name,
                 p.host.provider_addresses.len(),
                 p.ports.len(),
                 p.routing_domains.len(),
                 p.subnets.len(),
+                p.subnets.iter().filter(|s| s.encap == hnv_policy::Encap::Nvgre).count(),
+                p.subnets.iter().filter(|s| s.encap == hnv_policy::Encap::Vxlan).count(),
+                p.host.vxlan_port,
                 p.lookup.len(),
                 p.customer_routes.len(),
                 p.acl.len()

@@ -63,7 +63,7 @@ pub fn show(state: &CtlState, what: Show) -> Value {
                         let slot = slots.iter().find(|(_, v)| *v == s.vsid.get()).map(|(sl, _)| *sl);
                         let (rx, tx, drops) = slot.and_then(|sl| totals.vsids.get(usize::from(sl)).copied()).unwrap_or_default();
                         let local: Vec<&str> = policy.ports.iter().filter(|p| p.vsid == Some(s.vsid)).map(|p| p.name.as_str()).collect();
-                        json!({"vsid": s.vsid.get(), "routing_domain": s.routing_domain, "prefixes": s.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
+                        json!({"vsid": s.vsid.get(), "routing_domain": s.routing_domain, "encap": s.encap.as_str(), "prefixes": s.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
                            "gateway_mac": hnv_policy::format_mac(&s.gateway_mac), "local_ports": local.join(" "), "rx": rx, "tx": tx, "drops": drops})
                     })
                     .collect(),

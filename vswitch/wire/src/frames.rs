@@ -228,6 +228,21 @@ pub fn nvgre(outer_dst: Mac, outer_src: Mac, src_pa: Ipv4Addr, dst_pa: Ipv4Addr,
     f
 }
 
+/// A VXLAN frame over IPv4 (UDP checksum 0) to `port` (4789 as a rule), the
+/// UDP source port hnvswitch derives from `flow_id`.
+#[allow(clippy::too_many_arguments)]
+pub fn vxlan(outer_dst: Mac, outer_src: Mac, src_pa: Ipv4Addr, dst_pa: Ipv4Addr, vni: u32, flow_id: u8, port: u16, inner: &[u8]) -> Vec<u8> {
+    let mut f = eth(outer_dst, outer_src, 0x0800);
+    f.extend_from_slice(&ipv4_header(src_pa, dst_pa, 17, 128, 16 + inner.len()));
+    f.extend_from_slice(&crate::vxlan::src_port(flow_id).to_be_bytes());
+    f.extend_from_slice(&port.to_be_bytes());
+    f.extend_from_slice(&((16 + inner.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x08, 0, 0, 0]);
+    f.extend_from_slice(&(vni << 8).to_be_bytes());
+    f.extend_from_slice(inner);
+    f
+}
+
 /// The FlowID hnvswitch puts in the GRE key for a 5-tuple (0 when the address families differ).
 pub fn flow_id_of(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> u8 {
     match (src, dst) {

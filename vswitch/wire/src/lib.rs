@@ -2,7 +2,7 @@
 //!
 //! This crate is the bottom of the switch: it knows how to read and write
 //! Ethernet, 802.1Q, ARP, IPv4, IPv6, ICMPv4, ICMPv6/NDP, UDP, TCP, GRE and
-//! NVGRE (RFC 7637) headers, and nothing else. It does no I/O, never
+//! NVGRE (RFC 7637) and VXLAN (RFC 7348) headers, and nothing else. It does no I/O, never
 //! allocates outside tests, has no dependencies and contains no `unsafe`.
 //!
 //! # The packet layer and the representation layer
@@ -78,6 +78,7 @@ pub mod tcp;
 pub mod udp;
 pub mod vlan;
 pub mod vsid;
+pub mod vxlan;
 
 use core::fmt;
 
@@ -97,6 +98,7 @@ pub use crate::tcp::Packet as TcpPacket;
 pub use crate::udp::{Packet as UdpPacket, Repr as UdpRepr};
 pub use crate::vlan::{Packet as VlanPacket, Repr as VlanRepr};
 pub use crate::vsid::Vsid;
+pub use crate::vxlan::{Packet as VxlanPacket, Repr as VxlanRepr};
 
 /// Why a buffer was rejected. One variant per drop counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,6 +122,8 @@ pub enum Error {
     GreProtocol,
     /// VSID outside `4096..=0xFF_FFFE` (RFC 7637 §4 reserves the rest).
     VsidReserved,
+    /// VXLAN: the flags byte is not exactly I (an R bit set, or I clear).
+    VxlanFlags,
     /// Valid on the wire but not handled here (non-Ethernet/IPv4 ARP,
     /// IPv4 fragments, IPv6 extension headers, unknown message types).
     Unsupported,
@@ -127,7 +131,7 @@ pub enum Error {
 
 impl Error {
     /// Number of variants; the length of a counter array indexed by [`Error::index`].
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// Every variant, in [`Error::index`] order.
     pub const ALL: [Error; Error::COUNT] = [
@@ -141,6 +145,7 @@ impl Error {
         Error::GreProtocol,
         Error::VsidReserved,
         Error::Unsupported,
+        Error::VxlanFlags,
     ];
 
     /// Return a dense index in `0..Error::COUNT`, for counter arrays.
@@ -156,6 +161,7 @@ impl Error {
             Error::GreProtocol => 7,
             Error::VsidReserved => 8,
             Error::Unsupported => 9,
+            Error::VxlanFlags => 10,
         }
     }
 
@@ -172,6 +178,7 @@ impl Error {
             Error::GreProtocol => "gre_protocol",
             Error::VsidReserved => "vsid_reserved",
             Error::Unsupported => "unsupported",
+            Error::VxlanFlags => "vxlan_flags",
         }
     }
 }
@@ -189,6 +196,7 @@ impl fmt::Display for Error {
             Error::GreProtocol => "GRE protocol not 0x6558",
             Error::VsidReserved => "reserved VSID",
             Error::Unsupported => "unsupported",
+            Error::VxlanFlags => "VXLAN flags not exactly I (R bits set or I clear)",
         };
         f.write_str(s)
     }

@@ -15,7 +15,7 @@ use core::fmt;
 
 use crate::{
     ArpPacket, ArpRepr, Error, EtherType, EthernetFrame, GrePacket, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv6Address, Ipv6Packet, NvgreRepr, TcpPacket,
-    UdpPacket, VlanPacket,
+    UdpPacket, VlanPacket, VxlanRepr,
 };
 
 /// Display adapter printing a one-line summary of an Ethernet frame.
@@ -130,7 +130,7 @@ fn ipv6(f: &mut fmt::Formatter<'_>, d: &[u8], depth: u8) -> fmt::Result {
 
 fn l4(f: &mut fmt::Formatter<'_>, proto: IpProtocol, d: &[u8], addrs: Addrs, depth: u8) -> fmt::Result {
     match (proto, addrs) {
-        (IpProtocol::Udp, _) => udp(f, d),
+        (IpProtocol::Udp, _) => udp(f, d, depth),
         (IpProtocol::Tcp, _) => tcp(f, d),
         (IpProtocol::Icmp, Addrs::V4) => icmpv4(f, d),
         (IpProtocol::Ipv6Icmp, Addrs::V6(src, dst)) => icmpv6(f, d, &src, &dst),
@@ -139,8 +139,13 @@ fn l4(f: &mut fmt::Formatter<'_>, proto: IpProtocol, d: &[u8], addrs: Addrs, dep
     }
 }
 
-fn udp(f: &mut fmt::Formatter<'_>, d: &[u8]) -> fmt::Result {
+fn udp(f: &mut fmt::Formatter<'_>, d: &[u8], depth: u8) -> fmt::Result {
     match UdpPacket::new_checked(d) {
+        Ok(udp) if udp.dst_port() == crate::vxlan::PORT => {
+            write!(f, "UDP {} > {}, ", udp.src_port(), udp.dst_port())?;
+            let payload = &d[crate::udp::HEADER_LEN..usize::from(udp.len())];
+            vxlan(f, payload, depth)
+        }
         Ok(udp) => write!(f, "UDP {} > {} len {}", udp.src_port(), udp.dst_port(), usize::from(udp.len()).saturating_sub(crate::udp::HEADER_LEN)),
         Err(e) => {
             f.write_str("UDP")?;
@@ -204,6 +209,25 @@ fn icmpv6(f: &mut fmt::Formatter<'_>, d: &[u8], src: &Ipv6Address, dst: &Ipv6Add
             } else {
                 note(f, e)
             }
+        }
+    }
+}
+
+/// VXLAN on UDP port 4789 (the pretty printer knows only the standard port).
+fn vxlan(f: &mut fmt::Formatter<'_>, d: &[u8], depth: u8) -> fmt::Result {
+    match VxlanRepr::parse(&crate::VxlanPacket::new_unchecked(d)) {
+        Ok(repr) => {
+            write!(f, "{repr}: ")?;
+            let inner = &d[crate::vxlan::HEADER_LEN..];
+            if depth < MAX_DEPTH {
+                ethernet(f, inner, depth + 1)
+            } else {
+                write!(f, "[nested VXLAN not decoded, {} bytes]", inner.len())
+            }
+        }
+        Err(e) => {
+            f.write_str("VXLAN")?;
+            note(f, e)
         }
     }
 }
@@ -276,6 +300,25 @@ mod test {
         assert!(s.contains("NVGRE vsid 5001 flowid 7: 02:00:00:00:00:01"), "{s}");
         assert!(s.ends_with("UDP 1000 > 53 len 4"), "{s}");
         // Truncations never panic and say so.
+        for cut in 0..buf.len() {
+            let s = PrettyFrame(&buf[..cut]).to_string();
+            assert!(s.contains("[truncated]") || s.contains("[malformed"), "{cut}: {s}");
+        }
+    }
+
+    #[test]
+    fn test_vxlan() {
+        let mut buf = [0u8; 46 + 50];
+        let outer = EthernetRepr { src_addr: EthernetAddress([0, 0x15, 0x5d, 0, 0, 1]), dst_addr: EthernetAddress([0, 0x15, 0x5d, 0, 0, 2]), ethertype: EtherType::Ipv4 };
+        outer.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+        Ipv4Repr { src_addr: Ipv4Address::new(192, 168, 0, 1), dst_addr: Ipv4Address::new(192, 168, 0, 2), next_header: IpProtocol::Udp, payload_len: 16 + 46, hop_limit: 128, dont_frag: true }
+            .emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..]));
+        UdpRepr { src_port: 49153, dst_port: 4789, payload_len: 8 + 46 }.emit(&mut UdpPacket::new_unchecked(&mut buf[34..42]));
+        VxlanRepr { vsid: Vsid::new(5001).unwrap() }.emit(&mut crate::VxlanPacket::new_unchecked(&mut buf[42..50]));
+        udp_frame(&mut buf[50..]);
+        let s = PrettyFrame(&buf).to_string();
+        assert!(s.contains("UDP 49153 > 4789, VXLAN vni 5001: 02:00:00:00:00:01"), "{s}");
+        assert!(s.ends_with("UDP 1000 > 53 len 4"), "{s}");
         for cut in 0..buf.len() {
             let s = PrettyFrame(&buf[..cut]).to_string();
             assert!(s.contains("[truncated]") || s.contains("[malformed"), "{cut}: {s}");

@@ -329,6 +329,24 @@ proptest! {
     }
 
     #[test]
+    fn vxlan_roundtrip(vsid in vsid(), junk in any::<[u8; 8]>()) {
+        let repr = hnv_wire::VxlanRepr { vsid };
+        let mut buf = junk;
+        repr.emit(&mut hnv_wire::VxlanPacket::new_unchecked(&mut buf[..]));
+        prop_assert_eq!(hnv_wire::VxlanRepr::parse(&hnv_wire::VxlanPacket::new_unchecked(&buf[..])), Ok(repr));
+        prop_assert_eq!(buf, [0x08, 0, 0, 0, (vsid.get() >> 16) as u8, (vsid.get() >> 8) as u8, vsid.get() as u8, 0]);
+    }
+
+    #[test]
+    fn vxlan_parse_never_panics_and_accepts_only_i(bytes in proptest::collection::vec(any::<u8>(), 0..16)) {
+        let r = hnv_wire::VxlanRepr::parse(&hnv_wire::VxlanPacket::new_unchecked(&bytes[..]));
+        if let Ok(repr) = r {
+            prop_assert!(bytes.len() >= 8 && bytes[0] == 0x08);
+            prop_assert_eq!(repr.vsid.get(), u32::from_be_bytes([0, bytes[4], bytes[5], bytes[6]]));
+        }
+    }
+
+    #[test]
     fn nvgre_roundtrip(repr in nvgre_repr()) {
         let mut buf = [0xa5u8; 8];
         repr.emit(&mut GrePacket::new_unchecked(&mut buf[..]));

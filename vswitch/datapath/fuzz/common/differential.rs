@@ -10,13 +10,16 @@
 //   batches and policy changes. Traffic mixes IPv4 and IPv6, UDP, TCP and
 //   ICMP/ICMPv6 echo, many connections (source ports) between the same VM
 //   pairs, routed, misaddressed, spoofed and broadcast frames, from VM ports
-//   and NVGRE from the uplink (MS-NVGREE control messages included), and
+//   and NVGRE or VXLAN from the uplink (MS-NVGREE control messages
+//   included; each VSID's own encapsulation, and for a quarter of the flows
+//   the other one, as while a subnet is switched over), and
 //   byte mutations (bit flips anywhere, truncation, extension) of frames of
 //   flows sent before. Most frames repeat earlier flows so that the cache
 //   hits. Policy changes: lookup records added, moved to another PA and
 //   removed, VMs migrated away and in (ports removed and added), ACL rules on
 //   protocols, ports, prefixes and directions added and removed per VSID,
-//   customer routes added and removed, FlowID entropy toggled, queued
+//   customer routes added and removed, FlowID entropy toggled, a subnet's
+//   encapsulation switched between NVGRE and VXLAN, queued
 //   REDIRECT/learned-neighbor hints applied. Every policy change is
 //   validated (`hnv_policy::parse`); an invalid one is not emitted.
 // - [`run`] drives a scenario through two `HnvSwitch`es reading one
@@ -35,7 +38,7 @@
 
 use hnv_datapath::testkit::{self, mac, Mac};
 use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
-use hnv_policy::{AclAction, AclRule, CustomerRoute, Direction, EthernetAddress, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, RecordType, Rule, Vsid};
+use hnv_policy::{AclAction, AclRule, CustomerRoute, Direction, Encap, EthernetAddress, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, RecordType, Rule, Vsid};
 use hnv_wire::nvgree::{Control, ControlRepr};
 use pmd::{Batch, HeapBuf, PacketBuf, Processor, TxStage};
 use std::fmt::Write as _;
@@ -488,7 +491,10 @@ impl Gen<'_, '_> {
         self.wrap(f, &sender, vsid, &inner)
     }
 
-    /// `inner` in NVGRE from the sender's host to this one (or as the flow's outer fields say).
+    /// `inner` in NVGRE or VXLAN from the sender's host to this one (or as
+    /// the flow's outer fields say): the VSID's encapsulation in the current
+    /// policy, or for a quarter of the flows (FlowID bits 6 and 7 set) the
+    /// other one, as during a switch-over.
     fn wrap(&self, f: &Flow, sender: &Vm, vsid: u32, inner: &[u8]) -> Vec<u8> {
         let src = match f.outer {
             0 => record_pa(&self.p, sender).unwrap_or(pa(sender.home)),
@@ -497,7 +503,12 @@ impl Gen<'_, '_> {
         let src_i = PAS.iter().position(|a| IpAddr::V4(Ipv4Addr::from(*a)) == src).unwrap_or(2);
         let dst = if f.misrouted { 2 } else { self.host };
         let (IpAddr::V4(s), IpAddr::V4(d)) = (src, pa(dst)) else { return inner.to_vec() };
-        testkit::nvgre(mac(PA_MACS[dst]), mac(PA_MACS[src_i]), s, d, vsid, f.flow_id, inner)
+        let subnet_vxlan = self.p.subnets.iter().any(|n| n.vsid.get() == vsid && n.encap == Encap::Vxlan);
+        if subnet_vxlan != (f.flow_id & 0xc0 == 0xc0) {
+            testkit::vxlan(mac(PA_MACS[dst]), mac(PA_MACS[src_i]), s, d, vsid, f.flow_id, hnv_wire::vxlan::PORT, inner)
+        } else {
+            testkit::nvgre(mac(PA_MACS[dst]), mac(PA_MACS[src_i]), s, d, vsid, f.flow_id, inner)
+        }
     }
 
     /// An MS-NVGREE message from the sender's host about a CA this host sends it.
@@ -726,7 +737,7 @@ impl Gen<'_, '_> {
         let mut p = self.p.clone();
         let vm_i = self.b.below(VMS.len());
         let vm = VMS[vm_i];
-        let what = match self.b.below(11) {
+        let what = match self.b.below(12) {
             0 => {
                 // Move a remote VM to another remote PA.
                 if local_vm(&p, &vm).is_some() || record_pa(&p, &vm).is_none() {
@@ -832,6 +843,12 @@ impl Gen<'_, '_> {
                         format!("{} migrates in", vm.name)
                     }
                 }
+            }
+            11 => {
+                // Switch the VM's subnet to the other encapsulation.
+                let s = p.subnets.iter_mut().find(|s| s.vsid.get() == vm.vsid)?;
+                s.encap = if s.encap == Encap::Vxlan { Encap::Nvgre } else { Encap::Vxlan };
+                format!("VSID {} to {}", vm.vsid, s.encap.as_str())
             }
             _ => {
                 if self.b.chance(1, 2) {
@@ -964,7 +981,7 @@ fn take_control_messages(out: &mut Output, n: &mut Totals) {
     }
     for (q, frames) in out.iter_mut().enumerate() {
         frames.retain(|f| {
-            let is_control = f.len() > 42 && f[12..14] == [8, 0] && f[23] == 47 && ControlRepr::parse(&f[42..]).is_ok();
+            let is_control = f.len() > 42 && f[12..14] == [8, 0] && ((f[23] == 47 && ControlRepr::parse(&f[42..]).is_ok()) || (f[23] == 17 && f.len() > 50 && ControlRepr::parse(&f[50..]).is_ok()));
             if is_control {
                 n.control_sent += 1;
                 n.ports[q].1 += 1;

@@ -51,8 +51,9 @@ pub enum Step {
 pub struct Action {
     /// The final step.
     pub step: Step,
-    /// Remove the 42-byte NVGRE outer header first.
-    pub decap: bool,
+    /// Remove this many bytes of outer header first (42 for NVGRE, 50 for
+    /// VXLAN, over untagged IPv4); 0 = not decapsulated.
+    pub decap: u8,
     /// Routed: decrement TTL/hop limit (dropping at expiry) and write these (dst, src) MACs.
     pub route: Option<([u8; 6], [u8; 6])>,
     /// Counter slot of the ingress VSID.
@@ -172,7 +173,7 @@ impl FlowCache {
     pub fn new(entries: usize) -> Self {
         let n = entries.max(64).next_power_of_two();
         let buckets = n / WAYS;
-        let none = Hot { action: Action { step: Step::Drop(DropReason::Malformed), decap: false, route: None, in_vsid_slot: 0, out_vsid_slot: 0 }, generation: u64::MAX, noted: 0 };
+        let none = Hot { action: Action { step: Step::Drop(DropReason::Malformed), decap: 0, route: None, in_vsid_slot: 0, out_vsid_slot: 0 }, generation: u64::MAX, noted: 0 };
         FlowCache {
             sigs: vec![Sigs::default(); buckets].into_boxed_slice(),
             keys: vec![FlowKey::default(); n].into_boxed_slice(),
@@ -353,7 +354,7 @@ mod tests {
     }
 
     fn action(p: u16) -> Action {
-        Action { step: Step::Port(p), decap: false, route: None, in_vsid_slot: 0, out_vsid_slot: 0 }
+        Action { step: Step::Port(p), decap: 0, route: None, in_vsid_slot: 0, out_vsid_slot: 0 }
     }
 
     const DEPS: Deps = Deps { in_vsid: 5001, out_vsid: 5001, dst_rec: u32::MAX, src_rec: u32::MAX };

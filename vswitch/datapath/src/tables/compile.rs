@@ -11,7 +11,7 @@
 //! in `update.rs`, which share [`Ctx::dest`] and [`Ctx::template`] with it.
 
 use super::*;
-use hnv_policy::{Host, LookupRecord, PortRole, RecordType, Rule};
+use hnv_policy::{Encap, Host, LookupRecord, PortRole, RecordType, Rule};
 use hnv_wire::checksum;
 
 /// What compiling one record reads.
@@ -47,8 +47,9 @@ impl Ctx<'_> {
         self.host.neighbor(ip).map(|m| m.0).or_else(|| self.neighbors.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m))
     }
 
-    /// The outer header toward `pa` (key zero), or `None` if the next hop's MAC is unknown.
-    pub fn template(&self, ports: &[PortEntry], pa: IpAddr) -> Option<EncapTemplate> {
+    /// The outer header toward `pa` in NVGRE or (`vxlan`) VXLAN to UDP port
+    /// `vxlan_port` (key or VNI zero), or `None` if the next hop's MAC is unknown.
+    pub fn template(&self, ports: &[PortEntry], pa: IpAddr, vxlan: bool, vxlan_port: u16) -> Option<EncapTemplate> {
         let host = self.host;
         let local = host.provider_addresses.iter().find(|l| l.address.is_ipv4() == pa.is_ipv4())?;
         let next_hop = if local.subnet().contains(pa) {
@@ -75,6 +76,7 @@ impl Ctx<'_> {
             off = 16;
         }
         let ipv6 = pa.is_ipv6();
+        let proto = if vxlan { 17 } else { 47 };
         b[off..off + 2].copy_from_slice(&(if ipv6 { 0x86ddu16 } else { 0x0800 }).to_be_bytes());
         let ip_off = off + 2;
         let (src, n) = ip_bytes(&local.address);
@@ -83,7 +85,7 @@ impl Ctx<'_> {
         let gre_off = if ipv6 {
             let h = &mut b[ip_off..ip_off + 40];
             h[0] = 0x60;
-            h[6] = 47;
+            h[6] = proto;
             h[7] = OUTER_TTL;
             h[8..24].copy_from_slice(&src[..n]);
             h[24..40].copy_from_slice(&dst[..n]);
@@ -93,23 +95,30 @@ impl Ctx<'_> {
             h[0] = 0x45;
             h[6] = 0x40; // DF: the encapsulator must not fragment
             h[8] = OUTER_TTL;
-            h[9] = 47;
+            h[9] = proto;
             h[12..16].copy_from_slice(&src[..4]);
             h[16..20].copy_from_slice(&dst[..4]);
             ip_sum = checksum::data(h);
             ip_off + 20
         };
-        b[gre_off..gre_off + 2].copy_from_slice(&0x2000u16.to_be_bytes());
-        b[gre_off + 2..gre_off + 4].copy_from_slice(&0x6558u16.to_be_bytes());
-        let len = gre_off + 8;
+        let len = if vxlan {
+            // UDP: source port and length patched per packet, checksum 0 (IPv4) or computed (IPv6).
+            b[gre_off + 2..gre_off + 4].copy_from_slice(&vxlan_port.to_be_bytes());
+            b[gre_off + 8] = hnv_wire::vxlan::FLAGS;
+            gre_off + 16
+        } else {
+            b[gre_off..gre_off + 2].copy_from_slice(&0x2000u16.to_be_bytes());
+            b[gre_off + 2..gre_off + 4].copy_from_slice(&0x6558u16.to_be_bytes());
+            gre_off + 8
+        };
         let ip_and_gre = len - ip_off;
         let max_inner = usize::from(mtu).saturating_sub(ip_and_gre).min(usize::from(u16::MAX)) as u16;
-        Some(EncapTemplate { bytes: b, len: len as u8, ip_off: ip_off as u8, ipv6, ip_sum, uplink, max_inner })
+        Some(EncapTemplate { bytes: b, len: len as u8, ip_off: ip_off as u8, ipv6, ip_sum, uplink, max_inner, vxlan })
     }
 
-    /// Record `r` compiled, encapsulating to `pa` (its own PA or a REDIRECT's);
-    /// templates of PAs not seen yet are added to `t`.
-    pub fn dest(&self, t: &mut Tables, slots: &mut VsidSlots, r: &LookupRecord, pa: IpAddr, generation: u64) -> Dest {
+    /// Record `r` compiled, encapsulating to `pa` (its own PA or a REDIRECT's)
+    /// in `encap` (its VSID's); templates of PAs not seen yet are added to `t`.
+    pub fn dest(&self, t: &mut Tables, slots: &mut VsidSlots, r: &LookupRecord, pa: IpAddr, encap: Encap, generation: u64) -> Dest {
         let vsid = r.vsid.get();
         let to = if r.rule == Rule::None || self.host.is_local_pa(pa) {
             match t.ports.iter().position(|p| p.role == Role::Vm && p.vsid == vsid && p.mac == r.mac.0) {
@@ -117,11 +126,13 @@ impl Ctx<'_> {
                 None => Delivery::NoLocalPort,
             }
         } else {
-            let id = match t.pa_templates.get(&pa) {
+            let vxlan = encap == Encap::Vxlan;
+            let key = (pa, vxlan);
+            let id = match t.pa_templates.get(&key) {
                 Some(id) => *id,
                 None => {
-                    let id = self.template(&t.ports, pa).map(|tpl| {
-                        let old = self.prev.and_then(|p| p.pa_templates.get(&pa).copied().flatten().filter(|&i| p.template(i) == Some(&tpl)));
+                    let id = self.template(&t.ports, pa, vxlan, t.vxlan_port).map(|tpl| {
+                        let old = self.prev.and_then(|p| p.pa_templates.get(&key).copied().flatten().filter(|&i| p.template(i) == Some(&tpl)));
                         match old {
                             Some(i) if t.template(i) == Some(&tpl) => i,
                             _ => {
@@ -131,7 +142,7 @@ impl Ctx<'_> {
                             }
                         }
                     });
-                    Arc::make_mut(&mut t.pa_templates).insert(pa, id);
+                    Arc::make_mut(&mut t.pa_templates).insert(key, id);
                     id
                 }
             };
@@ -174,7 +185,7 @@ impl Tables {
         generation: u64,
         prev: Option<&Tables>,
     ) -> Tables {
-        let mut t = Tables { generation, ..Default::default() };
+        let mut t = Tables { generation, vxlan_port: base.host.vxlan_port, ..Default::default() };
         if let Some(p) = prev {
             // Template ids stay stable across whole compiles; unused ones are dropped when they are most.
             if p.templates.len() < 2 * p.pa_templates.len() + 16 {
@@ -188,7 +199,8 @@ impl Tables {
         let mut vsids = build_vsids(base, slots, &t.ports, generation);
         let cx = Ctx { host: &base.host, neighbors, prev };
         for (r, pa) in records {
-            let d = cx.dest(&mut t, slots, r, pa, generation);
+            let encap = vsids.get(&r.vsid.get()).map_or(Encap::Nvgre, |e| e.encap);
+            let d = cx.dest(&mut t, slots, r, pa, encap, generation);
             if let Some(e) = vsids.get_mut(&d.vsid) {
                 e.members.0 += 1;
                 e.members.1 = e.members.1.wrapping_add(member_hash(d.slot));
@@ -313,6 +325,7 @@ pub(super) fn build_vsids(base: &Policy, slots: &mut VsidSlots, ports: &[PortEnt
                 acl: base.acl_for(s.vsid).to_vec(),
                 wildcard: None,
                 members: (0, 0),
+                encap: s.encap,
                 key_ports: false,
                 version: generation,
             },

@@ -44,8 +44,9 @@ impl Tables {
         let cx = Ctx { host: &base.host, neighbors, prev: None };
         for c in changes {
             let old = slots.record_slot(c.vsid, c.ca).and_then(|s| t.records.get(s)).copied();
+            let encap = t.vsids.get(&c.vsid).map_or(hnv_policy::Encap::Nvgre, |e| e.encap);
             let new = c.record.map(|(r, pa)| {
-                let mut d = cx.dest(&mut t, slots, r, pa, generation);
+                let mut d = cx.dest(&mut t, slots, r, pa, encap, generation);
                 d.forward_moved = c.moved;
                 (d, r.kind == hnv_policy::RecordType::GatewayWildcard)
             });

@@ -166,4 +166,11 @@ pub fn run(data: &[u8]) {
         show(&mut sink, r);
     }
     let _ = nvgre::split(data);
+    if let Ok(p) = hnv_wire::VxlanPacket::new_checked(data) {
+        show_debug(&mut sink, (p.flags(), p.vni(), p.payload().len()));
+    }
+    if let Ok(r) = hnv_wire::VxlanRepr::parse(&hnv_wire::VxlanPacket::new_unchecked(data)) {
+        show(&mut sink, r);
+    }
+    let _ = hnv_wire::vxlan::split(data);
 }
