@@ -263,6 +263,13 @@ def fmt(v, spec="{:.2f}"):
     return "n/a" if v is None else spec.format(v)
 
 
+def lag(b):
+    """Seconds from the last put's answer until both switches had applied it (None if unknown)."""
+    if b.get("both_applied_s") is None or b.get("put_s") is None:
+        return None
+    return max(0.0, b["both_applied_s"] - b["put_s"])
+
+
 def report_lines(rows, meta):
     out = [f"# etcd at scale ({meta})", ""]
     out.append("| records | publish s (txns of) | switch | start-up: socket / etcd policy forwarded s | RSS MiB (peak) | moves (per etcd txn) | puts s | last move applied s | generations (change txns, full merges) |")
@@ -281,7 +288,8 @@ def report_lines(rows, meta):
         if b:
             out.append(
                 f"At {r['publish']['records']:,} records: {b['moves']:,} moves in {b['puts']:,} etcd requests of {b.get('per_txn', 1)} put in {fmt(b['put_s'])} s over {b['threads']} connections (revisions {b['first_revision']}..{b['last_revision']}); "
-                f"both switches had applied the last one {fmt(b.get('both_applied_s'), '{:.3f}')} s after the first put."
+                f"both switches had applied the last one {fmt(b.get('both_applied_s'), '{:.3f}')} s after the first put"
+                f" ({fmt(lag(b), '{:.3f}')} s after the last put was answered)."
             )
     return out
 

@@ -89,7 +89,8 @@ class EtcdScaleTest(unittest.TestCase):
         text = "\n".join(lines)
         self.assertIn("| 1,000,035 | 20.50 (1000) | host1 | 0.30 / 4.20 | 900 (1500) | 10,000 (1) | 3.10 | 3.200 | 150 (150, 0) |", text)
         self.assertIn("| host2 |", text)
-        self.assertIn("applied the last one 3.250 s after the first put", text)
+        self.assertIn("applied the last one 3.250 s after the first put (0.150 s after the last put was answered)", text)
+        self.assertIsNone(es.lag({"put_s": 1.0}))
 
 
 if __name__ == "__main__":
