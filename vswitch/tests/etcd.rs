@@ -268,7 +268,18 @@ fn two_switches_follow_a_move_through_etcd_within_a_second() {
         let e = s.etcd();
         assert_eq!(e["connected"], true, "{e}");
         assert_eq!(s.pa(5001, "10.0.0.16").as_deref(), Some("192.168.4.22"));
+        // The cheap poll (show counters) reports the revision applied, like show policy.
+        assert_eq!(s.show(Show::Counters).0["etcd_applied_revision"], e["applied_revision"]);
     }
+    // Whole-prefix reads go in pages at one revision: pages of 2 keys read what one unlimited range read does.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = rt.block_on(etcd_client::Client::connect([url.as_str()], None)).unwrap();
+    let (paged, at) = rt.block_on(hnvswitch::etcd::client::read_prefix(&client, "/hnv/", 0, 2, "paging")).unwrap();
+    let (whole, _) = rt.block_on(hnvswitch::etcd::client::read_prefix(&client, "/hnv/", at, 0, "one read")).unwrap();
+    assert_eq!(at, rev);
+    assert!(paged.len() > 30 && paged.keys().all(|k| k.starts_with(b"/hnv/")), "{}", paged.len());
+    assert_eq!(paged, whole);
+    drop((client, rt));
     let (ga, gb) = (sa.generation(), sb.generation());
 
     // Move a VM with one put of its lookup key.
@@ -324,7 +335,11 @@ fn two_switches_follow_a_move_through_etcd_within_a_second() {
     p.lookup.retain(|r| !(r.vsid.get() == 6001 && r.ca.to_string() == "10.0.0.16"));
     let smaller = dir.join("smaller.toml");
     std::fs::write(&smaller, hnv_policy::to_toml(&p)).unwrap();
-    let rev = publish(&url, &smaller);
+    // In transactions of at most one change each (hnvctl publish --batch): the deletion and the restored PA.
+    let out = publish_with(&url, &["--batch".into(), "1".into()], &smaller);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("1 written, 1 deleted") && stdout.contains("in 2 transactions"), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let rev: i64 = stdout.rsplit("(revision ").next().and_then(|s| s.trim().trim_end_matches(')').parse().ok()).unwrap();
     wait_for("both switches to apply the republish", Duration::from_secs(2), || applied(&mut sa, rev) && applied(&mut sb, rev));
     for s in [&mut sa, &mut sb] {
         assert_eq!(s.pa(6001, "10.0.0.16"), None);

@@ -84,6 +84,10 @@ enum Command {
         /// How to reach etcd: TLS and user, as the switch's [etcd] keys.
         #[command(flatten)]
         security: EtcdSecurity,
+        /// At most N changed keys per transaction (0: all in one). Not atomic as a
+        /// whole: for first publishes larger than etcd's --max-txn-ops allows.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        batch: usize,
         /// The policy file.
         policy: PathBuf,
     },
@@ -477,7 +481,7 @@ fn as_options(m: &str) -> String {
     m.replace("(keys --", "(options --")
 }
 
-fn publish(endpoints: Vec<String>, prefix: String, security: EtcdSecurity, path: &std::path::Path) -> Result<()> {
+fn publish(endpoints: Vec<String>, prefix: String, security: EtcdSecurity, batch: usize, path: &std::path::Path) -> Result<()> {
     let EtcdSecurity { ca_file, cert_file, key_file, user, password_file } = security;
     let cfg = hnvswitch::config::EtcdConfig { endpoints: endpoints.clone(), prefix: prefix.clone(), ca_file, cert_file, key_file, user, password_file };
     cfg.check().map_err(|e| anyhow::anyhow!("{}: {}", option_of(&e.key), e.problem))?;
@@ -485,8 +489,9 @@ fn publish(endpoints: Vec<String>, prefix: String, security: EtcdSecurity, path:
         eprintln!("{e}");
         anyhow::anyhow!("{}: policy rejected, nothing published", path.display())
     })?;
-    let r = hnvswitch::etcd::publish(&cfg, &policy).map_err(|e| anyhow::anyhow!("{}", as_options(&format!("{e:#}"))))?;
-    println!("published {} to etcd {} under {}: {} written, {} deleted, {} unchanged (revision {})", path.display(), endpoints.join(","), prefix, r.put, r.deleted, r.unchanged, r.revision);
+    let r = hnvswitch::etcd::publish(&cfg, &policy, batch).map_err(|e| anyhow::anyhow!("{}", as_options(&format!("{e:#}"))))?;
+    let txns = if r.transactions > 1 { format!(" in {} transactions", r.transactions) } else { String::new() };
+    println!("published {} to etcd {} under {}: {} written, {} deleted, {} unchanged{txns} (revision {})", path.display(), endpoints.join(","), prefix, r.put, r.deleted, r.unchanged, r.revision);
     Ok(())
 }
 
@@ -545,7 +550,7 @@ fn run(cli: Cli) -> Result<()> {
     let socket = cli.socket;
     let connect = || Client::connect(&socket).with_context(|| format!("cannot open {} (is hnvswitch running with a control socket, and are you root?)", socket.display()));
     let req = match cli.command {
-        Command::Publish { etcd, prefix, security, policy } => return publish(etcd, prefix, security, &policy),
+        Command::Publish { etcd, prefix, security, batch, policy } => return publish(etcd, prefix, security, batch, &policy),
         Command::Apply { file } => return apply(connect, &file, cli.json),
         Command::Show { what } => Request::Show { what },
         Command::Watch { interval, count } => {

@@ -87,11 +87,21 @@ pub fn show(state: &CtlState, what: Show) -> Value {
                 .collect(),
         ),
         Show::Acl => serde_json::to_value(&hnv_policy::PolicyFile::from_policy(&policy()).acl).unwrap_or(Value::Null),
-        Show::Counters => json!({
-            "rx": totals.rx, "tx": totals.tx, "replicas": totals.replicas, "drops": totals.total_drops(), "reconciles": totals.reconciles(),
-            "answered": totals.answered, "encapsulated": totals.encapsulated, "decapsulated": totals.decapsulated, "routed": totals.routed,
-            "drop_reasons": totals.drops.iter().map(|(r, n)| json!({"reason": r.name(), "packets": n, "meaning": r.description()})).collect::<Vec<_>>(),
-        }),
+        Show::Counters => {
+            let mut v = json!({
+                "rx": totals.rx, "tx": totals.tx, "replicas": totals.replicas, "drops": totals.total_drops(), "reconciles": totals.reconciles(),
+                "answered": totals.answered, "encapsulated": totals.encapsulated, "decapsulated": totals.decapsulated, "routed": totals.routed,
+                "drop_reasons": totals.drops.iter().map(|(r, n)| json!({"reason": r.name(), "packets": n, "meaning": r.description()})).collect::<Vec<_>>(),
+            });
+            // With etcd: the revision the policy in force follows (a cheap poll; `show policy` copies the whole policy).
+            if let (Some(e), Some(o)) = (state.etcd.as_ref(), v.as_object_mut()) {
+                let st = e.lock().map(|s| s.clone()).unwrap_or_default();
+                o.insert("etcd_applied_revision".into(), json!(st.applied_revision));
+                o.insert("etcd_change_transactions".into(), json!(st.change_transactions));
+                o.insert("etcd_full_merges".into(), json!(st.full_merges));
+            }
+            v
+        }
         Show::Flows => Value::Array(
             state
                 .stats

@@ -18,7 +18,8 @@
 //!   host it arrives at may have had the port all along (its VM elsewhere).
 //! - The [`Watcher`] runs on its own thread with a current-thread tokio
 //!   runtime; workers never wait on etcd. On start and on every reconnect it
-//!   reads the whole prefix, then watches from the next revision; changes
+//!   reads the whole prefix (in pages of [`client::PAGE_KEYS`] keys at one
+//!   revision: a million records are far over gRPC's message limit), then watches from the next revision; changes
 //!   arriving within [`DEBOUNCE`] of each other are one burst, applied as one
 //!   transaction of change requests and published as one snapshot, or by
 //!   merging the whole prefix when they cannot be expressed as changes
@@ -66,7 +67,7 @@ use crate::config::EtcdConfig;
 use crate::etcd_security::{explain, Credentials};
 use crate::service::PolicyService;
 use anyhow::{bail, Context, Result};
-use client::{key_values, options, timed};
+use client::{options, read_prefix, timed, PAGE_KEYS};
 use etcd_client::{Client, EventType, GetOptions, SortOrder, SortTarget, WatchOptions};
 use follower::{Burst, Follower};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -197,11 +198,9 @@ struct Position {
 }
 
 /// Read the whole prefix (at `revision`, or the latest when 0) and apply it as a whole state.
-async fn read_whole(shared: &Follower, client: &mut Client, pos: &mut Position, revision: i64, what: &str) -> Result<()> {
-    let prefix = shared.cfg().prefix.as_str();
-    let resp = timed(what, client.get(prefix, Some(GetOptions::new().with_prefix().with_revision(revision)))).await?;
-    let r = if revision > 0 { revision } else { resp.header().map_or(pos.at, |h| h.revision()) };
-    let kvs = key_values(&resp);
+async fn read_whole(shared: &Follower, client: &Client, pos: &mut Position, revision: i64, what: &str) -> Result<()> {
+    let (kvs, r) = read_prefix(client, shared.cfg().prefix.as_str(), revision, PAGE_KEYS, what).await?;
+    let r = if r > 0 { r } else { pos.at };
     pos.at = pos.at.max(r);
     pos.seen = pos.seen.max(r);
     pos.keys = kvs.len();
@@ -218,10 +217,7 @@ async fn session(shared: &Follower, connected: &mut bool, reconnect: bool) -> Re
     // Re-read on every connection: renewed certificates take effect on the next reconnect.
     let creds = Credentials::load(cfg).map_err(anyhow::Error::msg)?;
     let mut client = timed("connecting", Client::connect(&cfg.endpoints, Some(options(&creds)))).await?;
-    let resp = timed("reading the prefix", client.get(cfg.prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
-    let rev = resp.header().map_or(0, |h| h.revision());
-    let kvs = key_values(&resp);
-    drop(resp);
+    let (kvs, rev) = read_prefix(&client, cfg.prefix.as_str(), 0, PAGE_KEYS, "reading the prefix").await?;
     let mut pos = Position { seen: rev, at: rev, keys: kvs.len() };
     let watch = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(rev.saturating_add(1));
     let mut stream = timed("creating the watch", client.watch(cfg.prefix.as_str(), Some(watch))).await?;
@@ -249,7 +245,7 @@ async fn session(shared: &Follower, connected: &mut bool, reconnect: bool) -> Re
                     let keys = usize::try_from(resp.count()).unwrap_or(usize::MAX);
                     log::info!("etcd: UNREACHABLE received; newest change under {} at revision {newest}, {keys} keys", cfg.prefix);
                     if newest > pos.at || keys != pos.keys {
-                        read_whole(shared, &mut client, &mut pos, 0, "re-reading the prefix").await?;
+                        read_whole(shared, &client, &mut pos, 0, "re-reading the prefix").await?;
                     }
                 }
                 continue;
@@ -269,7 +265,7 @@ async fn session(shared: &Follower, connected: &mut bool, reconnect: bool) -> Re
         if let Err(why) = shared.apply_burst(&burst, pos.keys, pos.seen) {
             log::debug!("etcd revision {}: {why}; reading the whole prefix at revision {}", pos.seen, pos.at);
             let at = pos.at;
-            read_whole(shared, &mut client, &mut pos, at, "reading the prefix").await?;
+            read_whole(shared, &client, &mut pos, at, "reading the prefix").await?;
         }
     }
 }
