@@ -208,7 +208,12 @@ impl DatapathStats {
     /// The summary of the last batch, or `None` if none was published
     /// (counters written without [`DatapathStats::end_batch`], as tests do).
     fn settled(&self) -> Option<[u64; 4]> {
-        for _ in 0..SETTLE_TRIES {
+        for i in 0..SETTLE_TRIES {
+            if i >= 64 {
+                // The worker may be preempted mid-write (a test thread, or a worker
+                // sharing its core): let it finish.
+                std::thread::yield_now();
+            }
             let before = self.seq.load(Ordering::Acquire);
             if before == 0 {
                 return None;
@@ -226,9 +231,10 @@ impl DatapathStats {
     }
 }
 
-/// Reads of a summary before falling back to the raw counters (the worker
-/// rewrites it for a few ns per batch, so a read fails only by bad luck).
-const SETTLE_TRIES: usize = 10_000;
+/// Reads of a summary before falling back to the raw counters: the worker
+/// rewrites it for a few ns per batch, so a read fails only while the worker
+/// is preempted mid-write; after 64 spins each try yields the CPU to it.
+const SETTLE_TRIES: usize = 100_000;
 
 impl Totals {
     /// Sum `workers` (rx, tx, replicas and the drop total from each worker's
