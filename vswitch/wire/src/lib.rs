@@ -75,6 +75,7 @@ pub mod nvgre;
 pub mod nvgree;
 pub mod pretty;
 pub mod tcp;
+pub mod too_big;
 pub mod udp;
 pub mod vlan;
 pub mod vsid;
