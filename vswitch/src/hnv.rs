@@ -184,7 +184,9 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let worker_stats = rt.run_limited(
         |w| {
             let pipeline = standard_pipeline().with_capture(Box::new(captures.extension()));
-            HnvSwitch::new(store.clone(), pipeline, stats[w].clone(), w).with_notify_interval(tsc_hz() / 20)
+            HnvSwitch::new(store.clone(), pipeline, stats[w].clone(), w)
+                .with_notify_interval(tsc_hz() / 20)
+                .with_too_big_rate(tsc_hz() / TOO_BIG_PER_SEC, hnv_datapath::too_big::DEFAULT_BURST)
         },
         stop,
         secs(cfg.run.duration_secs),
@@ -208,6 +210,10 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
 type RatePrinter<'a> = Box<dyn FnMut(f64, &Runtime) + 'a>;
 /// A port change's outcome and where it goes.
 type PortAnswer = (std::sync::mpsc::Sender<Result<PortChanged, PortChangeError>>, Result<PortChanged, PortChangeError>);
+
+/// ICMP too-big errors one worker sends per second at most (bursts of
+/// `hnv_datapath::too_big::DEFAULT_BURST`); the excess counts as `too_big_rate_limited`.
+const TOO_BIG_PER_SEC: u64 = 1000;
 
 /// How often the control loop runs while the workers poll.
 const CONTROL_TICK: Duration = Duration::from_millis(100);
@@ -400,7 +406,7 @@ pub fn datapath_report(t: &Totals, names: &[String], slots: &[(u16, u32)]) -> St
         s += &format!("  {:<22} {n:>14}  {}\n", r.name(), r.description());
     }
     s += &format!(
-        "\nrx {} + replicas {} = {}; tx {} + drops {} = {}: {}\n(answered ARP/ND {}, encapsulated {}, decapsulated {}, routed {}; flow cache hits {}, misses {})\n",
+        "\nrx {} + replicas {} = {}; tx {} + drops {} = {}: {}\n(answered ARP/ND {}, ICMP too-big sent {}, encapsulated {}, decapsulated {}, routed {}; flow cache hits {}, misses {})\n",
         t.rx,
         t.replicas,
         t.rx + t.replicas,
@@ -409,6 +415,7 @@ pub fn datapath_report(t: &Totals, names: &[String], slots: &[(u16, u32)]) -> St
         t.tx + t.total_drops(),
         if t.reconciles() { "reconciled" } else { "MISMATCH" },
         t.answered,
+        t.too_big_sent,
         t.encapsulated,
         t.decapsulated,
         t.routed,

@@ -9,12 +9,14 @@
 //! routed accumulate in a [`Tally`] (plain integers on the worker's stack)
 //! and are added to [`DatapathStats`] by [`Tally::publish`]; per-VSID counts
 //! accumulate as runs of the same slot, so a batch of one tenant's traffic
-//! costs one counter update, not one per packet.
+//! costs one counter update, not one per packet. [`Out`] also carries the
+//! worker's rate limit on ICMP too-big errors ([`crate::too_big`]).
 
 use crate::drop::DropReason;
 use crate::meta::Meta;
 use crate::stats::DatapathStats;
 use crate::tables::Tables;
+use crate::too_big::TooBigLimiter;
 use pmd::{Batch, PacketBuf, TxStage, MAX_PORTS};
 
 /// Consecutive packets of one VSID counter slot.
@@ -36,11 +38,13 @@ pub struct Tally {
     pub decapsulated: u32,
     /// Packets routed between virtual subnets.
     pub routed: u32,
+    /// ICMP too-big errors sent back to VMs.
+    pub too_big: u32,
 }
 
 impl Default for Tally {
     fn default() -> Self {
-        Tally { tx: [0; MAX_PORTS], vsid_rx: Run::default(), vsid_tx: Run::default(), encapsulated: 0, decapsulated: 0, routed: 0 }
+        Tally { tx: [0; MAX_PORTS], vsid_rx: Run::default(), vsid_tx: Run::default(), encapsulated: 0, decapsulated: 0, routed: 0, too_big: 0 }
     }
 }
 
@@ -89,11 +93,13 @@ impl Tally {
         add(&st.encapsulated, self.encapsulated);
         add(&st.decapsulated, self.decapsulated);
         add(&st.routed, self.routed);
+        add(&st.too_big_sent, self.too_big);
         self.vsid_rx = Run::default();
         self.vsid_tx = Run::default();
         self.encapsulated = 0;
         self.decapsulated = 0;
         self.routed = 0;
+        self.too_big = 0;
     }
 }
 
@@ -120,6 +126,8 @@ pub struct Out<'a, B> {
     pub tally: &'a mut Tally,
     /// The port the batch arrived on (drops are counted against it).
     pub in_port: u16,
+    /// The worker's rate limit on ICMP too-big errors.
+    pub icmp: &'a mut TooBigLimiter,
 }
 
 impl<B: PacketBuf> Out<'_, B> {
@@ -182,7 +190,8 @@ mod tests {
         let st = DatapathStats::default();
         let mut tally = Tally::default();
         let mut tx: TxStage<HeapBuf> = TxStage::new(2);
-        let mut out = Out { tx: &mut tx, st: &st, tally: &mut tally, in_port: 1 };
+        let mut icmp = TooBigLimiter::default();
+        let mut out = Out { tx: &mut tx, st: &st, tally: &mut tally, in_port: 1, icmp: &mut icmp };
         let sent = 100usize;
         for _ in 0..sent {
             out.send(0, 0, HeapBuf::from_slice(&[0u8; 60]));

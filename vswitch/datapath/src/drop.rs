@@ -95,7 +95,8 @@ drop_reasons! {
     TtlExpired => "ttl_expired", "routed packet whose TTL or hop limit ran out";
     RoutedNonIp => "routed_non_ip", "frame to the gateway MAC that is not IPv4/IPv6";
     NextHopUnresolved => "nexthop_unresolved", "no MAC known for the provider next hop of the destination PA";
-    EncapTooBig => "encap_too_big", "frame exceeds the uplink MTU once encapsulated";
+    EncapTooBig => "encap_too_big", "frame exceeds the uplink MTU once encapsulated and gets no ICMP error (IPv4 without DF, a non-first fragment, an ICMP error, no IPv4 gateway, or from the uplink)";
+    TooBigRateLimited => "too_big_rate_limited", "frame exceeds the uplink MTU once encapsulated; its ICMP error was suppressed by the worker's rate limit";
     NoHeadroom => "no_headroom", "mbuf lacks headroom for the outer headers";
     UplinkNotForUs => "uplink_not_for_us", "uplink frame not addressed to a local PA (or not NVGRE, VXLAN on the policy's UDP port, or provider ARP)";
     ProviderArpIgnored => "provider_arp_ignored", "provider-side ARP not asking for a local PA";

@@ -17,7 +17,8 @@
 //! instructions on the hit path; callgrind measured the split.)
 //!
 //! Packet-level conditions that the decision does not capture are checked
-//! per packet in [`act`]: TTL/hop limit on routed packets, the uplink MTU and
+//! per packet in [`act`]: TTL/hop limit on routed packets, the uplink MTU (a
+//! frame too big becomes an ICMP error for its VM, [`crate::too_big`]) and
 //! headroom on encapsulation, the length of a decapsulated frame.
 //! No allocation, lock, syscall or log line; per-packet counts go to the
 //! batch's [`crate::deliver::Tally`].
@@ -30,6 +31,7 @@ use crate::flow::{Action, FlowCache, Step};
 use crate::stats::DatapathStats;
 use crate::store::PolicyStore;
 use crate::tables::{Delivery, Dest, PortEntry, Role, Tables};
+use crate::too_big;
 use arrayvec::ArrayVec;
 use pmd::{Batch, PacketBuf, BURST};
 
@@ -195,6 +197,16 @@ fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut
                         }
                         out_to(tpl.uplink, a.out_vsid_slot)
                     }
+                    Err(DropReason::EncapTooBig) => match too_big::answer(t, out.in_port, tpl.max_inner, p, out.icmp, now) {
+                        Ok(port) => {
+                            out.tally.too_big += 1;
+                            out_to(port, a.in_vsid_slot)
+                        }
+                        Err(r) => {
+                            out.drop(r, Some(a.out_vsid_slot));
+                            DROPPED
+                        }
+                    },
                     Err(r) => {
                         out.drop(r, Some(a.out_vsid_slot));
                         DROPPED

@@ -36,6 +36,7 @@ pub mod store;
 pub mod switch;
 pub mod tables;
 pub mod testkit;
+pub mod too_big;
 
 pub use drop::DropReason;
 pub use forward::HnvForwarder;

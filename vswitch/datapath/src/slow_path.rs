@@ -6,8 +6,9 @@
 //! outcome when it depends only on the flow key and the policy
 //! ([`cacheable_drop`], and never traffic for a VM that just moved away);
 //! send an MS-NVGREE REDIRECT or UNREACHABLE to the sender of NVGRE for a
-//! VM that is not here ([`crate::notify`]); encapsulate; deliver or count
-//! the drop.
+//! VM that is not here ([`crate::notify`]); encapsulate (a frame from a VM
+//! too big for the uplink MTU becomes an ICMP error back to it,
+//! [`crate::too_big`]); deliver or count the drop.
 
 use crate::deliver::Out;
 use crate::drop::DropReason;
@@ -22,6 +23,7 @@ use crate::notify::Notifier;
 use crate::pipeline::{Context, Pipeline};
 use crate::store::PolicyStore;
 use crate::tables::{Delivery, Dest, Role, Tables};
+use crate::too_big;
 use arrayvec::ArrayVec;
 use hnv_wire::nvgree::Control;
 use pmd::{Batch, PacketBuf, BURST};
@@ -111,6 +113,8 @@ impl SlowPath<'_> {
             if m.from_uplink {
                 notify(t, notifier, out, m, *v, &p, self.now);
             }
+            // The ICMP error for a frame too big to encapsulate goes back in the ingress VSID.
+            let mut slot = m.vsid_slot;
             let verdict = match *v {
                 Verdict::Encap(idx) => match t.by_slot(idx) {
                     Some(d @ Dest { to: Delivery::Encap(id), forward_moved, .. }) => match t
@@ -127,6 +131,14 @@ impl SlowPath<'_> {
                             out.tally.encapsulated += 1;
                             Verdict::Port(tpl.uplink)
                         }
+                        Err(DropReason::EncapTooBig) => match too_big::answer(t, in_port, d_max_inner(t, d), &mut p, out.icmp, self.now) {
+                            Ok(port) => {
+                                out.tally.too_big += 1;
+                                slot = in_vsid.get(i).map_or(slot, |s| s.1);
+                                Verdict::Port(port)
+                            }
+                            Err(r) => Verdict::Drop(r),
+                        },
                         Err(r) => Verdict::Drop(r),
                     },
                     _ => Verdict::Drop(DropReason::NoRecord),
@@ -134,12 +146,20 @@ impl SlowPath<'_> {
                 other => other,
             };
             match verdict {
-                Verdict::Port(port) => out.send(port, m.vsid_slot, p),
+                Verdict::Port(port) => out.send(port, slot, p),
                 Verdict::Flood => out.flood(t, m, p),
                 Verdict::Drop(r) => out.drop(r, (r != DropReason::UnknownPort).then_some(m.vsid_slot)),
                 Verdict::Continue | Verdict::Encap(_) => out.drop(DropReason::NoRecord, Some(m.vsid_slot)),
             }
         }
+    }
+}
+
+/// The largest inner frame record `d`'s template carries (its uplink MTU less the outer headers).
+fn d_max_inner(t: &Tables, d: &Dest) -> u16 {
+    match d.to {
+        Delivery::Encap(id) => t.template(id).map_or(0, |tpl| tpl.max_inner),
+        _ => 0,
     }
 }
 

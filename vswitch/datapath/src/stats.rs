@@ -53,6 +53,9 @@ pub struct DatapathStats {
     pub replicas: Counter,
     /// ARP/ND requests answered from policy (also counted in `tx`).
     pub answered: Counter,
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" errors sent
+    /// back to VMs (each is the offending packet rewritten, so also counted in `tx`).
+    pub too_big_sent: Counter,
     /// Packets NVGRE-encapsulated.
     pub encapsulated: Counter,
     /// Packets NVGRE-decapsulated.
@@ -97,6 +100,7 @@ impl Default for DatapathStats {
             tx: Counter::default(),
             replicas: Counter::default(),
             answered: Counter::default(),
+            too_big_sent: Counter::default(),
             encapsulated: Counter::default(),
             decapsulated: Counter::default(),
             routed: Counter::default(),
@@ -169,6 +173,8 @@ pub struct Totals {
     pub replicas: u64,
     /// ARP/ND answered.
     pub answered: u64,
+    /// ICMP too-big errors sent to VMs.
+    pub too_big_sent: u64,
     /// Encapsulated.
     pub encapsulated: u64,
     /// Decapsulated.
@@ -265,6 +271,7 @@ impl Totals {
         self.tx += one.tx;
         self.replicas += one.replicas;
         self.answered += one.answered;
+        self.too_big_sent += one.too_big_sent;
         self.encapsulated += one.encapsulated;
         self.decapsulated += one.decapsulated;
         self.routed += one.routed;
@@ -288,6 +295,7 @@ impl Totals {
         t.tx += w.tx.get();
         t.replicas += w.replicas.get();
         t.answered += w.answered.get();
+        t.too_big_sent += w.too_big_sent.get();
         t.encapsulated += w.encapsulated.get();
         t.decapsulated += w.decapsulated.get();
         t.routed += w.routed.get();

@@ -4,7 +4,7 @@
 //! decision cache ([`crate::fast_path`]); run what missed through the full
 //! pipeline ([`crate::slow_path`]), which fills the cache; then publish the
 //! batch's tallies and the cache's counters once ([`crate::deliver`]).
-//! Encapsulation lives in [`crate::encap`], MS-NVGREE messages in
+//! Encapsulation lives in [`crate::encap`], ICMP too-big errors in [`crate::too_big`], MS-NVGREE messages in
 //! [`crate::notify`].
 //!
 //! Thread-safety contract: one `HnvSwitch` per worker; it owns its
@@ -22,6 +22,7 @@ use crate::slow_path::SlowPath;
 use crate::stats::DatapathStats;
 use crate::store::PolicyStore;
 use crate::tables::Tables;
+use crate::too_big::TooBigLimiter;
 use pmd::{Batch, PacketBuf, Processor, TxStage};
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub struct HnvSwitch {
     fast: Box<FastPath>,
     tally: Box<Tally>,
     notifier: Notifier,
+    icmp: TooBigLimiter,
     /// Cache counters already added to `stats`.
     published: CacheStats,
 }
@@ -64,6 +66,7 @@ impl HnvSwitch {
             fast: Box::default(),
             tally: Box::default(),
             notifier: Notifier::new(DEFAULT_NOTIFY_INTERVAL),
+            icmp: TooBigLimiter::default(),
             published: CacheStats::default(),
         }
     }
@@ -71,6 +74,12 @@ impl HnvSwitch {
     /// Send at most one MS-NVGREE message per (sending VM, destination CA) every `cycles` TSC cycles.
     pub fn with_notify_interval(mut self, cycles: u64) -> Self {
         self.notifier = Notifier::new(cycles);
+        self
+    }
+
+    /// Send at most `burst` ICMP too-big errors at once, and one more every `cycles` TSC cycles.
+    pub fn with_too_big_rate(mut self, cycles: u64, burst: u32) -> Self {
+        self.icmp = TooBigLimiter::new(cycles, burst);
         self
     }
 
@@ -111,7 +120,7 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, now: u64) {
         let tables = self.store.load();
         let t: &Tables = &tables;
-        let HnvSwitch { store, pipeline, stats, worker, cache, fast, tally, notifier, .. } = self;
+        let HnvSwitch { store, pipeline, stats, worker, cache, fast, tally, notifier, icmp, .. } = self;
         let st: &DatapathStats = stats;
         let n = pkts.len() as u64;
         st.rx.add(n);
@@ -122,7 +131,7 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
             c.rx.add(n);
         }
         let port = t.port(in_port);
-        let mut o = Out { tx: out, st, tally, in_port };
+        let mut o = Out { tx: out, st, tally, in_port, icmp };
         match (cache.as_mut(), port) {
             (Some(c), Some(p)) if pipeline.cacheable() => fast.run(c, t, store, now, in_port, p, pkts, &mut o),
             _ => fast.reset(),
