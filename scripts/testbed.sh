@@ -847,6 +847,67 @@ check_restart() {
     stop_testpmd 3
 }
 
+# Path MTU (README "Path MTU"): the fabric between host 1 and Blue2's host is
+# lowered to 1500 (both veth ends, and each switch's uplink `mtu` in its policy
+# file, applied with SIGHUP), the VMs keep 1500, so NVGRE carries at most 1458
+# bytes of tenant IP. A DF ping of 1472 bytes (1500 on the wire) must come back
+# as "Frag needed and DF set (mtu = 1458)" from the subnet gateway, a 1430-byte
+# one (1458) must pass, and iperf3 must complete after PMTU discovery. The
+# MTUs, policies and the VMs' route caches are restored afterwards.
+set_fabric_mtu() { # set_fabric_mtu MTU HOST...: veth ends and switch policies, then SIGHUP and wait for the reload
+    local mtu=$1 h i pids=() ok; shift
+    local -A g0
+    for h in "$@"; do
+        ip -n "$P-$h" link set uplink mtu "$mtu"; ip -n "$P-dc" link set "$h" mtu "$mtu"
+        sed -i -E "s/^mtu = [0-9]+\$/mtu = $mtu/" "$DIR/$h.toml"
+        g0[$h]=$(grep -c "policy reloaded" "$DIR/$h.log"); pids+=("$(cat "$DIR/pids/$h.pid")")
+    done
+    kill -HUP "${pids[@]}"
+    for ((i = 0; i < 100; i++)); do
+        ok=1; for h in "$@"; do (( $(grep -c "policy reloaded" "$DIR/$h.log") > ${g0[$h]} )) || ok=0; done
+        (( ok )) && return 0; sleep 0.1
+    done
+    return 1
+}
+# too_big_sent H: host H's ICMP too-big errors sent so far (hnvctl), or "?".
+too_big_sent() { "$CTL" -s "$DIR/$1.sock" --json show counters 2>/dev/null | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["data"]["too_big_sent"])' 2>/dev/null || echo "?"; }
+# delta A B: B - A when both are numbers, else "?".
+delta() { [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]] && echo $(( $2 - $1 )) || echo "?"; }
+
+check_pmtu() {
+    local at h0 h1s out big small bw pmtu sent0 sent1 sent2
+    at=$(cat "$DIR/blue2.at")
+    echo "== path MTU: fabric MTU 1500 between host 1 and $at (switch uplinks 1500), VM MTU 1500: NVGRE leaves 1458 for tenant IP"
+    if ! set_fabric_mtu 1500 h1 "$at"; then fail "path MTU: the switches did not reload with uplink MTU 1500"; set_fabric_mtu 1600 h1 "$at"; return; fi
+    nsx blue1 ip route flush cache
+    sent0=$(too_big_sent h1)
+    out=$(nsx blue1 timeout 10 ping -n -c 2 -i 0.5 -W 1 -M do -s 1472 10.0.0.7 2>&1); echo "$out" > "$DIR/pmtu-ping-big.out"
+    big=$(grep -m1 -E "mtu ?= ?1458" <<< "$out")
+    small=$(nsx blue1 timeout 10 ping -n -q -c 3 -i 0.2 -W 1 -M do -s 1430 10.0.0.7 2>/dev/null | awk '/packets transmitted/ {print $4; f = 1} END {if (!f) print 0}')
+    sent1=$(too_big_sent h1)
+    if [[ -n $big ]] && grep -q "^From 10.0.0.1 " <<< "$out" && (( small >= 2 )); then
+        pass "DF ping Blue1->Blue2 of 1472 bytes: '$(sed -E 's/^ +//' <<< "$big")'; of 1430 bytes (1458 on the wire): $small/3 replies; host 1 sent $(delta "$sent0" "$sent1") ICMP too-big"
+        note "path MTU: DF ping of 1472 bytes answered '$(sed -E 's/^From [^ ]+ icmp_seq=[0-9]+ //' <<< "$big")' by the switch (from 10.0.0.1), 1430 bytes passes"
+    else
+        fail "DF ping of 1472 bytes: $(tr '\n' ' ' < "$DIR/pmtu-ping-big.out" | cut -c1-300) (want 'From 10.0.0.1 ... mtu = 1458'); of 1430 bytes: $small/3 replies (want >= 2)"
+    fi
+    # TCP from a clean route cache: the first full-size segments meet the switch's ICMP, the kernel learns 1458.
+    nsx blue1 ip route flush cache
+    bg iperf-pmtu blue2 iperf3 -s -p 5202; wait_listen blue2 5202
+    bw=$(iperf blue1 10.0.0.7 5202)
+    sent2=$(too_big_sent h1)
+    pmtu=$(nsx blue1 ip route get 10.0.0.7 | grep -o "mtu [0-9]*" | awk '{print $2}')
+    stop_bg iperf-pmtu
+    if [[ -n $bw && $pmtu == 1458 ]]; then
+        pass "TCP Blue1->Blue2 over the 1500-byte fabric: $bw Mbit/s after PMTU discovery (Blue1's route learned mtu $pmtu; host 1 sent $(delta "$sent1" "$sent2") ICMP too-big during the transfer)"
+        note "path MTU: iperf3 Blue1->Blue2 with fabric MTU 1500 and VM MTU 1500: $bw Mbit/s, PMTU learned $pmtu"
+    else
+        fail "TCP over the 1500-byte fabric: '${bw:-no result}' Mbit/s, Blue1's learned route MTU '${pmtu:-none}' (want a result and 1458)"
+    fi
+    set_fabric_mtu 1600 h1 "$at" || fail "path MTU: the switches did not reload with uplink MTU 1600 again"
+    nsx blue1 ip route flush cache; nsx blue2 ip route flush cache
+}
+
 # Live migration with the switch as it is: ports are fixed until restart, and
 # policy validation requires a VM port's MAC to have a lookup record on THIS
 # host ("pa must be one of this host's provider addresses"), so a destination
@@ -921,6 +982,7 @@ check() {
     check_kernel_vxlan
     check_vhost
     check_restart
+    check_pmtu
     check_migration
     switch_alive
     echo "== numbers"

@@ -383,3 +383,74 @@ fn one_and_two_workers_produce_the_same_frames() {
     assert_eq!((ta.rx, ta.tx, ta.total_drops()), (tb.rx, tb.tx, tb.total_drops()));
     assert!(ta.reconciles() && tb.reconciles());
 }
+
+/// `BLUE_RED_HOST1` with IPv6 CAs for Blue1 and Blue2 and an IPv6 gateway in VSID 5001.
+fn host1_with_ipv6() -> Policy {
+    let text = BLUE_RED_HOST1.replacen("addresses = [\"10.0.0.5\"]", "addresses = [\"10.0.0.5\", \"fd00::5\"]", 1).replacen(
+        "prefixes = [\"10.0.0.0/24\"]\ngateway_v4 = \"10.0.0.1\"",
+        "prefixes = [\"10.0.0.0/24\", \"fd00::/64\"]\ngateway_v4 = \"10.0.0.1\"\ngateway_v6 = \"fd00::1\"",
+        1,
+    ) + "\n[[lookup]]\nca = \"fd00::5\"\nvsid = 5001\nmac = \"00:15:5d:01:00:05\"\npa = \"192.168.4.11\"\n\n[[lookup]]\nca = \"fd00::7\"\nvsid = 5001\nmac = \"00:15:5d:01:00:07\"\npa = \"192.168.4.22\"\n";
+    hnv_policy::parse(&text, "example").unwrap()
+}
+
+/// Path MTU through real DPDK ports (net_pcap): with the example's uplink
+/// MTU of 1500, Blue1 sends an IPv4 frame exactly at the NVGRE limit (1472
+/// bytes: encapsulated), one byte over with DF (answered), one over without
+/// DF (dropped) and an IPv6 frame over the limit (answered); Wireshark's
+/// dissectors read the errors Blue1's port sends back: type 3 code 4 with
+/// MTU 1458 and ICMPv6 type 2 with MTU 1458, every checksum good, from the
+/// subnet's gateway, quoting the offending packet.
+#[test]
+fn tshark_decodes_the_path_mtu_errors_sent_to_the_vm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::eal();
+    let dir = common::tempdir("tshark-pmtu");
+    let (b1, b2) = (mac(traffic::BLUE1_MAC), mac(traffic::BLUE2_MAC));
+    let (ca5, ca7) = (IpAddr::V4(ip("10.0.0.5")), IpAddr::V4(ip("10.0.0.7")));
+    let (v6_5, v6_7): (IpAddr, IpAddr) = ("fd00::5".parse().unwrap(), "fd00::7".parse().unwrap());
+    let at_limit = testkit::udp(b1, b2, ca5, ca7, 1111, 9, 1472);
+    let over_df = testkit::udp(b1, b2, ca5, ca7, 1112, 9, 1473);
+    let mut over_no_df = testkit::udp(b1, b2, ca5, ca7, 1113, 9, 1473);
+    over_no_df[20] = 0;
+    over_no_df[24..26].fill(0);
+    let c = !hnv_wire::checksum::data(&over_no_df[14..34]);
+    over_no_df[24..26].copy_from_slice(&c.to_be_bytes());
+    let over_v6 = testkit::udp(b1, b2, v6_5, v6_7, 1114, 9, 1600);
+    let blue = vec![at_limit, over_df.clone(), over_no_df, over_v6.clone()];
+    let red = vec![testkit::udp(mac(traffic::RED1_MAC), mac(traffic::RED2_MAC), ca5, ca7, 1111, 9, 128)];
+    traffic::write_pcap(&dir.join("blue.pcap"), &blue).unwrap();
+    traffic::write_pcap(&dir.join("red.pcap"), &red).unwrap();
+    let mut policy = host1_with_ipv6();
+    for p in &mut policy.ports {
+        p.devargs = match p.name.as_str() {
+            "uplink" => format!("net_pcap_pmup,tx_pcap={}", dir.join("uplink.pcap").display()),
+            "blue1" => format!("net_pcap_pmb,rx_pcap={},tx_pcap={}", dir.join("blue.pcap").display(), dir.join("blue_out.pcap").display()),
+            _ => format!("net_pcap_pmr,rx_pcap={}", dir.join("red.pcap").display()),
+        };
+    }
+    let t = run_switch(policy, 4);
+    assert_eq!((t.encapsulated, t.too_big_sent, t.drops_of(hnv_datapath::DropReason::EncapTooBig)), (2, 2, 1), "{t:?}");
+    assert!(t.reconciles(), "{t:?}");
+    let up = tshark_fields(&dir.join("uplink.pcap"), &["frame.len", "ip.len"]);
+    assert!(up.iter().any(|r| r[0] == "1514" && r[1].starts_with("1500;1458")), "the frame at the limit leaves at exactly the uplink MTU: {up:?}");
+    let rows = tshark_fields(
+        &dir.join("blue_out.pcap"),
+        &["eth.src", "eth.dst", "ip.src", "ip.dst", "ip.checksum.status", "icmp.type", "icmp.code", "icmp.mtu", "icmp.checksum.status", "ipv6.src", "ipv6.dst", "icmpv6.type", "icmpv6.mtu", "icmpv6.checksum.status", "udp.srcport", "frame.len"],
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let at = |r: &Vec<String>, k: usize, j: usize| r[k].split(';').nth(j).unwrap_or("").to_string();
+    let v4 = rows.iter().find(|r| !r[5].is_empty()).expect("an ICMP error");
+    assert_eq!((at(v4, 0, 0), at(v4, 1, 0)), ("02:48:4e:00:13:89".into(), traffic::BLUE1_MAC.to_string()), "from the gateway MAC to Blue1");
+    assert_eq!((at(v4, 2, 0), at(v4, 3, 0)), ("10.0.0.1".into(), "10.0.0.5".into()), "from the subnet's gateway to the sender");
+    assert_eq!((at(v4, 2, 1), at(v4, 3, 1)), ("10.0.0.5".into(), "10.0.0.7".into()), "quoting the offending header");
+    assert_eq!(at(v4, 4, 0), "1", "IPv4 header checksum good");
+    assert_eq!((at(v4, 5, 0), at(v4, 6, 0), at(v4, 7, 0), at(v4, 8, 0)), ("3".into(), "4".into(), "1458".into(), "1".into()), "fragmentation needed, MTU 1458, checksum good");
+    assert_eq!(at(v4, 14, 0), "1112", "the quote's 8 bytes: the offending packet's UDP ports");
+    let v6 = rows.iter().find(|r| !r[11].is_empty()).expect("an ICMPv6 error");
+    assert_eq!((at(v6, 9, 0), at(v6, 10, 0)), ("fd00::1".into(), "fd00::5".into()));
+    assert_eq!((at(v6, 9, 1), at(v6, 10, 1)), ("fd00::5".into(), "fd00::7".into()), "quoting the offending packet");
+    assert_eq!((at(v6, 11, 0), at(v6, 12, 0), at(v6, 13, 0)), ("2".into(), "1458".into(), "1".into()), "packet too big, MTU 1458, checksum good");
+    assert_eq!(at(v6, 15, 0), "1294", "14 + 1280: the error fills the IPv6 minimum MTU");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

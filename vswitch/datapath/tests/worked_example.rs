@@ -222,7 +222,12 @@ fn hostile_and_malformed_input_is_dropped_and_counted() {
     cases.push((vm_tagged, BLUE, DropReason::VmVlanTagged));
     cases.push((udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.99", 1), BLUE, DropReason::NoRecord));
     cases.push((udp(mac(B1), mac(R2), "10.0.0.5", "10.0.0.7", 1), BLUE, DropReason::DstMacMismatch));
-    let big = testkit::udp(mac(B1), mac(B2), IpAddr::V4(ip("10.0.0.5")), IpAddr::V4(ip("10.0.0.7")), 1, 2, 1514);
+    // Too big without DF (with DF it is answered with an ICMP error: tests/path_mtu.rs).
+    let mut big = testkit::udp(mac(B1), mac(B2), IpAddr::V4(ip("10.0.0.5")), IpAddr::V4(ip("10.0.0.7")), 1, 2, 1514);
+    big[20] = 0;
+    big[24..26].fill(0);
+    let sum = !hnv_wire::checksum::data(&big[14..34]);
+    big[24..26].copy_from_slice(&sum.to_be_bytes());
     cases.push((big, BLUE, DropReason::EncapTooBig));
     let mut bad_vsid = ok.clone();
     bad_vsid[38..41].copy_from_slice(&[0, 0, 0x10]);

@@ -8,7 +8,7 @@
 use core::fmt::{self, Write};
 
 use hnv_wire::{
-    arp, ndisc, nvgre, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetRepr, GrePacket, GreRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, Ipv4Packet, Ipv4Repr, Ipv6Address,
+    arp, ndisc, nvgre, too_big, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetRepr, GrePacket, GreRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, Ipv4Packet, Ipv4Repr, Ipv6Address,
     Ipv6Packet, Ipv6Repr, NdiscNeighborAdvert, NdiscNeighborSolicit, NdiscRepr, NvgreRepr, PrettyFrame, TcpPacket, UdpPacket, UdpRepr, VlanPacket, VlanRepr,
 };
 
@@ -49,6 +49,24 @@ pub fn run(data: &[u8]) {
         let _ = ndisc::answer_solicit_frame(data, EthernetAddress([2, 0, 0, 0, 0, 9]), &mut out);
         copy[..n].copy_from_slice(&data[..n]);
         let _ = ndisc::answer_solicit_frame_in_place(&mut copy, EthernetAddress([2, 0, 0, 0, 0, 9]));
+        // The path MTU errors, made in place in a buffer grown to the length they ask for.
+        let macs = too_big::Macs { gateway: [2, 0, 0, 0, 0, 1], vm: [2, 0, 0, 0, 0, 2] };
+        let mut big = [0u8; 2048];
+        let n = data.len().min(big.len());
+        if let Ok(len) = too_big::frag_needed_len(&data[..n]) {
+            big[..n].copy_from_slice(&data[..n]);
+            let got = too_big::frag_needed_in_place(&mut big[..len.max(n)], macs, core::net::Ipv4Addr::new(10, 0, 0, 1), 1458);
+            assert_eq!(got, Ok(len), "frag_needed_in_place makes the length frag_needed_len promised");
+        }
+        if let Ok(len) = too_big::too_big_len(&data[..n]) {
+            big[..n].copy_from_slice(&data[..n]);
+            let got = too_big::too_big_in_place(&mut big[..len.max(n)], macs, Ipv6Address::LOCALHOST, 1458);
+            assert_eq!(got, Ok(len), "too_big_in_place makes the length too_big_len promised");
+        }
+        big[..n].copy_from_slice(&data[..n]);
+        let _ = too_big::frag_needed_in_place(&mut big[..n], macs, core::net::Ipv4Addr::new(10, 0, 0, 1), 1458);
+        big[..n].copy_from_slice(&data[..n]);
+        let _ = too_big::too_big_in_place(&mut big[..n], macs, Ipv6Address::LOCALHOST, 1280);
     }
 
     if let Ok(p) = VlanPacket::new_checked(data) {
