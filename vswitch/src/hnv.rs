@@ -184,9 +184,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let worker_stats = rt.run_limited(
         |w| {
             let pipeline = standard_pipeline().with_capture(Box::new(captures.extension()));
-            HnvSwitch::new(store.clone(), pipeline, stats[w].clone(), w)
-                .with_notify_interval(tsc_hz() / 20)
-                .with_too_big_rate(tsc_hz() / TOO_BIG_PER_SEC, hnv_datapath::too_big::DEFAULT_BURST)
+            HnvSwitch::new(store.clone(), pipeline, stats[w].clone(), w).with_notify_interval(tsc_hz() / 20).with_too_big_rate(tsc_hz() / TOO_BIG_PER_SEC, hnv_datapath::too_big::DEFAULT_BURST)
         },
         stop,
         secs(cfg.run.duration_secs),

@@ -436,7 +436,24 @@ fn tshark_decodes_the_path_mtu_errors_sent_to_the_vm() {
     assert!(up.iter().any(|r| r[0] == "1514" && r[1].starts_with("1500;1458")), "the frame at the limit leaves at exactly the uplink MTU: {up:?}");
     let rows = tshark_fields(
         &dir.join("blue_out.pcap"),
-        &["eth.src", "eth.dst", "ip.src", "ip.dst", "ip.checksum.status", "icmp.type", "icmp.code", "icmp.mtu", "icmp.checksum.status", "ipv6.src", "ipv6.dst", "icmpv6.type", "icmpv6.mtu", "icmpv6.checksum.status", "udp.srcport", "frame.len"],
+        &[
+            "eth.src",
+            "eth.dst",
+            "ip.src",
+            "ip.dst",
+            "ip.checksum.status",
+            "icmp.type",
+            "icmp.code",
+            "icmp.mtu",
+            "icmp.checksum.status",
+            "ipv6.src",
+            "ipv6.dst",
+            "icmpv6.type",
+            "icmpv6.mtu",
+            "icmpv6.checksum.status",
+            "udp.srcport",
+            "frame.len",
+        ],
     );
     assert_eq!(rows.len(), 2, "{rows:?}");
     let at = |r: &Vec<String>, k: usize, j: usize| r[k].split(';').nth(j).unwrap_or("").to_string();

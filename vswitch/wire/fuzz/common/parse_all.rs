@@ -8,8 +8,8 @@
 use core::fmt::{self, Write};
 
 use hnv_wire::{
-    arp, ndisc, nvgre, too_big, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetRepr, GrePacket, GreRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, Ipv4Packet, Ipv4Repr, Ipv6Address,
-    Ipv6Packet, Ipv6Repr, NdiscNeighborAdvert, NdiscNeighborSolicit, NdiscRepr, NvgreRepr, PrettyFrame, TcpPacket, UdpPacket, UdpRepr, VlanPacket, VlanRepr,
+    arp, ndisc, nvgre, too_big, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetRepr, GrePacket, GreRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, Ipv4Packet, Ipv4Repr,
+    Ipv6Address, Ipv6Packet, Ipv6Repr, NdiscNeighborAdvert, NdiscNeighborSolicit, NdiscRepr, NvgreRepr, PrettyFrame, TcpPacket, UdpPacket, UdpRepr, VlanPacket, VlanRepr,
 };
 
 /// A `fmt::Write` that discards, so formatting does not allocate.
