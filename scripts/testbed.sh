@@ -56,14 +56,18 @@ declare -A PAMAC=([h1]=02:00:c0:a8:04:0b [h2]=02:00:c0:a8:04:16 [h3]=02:00:c0:a8
 # Switch cores (main, worker): spread the three workers over the machine.
 declare -A MAIN=([h1]=0 [h2]=$LAST [h3]=0)
 declare -A WORKER=([h1]=$LAST [h2]=0 [h3]=$LAST)
-# VM ports that are net_tap: "host:port:vm-namespace:ifname:mac:cidr:gateway"
+# VM ports that are net_tap: "host:port:vm-namespace:ifname[:nic-host:noaddr]". The
+# VM's MAC, address/prefix and gateway are the port's in the host's policy
+# (`hnvswitch vm-nic`, reading the policy of NIC-HOST when given). Blue2's NICs
+# take their MAC from the host Blue2 is on (its port elsewhere is parked); its
+# second NIC (host 3, live migration) gets no address.
 TAPS=(
-    "h1:blue1:blue1:eth0:00:15:5d:01:00:05:10.0.0.5/24:10.0.0.1"
-    "h1:red1:red1:eth0:00:15:5d:02:00:05:10.0.0.5/24:10.0.0.1"
-    "h2:blue2:blue2:eth0:00:15:5d:01:00:07:10.0.0.7/24:10.0.0.1"
-    "h2:red2:red2:eth0:00:15:5d:02:00:07:10.0.0.7/24:10.0.0.1"
-    "h2:blue3:blue3:eth0:00:15:5d:01:01:09:10.0.1.9/24:10.0.1.1"
-    "h3:blue2:blue2:eth1:00:15:5d:01:00:07::"
+    "h1:blue1:blue1:eth0"
+    "h1:red1:red1:eth0"
+    "h2:blue2:blue2:eth0"
+    "h2:red2:red2:eth0"
+    "h2:blue3:blue3:eth0"
+    "h3:blue2:blue2:eth1::noaddr"
 )
 SWITCHES=(h1 h2 h3)
 BLUEK_MAC=00:15:5d:01:00:08
@@ -78,51 +82,29 @@ nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 
 # ---------------------------------------------------------------- policies
 
-# The text of a built-in example policy (BLUE_RED_HOST1/2), as the binary prints it.
-example() {
-    case $1 in
-        BLUE_RED_HOST1) "$BIN" example-policy host1 ;;
-        BLUE_RED_HOST2) "$BIN" example-policy host2 ;;
-        *) die "unknown example $1" ;;
-    esac
-}
-
-# derive SRC_CONST HOST BLUE2_HOST DEVS (BLUE2_HOST = h2 or h3): the example policy with this testbed's
-# host identity, devargs (DEVS = "port@devargs|..."; ports not listed are
-# removed), uplink MTU and Blue2's current PA; static neighbors are replaced.
-# Blue2's port on the host it is NOT on is "parked": a placeholder MAC and no
-# addresses (see check_migration for why).
+# derive FROM HOST BLUE2_HOST [derive-policy options...]: the built-in example
+# policy FROM (host1 or host2) as host HOST of this testbed, written to
+# $DIR/HOST.toml (validated, atomically) by the switch's own typed
+# `hnvswitch derive-policy`: this host's name, PA and PA MAC, the uplink MTU,
+# Blue2's current PA (BLUE2_HOST = h2 or h3), Red's encapsulation once switched
+# (check_switchover), no static neighbors unless given, plus the testbed's
+# extra records. The options name the ports to keep (--port NAME=DEVARGS; the
+# others are removed), static neighbors, parked ports and further fragments.
 derive() {
-    local park=""
-    [[ $2 != "$3" ]] && park=blue2
-    example "$1" | awk -v redenc="$(cat "$DIR/red.encap" 2>/dev/null)" -v redvsid="$RED_VSID" -v host="$2" -v pa="${PA[$2]}" -v pamac="${PAMAC[$2]}" -v b2pa="${PA[$3]}" -v devs="$4" -v mtu="$UPLINK_MTU" \
-        -v park="$park" -v parkmac="02:00:00:00:${2#h}${2#h}:07" '
-        BEGIN {
-            RS = ""; ORS = "\n\n"
-            n = split(devs, d, "|")
-            for (i = 1; i <= n; i++) { k = index(d[i], "@"); dev[substr(d[i], 1, k - 1)] = substr(d[i], k + 1) }
-        }
-        /^\[\[host\.neighbors\]\]/ { next }
-        /(^|\n)\[host\]/ { sub(/name = "[^"]*"/, "name = \"" host "\"") }
-        /^\[\[host\.provider_addresses\]\]/ {
-            sub(/address = "[^"]*"/, "address = \"" pa "\""); sub(/mac = "[^"]*"/, "mac = \"" pamac "\"")
-        }
-        /^\[\[ports\]\]/ {
-            match($0, /name = "[^"]*"/); name = substr($0, RSTART + 8, RLENGTH - 9)
-            if (!(name in dev)) next
-            sub(/devargs = "[^"]*"/, "devargs = \"" dev[name] "\"")
-            if (name == "uplink") $0 = $0 "\nmtu = " mtu
-            if (name == park) {
-                sub(/mac = "[^"]*"/, "mac = \"" parkmac "\""); sub(/addresses = \[[^]]*\]/, "addresses = []")
-                $0 = "# parked: Blue2 runs on another host\n" $0
-            }
-        }
-        /^\[\[lookup\]\]/ && /vm_name = "Blue2"/ { sub(/pa = "[^"]*"/, "pa = \"" b2pa "\"") }
-        /^\[\[subnets\]\]/ && $0 ~ ("vsid = " redvsid "\n") && redenc != "" { $0 = $0 "\nencap = \"" redenc "\"" }
-        { print }'
+    local from=$1 h=$2 b2=$3 enc
+    shift 3
+    local args=(--from "$from" --host-name "$h" --pa "${PA[$h]}" --pa-mac "${PAMAC[$h]}" --mtu "uplink=$UPLINK_MTU"
+        --vm-pa "Blue2=${PA[$b2]}" --no-neighbors --add "$DIR/extra.toml" --out "$DIR/$h.toml")
+    enc=$(cat "$DIR/red.encap" 2>/dev/null) && [[ -n $enc ]] && args+=(--encap "$RED_VSID=$enc")
+    "$BIN" derive-policy "${args[@]}" "$@" 2> "$DIR/$h.check" || { cat "$DIR/$h.check" >&2; return 1; }
 }
 
-neighbor() { printf '[[host.neighbors]]\naddress = "%s"\nmac = "%s"\n\n' "${PA[$1]}" "${PAMAC[$1]}"; }
+# neighbor HOST: the derive-policy option for a static neighbor (HOST's PA and MAC).
+neighbor() { echo "--neighbor=${PA[$1]}=${PAMAC[$1]}"; }
+
+# park HOST BLUE2_HOST: Blue2's port on the host it is NOT on is "parked": a
+# placeholder MAC and no addresses (see check_migration for why).
+park() { [[ $1 != "$2" ]] && echo "--park=blue2=02:00:00:00:${1#h}${1#h}:07"; }
 
 # Records every host carries in addition to the example's five.
 extra_records() {
@@ -151,24 +133,12 @@ vsid = $RED_VSID
 mac = "$REDK_MAC"
 pa = "${PA[h5]}"
 vm_name = "RedK"
-
 EOF
 }
 
-# write_policies HOST_OF_BLUE2: h1.toml, h2.toml, h3.toml in $DIR (atomically), checked.
-write_policies() {
-    local b2=$1 h f
-    {
-        derive BLUE_RED_HOST1 h1 "$b2" "uplink@net_af_packet0,iface=uplink|blue1@net_tap0,iface=$P-blue1|red1@net_tap1,iface=$P-red1"
-        neighbor h2; neighbor h3
-        echo "# 192.168.4.44 (the kernel host) is learned from its ARP on the uplink."
-        echo
-        extra_records
-    } > "$DIR/h1.toml.new"
-    {
-        derive BLUE_RED_HOST2 h2 "$b2" "uplink@net_af_packet0,iface=uplink|blue2@net_tap0,iface=$P-blue2|red2@net_tap1,iface=$P-red2|blue3@net_tap2,iface=$P-blue3"
-        neighbor h1; neighbor h3
-        cat <<EOF
+# Host 2's vhost-user VM port.
+bluev_port() {
+    cat <<EOF
 [[ports]]
 name = "bluev"
 role = "vm"
@@ -176,20 +146,24 @@ devargs = "net_vhost0,iface=$DIR/bluev.sock,client=1"
 vsid = 5001
 mac = "$BLUEV_MAC"
 addresses = ["10.0.0.9"]
-
 EOF
-        extra_records
-    } > "$DIR/h2.toml.new"
-    {
-        derive BLUE_RED_HOST2 h3 "$b2" "uplink@net_af_packet0,iface=uplink|blue2@net_tap0,iface=$P-blue2"
-        neighbor h1; neighbor h2
-        extra_records
-    } > "$DIR/h3.toml.new"
-    for h in h1 h2 h3; do
-        f=$DIR/$h.toml.new
-        "$BIN" check "$f" > "$DIR/$h.check" 2>&1 || { cat "$DIR/$h.check" >&2; return 1; }
-        mv -f "$f" "$DIR/$h.toml"
-    done
+}
+
+# write_policies HOST_OF_BLUE2: h1.toml, h2.toml, h3.toml in $DIR, each validated.
+# 192.168.4.44 (the kernel host) is learned from its ARP on the uplink.
+write_policies() {
+    local b2=$1
+    extra_records > "$DIR/extra.toml"
+    bluev_port > "$DIR/bluev.toml"
+    # shellcheck disable=SC2046 # neighbor and park print one word each
+    derive host1 h1 "$b2" $(neighbor h2) $(neighbor h3) \
+        --port "uplink=net_af_packet0,iface=uplink" --port "blue1=net_tap0,iface=$P-blue1" --port "red1=net_tap1,iface=$P-red1" || return 1
+    # shellcheck disable=SC2046
+    derive host2 h2 "$b2" $(neighbor h1) $(neighbor h3) $(park h2 "$b2") --add "$DIR/bluev.toml" \
+        --port "uplink=net_af_packet0,iface=uplink" --port "blue2=net_tap0,iface=$P-blue2" --port "red2=net_tap1,iface=$P-red2" --port "blue3=net_tap2,iface=$P-blue3" || return 1
+    # shellcheck disable=SC2046
+    derive host2 h3 "$b2" $(neighbor h1) $(neighbor h2) $(park h3 "$b2") \
+        --port "uplink=net_af_packet0,iface=uplink" --port "blue2=net_tap0,iface=$P-blue2" || return 1
     echo "$1" > "$DIR/blue2.at"
 }
 
@@ -316,27 +290,32 @@ wait_switch() {
 
 # Move a switch's tap into the VM namespace and give it the VM's identity.
 plumb_tap() {
-    local host port vm ifn mac cidr gw i
-    IFS=: read -r host port vm ifn m1 m2 m3 m4 m5 m6 cidr gw <<< "$1"
-    mac=$m1:$m2:$m3:$m4:$m5:$m6
+    local host port vm ifn from noaddr mac cidr gw i
+    IFS=: read -r host port vm ifn from noaddr <<< "$1"
+    read -r mac cidr gw < <("$BIN" vm-nic "$DIR/${from:-$host}.toml" "$port") && [[ -n $mac ]] || return 1
     for ((i = 0; i < 50; i++)); do ip -n "$P-$host" link show "$P-$port" >/dev/null 2>&1 && break; sleep 0.1; done
     ip -n "$P-$host" link set "$P-$port" netns "$P-$vm" || return 1
     ip -n "$P-$vm" link set "$P-$port" down name "$ifn" address "$mac" || return 1
-    if [[ -n $cidr ]]; then
+    if [[ -z $noaddr && $cidr != - ]]; then
         ip -n "$P-$vm" addr add "$cidr" dev "$ifn"
         ip -n "$P-$vm" link set "$ifn" up
-        ip -n "$P-$vm" route add default via "$gw"
+        [[ $gw != - ]] && ip -n "$P-$vm" route add default via "$gw"
     fi
 }
 
 # plumb_host H: plumb host H's taps (after its switch started); Blue2's port on
 # the host Blue2 is not on stays parked (down, no address).
 plumb_host() {
-    local h=$1 t at
+    local h=$1 t at a b c d noaddr
     at=$(cat "$DIR/blue2.at")
     for t in "${TAPS[@]}"; do
         [[ $t == "$h:"* ]] || continue
-        [[ $t == "$h:blue2:"* && $h != "$at" ]] && t="${t%:*:*}::"
+        if [[ $t == "$h:blue2:"* ]]; then
+            # Blue2's MAC is its port's on the host it is on (the other's is parked).
+            IFS=: read -r a b c d _ noaddr <<< "$t"
+            [[ $h != "$at" ]] && noaddr=noaddr
+            t="$a:$b:$c:$d:$at:$noaddr"
+        fi
         plumb_tap "$t" || { log "plumbing tap $t"; return 1; }
     done
 }
@@ -641,7 +620,7 @@ check_switchover() {
     if (( ok == ${#SWITCHES[@]} && shown == ${#SWITCHES[@]} && ${rx:-0} > 0 && lost <= 2 )); then
         pass "switch-over NVGRE -> VXLAN of VSID $RED_VSID on $ok hosts (hnvctl encap; show vsids says vxlan on $shown): ping Red1->Red2 lost $lost of ${tx:-0} (20/s, longest gap $gap)"
     else
-        fail "switch-over NVGRE -> VXLAN: hnvctl succeeded on $ok/${#SWITCHES[@]} hosts, show vsids vxlan on $shown, ping lost $lost of ${tx:-0} (longest gap $gap): $(tail -3 "$DIR/ctl.out" | tr '\n' ' ')"
+        fail "switch-over NVGRE -> VXLAN: hnvctl succeeded on $ok/${#SWITCHES[@]} hosts, show vsids vxlan on $shown, ping lost $lost of ${tx:-0} (longest gap $gap; missing icmp_seq $(missing_seqs "$DIR/swping.out" "${tx:-0}")): $(tail -3 "$DIR/ctl.out" | tr '\n' ' ')"
     fi
     note "switch-over NVGRE -> VXLAN (VSID $RED_VSID, 3 hosts 0.5 s apart): $lost of ${tx:-0} pings lost at 20/s (longest gap $gap pings)"
 
@@ -770,6 +749,8 @@ ping_after() {
         END { printf "%s %.1f\n", (f == "" ? "-" : f), g }' "$1" 2>/dev/null
 }
 # ping_lost FILE: "LOST SENT" from ping's summary.
+# missing_seqs FILE COUNT: the icmp_seq numbers (1..COUNT) without a reply in ping's output.
+missing_seqs() { awk -F'icmp_seq=' -v n="$2" '/icmp_seq=/ { split($2, a, " "); got[a[1] + 0] = 1 } END { for (i = 1; i <= n; i++) if (!(i in got)) printf "%s%d", (c++ ? "," : ""), i; if (!c) printf "none" }' "$1"; }
 ping_lost() { awk '/packets transmitted/ {print $1 - $4, $1; f = 1} END {if (!f) print "? ?"}' "$1"; }
 stop_ping() { local f=$DIR/pids/$1.pid; [[ -e $f ]] && kill -INT "$(cat "$f")" 2>/dev/null; wait_bg_exit "$1" 5; }
 
