@@ -58,7 +58,7 @@ def flows(recs, vsid, mac, ca, vm, gre):
 
 
 def main(argv):
-    if len(argv) >= 4 and argv[0] == "flows" and len(argv) == 8:
+    if len(argv) == 8 and argv[0] == "flows":
         _, path, vsid, pa, mac, ca, vm, gre = argv
         print("\n".join(flows(remote_records(path, int(vsid), pa), int(vsid), mac.lower(), ca, int(vm), int(gre))))
         return 0
@@ -67,7 +67,7 @@ def main(argv):
         for r in remote_records(path, int(vsid), pa):
             print(r["ca"], r["mac"].lower())
         return 0
-    print(__doc__.split("\n\n")[1], file=sys.stderr)
+    print("usage:\n" + __doc__.split("\n\n")[1], file=sys.stderr)
     return 2
 
 
