@@ -35,8 +35,9 @@
 #
 # Environment: HNVTB_PREFIX, HNVTB_DIR (state directory, default /tmp/$PREFIX),
 # HNVSWITCH, HNVCTL (binaries), HNVTB_HUGEPAGES (off|auto, default off),
-# HNVTB_IDLE_SLEEP_US (default 100), HNVTB_OVS (auto|off, default auto: host 6
-# with Open vSwitch when ovs-vswitchd is installed), HNVTB_KEEP_LOGS=DIR (down copies the
+# HNVTB_IDLE_SLEEP_US (default 100), HNVTB_OVS (auto|dpdk|kernel|off, default
+# auto: host 6 with Open vSwitch when it is installed; its uplink a DPDK port
+# when 2 MiB hugepages are free, else a kernel port), HNVTB_KEEP_LOGS=DIR (down copies the
 # switch logs, policies and captures there first), HNVTB_STRICT=1 (a missing
 # precondition such as root or netns support fails instead of skipping).
 set -uo pipefail
@@ -274,13 +275,14 @@ preflight() {
     # Host 6 (Open vSwitch): installed by setup.sh --with-test-tools; without
     # it (and not strict) the OVS checks are a SKIP.
     OVS_MODE=off
+    [[ ${HNVTB_OVS:-auto} =~ ^(auto|dpdk|kernel|off)$ ]] || die "HNVTB_OVS must be auto, dpdk, kernel or off"
     if [[ ${HNVTB_OVS:-auto} != off ]]; then
         if ! ovs_installed && [[ ${HNVTB_STRICT:-0} == 1 ]]; then
             log "Open vSwitch missing: running scripts/setup.sh --with-test-tools"
             scripts/setup.sh --with-test-tools >&2 || die "setup failed"
             ovs_installed || die "Open vSwitch (ovs-vswitchd, ovsdb-server, ovs-vsctl, ovs-ofctl, ovs-appctl) is still missing"
         fi
-        ovs_installed && OVS_MODE=on
+        ovs_installed && OVS_MODE=${HNVTB_OVS:-auto}
     fi
     if [[ ! -x $BIN || ! -x $CTL ]]; then
         log "building $BIN and $CTL"
@@ -364,7 +366,7 @@ up() {
     write_policies h2 || die "a generated policy is invalid"
     echo "$OVS_MODE" > "$DIR/ovs.mode"
     local fabric=(h1 h2 h3 h4 h5) extra=()
-    [[ $OVS_MODE == on ]] && { fabric+=(h6); extra=(h6 blueo); }
+    [[ $OVS_MODE != off ]] && { fabric+=(h6); extra=(h6 blueo); }
     for n in dc h1 h2 h3 h4 h5 blue1 red1 blue2 red2 blue3 bluek bluev redk "${extra[@]}"; do newns "$n" || die "cannot create namespace $P-$n"; done
 
     # The datacenter: one bridge, one veth per host.
@@ -418,7 +420,7 @@ up() {
     ip -n "$P-redk" neigh replace 10.0.0.5 lladdr 00:15:5d:02:00:05 dev eth0 nud permanent
 
     for h in "${SWITCHES[@]}"; do start_switch "$h"; done
-    [[ $OVS_MODE == on ]] && { up_ovs || die "host 6 (Open vSwitch) did not come up; see $OVSD/ovs-vswitchd.log"; }
+    [[ $OVS_MODE != off ]] && { up_ovs || die "host 6 (Open vSwitch) did not come up; see $OVSD/ovs-vswitchd.log"; }
     for h in "${SWITCHES[@]}"; do wait_switch "$h" || die "switch $h did not start"; done
     for h in "${SWITCHES[@]}"; do plumb_host "$h" || die "plumbing the taps of $h"; done
     for n in $(our_namespaces); do ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
@@ -443,27 +445,51 @@ ovs_neigh() {
         < <("$PYTHON" "$ROOT/scripts/testbed/ovs_peer.py" neigh "$DIR/h1.toml" 5001 "${PA[h6]}")
 }
 
-# up_ovs: host 6. OVS's userspace datapath (datapath_type=netdev, DPDK not
-# initialised: the ports are Linux devices, polled without a busy PMD thread).
-# The tunnel is OVS's native userspace GRE (tnl_push/tnl_pop), the same code
-# that OVS-DPDK runs.
-#   br-phy  the uplink veth (a `system` port: a packet socket); its internal
-#           port br-phy (a tap in hnvtb-h6) holds the PA, from which OVS takes
-#           the tunnel's source, routes, and ARPs for the remote PAs.
-#   br-int  the VM port `vm` (veth; eth0 in hnvtb-blueo) and gre0
-#           (type=gre, options:key=flow remote_ip=flow local_ip=PA).
+# ovs_port_ok NAME: the interface has an OpenFlow port and no error.
+ovs_port_ok() {
+    local err ofp
+    err=$(ovsctl get Interface "$1" error 2>/dev/null); ofp=$(ovsctl get Interface "$1" ofport 2>/dev/null)
+    [[ -n $ofp && $ofp != -1 && ( -z $err || $err == '[]' ) ]]
+}
+
+# up_ovs: host 6. OVS's userspace datapath (datapath_type=netdev); the tunnel
+# is OVS's native userspace GRE (tnl_push/tnl_pop in dpif-netdev).
+#   br-phy  the uplink veth: a `dpdk` port (net_af_packet, polled by one PMD
+#           thread that sleeps when idle, pmd-maxsleep) in mode dpdk, a
+#           `system` port (a packet socket) in mode kernel; br-phy's internal
+#           port (a tap in hnvtb-h6) holds the PA, from which OVS takes the
+#           tunnel's source and route, and ARPs for the remote PAs.
+#   br-int  the VM port `vm` (veth; eth0 in hnvtb-blueo; a system port) and
+#           gre0 (type=gre, options:key=flow remote_ip=flow local_ip=PA).
+# Mode auto is dpdk when OVS has DPDK and 384 MiB of 2 MiB hugepages are free
+# (EAL gets 256 MiB; OVS adds --in-memory, so no hugepage file is left), else
+# kernel; a DPDK uplink that fails in auto mode falls back to the kernel port.
 up_ovs() {
-    local i t0=$SECONDS
+    local i t0=$SECONDS kind=$OVS_MODE vswitchd=ovs-vswitchd free
+    # The DPDK build, whichever binary the ovs-vswitchd alternative names.
+    [[ -x /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk ]] && vswitchd=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+    if [[ $kind == auto ]]; then
+        free=$(awk '/HugePages_Free/ {f = $2} /Hugepagesize/ {s = $2} END {print int(f * s / 1024)}' /proc/meminfo)
+        if "$vswitchd" --version 2>/dev/null | grep -q DPDK && mountpoint -q /dev/hugepages && (( free >= 384 )); then kind=dpdk; else kind=kernel; fi
+    fi
     mkdir -p "$OVSD"
     ovs_env ovsdb-tool create "$OVSD/conf.db" /usr/share/openvswitch/vswitch.ovsschema || return 1
     bg ovsdb h6 env OVS_RUNDIR="$OVSD" OVS_DBDIR="$OVSD" OVS_LOGDIR="$OVSD" ovsdb-server "$OVSD/conf.db" \
         --remote="punix:$OVSD/db.sock" --unixctl="$OVSD/ovsdb.ctl" --log-file="$OVSD/ovsdb-server.log" --no-chdir
     for ((i = 0; i < 100; i++)); do [[ -S $OVSD/db.sock ]] && break; sleep 0.1; done
     ovsctl --no-wait init || return 1
-    ovsctl --no-wait set Open_vSwitch . other_config:dpdk-init=false || return 1
-    bg ovs h6 env OVS_RUNDIR="$OVSD" OVS_DBDIR="$OVSD" OVS_LOGDIR="$OVSD" ovs-vswitchd "unix:$OVSD/db.sock" \
+    if [[ $kind == dpdk ]]; then
+        # dpdk-init=try in auto mode: without hugepages after all, OVS runs on
+        # and the uplink falls back below; with HNVTB_OVS=dpdk, it must work.
+        ovsctl --no-wait set Open_vSwitch . "other_config:dpdk-init=$([[ $OVS_MODE == dpdk ]] && echo true || echo try)" \
+            "other_config:dpdk-extra=--no-pci --file-prefix=$P-h6" other_config:dpdk-socket-mem=256 other_config:dpdk-socket-limit=256 \
+            other_config:dpdk-lcore-mask=0x1 "other_config:pmd-cpu-mask=$(printf '%#x' $((1 << LAST)))" other_config:pmd-maxsleep=10000 || return 1
+    else
+        ovsctl --no-wait set Open_vSwitch . other_config:dpdk-init=false || return 1
+    fi
+    bg ovs h6 env OVS_RUNDIR="$OVSD" OVS_DBDIR="$OVSD" OVS_LOGDIR="$OVSD" "$vswitchd" "unix:$OVSD/db.sock" \
         --unixctl="$OVSD/vswitchd.ctl" --log-file="$OVSD/ovs-vswitchd.log" --no-chdir
-    for ((i = 0; i < 100; i++)); do [[ -S $OVSD/vswitchd.ctl ]] && break; sleep 0.1; done
+    for ((i = 0; i < 200; i++)); do [[ -S $OVSD/vswitchd.ctl ]] && break; alive "$(cat "$DIR/pids/ovs.pid")" || break; sleep 0.1; done
     [[ -S $OVSD/vswitchd.ctl ]] || { log "ovs-vswitchd did not start: $(tail -3 "$DIR/ovs.out" | tr '\n' ' ')"; return 1; }
 
     # The VM: a veth whose peer `vm` is br-int's VM port.
@@ -482,10 +508,26 @@ up_ovs() {
     nsx h6 sysctl -qw net.ipv4.conf.uplink.arp_ignore=8 net.ipv4.conf.uplink.rp_filter=1
     ovsctl -- add-br br-phy -- set bridge br-phy datapath_type=netdev fail_mode=secure "other_config:hwaddr=${PAMAC[h6]}" \
         -- add-port br-phy uplink -- set Interface uplink ofport_request=1 \
+           $([[ $kind == dpdk ]] && echo "type=dpdk options:dpdk-devargs=net_af_packet0,iface=uplink") \
         -- add-br br-int -- set bridge br-int datapath_type=netdev fail_mode=secure \
         -- add-port br-int vm -- set Interface vm ofport_request=$OVS_VM_OFPORT \
         -- add-port br-int gre0 -- set Interface gre0 type=gre ofport_request=$OVS_GRE_OFPORT \
            options:remote_ip=flow options:key=flow "options:local_ip=${PA[h6]}" || return 1
+    if [[ $kind == dpdk ]] && ! ovs_port_ok uplink; then
+        log "host 6: the DPDK uplink failed: $(ovsctl get Interface uplink error 2>&1)"
+        [[ $OVS_MODE == dpdk ]] && return 1
+        log "host 6: using a kernel (system) port for the uplink instead"
+        ovsctl -- set Interface uplink type=system -- remove Interface uplink options dpdk-devargs || return 1
+        kind=kernel
+    fi
+    for i in uplink vm gre0; do ovs_port_ok $i || { log "host 6: OVS port $i: $(ovsctl get Interface $i error 2>&1)"; return 1; }; done
+    echo "$kind" > "$DIR/ovs.mode"
+    # net_af_packet reports a 1518-byte maximum frame, so OVS refuses
+    # mtu_request=1600 on the DPDK uplink, and it drops (tx_mtu_exceeded) what
+    # exceeds the port's MTU 1500 after encapsulation: BlueO gets 1500 - 42
+    # (NVGRE's outer Ethernet is the uplink's own). The kernel port takes the
+    # veth's MTU 1600, and BlueO keeps 1500.
+    [[ $kind == dpdk ]] && { ip -n "$P-blueo" link set eth0 mtu 1458 || return 1; }
     # br-phy's tap owns the PA (OVS 3.1 takes the tunnel source from the output
     # bridge's address); IPv6 is off in the namespace, multicast off on the tap.
     ip -n "$P-h6" link set br-phy multicast off
@@ -498,7 +540,7 @@ up_ovs() {
     ovs_flows > "$DIR/ovs-br-int.flows" || return 1
     ovsof replace-flows br-int "$DIR/ovs-br-int.flows" || return 1
     ovs_neigh || return 1
-    log "up: host 6 Open vSwitch $(ovs-vswitchd --version | head -1 | awk '{print $NF}') (userspace datapath), br-int $(grep -c . "$DIR/ovs-br-int.flows") rules, up in $((SECONDS - t0)) s"
+    log "up: host 6 Open vSwitch $(ovs-vswitchd --version | head -1 | awk '{print $NF}') (userspace datapath, $kind uplink), br-int $(grep -c . "$DIR/ovs-br-int.flows") rules, up in $((SECONDS - t0)) s"
 }
 
 # ---------------------------------------------------------------- checks
@@ -713,8 +755,8 @@ drop_counts() { "$CTL" -s "$DIR/$1.sock" --json show counters 2>/dev/null; }
 check_ovs() {
     local b2 r t bw e d ke r2 out nums h t0=$SECONDS
     b2=$(cat "$DIR/blue2.at")
-    echo "== independent NVGRE peer: Open vSwitch userspace GRE on host 6 (${PA[h6]}), BlueO 10.0.0.11 (VSID 5001) <-> Blue1 (host 1), Blue2 ($b2)"
-    if [[ $(cat "$DIR/ovs.mode" 2>/dev/null) != on ]]; then
+    echo "== independent NVGRE peer: Open vSwitch userspace GRE on host 6 (${PA[h6]}, uplink: $(cat "$DIR/ovs.mode" 2>/dev/null) port), BlueO 10.0.0.11 (VSID 5001) <-> Blue1 (host 1), Blue2 ($b2)"
+    if [[ $(cat "$DIR/ovs.mode" 2>/dev/null) == off ]]; then
         skip "Open vSwitch peer: ovs-vswitchd/ovsdb-server not installed or HNVTB_OVS=off (scripts/setup.sh --with-test-tools installs openvswitch-switch-dpdk)"
         return
     fi
@@ -744,6 +786,14 @@ check_ovs() {
         else fail "TCP $vm ($h) -> BlueO (OVS GRE): no result"; fi
     done
     stop_bg iperf-blueo; stop_bg iperf-blue1; stop_bg iperf-blue2
+    # OVS's own count of the uplink: the traffic went through it (the DPDK port
+    # when mode is dpdk), and nothing was dropped for exceeding its MTU.
+    local st rxp txp mtud
+    st=$(ovsctl get Interface uplink statistics 2>/dev/null)
+    rxp=$(grep -o '[{ ]rx_packets=[0-9]*' <<< "$st" | cut -d= -f2); txp=$(grep -o '[{ ]tx_packets=[0-9]*' <<< "$st" | cut -d= -f2)
+    mtud=$(grep -o 'ovs_tx_mtu_exceeded_drops=[0-9]*' <<< "$st" | cut -d= -f2)
+    if (( ${rxp:-0} > 1000 && ${txp:-0} > 1000 && ${mtud:-0} == 0 )); then pass "OVS's $(cat "$DIR/ovs.mode") uplink port counted rx ${rxp} and tx ${txp} packets, ${mtud:-no} drops for exceeding its MTU"
+    else fail "OVS's $(cat "$DIR/ovs.mode") uplink port: rx '${rxp}', tx '${txp}' packets (want > 1000), MTU drops '${mtud}' (want 0)"; fi
 
     # The other tenant, both ways. Red1 (VSID 6001, 10.0.0.5) has no record
     # for 10.0.0.11, and aiming at BlueO's MAC does not help; BlueO has no
