@@ -248,6 +248,7 @@ down() {
     for n in $(our_namespaces); do ip netns del "$n" 2>/dev/null || log "cannot delete namespace $n"; done
     if [[ -n ${HNVTB_KEEP_LOGS:-} && -d $DIR ]]; then
         mkdir -p "$HNVTB_KEEP_LOGS" && find "$DIR" -maxdepth 1 -type f -exec cp -t "$HNVTB_KEEP_LOGS" {} + && log "logs, policies and captures kept in $HNVTB_KEEP_LOGS"
+        for f in "$OVSD"/*.log; do [[ -e $f ]] && cp "$f" "$HNVTB_KEEP_LOGS/h6-${f##*/}"; done
     fi
     rm -rf "/var/run/dpdk/$P-"* 2>/dev/null
     rm -f "/dev/hugepages/$P-"* 2>/dev/null
@@ -456,7 +457,8 @@ ovs_port_ok() {
 # is OVS's native userspace GRE (tnl_push/tnl_pop in dpif-netdev).
 #   br-phy  the uplink veth: a `dpdk` port (net_af_packet, polled by one PMD
 #           thread that sleeps when idle, pmd-maxsleep) in mode dpdk, a
-#           `system` port (a packet socket) in mode kernel; br-phy's internal
+#           `system` port (a packet socket) in mode kernel (the PMD is on core
+#           0, which has one switch worker; the last core has two and testpmd); br-phy's internal
 #           port (a tap in hnvtb-h6) holds the PA, from which OVS takes the
 #           tunnel's source and route, and ARPs for the remote PAs.
 #   br-int  the VM port `vm` (veth; eth0 in hnvtb-blueo; a system port) and
@@ -483,7 +485,7 @@ up_ovs() {
         # and the uplink falls back below; with HNVTB_OVS=dpdk, it must work.
         ovsctl --no-wait set Open_vSwitch . "other_config:dpdk-init=$([[ $OVS_MODE == dpdk ]] && echo true || echo try)" \
             "other_config:dpdk-extra=--no-pci --file-prefix=$P-h6" other_config:dpdk-socket-mem=256 other_config:dpdk-socket-limit=256 \
-            other_config:dpdk-lcore-mask=0x1 "other_config:pmd-cpu-mask=$(printf '%#x' $((1 << LAST)))" other_config:pmd-maxsleep=10000 || return 1
+            other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x1 other_config:pmd-maxsleep=10000 || return 1
     else
         ovsctl --no-wait set Open_vSwitch . other_config:dpdk-init=false || return 1
     fi
