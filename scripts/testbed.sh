@@ -794,7 +794,7 @@ check_ovs() {
     st=$(ovsctl get Interface uplink statistics 2>/dev/null)
     rxp=$(grep -o '[{ ]rx_packets=[0-9]*' <<< "$st" | cut -d= -f2); txp=$(grep -o '[{ ]tx_packets=[0-9]*' <<< "$st" | cut -d= -f2)
     mtud=$(grep -o 'ovs_tx_mtu_exceeded_drops=[0-9]*' <<< "$st" | cut -d= -f2)
-    if (( ${rxp:-0} > 1000 && ${txp:-0} > 1000 && ${mtud:-0} == 0 )); then pass "OVS's $(cat "$DIR/ovs.mode") uplink port counted rx ${rxp} and tx ${txp} packets, ${mtud:-no} drops for exceeding its MTU"
+    if (( ${rxp:-0} > 1000 && ${txp:-0} > 1000 && ${mtud:-0} == 0 )); then pass "OVS's $(cat "$DIR/ovs.mode") uplink port counted rx ${rxp} and tx ${txp} packets; drops for exceeding its MTU: ${mtud:-not counted for a kernel port}"
     else fail "OVS's $(cat "$DIR/ovs.mode") uplink port: rx '${rxp}', tx '${txp}' packets (want > 1000), MTU drops '${mtud}' (want 0)"; fi
 
     # The other tenant, both ways. Red1 (VSID 6001, 10.0.0.5) has no record
