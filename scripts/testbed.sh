@@ -434,7 +434,7 @@ up() {
 # machine's OVS (if any) is used or touched. ovs-ofctl finds the bridges'
 # management sockets through OVS_RUNDIR.
 ovs_env() { OVS_RUNDIR=$OVSD OVS_DBDIR=$OVSD OVS_LOGDIR=$OVSD OVS_SYSCONFDIR=$OVSD "$@"; }
-ovsctl() { ovs_env ovs-vsctl --db="unix:$OVSD/db.sock" --timeout=20 "$@"; }
+ovsctl() { ovs_env ovs-vsctl --db="unix:$OVSD/db.sock" --timeout=60 "$@"; }   # DPDK init under load can take 20 s
 ovsapp() { ovs_env ovs-appctl -t "$OVSD/vswitchd.ctl" --timeout=10 "$@"; }
 ovsof() { ovs_env ovs-ofctl -O OpenFlow13 "$@"; }
 # ovs_flows: br-int's rules from host 1's policy (the Blue records; Blue2's PA is where it is now).
