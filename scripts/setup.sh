@@ -18,8 +18,12 @@ fi
 if [[ " $* " == *" --with-test-tools "* ]]; then
     # etcd-server/etcd-client: the etcd tests start their own etcd on free loopback ports;
     # openssl: they make a throwaway CA and certificates for etcd over mutual TLS;
-    # python3-matplotlib: the cost-curve plot (scripts/cost-curve.sh).
-    PKGS+=(tshark valgrind iproute2 python3 python3-matplotlib iperf3 iputils-ping ethtool etcd-server etcd-client openssl)
+    # python3-matplotlib: the cost-curve plot (scripts/cost-curve.sh);
+    # openvswitch-switch-dpdk: the testbed's independent NVGRE peer (host 6, its own
+    # private ovsdb-server/ovs-vswitchd; the system OVS service is never used) and
+    # scripts/compare-ovs.sh.
+    PKGS+=(tshark valgrind iproute2 python3 python3-matplotlib iperf3 iputils-ping ethtool etcd-server etcd-client openssl
+           openvswitch-switch-dpdk)
 fi
 
 missing=()

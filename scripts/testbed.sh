@@ -20,6 +20,11 @@
 #                vxlan vx0 (VNI 6001, remote 192.168.4.11, dstport 4789)
 #                bridged to the kernel VM RedK (Red, 10.0.0.10); the switches
 #                reach it once Red is switched to VXLAN (check_switchover)
+#   hnvtb-h6     Open vSwitch (PA 192.168.4.66): its own ovsdb-server and
+#                ovs-vswitchd (userspace datapath); br-phy holds the uplink
+#                veth and the PA, br-int the VM BlueO's veth and a GRE port
+#                (key=flow, remote_ip=flow) programmed from the Blue records:
+#                an NVGRE implementation no one here wrote (check_ovs)
 #   VMs          namespaces hnvtb-blue1, -red1 (host 1), -blue2, -red2, -blue3
 #                (host 2), -bluek (host 4); their eth0 is a net_tap port of
 #                the switch, moved into the VM namespace after port start.
@@ -30,7 +35,9 @@
 #
 # Environment: HNVTB_PREFIX, HNVTB_DIR (state directory, default /tmp/$PREFIX),
 # HNVSWITCH, HNVCTL (binaries), HNVTB_HUGEPAGES (off|auto, default off),
-# HNVTB_IDLE_SLEEP_US (default 100), HNVTB_KEEP_LOGS=DIR (down copies the
+# HNVTB_IDLE_SLEEP_US (default 100), HNVTB_OVS (auto|dpdk|kernel|off, default
+# auto: host 6 with Open vSwitch when it is installed; its uplink a DPDK port
+# when 2 MiB hugepages are free, else a kernel port), HNVTB_KEEP_LOGS=DIR (down copies the
 # switch logs, policies and captures there first), HNVTB_STRICT=1 (a missing
 # precondition such as root or netns support fails instead of skipping).
 set -uo pipefail
@@ -51,24 +58,31 @@ NCPU=$(nproc)
 LAST=$((NCPU - 1))
 
 # Hosts: PA and PA MAC (the uplink veth gets the PA MAC too).
-declare -A PA=([h1]=192.168.4.11 [h2]=192.168.4.22 [h3]=192.168.4.33 [h4]=192.168.4.44 [h5]=192.168.4.55)
-declare -A PAMAC=([h1]=02:00:c0:a8:04:0b [h2]=02:00:c0:a8:04:16 [h3]=02:00:c0:a8:04:21 [h4]=02:00:c0:a8:04:2c [h5]=02:00:c0:a8:04:37)
+declare -A PA=([h1]=192.168.4.11 [h2]=192.168.4.22 [h3]=192.168.4.33 [h4]=192.168.4.44 [h5]=192.168.4.55 [h6]=192.168.4.66)
+declare -A PAMAC=([h1]=02:00:c0:a8:04:0b [h2]=02:00:c0:a8:04:16 [h3]=02:00:c0:a8:04:21 [h4]=02:00:c0:a8:04:2c [h5]=02:00:c0:a8:04:37 [h6]=02:00:c0:a8:04:42)
 # Switch cores (main, worker): spread the three workers over the machine.
 declare -A MAIN=([h1]=0 [h2]=$LAST [h3]=0)
 declare -A WORKER=([h1]=$LAST [h2]=0 [h3]=$LAST)
-# VM ports that are net_tap: "host:port:vm-namespace:ifname:mac:cidr:gateway"
+# VM ports that are net_tap: "host:port:vm-namespace:ifname[:nic-host:noaddr]". The
+# VM's MAC, address/prefix and gateway are the port's in the host's policy
+# (`hnvswitch vm-nic`, reading the policy of NIC-HOST when given). Blue2's NICs
+# take their MAC from the host Blue2 is on (its port elsewhere is parked); its
+# second NIC (host 3, live migration) gets no address.
 TAPS=(
-    "h1:blue1:blue1:eth0:00:15:5d:01:00:05:10.0.0.5/24:10.0.0.1"
-    "h1:red1:red1:eth0:00:15:5d:02:00:05:10.0.0.5/24:10.0.0.1"
-    "h2:blue2:blue2:eth0:00:15:5d:01:00:07:10.0.0.7/24:10.0.0.1"
-    "h2:red2:red2:eth0:00:15:5d:02:00:07:10.0.0.7/24:10.0.0.1"
-    "h2:blue3:blue3:eth0:00:15:5d:01:01:09:10.0.1.9/24:10.0.1.1"
-    "h3:blue2:blue2:eth1:00:15:5d:01:00:07::"
+    "h1:blue1:blue1:eth0"
+    "h1:red1:red1:eth0"
+    "h2:blue2:blue2:eth0"
+    "h2:red2:red2:eth0"
+    "h2:blue3:blue3:eth0"
+    "h3:blue2:blue2:eth1::noaddr"
 )
 SWITCHES=(h1 h2 h3)
 BLUEK_MAC=00:15:5d:01:00:08
 BLUEV_MAC=00:15:5d:01:00:09
 REDK_MAC=00:15:5d:02:00:0a
+BLUEO_MAC=00:15:5d:01:00:0b   # BlueO 10.0.0.11, behind Open vSwitch's GRE on host 6
+OVSD=$DIR/ovs                 # host 6's OVS: database, sockets, logs (all private)
+OVS_VM_OFPORT=1 OVS_GRE_OFPORT=100
 RED_VSID=6001            # Red: NVGRE at first, switched to VXLAN live (check_switchover)
 GRE_KEY=$((5001 << 8))   # 0x138900
 
@@ -78,51 +92,29 @@ nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 
 # ---------------------------------------------------------------- policies
 
-# The text of a built-in example policy (BLUE_RED_HOST1/2), as the binary prints it.
-example() {
-    case $1 in
-        BLUE_RED_HOST1) "$BIN" example-policy host1 ;;
-        BLUE_RED_HOST2) "$BIN" example-policy host2 ;;
-        *) die "unknown example $1" ;;
-    esac
-}
-
-# derive SRC_CONST HOST BLUE2_HOST DEVS (BLUE2_HOST = h2 or h3): the example policy with this testbed's
-# host identity, devargs (DEVS = "port@devargs|..."; ports not listed are
-# removed), uplink MTU and Blue2's current PA; static neighbors are replaced.
-# Blue2's port on the host it is NOT on is "parked": a placeholder MAC and no
-# addresses (see check_migration for why).
+# derive FROM HOST BLUE2_HOST [derive-policy options...]: the built-in example
+# policy FROM (host1 or host2) as host HOST of this testbed, written to
+# $DIR/HOST.toml (validated, atomically) by the switch's own typed
+# `hnvswitch derive-policy`: this host's name, PA and PA MAC, the uplink MTU,
+# Blue2's current PA (BLUE2_HOST = h2 or h3), Red's encapsulation once switched
+# (check_switchover), no static neighbors unless given, plus the testbed's
+# extra records. The options name the ports to keep (--port NAME=DEVARGS; the
+# others are removed), static neighbors, parked ports and further fragments.
 derive() {
-    local park=""
-    [[ $2 != "$3" ]] && park=blue2
-    example "$1" | awk -v redenc="$(cat "$DIR/red.encap" 2>/dev/null)" -v redvsid="$RED_VSID" -v host="$2" -v pa="${PA[$2]}" -v pamac="${PAMAC[$2]}" -v b2pa="${PA[$3]}" -v devs="$4" -v mtu="$UPLINK_MTU" \
-        -v park="$park" -v parkmac="02:00:00:00:${2#h}${2#h}:07" '
-        BEGIN {
-            RS = ""; ORS = "\n\n"
-            n = split(devs, d, "|")
-            for (i = 1; i <= n; i++) { k = index(d[i], "@"); dev[substr(d[i], 1, k - 1)] = substr(d[i], k + 1) }
-        }
-        /^\[\[host\.neighbors\]\]/ { next }
-        /(^|\n)\[host\]/ { sub(/name = "[^"]*"/, "name = \"" host "\"") }
-        /^\[\[host\.provider_addresses\]\]/ {
-            sub(/address = "[^"]*"/, "address = \"" pa "\""); sub(/mac = "[^"]*"/, "mac = \"" pamac "\"")
-        }
-        /^\[\[ports\]\]/ {
-            match($0, /name = "[^"]*"/); name = substr($0, RSTART + 8, RLENGTH - 9)
-            if (!(name in dev)) next
-            sub(/devargs = "[^"]*"/, "devargs = \"" dev[name] "\"")
-            if (name == "uplink") $0 = $0 "\nmtu = " mtu
-            if (name == park) {
-                sub(/mac = "[^"]*"/, "mac = \"" parkmac "\""); sub(/addresses = \[[^]]*\]/, "addresses = []")
-                $0 = "# parked: Blue2 runs on another host\n" $0
-            }
-        }
-        /^\[\[lookup\]\]/ && /vm_name = "Blue2"/ { sub(/pa = "[^"]*"/, "pa = \"" b2pa "\"") }
-        /^\[\[subnets\]\]/ && $0 ~ ("vsid = " redvsid "\n") && redenc != "" { $0 = $0 "\nencap = \"" redenc "\"" }
-        { print }'
+    local from=$1 h=$2 b2=$3 enc
+    shift 3
+    local args=(--from "$from" --host-name "$h" --pa "${PA[$h]}" --pa-mac "${PAMAC[$h]}" --mtu "uplink=$UPLINK_MTU"
+        --vm-pa "Blue2=${PA[$b2]}" --no-neighbors --add "$DIR/extra.toml" --out "$DIR/$h.toml")
+    enc=$(cat "$DIR/red.encap" 2>/dev/null) && [[ -n $enc ]] && args+=(--encap "$RED_VSID=$enc")
+    "$BIN" derive-policy "${args[@]}" "$@" 2> "$DIR/$h.check" || { cat "$DIR/$h.check" >&2; return 1; }
 }
 
-neighbor() { printf '[[host.neighbors]]\naddress = "%s"\nmac = "%s"\n\n' "${PA[$1]}" "${PAMAC[$1]}"; }
+# neighbor HOST: the derive-policy option for a static neighbor (HOST's PA and MAC).
+neighbor() { echo "--neighbor=${PA[$1]}=${PAMAC[$1]}"; }
+
+# park HOST BLUE2_HOST: Blue2's port on the host it is NOT on is "parked": a
+# placeholder MAC and no addresses (see check_migration for why).
+park() { [[ $1 != "$2" ]] && echo "--park=blue2=02:00:00:00:${1#h}${1#h}:07"; }
 
 # Records every host carries in addition to the example's five.
 extra_records() {
@@ -152,23 +144,21 @@ mac = "$REDK_MAC"
 pa = "${PA[h5]}"
 vm_name = "RedK"
 
+# The VM behind Open vSwitch's userspace GRE on host 6. OVS matches the key
+# as tun_id/0xffffff00, so FlowIDs are fine (no flow_id = false).
+[[lookup]]
+ca = "10.0.0.11"
+vsid = 5001
+mac = "$BLUEO_MAC"
+pa = "${PA[h6]}"
+vm_name = "BlueO"
+
 EOF
 }
 
-# write_policies HOST_OF_BLUE2: h1.toml, h2.toml, h3.toml in $DIR (atomically), checked.
-write_policies() {
-    local b2=$1 h f
-    {
-        derive BLUE_RED_HOST1 h1 "$b2" "uplink@net_af_packet0,iface=uplink|blue1@net_tap0,iface=$P-blue1|red1@net_tap1,iface=$P-red1"
-        neighbor h2; neighbor h3
-        echo "# 192.168.4.44 (the kernel host) is learned from its ARP on the uplink."
-        echo
-        extra_records
-    } > "$DIR/h1.toml.new"
-    {
-        derive BLUE_RED_HOST2 h2 "$b2" "uplink@net_af_packet0,iface=uplink|blue2@net_tap0,iface=$P-blue2|red2@net_tap1,iface=$P-red2|blue3@net_tap2,iface=$P-blue3"
-        neighbor h1; neighbor h3
-        cat <<EOF
+# Host 2's vhost-user VM port.
+bluev_port() {
+    cat <<EOF
 [[ports]]
 name = "bluev"
 role = "vm"
@@ -176,20 +166,24 @@ devargs = "net_vhost0,iface=$DIR/bluev.sock,client=1"
 vsid = 5001
 mac = "$BLUEV_MAC"
 addresses = ["10.0.0.9"]
-
 EOF
-        extra_records
-    } > "$DIR/h2.toml.new"
-    {
-        derive BLUE_RED_HOST2 h3 "$b2" "uplink@net_af_packet0,iface=uplink|blue2@net_tap0,iface=$P-blue2"
-        neighbor h1; neighbor h2
-        extra_records
-    } > "$DIR/h3.toml.new"
-    for h in h1 h2 h3; do
-        f=$DIR/$h.toml.new
-        "$BIN" check "$f" > "$DIR/$h.check" 2>&1 || { cat "$DIR/$h.check" >&2; return 1; }
-        mv -f "$f" "$DIR/$h.toml"
-    done
+}
+
+# write_policies HOST_OF_BLUE2: h1.toml, h2.toml, h3.toml in $DIR, each validated.
+# 192.168.4.44 (the kernel host) is learned from its ARP on the uplink.
+write_policies() {
+    local b2=$1
+    extra_records > "$DIR/extra.toml"
+    bluev_port > "$DIR/bluev.toml"
+    # shellcheck disable=SC2046 # neighbor and park print one word each
+    derive host1 h1 "$b2" $(neighbor h2) $(neighbor h3) \
+        --port "uplink=net_af_packet0,iface=uplink" --port "blue1=net_tap0,iface=$P-blue1" --port "red1=net_tap1,iface=$P-red1" || return 1
+    # shellcheck disable=SC2046
+    derive host2 h2 "$b2" $(neighbor h1) $(neighbor h3) $(park h2 "$b2") --add "$DIR/bluev.toml" \
+        --port "uplink=net_af_packet0,iface=uplink" --port "blue2=net_tap0,iface=$P-blue2" --port "red2=net_tap1,iface=$P-red2" --port "blue3=net_tap2,iface=$P-blue3" || return 1
+    # shellcheck disable=SC2046
+    derive host2 h3 "$b2" $(neighbor h1) $(neighbor h2) $(park h3 "$b2") \
+        --port "uplink=net_af_packet0,iface=uplink" --port "blue2=net_tap0,iface=$P-blue2" || return 1
     echo "$1" > "$DIR/blue2.at"
 }
 
@@ -254,6 +248,7 @@ down() {
     for n in $(our_namespaces); do ip netns del "$n" 2>/dev/null || log "cannot delete namespace $n"; done
     if [[ -n ${HNVTB_KEEP_LOGS:-} && -d $DIR ]]; then
         mkdir -p "$HNVTB_KEEP_LOGS" && find "$DIR" -maxdepth 1 -type f -exec cp -t "$HNVTB_KEEP_LOGS" {} + && log "logs, policies and captures kept in $HNVTB_KEEP_LOGS"
+        for f in "$OVSD"/*.log; do [[ -e $f ]] && cp "$f" "$HNVTB_KEEP_LOGS/h6-${f##*/}"; done
     fi
     rm -rf "/var/run/dpdk/$P-"* 2>/dev/null
     rm -f "/dev/hugepages/$P-"* 2>/dev/null
@@ -278,10 +273,28 @@ preflight() {
     for c in ip tshark iperf3 ping ethtool dpdk-testpmd; do
         command -v "$c" >/dev/null || { log "$c missing: running scripts/setup.sh --with-test-tools"; scripts/setup.sh --with-test-tools >&2 || die "setup failed"; break; }
     done
+    # Host 6 (Open vSwitch): installed by setup.sh --with-test-tools; without
+    # it (and not strict) the OVS checks are a SKIP.
+    OVS_MODE=off
+    [[ ${HNVTB_OVS:-auto} =~ ^(auto|dpdk|kernel|off)$ ]] || die "HNVTB_OVS must be auto, dpdk, kernel or off"
+    if [[ ${HNVTB_OVS:-auto} != off ]]; then
+        if ! ovs_installed && [[ ${HNVTB_STRICT:-0} == 1 ]]; then
+            log "Open vSwitch missing: running scripts/setup.sh --with-test-tools"
+            scripts/setup.sh --with-test-tools >&2 || die "setup failed"
+            ovs_installed || die "Open vSwitch (ovs-vswitchd, ovsdb-server, ovs-vsctl, ovs-ofctl, ovs-appctl) is still missing"
+        fi
+        ovs_installed && OVS_MODE=${HNVTB_OVS:-auto}
+    fi
     if [[ ! -x $BIN || ! -x $CTL ]]; then
         log "building $BIN and $CTL"
         cargo build --release --locked --bin hnvswitch --bin hnvctl >&2 || die "build failed"
     fi
+}
+
+ovs_installed() {
+    local c
+    for c in ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovs-ofctl ovs-appctl; do command -v "$c" >/dev/null || return 1; done
+    [[ -r /usr/share/openvswitch/vswitch.ovsschema ]]
 }
 
 newns() {
@@ -316,27 +329,32 @@ wait_switch() {
 
 # Move a switch's tap into the VM namespace and give it the VM's identity.
 plumb_tap() {
-    local host port vm ifn mac cidr gw i
-    IFS=: read -r host port vm ifn m1 m2 m3 m4 m5 m6 cidr gw <<< "$1"
-    mac=$m1:$m2:$m3:$m4:$m5:$m6
+    local host port vm ifn from noaddr mac cidr gw i
+    IFS=: read -r host port vm ifn from noaddr <<< "$1"
+    read -r mac cidr gw < <("$BIN" vm-nic "$DIR/${from:-$host}.toml" "$port") && [[ -n $mac ]] || return 1
     for ((i = 0; i < 50; i++)); do ip -n "$P-$host" link show "$P-$port" >/dev/null 2>&1 && break; sleep 0.1; done
     ip -n "$P-$host" link set "$P-$port" netns "$P-$vm" || return 1
     ip -n "$P-$vm" link set "$P-$port" down name "$ifn" address "$mac" || return 1
-    if [[ -n $cidr ]]; then
+    if [[ -z $noaddr && $cidr != - ]]; then
         ip -n "$P-$vm" addr add "$cidr" dev "$ifn"
         ip -n "$P-$vm" link set "$ifn" up
-        ip -n "$P-$vm" route add default via "$gw"
+        [[ $gw != - ]] && ip -n "$P-$vm" route add default via "$gw"
     fi
 }
 
 # plumb_host H: plumb host H's taps (after its switch started); Blue2's port on
 # the host Blue2 is not on stays parked (down, no address).
 plumb_host() {
-    local h=$1 t at
+    local h=$1 t at a b c d noaddr
     at=$(cat "$DIR/blue2.at")
     for t in "${TAPS[@]}"; do
         [[ $t == "$h:"* ]] || continue
-        [[ $t == "$h:blue2:"* && $h != "$at" ]] && t="${t%:*:*}::"
+        if [[ $t == "$h:blue2:"* ]]; then
+            # Blue2's MAC is its port's on the host it is on (the other's is parked).
+            IFS=: read -r a b c d _ noaddr <<< "$t"
+            [[ $h != "$at" ]] && noaddr=noaddr
+            t="$a:$b:$c:$d:$at:$noaddr"
+        fi
         plumb_tap "$t" || { log "plumbing tap $t"; return 1; }
     done
 }
@@ -347,11 +365,14 @@ up() {
     down
     mkdir -p "$DIR/pids" || die "cannot create $DIR"
     write_policies h2 || die "a generated policy is invalid"
-    for n in dc h1 h2 h3 h4 h5 blue1 red1 blue2 red2 blue3 bluek bluev redk; do newns "$n" || die "cannot create namespace $P-$n"; done
+    echo "$OVS_MODE" > "$DIR/ovs.mode"
+    local fabric=(h1 h2 h3 h4 h5) extra=()
+    [[ $OVS_MODE != off ]] && { fabric+=(h6); extra=(h6 blueo); }
+    for n in dc h1 h2 h3 h4 h5 blue1 red1 blue2 red2 blue3 bluek bluev redk "${extra[@]}"; do newns "$n" || die "cannot create namespace $P-$n"; done
 
     # The datacenter: one bridge, one veth per host.
     ip -n "$P-dc" link add br0 mtu $UPLINK_MTU type bridge
-    for h in h1 h2 h3 h4 h5; do
+    for h in "${fabric[@]}"; do
         ip link add name uplink netns "$P-$h" mtu $UPLINK_MTU type veth peer name "$h" netns "$P-dc" mtu $UPLINK_MTU || die "veth for $h"
         ip -n "$P-$h" link set uplink address "${PAMAC[$h]}" up
         ip -n "$P-dc" link set "$h" master br0 up
@@ -400,10 +421,128 @@ up() {
     ip -n "$P-redk" neigh replace 10.0.0.5 lladdr 00:15:5d:02:00:05 dev eth0 nud permanent
 
     for h in "${SWITCHES[@]}"; do start_switch "$h"; done
+    [[ $OVS_MODE != off ]] && { up_ovs || die "host 6 (Open vSwitch) did not come up; see $OVSD/ovs-vswitchd.log"; }
     for h in "${SWITCHES[@]}"; do wait_switch "$h" || die "switch $h did not start"; done
     for h in "${SWITCHES[@]}"; do plumb_host "$h" || die "plumbing the taps of $h"; done
     for n in $(our_namespaces); do ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
     log "up: switches h1 h2 h3 running (logs and policies in $DIR)"
+}
+
+# ---------------------------------------------------------------- host 6: Open vSwitch
+
+# OVS's own daemons for host 6, with everything in $OVSD: nothing of the
+# machine's OVS (if any) is used or touched. ovs-ofctl finds the bridges'
+# management sockets through OVS_RUNDIR.
+ovs_env() { OVS_RUNDIR=$OVSD OVS_DBDIR=$OVSD OVS_LOGDIR=$OVSD OVS_SYSCONFDIR=$OVSD "$@"; }
+ovsctl() { ovs_env ovs-vsctl --db="unix:$OVSD/db.sock" --timeout=60 "$@"; }   # DPDK init under load can take 20 s
+ovsapp() { ovs_env ovs-appctl -t "$OVSD/vswitchd.ctl" --timeout=10 "$@"; }
+ovsof() { ovs_env ovs-ofctl -O OpenFlow13 "$@"; }
+# ovs_flows: br-int's rules from host 1's policy (the Blue records; Blue2's PA is where it is now).
+ovs_flows() { "$PYTHON" "$ROOT/scripts/testbed/ovs_peer.py" flows "$DIR/h1.toml" 5001 "${PA[h6]}" $BLUEO_MAC 10.0.0.11 $OVS_VM_OFPORT $OVS_GRE_OFPORT; }
+# ovs_neigh: BlueO's static neighbors (CA -> MAC of the Blue records), as policy would give them.
+ovs_neigh() {
+    local ca mac
+    while read -r ca mac; do nsx blueo ip neigh replace "$ca" lladdr "$mac" dev eth0 nud permanent || return 1; done \
+        < <("$PYTHON" "$ROOT/scripts/testbed/ovs_peer.py" neigh "$DIR/h1.toml" 5001 "${PA[h6]}")
+}
+
+# ovs_port_ok NAME: the interface has an OpenFlow port and no error.
+ovs_port_ok() {
+    local err ofp
+    err=$(ovsctl get Interface "$1" error 2>/dev/null); ofp=$(ovsctl get Interface "$1" ofport 2>/dev/null)
+    [[ -n $ofp && $ofp != -1 && ( -z $err || $err == '[]' ) ]]
+}
+
+# up_ovs: host 6. OVS's userspace datapath (datapath_type=netdev); the tunnel
+# is OVS's native userspace GRE (tnl_push/tnl_pop in dpif-netdev).
+#   br-phy  the uplink veth: a `dpdk` port (net_af_packet, polled by one PMD
+#           thread that sleeps when idle, pmd-maxsleep) in mode dpdk, a
+#           `system` port (a packet socket) in mode kernel (the PMD is on core
+#           0, which has one switch worker; the last core has two and testpmd); br-phy's internal
+#           port (a tap in hnvtb-h6) holds the PA, from which OVS takes the
+#           tunnel's source and route, and ARPs for the remote PAs.
+#   br-int  the VM port `vm` (veth; eth0 in hnvtb-blueo; a system port) and
+#           gre0 (type=gre, options:key=flow remote_ip=flow local_ip=PA).
+# Mode auto is dpdk when OVS has DPDK and 384 MiB of 2 MiB hugepages are free
+# (EAL gets 256 MiB; OVS adds --in-memory, so no hugepage file is left), else
+# kernel; a DPDK uplink that fails in auto mode falls back to the kernel port.
+up_ovs() {
+    local i t0=$SECONDS kind=$OVS_MODE vswitchd=ovs-vswitchd free
+    # The DPDK build, whichever binary the ovs-vswitchd alternative names.
+    [[ -x /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk ]] && vswitchd=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+    if [[ $kind == auto ]]; then
+        free=$(awk '/HugePages_Free/ {f = $2} /Hugepagesize/ {s = $2} END {print int(f * s / 1024)}' /proc/meminfo)
+        if "$vswitchd" --version 2>/dev/null | grep -q DPDK && mountpoint -q /dev/hugepages && (( free >= 384 )); then kind=dpdk; else kind=kernel; fi
+    fi
+    mkdir -p "$OVSD"
+    ovs_env ovsdb-tool create "$OVSD/conf.db" /usr/share/openvswitch/vswitch.ovsschema || return 1
+    bg ovsdb h6 env OVS_RUNDIR="$OVSD" OVS_DBDIR="$OVSD" OVS_LOGDIR="$OVSD" ovsdb-server "$OVSD/conf.db" \
+        --remote="punix:$OVSD/db.sock" --unixctl="$OVSD/ovsdb.ctl" --log-file="$OVSD/ovsdb-server.log" --no-chdir
+    for ((i = 0; i < 100; i++)); do [[ -S $OVSD/db.sock ]] && break; sleep 0.1; done
+    ovsctl --no-wait init || return 1
+    if [[ $kind == dpdk ]]; then
+        # dpdk-init=try in auto mode: without hugepages after all, OVS runs on
+        # and the uplink falls back below; with HNVTB_OVS=dpdk, it must work.
+        ovsctl --no-wait set Open_vSwitch . "other_config:dpdk-init=$([[ $OVS_MODE == dpdk ]] && echo true || echo try)" \
+            "other_config:dpdk-extra=--no-pci --file-prefix=$P-h6" other_config:dpdk-socket-mem=256 other_config:dpdk-socket-limit=256 \
+            other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x1 other_config:pmd-maxsleep=10000 || return 1
+    else
+        ovsctl --no-wait set Open_vSwitch . other_config:dpdk-init=false || return 1
+    fi
+    bg ovs h6 env OVS_RUNDIR="$OVSD" OVS_DBDIR="$OVSD" OVS_LOGDIR="$OVSD" "$vswitchd" "unix:$OVSD/db.sock" \
+        --unixctl="$OVSD/vswitchd.ctl" --log-file="$OVSD/ovs-vswitchd.log" --no-chdir
+    for ((i = 0; i < 200; i++)); do [[ -S $OVSD/vswitchd.ctl ]] && break; alive "$(cat "$DIR/pids/ovs.pid")" || break; sleep 0.1; done
+    [[ -S $OVSD/vswitchd.ctl ]] || { log "ovs-vswitchd did not start: $(tail -3 "$DIR/ovs.out" | tr '\n' ' ')"; return 1; }
+
+    # The VM: a veth whose peer `vm` is br-int's VM port.
+    ip link add name eth0 netns "$P-blueo" type veth peer name vm netns "$P-h6" || return 1
+    ip -n "$P-h6" link set vm up
+    no_offload h6 vm; no_offload blueo eth0
+    ip -n "$P-blueo" link set eth0 address $BLUEO_MAC up
+    ip -n "$P-blueo" addr add 10.0.0.11/24 dev eth0
+
+    # The uplink veth is br-phy's port, not an interface of this host's kernel:
+    # another MAC than the PA's, and no ARP replies or input from it. Otherwise
+    # the kernel, which owns the PA on br-phy, also takes the GRE frames that
+    # reach the veth (weak host model) and answers each with an ICMP protocol
+    # unreachable (it has no GRE), and answers ARP for the PA with the veth's MAC.
+    ip -n "$P-h6" link set uplink address 02:00:00:00:06:01
+    nsx h6 sysctl -qw net.ipv4.conf.uplink.arp_ignore=8 net.ipv4.conf.uplink.rp_filter=1
+    ovsctl -- add-br br-phy -- set bridge br-phy datapath_type=netdev fail_mode=secure "other_config:hwaddr=${PAMAC[h6]}" \
+        -- add-port br-phy uplink -- set Interface uplink ofport_request=1 \
+           $([[ $kind == dpdk ]] && echo "type=dpdk options:dpdk-devargs=net_af_packet0,iface=uplink") \
+        -- add-br br-int -- set bridge br-int datapath_type=netdev fail_mode=secure \
+        -- add-port br-int vm -- set Interface vm ofport_request=$OVS_VM_OFPORT \
+        -- add-port br-int gre0 -- set Interface gre0 type=gre ofport_request=$OVS_GRE_OFPORT \
+           options:remote_ip=flow options:key=flow "options:local_ip=${PA[h6]}" || return 1
+    if [[ $kind == dpdk ]] && ! ovs_port_ok uplink; then
+        log "host 6: the DPDK uplink failed: $(ovsctl get Interface uplink error 2>&1)"
+        [[ $OVS_MODE == dpdk ]] && return 1
+        log "host 6: using a kernel (system) port for the uplink instead"
+        ovsctl -- set Interface uplink type=system -- remove Interface uplink options dpdk-devargs || return 1
+        kind=kernel
+    fi
+    for i in uplink vm gre0; do ovs_port_ok $i || { log "host 6: OVS port $i: $(ovsctl get Interface $i error 2>&1)"; return 1; }; done
+    echo "$kind" > "$DIR/ovs.mode"
+    # net_af_packet reports a 1518-byte maximum frame, so OVS refuses
+    # mtu_request=1600 on the DPDK uplink, and it drops (tx_mtu_exceeded) what
+    # exceeds the port's MTU 1500 after encapsulation: BlueO gets 1500 - 42
+    # (NVGRE's outer Ethernet is the uplink's own). The kernel port takes the
+    # veth's MTU 1600, and BlueO keeps 1500.
+    [[ $kind == dpdk ]] && { ip -n "$P-blueo" link set eth0 mtu 1458 || return 1; }
+    # br-phy's tap owns the PA (OVS 3.1 takes the tunnel source from the output
+    # bridge's address); IPv6 is off in the namespace, multicast off on the tap.
+    ip -n "$P-h6" link set br-phy multicast off
+    ip -n "$P-h6" addr add "${PA[h6]}/24" dev br-phy || return 1
+    ip -n "$P-h6" link set br-phy up
+    ovsapp ovs/route/add "${PA[h6]%.*}.0/24" br-phy > /dev/null 2>&1 || true   # also learned from the namespace's routes
+    # br-phy: uplink <-> LOCAL (frames for the PA reach LOCAL, where OVS pops the tunnel).
+    printf '%s\n' "priority=100,in_port=LOCAL,actions=output:1" "priority=100,in_port=1,actions=LOCAL" |
+        ovsof replace-flows br-phy - || return 1
+    ovs_flows > "$DIR/ovs-br-int.flows" || return 1
+    ovsof replace-flows br-int "$DIR/ovs-br-int.flows" || return 1
+    ovs_neigh || return 1
+    log "up: host 6 Open vSwitch $(ovs-vswitchd --version | head -1 | awk '{print $NF}') (userspace datapath, $kind uplink), br-int $(grep -c . "$DIR/ovs-br-int.flows") rules, up in $((SECONDS - t0)) s"
 }
 
 # ---------------------------------------------------------------- checks
@@ -581,6 +720,144 @@ check_kernel() {
     fi
 }
 
+# ovs_capture FILE: the fabric seen at host 6's bridge port. Prints "frames
+# from66 to66 provider_arp flowids_to66 bad", then up to 5 bad frames. Good
+# frames: provider ARP; GRE (K flag only, protocol 0x6558) from 192.168.4.66
+# with the key exactly 5001<<8, or to it with key>>8 = 5001 (any FlowID); the
+# inner source MAC a Blue one (00:15:5d:01:...).
+ovs_capture() {
+    tshark -n -r "$1" -T fields -E separator='|' -E occurrence=a -E aggregator=, \
+        -e eth.type -e arp.src.proto_ipv4 -e ip.proto -e ip.src -e ip.dst -e gre.flags_and_version -e gre.proto -e gre.key -e eth.src 2>/dev/null |
+        awk -F'|' -v pa="${PA[h6]}" -v key=$GRE_KEY '
+        function hex(s,   i, v) { v = 0; s = tolower(s); sub(/^0x/, "", s); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+        {
+            n++; split($1, et, ","); split($3, pr, ","); split($4, src, ","); split($5, dst, ","); split($9, mac, ",")
+            if (et[1] == "0x0806") { if ($2 ~ /^192\.168\.4\./) parp++; else bad[n] = "tenant ARP " $2; next }
+            if (et[1] != "0x0800" || pr[1] != "47") { bad[n] = "not GRE: eth.type " $1 " ip.proto " $3; next }
+            if (hex($6) != 8192 || $7 != "0x6558") { bad[n] = "GRE flags " $6 " proto " $7; next }
+            if (mac[2] !~ /^00:15:5d:01:/) { bad[n] = "inner source " mac[2] " is not a Blue MAC"; next }
+            k = hex($8)
+            if (src[1] == pa) { if (k != key) { bad[n] = "OVS sent key " $8; next }; from++ }
+            else if (dst[1] == pa) { if (int(k / 256) != int(key / 256)) { bad[n] = "key " $8 " to OVS"; next }; to++; fid[k % 256] = 1 }
+            else { bad[n] = "GRE " src[1] " -> " dst[1] " at host 6"; next }
+        }
+        END {
+            nb = 0; for (i in bad) nb++
+            nf = 0; for (f in fid) nf++
+            printf "%d %d %d %d %d %d\n", n, from + 0, to + 0, parp + 0, nf, nb
+            k = 0; for (i in bad) { if (k++ < 5) printf "frame %d: %s; ", i, bad[i] }
+            print ""
+        }'
+}
+
+# drop_counts HOST: a switch's counters as JSON (hnvctl --json show counters).
+drop_counts() { "$CTL" -s "$DIR/$1.sock" --json show counters 2>/dev/null; }
+
+# Blue VMs on two hnvswitch hosts <-> BlueO behind Open vSwitch's userspace GRE on host 6.
+check_ovs() {
+    local b2 r t bw e d ke r2 out nums h t0=$SECONDS
+    b2=$(cat "$DIR/blue2.at")
+    echo "== independent NVGRE peer: Open vSwitch userspace GRE on host 6 (${PA[h6]}, uplink: $(cat "$DIR/ovs.mode" 2>/dev/null) port), BlueO 10.0.0.11 (VSID 5001) <-> Blue1 (host 1), Blue2 ($b2)"
+    if [[ $(cat "$DIR/ovs.mode" 2>/dev/null) == off ]]; then
+        skip "Open vSwitch peer: ovs-vswitchd/ovsdb-server not installed or HNVTB_OVS=off (scripts/setup.sh --with-test-tools installs openvswitch-switch-dpdk)"
+        return
+    fi
+    # Blue2 may have moved (check_migration): br-int's rules and BlueO's neighbors follow the records.
+    ovs_flows > "$DIR/ovs-br-int.flows" && ovsof replace-flows br-int "$DIR/ovs-br-int.flows" && ovs_neigh || fail "host 6: reprogramming br-int"
+    CAP_SNAPLEN=160 start_capture ovscap h6
+    local vm ns ca
+    for t in "Blue1 blue1 10.0.0.5 h1" "Blue2 blue2 10.0.0.7 $b2"; do
+        read -r vm ns ca h <<< "$t"
+        # BlueO speaks first: OVS ARPs for the remote PA, which teaches the switch 192.168.4.66.
+        r=$(pings blueo "$ca" 5)
+        if (( r >= 4 )); then pass "ping BlueO (OVS GRE, host 6) -> $vm ($h): $r/5"
+        else fail "ping BlueO (OVS GRE, host 6) -> $vm ($h): $r/5 replies"; fi
+        r=$(pings "$ns" 10.0.0.11 5)
+        if (( r >= 4 )); then pass "ping $vm ($h) -> BlueO (OVS GRE): $r/5"
+        else fail "ping $vm ($h) -> BlueO (OVS GRE): $r/5 replies"; fi
+    done
+    bg iperf-blueo blueo iperf3 -s -p 5201; bg iperf-blue1 blue1 iperf3 -s -p 5201; bg iperf-blue2 blue2 iperf3 -s -p 5201
+    wait_listen blueo 5201; wait_listen blue1 5201; wait_listen blue2 5201
+    for t in "Blue1 blue1 10.0.0.5 h1" "Blue2 blue2 10.0.0.7 $b2"; do
+        read -r vm ns ca h <<< "$t"
+        bw=$(iperf blueo "$ca")
+        if [[ -n $bw ]]; then pass "TCP BlueO (OVS GRE) -> $vm ($h): $bw Mbit/s"; note "iperf3 BlueO (Open vSwitch GRE, host 6) -> $vm ($h): $bw Mbit/s"
+        else fail "TCP BlueO (OVS GRE) -> $vm ($h): no result"; fi
+        bw=$(iperf "$ns" 10.0.0.11)
+        if [[ -n $bw ]]; then pass "TCP $vm ($h) -> BlueO (OVS GRE): $bw Mbit/s"; note "iperf3 $vm ($h) -> BlueO (Open vSwitch GRE, host 6): $bw Mbit/s"
+        else fail "TCP $vm ($h) -> BlueO (OVS GRE): no result"; fi
+    done
+    stop_bg iperf-blueo; stop_bg iperf-blue1; stop_bg iperf-blue2
+    # OVS's own count of the uplink: the traffic went through it (the DPDK port
+    # when mode is dpdk), and nothing was dropped for exceeding its MTU.
+    local st rxp txp mtud
+    st=$(ovsctl get Interface uplink statistics 2>/dev/null)
+    rxp=$(grep -o '[{ ]rx_packets=[0-9]*' <<< "$st" | cut -d= -f2); txp=$(grep -o '[{ ]tx_packets=[0-9]*' <<< "$st" | cut -d= -f2)
+    mtud=$(grep -o 'ovs_tx_mtu_exceeded_drops=[0-9]*' <<< "$st" | cut -d= -f2)
+    if (( ${rxp:-0} > 1000 && ${txp:-0} > 1000 && ${mtud:-0} == 0 )); then pass "OVS's $(cat "$DIR/ovs.mode") uplink port counted rx ${rxp} and tx ${txp} packets; drops for exceeding its MTU: ${mtud:-not counted for a kernel port}"
+    else fail "OVS's $(cat "$DIR/ovs.mode") uplink port: rx '${rxp}', tx '${txp}' packets (want > 1000), MTU drops '${mtud}' (want 0)"; fi
+
+    # The other tenant, both ways. Red1 (VSID 6001, 10.0.0.5) has no record
+    # for 10.0.0.11, and aiming at BlueO's MAC does not help; BlueO has no
+    # neighbor (and OVS no rule) for a Red VM.
+    e=$(snmp blueo Icmp InEchos)
+    r=$(pings red1 10.0.0.11 3)
+    nsx red1 ip neigh replace 10.0.0.11 lladdr $BLUEO_MAC dev eth0 nud permanent
+    r2=$(pings red1 10.0.0.11 3)
+    nsx red1 ip neigh del 10.0.0.11 dev eth0
+    d=$(( $(snmp blueo Icmp InEchos) - e ))
+    if (( r == 0 && r2 == 0 && d == 0 )); then pass "isolation: Red1 -> 10.0.0.11 0/3, with a forged neighbor (BlueO's MAC) 0/3; BlueO received 0 echo requests"
+    else fail "isolation: Red1 -> 10.0.0.11 $r/3, forged $r2/3, BlueO received $d echo requests (want 0, 0, 0)"; fi
+    ke=$(snmp redk Icmp InEchos)
+    r=$(pings blueo 10.0.0.10 3)
+    d=$(( $(snmp redk Icmp InEchos) - ke ))
+    if (( r == 0 && d == 0 )); then pass "isolation: BlueO -> RedK 10.0.0.10 0/3, RedK received 0"
+    else fail "isolation: BlueO -> RedK 10.0.0.10 $r/3, RedK received $d (want 0, 0)"; fi
+    sleep 0.3
+    stop_named_capture ovscap
+    out=$(ovs_capture "$DIR/ovscap.pcapng"); nums=${out%%$'\n'*}
+    local n from to pa nf nbad
+    read -r n from to pa nf nbad <<< "$nums"
+    if (( nbad == 0 && from > 0 && to > 0 )); then
+        pass "fabric capture at host 6: $n frames, all GRE (K flag only, protocol 0x6558) or provider ARP ($pa): OVS sent $from, all with key 0x$(printf %x $GRE_KEY) (FlowID 0); hnvswitch sent $to with VSID 5001 and $nf distinct FlowIDs, which OVS accepts (tun_id/0xffffff00); inner source always a Blue MAC"
+    else
+        fail "fabric capture at host 6: $n frames, from OVS $from, to OVS $to, provider ARP $pa, $nbad bad: ${out#*$'\n'}"
+    fi
+
+    # A hostile peer: OVS is given rules that send BlueO's frames to Red1's MAC
+    # (10.0.0.5 at 00:15:5d:02:00:05 in BlueO's neighbor table), first in
+    # Blue's key, then in Red's (5001<<8, 6001<<8). Host 1 must deliver none.
+    local redmac=00:15:5d:02:00:05 key sent=0 c0 c1
+    e=$(snmp red1 Icmp InEchos)
+    c0=$(drop_counts h1)
+    nsx blueo ip neigh replace 10.0.0.5 lladdr $redmac dev eth0 nud permanent
+    r=0
+    for key in $GRE_KEY $((RED_VSID << 8)); do
+        ovsof add-flow br-int "table=1,priority=200,dl_dst=$redmac,ip,actions=set_field:$(printf %#x "$key")->tun_id,set_field:${PA[h1]}->tun_dst,output:$OVS_GRE_OFPORT"
+        r=$(( r + $(pings blueo 10.0.0.5 3) ))
+        sent=$(( sent + $(ovsof dump-flows br-int "table=1,dl_dst=$redmac" 2>/dev/null | grep -o 'n_packets=[0-9]*' | cut -d= -f2 | head -1) ))
+        ovsof del-flows br-int --strict "table=1,priority=200,dl_dst=$redmac,ip"
+    done
+    ovs_neigh
+    c1=$(drop_counts h1)
+    d=$(( $(snmp red1 Icmp InEchos) - e ))
+    local delta; delta=$("$PYTHON" - "$c0" "$c1" <<'PY'
+import json, sys
+def drops(s):
+    try:
+        return {d["reason"]: d["packets"] for d in json.loads(s)["data"]["drop_reasons"]}
+    except (ValueError, KeyError, TypeError):
+        return {}
+a, b = drops(sys.argv[1]), drops(sys.argv[2])
+d = {k: v - a.get(k, 0) for k, v in b.items() if v > a.get(k, 0)}
+print(sum(d.values()), " ".join(f"{k} +{v}" for k, v in sorted(d.items())) or "none")
+PY
+)
+    if (( r == 0 && d == 0 && sent >= 6 && ${delta%% *} >= sent )); then pass "hostile OVS peer: BlueO's frames to Red1's MAC in key 5001<<8 and 6001<<8 (OVS sent $sent): 0/6 replies, Red1 received 0; host 1 counted ${delta%% *} drops: ${delta#* }"
+    else fail "hostile OVS peer: OVS sent $sent (want >= 6), $r/6 replies, Red1 received $d echo requests (want 0); host 1 counted ${delta%% *} drops (want >= $sent): ${delta#* }"; fi
+    note "Open vSwitch peer checks (host 6): $((SECONDS - t0)) s"
+}
+
 # encap_capture FILE: one line of numbers about a fabric capture, by
 # encapsulation and VSID: "frames nvgre5001 vxlan5001 nvgre6001 vxlan6001
 # provider_arp bad", then up to 5 bad frames (anything else: other
@@ -641,7 +918,7 @@ check_switchover() {
     if (( ok == ${#SWITCHES[@]} && shown == ${#SWITCHES[@]} && ${rx:-0} > 0 && lost <= 2 )); then
         pass "switch-over NVGRE -> VXLAN of VSID $RED_VSID on $ok hosts (hnvctl encap; show vsids says vxlan on $shown): ping Red1->Red2 lost $lost of ${tx:-0} (20/s, longest gap $gap)"
     else
-        fail "switch-over NVGRE -> VXLAN: hnvctl succeeded on $ok/${#SWITCHES[@]} hosts, show vsids vxlan on $shown, ping lost $lost of ${tx:-0} (longest gap $gap): $(tail -3 "$DIR/ctl.out" | tr '\n' ' ')"
+        fail "switch-over NVGRE -> VXLAN: hnvctl succeeded on $ok/${#SWITCHES[@]} hosts, show vsids vxlan on $shown, ping lost $lost of ${tx:-0} (longest gap $gap; missing icmp_seq $(missing_seqs "$DIR/swping.out" "${tx:-0}")): $(tail -3 "$DIR/ctl.out" | tr '\n' ' ')"
     fi
     note "switch-over NVGRE -> VXLAN (VSID $RED_VSID, 3 hosts 0.5 s apart): $lost of ${tx:-0} pings lost at 20/s (longest gap $gap pings)"
 
@@ -770,6 +1047,8 @@ ping_after() {
         END { printf "%s %.1f\n", (f == "" ? "-" : f), g }' "$1" 2>/dev/null
 }
 # ping_lost FILE: "LOST SENT" from ping's summary.
+# missing_seqs FILE COUNT: the icmp_seq numbers (1..COUNT) without a reply in ping's output.
+missing_seqs() { awk -F'icmp_seq=' -v n="$2" '/icmp_seq=/ { split($2, a, " "); got[a[1] + 0] = 1 } END { for (i = 1; i <= n; i++) if (!(i in got)) printf "%s%d", (c++ ? "," : ""), i; if (!c) printf "none" }' "$1"; }
 ping_lost() { awk '/packets transmitted/ {print $1 - $4, $1; f = 1} END {if (!f) print "? ?"}' "$1"; }
 stop_ping() { local f=$DIR/pids/$1.pid; [[ -e $f ]] && kill -INT "$(cat "$f")" 2>/dev/null; wait_bg_exit "$1" 5; }
 
@@ -978,6 +1257,7 @@ check() {
     check_tenants
     check_routing
     check_kernel
+    check_ovs
     check_switchover
     check_kernel_vxlan
     check_vhost

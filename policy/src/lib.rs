@@ -18,6 +18,7 @@ pub mod addr;
 pub mod advice;
 pub mod api;
 pub mod bulk;
+pub mod derive;
 pub mod error;
 pub mod example;
 pub mod file;

@@ -142,3 +142,70 @@ fn check_accepts_the_example_and_names_every_error() {
     assert!(!err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `derive-policy` writes a policy `check` accepts; `vm-nic` reads a VM's NIC from it; a
+/// name the base lacks, a bad fragment or a malformed edit is a one-line error and
+/// writes nothing.
+#[test]
+fn derive_policy_and_vm_nic() {
+    let dir = tempdir("derive");
+    let out = dir.join("h9.toml");
+    let frag = dir.join("extra.toml");
+    std::fs::write(&frag, "[[lookup]]\nca = \"10.0.0.99\"\nvsid = 5001\nmac = \"00:15:5d:01:00:99\"\npa = \"192.168.4.99\"\nvm_name = \"Extra\"\n").unwrap();
+    let derive = |extra: &[&str]| {
+        let mut c = bin();
+        c.args([
+            "derive-policy",
+            "--from",
+            "host1",
+            "--host-name",
+            "h9",
+            "--pa",
+            "192.168.4.9",
+            "--pa-mac",
+            "02:00:00:00:00:09",
+            "--no-neighbors",
+            "--mtu",
+            "uplink=1600",
+            "--vm-pa",
+            "Blue1=192.168.4.9",
+            "--vm-pa",
+            "Red1=192.168.4.9",
+        ]);
+        c.args(extra).output().unwrap()
+    };
+    let ok = derive(&["--add", frag.to_str().unwrap(), "--neighbor", "192.168.4.99=02:00:00:00:00:99", "-o", out.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let checked = bin().arg("check").arg(&out).output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    let summary = String::from_utf8_lossy(&checked.stdout);
+    assert!(summary.contains("host h9"), "{summary}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    for needle in ["192.168.4.9\"", "10.0.0.99", "mtu = 1600", "address = \"192.168.4.99\""] {
+        assert!(text.contains(needle), "{needle} in\n{text}");
+    }
+    let nic = bin().args(["vm-nic"]).arg(&out).arg("blue1").output().unwrap();
+    assert!(nic.status.success(), "{}", String::from_utf8_lossy(&nic.stderr));
+    assert_eq!(String::from_utf8_lossy(&nic.stdout).trim(), "00:15:5d:01:00:05 10.0.0.5/24 10.0.0.1");
+
+    std::fs::remove_file(&out).unwrap();
+    for (args, needle) in [
+        (&["--port", "nope=net_null0"][..], "no port named \"nope\""),
+        (&["--vm-pa", "Nobody=192.168.4.1"][..], "no lookup record with vm_name \"Nobody\""),
+        (&["--encap", "4242=vxlan"][..], "no subnet with VSID 4242"),
+        (&["--encap", "5001=gre"][..], "unknown encapsulation"),
+        (&["--neighbor", "192.168.4.1=zz"][..], "192.168.4.1=zz"),
+        (&["--add", "/nonexistent/x.toml"][..], "/nonexistent/x.toml"),
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["-o", out.to_str().unwrap()]);
+        let o = derive(&a);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+    let nic = bin().args(["vm-nic"]).arg(dir.join("missing.toml")).arg("blue1").output().unwrap();
+    assert!(!nic.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -171,6 +171,11 @@ fn capture_starts_and_stops_live_and_workers_show_busy_cycles() {
     assert!(f["entries"].as_u64().unwrap() == 16 && f["hits"].as_u64().unwrap() > 0, "64 flows, 16 decisions cached and hit: {f}");
     let out = hnvctl(&sock, &["show", "workers"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("cycles_per_pkt"), "{}", String::from_utf8_lossy(&out.stdout));
+    // Output into a closed pipe (`hnvctl show counters | head -0`) ends hnvctl quietly, with success.
+    let piped =
+        Command::new("sh").arg("-c").arg(format!("(sleep 0.2; '{}' -s '{}' show counters; echo \"hnvctl exit $?\" >&2) | true", env!("CARGO_BIN_EXE_hnvctl"), sock.display())).output().unwrap();
+    let piped_err = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped_err.contains("hnvctl exit 0") && !piped_err.contains("panicked"), "{piped_err}");
 
     // Bad capture requests are refused and start nothing.
     for args in [&["capture", "start", "x.pcapng", "--port", "nope"][..], &["capture", "start", "x.pcapng", "--vsid", "12"], &["capture", "start", "x.pcapng", "--stage", "sideways"]] {

@@ -427,13 +427,13 @@ fn interval_workers(prev: Option<&[Value]>, now: &[Value]) -> Vec<Value> {
 fn call(client: &mut Client, req: &Request, json: bool) -> Result<()> {
     let resp = client.call(req).context("talking to hnvswitch")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&resp)?);
+        emit(format_args!("{}\n", serde_json::to_string_pretty(&resp)?))?;
     }
     if !resp.ok {
         bail!("{}", resp.error.unwrap_or_else(|| "refused".into()));
     }
     if !json {
-        print!("{}", render(&resp));
+        emit(format_args!("{}", render(&resp)))?;
     }
     Ok(())
 }
@@ -491,7 +491,19 @@ fn publish(endpoints: Vec<String>, prefix: String, security: EtcdSecurity, batch
     })?;
     let r = hnvswitch::etcd::publish(&cfg, &policy, batch).map_err(|e| anyhow::anyhow!("{}", as_options(&format!("{e:#}"))))?;
     let txns = if r.transactions > 1 { format!(" in {} transactions", r.transactions) } else { String::new() };
-    println!("published {} to etcd {} under {}: {} written, {} deleted, {} unchanged{txns} (revision {})", path.display(), endpoints.join(","), prefix, r.put, r.deleted, r.unchanged, r.revision);
+    emit(format_args!(
+        "{}\n",
+        format_args!(
+            "published {} to etcd {} under {}: {} written, {} deleted, {} unchanged{txns} (revision {})",
+            path.display(),
+            endpoints.join(","),
+            prefix,
+            r.put,
+            r.deleted,
+            r.unchanged,
+            r.revision
+        )
+    ))?;
     Ok(())
 }
 
@@ -535,13 +547,13 @@ fn apply(connect: impl FnOnce() -> Result<Client>, file: &std::path::Path, json:
     }
     let resp = connect()?.transaction(&changes).context("talking to hnvswitch")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&resp)?);
+        emit(format_args!("{}\n", serde_json::to_string_pretty(&resp)?))?;
     }
     if !resp.ok {
         bail!("{origin}: {}", resp.error.unwrap_or_else(|| "refused".into()));
     }
     if !json {
-        println!("{} change(s) applied as one transaction (policy generation {})", changes.len(), resp.generation.unwrap_or(0));
+        emit(format_args!("{} change(s) applied as one transaction (policy generation {})\n", changes.len(), resp.generation.unwrap_or(0)))?;
     }
     Ok(())
 }
@@ -564,7 +576,7 @@ fn run(cli: Cli) -> Result<()> {
                 let rows = workers.data.as_array().cloned().unwrap_or_default();
                 let recent = interval_workers(last.as_deref(), &rows);
                 last = Some(rows);
-                print!("\x1b[2J\x1b[H{}\n{}\n{}", render(&ports), render(&vsids), table(&recent));
+                emit(format_args!("\x1b[2J\x1b[H{}\n{}\n{}", render(&ports), render(&vsids), table(&recent)))?;
                 n += 1;
                 if count > 0 && n >= count {
                     return Ok(());
@@ -621,6 +633,18 @@ fn run(cli: Cli) -> Result<()> {
         },
     };
     call(&mut connect()?, &req, cli.json)
+}
+
+/// Writes to standard output. A closed pipe (`hnvctl show counters | head`)
+/// ends hnvctl quietly with success, as SIGPIPE ends other tools; any other
+/// write error is an error.
+fn emit(text: std::fmt::Arguments) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => r.context("writing to standard output"),
+    }
 }
 
 fn main() -> ExitCode {

@@ -98,11 +98,147 @@ enum Command {
         #[arg(long)]
         io: bool,
     },
+    /// Derive one host's policy from a base policy by typed edits, validate it, and print it
+    /// (or write it atomically with --out). Edits naming a port, VM or subnet the base lacks are errors.
+    DerivePolicy(DeriveArgs),
+    /// Print how a VM's NIC must be set up for a VM port of a policy: "MAC ADDRESS/LEN GATEWAY"
+    /// ("-" for what the port or its subnet lacks).
+    VmNic {
+        /// The policy file.
+        policy: PathBuf,
+        /// The VM port's name.
+        port: String,
+    },
     /// Validate a policy file without starting DPDK; print a summary or every error.
     Check {
         /// The policy file (TOML).
         policy: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct DeriveArgs {
+    /// The base policy: `host1` or `host2` (the built-in examples) or a policy file.
+    #[arg(long, default_value = "host1")]
+    from: String,
+    /// The host's name ([host] name).
+    #[arg(long)]
+    host_name: Option<String>,
+    /// The host's (first) provider address.
+    #[arg(long)]
+    pa: Option<std::net::IpAddr>,
+    /// The MAC of that provider address.
+    #[arg(long, value_parser = parse_mac)]
+    pa_mac: Option<hnv_policy::EthernetAddress>,
+    /// NAME=DEVARGS (repeatable): keep only the ports named, with these devargs.
+    #[arg(long = "port", value_name = "NAME=DEVARGS", value_parser = parse_pair::<String>)]
+    ports: Vec<(String, String)>,
+    /// NAME=MTU (repeatable): a port's MTU.
+    #[arg(long, value_name = "NAME=MTU", value_parser = parse_pair::<u16>)]
+    mtu: Vec<(String, u16)>,
+    /// NAME=MAC (repeatable): a VM port whose VM runs elsewhere: this placeholder MAC, no addresses.
+    #[arg(long, value_name = "NAME=MAC", value_parser = parse_park)]
+    park: Vec<(String, hnv_policy::EthernetAddress)>,
+    /// VM=PA (repeatable): every lookup record with this vm_name points at this provider address.
+    #[arg(long = "vm-pa", value_name = "VM=PA", value_parser = parse_pair::<std::net::IpAddr>)]
+    vm_pa: Vec<(String, std::net::IpAddr)>,
+    /// VSID=nvgre|vxlan (repeatable): a subnet's encapsulation.
+    #[arg(long, value_name = "VSID=ENCAP", value_parser = parse_encap)]
+    encap: Vec<(u32, hnv_policy::Encap)>,
+    /// Drop the base's static neighbors ([[host.neighbors]]).
+    #[arg(long)]
+    no_neighbors: bool,
+    /// IP=MAC (repeatable): add a static provider neighbor.
+    #[arg(long = "neighbor", value_name = "IP=MAC", value_parser = parse_neighbor)]
+    neighbors: Vec<(std::net::IpAddr, hnv_policy::EthernetAddress)>,
+    /// A policy fragment to append (repeatable; `-` = standard input): [[ports]], [[lookup]], [[subnets]],
+    /// [[routing_domains]], [[customer_routes]], [[acl]] and [[neighbors]] tables.
+    #[arg(long = "add", value_name = "FILE")]
+    add: Vec<PathBuf>,
+    /// Write the policy here (atomically) instead of standard output.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+fn parse_pair<T: std::str::FromStr>(s: &str) -> Result<(String, T), String>
+where
+    T::Err: std::fmt::Display,
+{
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?}: empty name before '='"));
+    }
+    v.parse().map(|v| (k.to_string(), v)).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_mac(s: &str) -> Result<hnv_policy::EthernetAddress, String> {
+    hnv_policy::addr::parse_mac(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_park(s: &str) -> Result<(String, hnv_policy::EthernetAddress), String> {
+    let (k, v) = parse_pair::<String>(s)?;
+    Ok((k, parse_mac(&v)?))
+}
+
+fn parse_neighbor(s: &str) -> Result<(std::net::IpAddr, hnv_policy::EthernetAddress), String> {
+    let (k, v) = parse_pair::<String>(s)?;
+    let ip = k.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((ip, parse_mac(&v)?))
+}
+
+fn parse_encap(s: &str) -> Result<(u32, hnv_policy::Encap), String> {
+    let (k, v) = parse_pair::<String>(s)?;
+    let vsid: hnv_policy::Vsid = k.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let encap = match v.as_str() {
+        "nvgre" => hnv_policy::Encap::Nvgre,
+        "vxlan" => hnv_policy::Encap::Vxlan,
+        other => return Err(format!("{s:?}: unknown encapsulation {other:?} (expected nvgre or vxlan)")),
+    };
+    Ok((vsid.get(), encap))
+}
+
+/// `hnvswitch derive-policy`.
+fn derive_policy(a: DeriveArgs) -> Result<()> {
+    use hnv_policy::derive::{derive, Edits, Fragment};
+    let read = |p: &std::path::Path| -> Result<String> {
+        if p.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading standard input")
+        } else {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        }
+    };
+    let (base_text, origin) = match a.from.as_str() {
+        "host1" => (hnv_policy::example::BLUE_RED_HOST1.to_string(), "example host1".to_string()),
+        "host2" => (hnv_policy::example::BLUE_RED_HOST2.to_string(), "example host2".to_string()),
+        path => (read(std::path::Path::new(path))?, path.to_string()),
+    };
+    let base = hnv_policy::derive::read_base(&base_text, &origin)?;
+    let fragments = a.add.iter().map(|p| Fragment::parse(&read(p)?, &p.display().to_string()).map_err(anyhow::Error::from)).collect::<Result<Vec<_>>>()?;
+    let edits = Edits {
+        host_name: a.host_name,
+        pa: a.pa,
+        pa_mac: a.pa_mac,
+        ports: (!a.ports.is_empty()).then_some(a.ports),
+        mtu: a.mtu,
+        park: a.park,
+        vm_pa: a.vm_pa,
+        encap: a.encap,
+        clear_neighbors: a.no_neighbors,
+        neighbors: a.neighbors,
+        fragments,
+    };
+    let out_name = a.out.as_ref().map_or_else(|| "the derived policy".to_string(), |p| p.display().to_string());
+    let (_, policy) = derive(base, &edits, &out_name)?;
+    let text = format!("# derived by `hnvswitch derive-policy` from {origin}\n{}", hnv_policy::to_toml(&policy));
+    match a.out {
+        None => print!("{text}"),
+        Some(path) => {
+            let tmp = path.with_extension("derive.tmp");
+            std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Option<PathBuf>, control: Option<PathBuf>, etcd: Vec<String>) -> Result<()> {
@@ -232,6 +368,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { policy } => check(&policy),
+        Command::DerivePolicy(a) => derive_policy(a),
+        Command::VmNic { policy, port } => {
+            hnv_policy::load(&policy).map_err(anyhow::Error::from).and_then(|p| hnv_policy::derive::vm_nic(&p, &port).with_context(|| format!("{}", policy.display()))).map(|nic| println!("{nic}"))
+        }
         Command::ExamplePolicy { host } => match host.as_str() {
             "host1" | "host2" => {
                 print!("{}", if host == "host1" { hnv_policy::example::BLUE_RED_HOST1 } else { hnv_policy::example::BLUE_RED_HOST2 });
