@@ -517,7 +517,7 @@ fn provider_arp_learns_only_addresses_the_policy_uses_bounded_and_aged() {
         assert!(h1.store.apply_learned(t0));
         assert_eq!(h1.store.learned().len(), 1);
         // Aged out when not seen again.
-        assert!(h1.store.apply_learned(t0 + hnv_datapath::store::NEIGHBOR_AGE + Duration::from_secs(1)));
+        assert!(h1.store.apply_learned(t0 + hnv_datapath::neighbor::REACHABLE + hnv_datapath::neighbor::STALE + Duration::from_secs(1)));
         assert!(h1.store.learned().is_empty());
         h1.reconciles();
     });
