@@ -431,3 +431,55 @@ fn a_host_that_lost_a_vm_forwards_its_traffic_to_the_new_pa_during_the_grace_per
     assert_eq!(h2.totals().drops_of(DropReason::NoLocalPort), 1);
     assert!(h2.totals().reconciles());
 }
+
+#[test]
+fn the_switch_resolves_its_next_hop_by_arp_and_a_cached_drop_gives_way_to_encapsulation() {
+    use hnv_datapath::neighbor::{Source, State};
+    let text = BLUE_RED_HOST1.replacen("[[host.neighbors]]\naddress = \"192.168.4.22\"\nmac = \"02:00:c0:a8:04:16\"\n", "", 1);
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(&text, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    let mut h1 = Host { sw: HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0), stats };
+    let f = udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 5);
+    // Unresolved: dropped under its reason, the second time from the flow cache.
+    assert!(h1.run(BLUE, &[f.clone()]).is_empty());
+    assert!(h1.run(BLUE, &[f.clone()]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::NextHopUnresolved), 2);
+    assert!(h1.totals().flow_hits >= 1, "the drop was cached");
+    // The control tick asks for host 2's PA; a worker sends the request on the uplink.
+    let t0 = std::time::Instant::now();
+    assert!(!store.apply_learned(t0));
+    let mut out = TxStage::new(8);
+    h1.sw.originate(&mut out, &mut |b| Some(HeapBuf::from_slice(b)), 0);
+    let sent: Vec<Vec<u8>> = out.pending_mut(usize::from(UPLINK)).unwrap().drain(..).map(|p| p.data().to_vec()).collect();
+    assert_eq!(sent.len(), 1);
+    let r = &sent[0];
+    assert_eq!(&r[0..6], &[0xff; 6], "broadcast");
+    assert_eq!(&r[6..12], &mac(PA1_MAC), "from the PA's MAC");
+    assert_eq!(&r[12..14], &[0x08, 0x06]);
+    assert_eq!(&r[20..22], &[0, 1], "request");
+    assert_eq!(&r[22..28], &mac(PA1_MAC));
+    assert_eq!(&r[28..32], &[192, 168, 4, 11], "from the PA");
+    assert_eq!(&r[38..42], &[192, 168, 4, 22], "for host 2's PA");
+    let t = h1.totals();
+    assert_eq!((t.neighbor_requests, t.replicas), (1, 1));
+    assert!(t.reconciles(), "{t:?}");
+    // Nothing else is queued; a stranger's reply is refused.
+    h1.sw.originate(&mut out, &mut |b| Some(HeapBuf::from_slice(b)), 0);
+    assert_eq!(out.pending_len(usize::from(UPLINK)), 0);
+    h1.run(UPLINK, &[testkit::arp_reply([2, 0, 0, 0, 0x66, 0x66], ip("192.168.4.99"), mac(PA1_MAC), ip("192.168.4.11"))]);
+    // Host 2 answers: consumed (counted), fed to the resolver.
+    assert!(h1.run(UPLINK, &[testkit::arp_reply(mac(PA2_MAC), ip("192.168.4.22"), mac(PA1_MAC), ip("192.168.4.11"))]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::ProviderArpIgnored), 2);
+    assert!(store.apply_learned(t0 + std::time::Duration::from_millis(3)), "a resolved MAC republishes the tables");
+    let (entries, counts, skipped) = store.neighbors();
+    let e = entries.iter().find(|e| e.ip == IpAddr::V4(ip("192.168.4.22"))).unwrap();
+    assert_eq!((e.state, e.source, e.mac, e.probes), (State::Reachable, Source::Resolved, Some(mac(PA2_MAC)), 1));
+    assert_eq!((counts.requests, counts.accepted, counts.refused, skipped), (1, 1, 1, 0));
+    // The same flow now leaves encapsulated to host 2's MAC: the cached drop is gone.
+    let out = h1.run(BLUE, &[f]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, UPLINK);
+    assert_eq!(&out[0].1[0..6], &mac(PA2_MAC));
+    assert_eq!(h1.totals().drops_of(DropReason::NextHopUnresolved), 2);
+    assert!(h1.totals().reconciles());
+}
