@@ -89,7 +89,7 @@ example() {
 
 # derive SRC_CONST HOST BLUE2_HOST DEVS (BLUE2_HOST = h2 or h3): the example policy with this testbed's
 # host identity, devargs (DEVS = "port@devargs|..."; ports not listed are
-# removed), uplink MTU and Blue2's current PA; static neighbors are replaced.
+# removed), uplink MTU and Blue2's current PA; static neighbors are removed (resolved by ARP).
 # Blue2's port on the host it is NOT on is "parked": a placeholder MAC and no
 # addresses (see check_migration for why).
 derive() {
@@ -121,8 +121,6 @@ derive() {
         /^\[\[subnets\]\]/ && $0 ~ ("vsid = " redvsid "\n") && redenc != "" { $0 = $0 "\nencap = \"" redenc "\"" }
         { print }'
 }
-
-neighbor() { printf '[[host.neighbors]]\naddress = "%s"\nmac = "%s"\n\n' "${PA[$1]}" "${PAMAC[$1]}"; }
 
 # Records every host carries in addition to the example's five.
 extra_records() {
@@ -160,14 +158,12 @@ write_policies() {
     local b2=$1 h f
     {
         derive BLUE_RED_HOST1 h1 "$b2" "uplink@net_af_packet0,iface=uplink|blue1@net_tap0,iface=$P-blue1|red1@net_tap1,iface=$P-red1"
-        neighbor h2; neighbor h3
-        echo "# 192.168.4.44 (the kernel host) is learned from its ARP on the uplink."
+        echo "# No [[host.neighbors]]: every provider next hop is resolved by the switch's own ARP."
         echo
         extra_records
     } > "$DIR/h1.toml.new"
     {
         derive BLUE_RED_HOST2 h2 "$b2" "uplink@net_af_packet0,iface=uplink|blue2@net_tap0,iface=$P-blue2|red2@net_tap1,iface=$P-red2|blue3@net_tap2,iface=$P-blue3"
-        neighbor h1; neighbor h3
         cat <<EOF
 [[ports]]
 name = "bluev"
@@ -182,7 +178,6 @@ EOF
     } > "$DIR/h2.toml.new"
     {
         derive BLUE_RED_HOST2 h3 "$b2" "uplink@net_af_packet0,iface=uplink|blue2@net_tap0,iface=$P-blue2"
-        neighbor h1; neighbor h2
         extra_records
     } > "$DIR/h3.toml.new"
     for h in h1 h2 h3; do
