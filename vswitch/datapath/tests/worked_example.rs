@@ -483,3 +483,46 @@ fn the_switch_resolves_its_next_hop_by_arp_and_a_cached_drop_gives_way_to_encaps
     assert_eq!(h1.totals().drops_of(DropReason::NextHopUnresolved), 2);
     assert!(h1.totals().reconciles());
 }
+
+#[test]
+fn ipv6_next_hops_are_solicited_and_provider_nd_is_answered_and_learned() {
+    // Host 1 with an IPv6 PA too; Blue2 lives at host 2's IPv6 PA, with no static neighbor.
+    let text = BLUE_RED_HOST1
+        .replacen("[[host.provider_routes]]", "[[host.provider_addresses]]\naddress = \"fd00:4::11\"\nprefix_len = 64\nmac = \"02:00:c0:a8:04:0b\"\nuplink = \"uplink\"\n\n[[host.provider_routes]]", 1)
+        .replacen("pa = \"192.168.4.22\"\nvm_name = \"Blue2\"", "pa = \"fd00:4::22\"\nvm_name = \"Blue2\"", 1);
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(&text, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    let mut h1 = Host { sw: HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0), stats };
+    let (pa1, pa2): (std::net::Ipv6Addr, std::net::Ipv6Addr) = ("fd00:4::11".parse().unwrap(), "fd00:4::22".parse().unwrap());
+    let t0 = std::time::Instant::now();
+    store.apply_learned(t0);
+    let mut out = TxStage::new(8);
+    h1.sw.originate(&mut out, &mut |b| Some(HeapBuf::from_slice(b)), 0);
+    let sent: Vec<Vec<u8>> = out.pending_mut(usize::from(UPLINK)).unwrap().drain(..).map(|p| p.data().to_vec()).collect();
+    let ns = sent.iter().find(|f| f[12..14] == [0x86, 0xdd]).expect("a neighbor solicitation");
+    assert_eq!(&ns[0..6], &[0x33, 0x33, 0xff, 0, 0, 0x22], "to the solicited-node group of fd00:4::22");
+    assert_eq!(&ns[6..12], &mac(PA1_MAC));
+    assert_eq!(&ns[22..38], &pa1.octets(), "from host 1's IPv6 PA");
+    // Host 2 solicits host 1's PA: answered from host 1's PA MAC, and host 2 learned from its source link-layer option.
+    let via = hnv_datapath::neighbor::Via { port: 0, pa: IpAddr::V6(pa2), mac: mac(PA2_MAC), vlan: None };
+    let theirs = hnv_datapath::neighbor::request_frame(&hnv_datapath::neighbor::Request { target: IpAddr::V6(pa1), via, unicast: None }).unwrap();
+    let got = h1.run(UPLINK, &[theirs.data().to_vec()]);
+    assert_eq!(got.len(), 1);
+    let na = &got[0].1;
+    assert_eq!((&na[0..6], &na[6..12]), (&mac(PA2_MAC)[..], &mac(PA1_MAC)[..]));
+    assert_eq!(na[14 + 40], 136, "a neighbor advertisement");
+    assert!(store.apply_learned(t0 + std::time::Duration::from_millis(5)));
+    assert_eq!(store.learned(), vec![(IpAddr::V6(pa2), mac(PA2_MAC))]);
+    // An advertisement for an address no record needs (here: host 1's own answer played back) is consumed and refused.
+    let before = store.neighbors().1.refused;
+    assert!(h1.run(UPLINK, &[na.clone()]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::ProviderNd), 1);
+    store.apply_learned(t0 + std::time::Duration::from_millis(6));
+    assert_eq!(store.neighbors().1.refused, before + 1);
+    // Blue1 -> Blue2 leaves over IPv6 to host 2's MAC.
+    let out = h1.run(BLUE, &[udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 5)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].1[0..6], &mac(PA2_MAC));
+    assert_eq!(&out[0].1[12..14], &[0x86, 0xdd]);
+    assert!(h1.totals().reconciles());
+}
