@@ -34,8 +34,9 @@
 //! with [`PolicyStore::note_sent`]: one relaxed load and compare per packet,
 //! a store only when the mark is older than an eighth of the window); the
 //! quoted source CA is a local VM's address in the VSID it arrived in; the
-//! new PA is a provider address the policy knows (a lookup record's PA or a
-//! static neighbor) and neither the sender nor this host; and the policy
+//! new PA is a provider address the policy knows (a lookup record's PA, a
+//! static neighbor, or an address on a provider subnet of this host, which
+//! the neighbor resolver then resolves) and neither the sender nor this host; and the policy
 //! with the new PA validates. Accepted and refused REDIRECTs are counted
 //! ([`PolicyStore::redirect_counts`]).
 //! The compiled tables then come from an *effective* policy: [`PolicyStore::policy`]
@@ -767,8 +768,11 @@ fn redirect(state: &PolicyState, known_pa: bool, vsid: u32, ca: IpAddr, from: Ip
     if new_pa == from || host.provider_addresses.iter().any(|p| p.address == new_pa) {
         return Err(format!("new PA {new_pa} is the sender itself or this host"));
     }
-    if !known_pa && host.neighbor(new_pa).is_none() {
-        return Err(format!("new PA {new_pa} is not a provider address the policy knows (no lookup record or static neighbor names it)"));
+    // Known: a record's PA, a static neighbor, or an address on one of this
+    // host's provider subnets (which the neighbor resolver then asks for).
+    let on_link = host.provider_addresses.iter().any(|p| p.subnet().contains(new_pa));
+    if !known_pa && host.neighbor(new_pa).is_none() && !on_link {
+        return Err(format!("new PA {new_pa} is not a provider address the policy knows (no lookup record or static neighbor names it, and it is on no provider subnet of this host)"));
     }
     // The policy with the record at the new PA must validate (its neighbourhood does).
     let mut moved = hnv_policy::file::LookupFile::from_record(rec);
