@@ -252,14 +252,15 @@ impl ControlLoop<'_> {
         self.print_rates(t, rt);
     }
 
-    /// Provider neighbors learned by the workers, MS-NVGREE messages they
-    /// received, and grace periods of moved VMs that ended.
+    /// MS-NVGREE messages the workers received, grace periods of moved VMs
+    /// that ended, then the provider neighbor tick (last, so that a next hop
+    /// a REDIRECT or policy change just introduced is asked for at once).
     fn apply_datapath_feedback(&self) {
         let store = self.service.store();
         let now = std::time::Instant::now();
-        store.apply_learned(now);
         store.apply_control(now);
         store.expire_moved(now);
+        store.apply_learned(now);
     }
 
     /// Apply the port changes queued by the control socket; returns their outcomes to send.
