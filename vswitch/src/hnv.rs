@@ -249,18 +249,19 @@ impl ControlLoop<'_> {
             let _ = reply.send(outcome);
         }
         self.reload_on_sighup();
+        // Last, so that a next hop a REDIRECT, a port change or a reload just
+        // introduced is asked for in this tick.
+        self.service.store().apply_learned(std::time::Instant::now());
         self.print_rates(t, rt);
     }
 
-    /// MS-NVGREE messages the workers received, grace periods of moved VMs
-    /// that ended, then the provider neighbor tick (last, so that a next hop
-    /// a REDIRECT or policy change just introduced is asked for at once).
+    /// MS-NVGREE messages the workers received and grace periods of moved
+    /// VMs that ended (the provider neighbor tick comes at the end of [`ControlLoop::tick`]).
     fn apply_datapath_feedback(&self) {
         let store = self.service.store();
         let now = std::time::Instant::now();
         store.apply_control(now);
         store.expire_moved(now);
-        store.apply_learned(now);
     }
 
     /// Apply the port changes queued by the control socket; returns their outcomes to send.

@@ -414,7 +414,7 @@ impl PolicyStore {
             // A VM that was local and is now elsewhere: keep forwarding to it for a while.
             let newly: Vec<u32> = t.dests().filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
             note_moved(moved, &newly, now + *grace);
-            moved.retain(|(s, _)| t.by_slot(*s).is_some_and(|d| matches!(d.to, Delivery::Encap(_))));
+            moved.retain(|(s, _)| t.by_slot(*s).is_some_and(|d| is_remote(d)));
             let marked: Vec<u32> = moved.iter().map(|(s, _)| *s).collect();
             t.mark_moved(&marked, Some(&prev));
             t
@@ -433,7 +433,7 @@ impl PolicyStore {
                 let changed: Vec<u32> = delta.records.iter().filter_map(|&(v, ca)| slots.record_slot(v.get(), ca)).collect();
                 let newly: Vec<u32> = changed.iter().filter_map(|&s| t.by_slot(s)).filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
                 note_moved(moved, &newly, now + *grace);
-                moved.retain(|(s, _)| !changed.contains(s) || t.by_slot(*s).is_some_and(|d| matches!(d.to, Delivery::Encap(_))));
+                moved.retain(|(s, _)| !changed.contains(s) || t.by_slot(*s).is_some_and(|d| is_remote(d)));
                 let marked: Vec<u32> = newly.iter().copied().filter(|s| moved.iter().any(|(m, _)| m == s)).collect();
                 t.mark_moved(&marked, Some(&prev));
             }
@@ -735,7 +735,14 @@ impl RecordSource for Others<'_> {
 
 /// Record `d` was delivered locally in `prev` and is encapsulated now: its VM moved away.
 fn was_local_now_remote(prev: &Tables, d: &crate::tables::Dest) -> bool {
-    matches!(d.to, Delivery::Encap(_)) && prev.by_slot(d.slot).is_some_and(|o| matches!(o.to, Delivery::Local(_)))
+    is_remote(d) && prev.by_slot(d.slot).is_some_and(|o| matches!(o.to, Delivery::Local(_)))
+}
+
+/// Record `d` is at another host: encapsulated, or waiting for its next hop's
+/// MAC (a VM that just moved to a host this one never sent to: its grace
+/// period must start now, not when the new PA is resolved).
+fn is_remote(d: &crate::tables::Dest) -> bool {
+    matches!(d.to, Delivery::Encap(_) | Delivery::Unresolved)
 }
 
 /// Start the grace period of the `newly` moved record slots (until `until`).

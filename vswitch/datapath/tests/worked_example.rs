@@ -526,3 +526,45 @@ fn ipv6_next_hops_are_solicited_and_provider_nd_is_answered_and_learned() {
     assert_eq!(&out[0].1[12..14], &[0x86, 0xdd]);
     assert!(h1.totals().reconciles());
 }
+
+/// Live migration to a host this one never sent to (no static neighbor for
+/// it): the grace period starts at the move although the new PA has no MAC
+/// yet; meanwhile NVGRE for the VM drops as `nexthop_unresolved` (no
+/// UNREACHABLE); once the new PA is resolved it is forwarded there and the
+/// sender gets a REDIRECT.
+#[test]
+fn a_vm_moved_to_an_unresolved_pa_keeps_its_grace_period_and_is_forwarded_once_resolved() {
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST2, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    let mut h2 = Host { sw: HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0), stats };
+    let t0 = std::time::Instant::now();
+    store.apply_learned(t0);
+    // Blue2 moves to host 3 (192.168.4.33), which host 2 has no MAC for.
+    let mut moved = hnv_policy::parse(BLUE_RED_HOST2, "t").unwrap();
+    // Blue2's port stays, "parked" (as the testbed does): VSID 5001 keeps a local port.
+    for p in moved.ports.iter_mut().filter(|p| p.name == "blue2") {
+        p.mac = Some(hnv_policy::EthernetAddress([2, 0, 0, 0, 0x22, 7]));
+        p.addresses.clear();
+    }
+    for r in moved.lookup.iter_mut().filter(|r| r.vm_name.as_deref() == Some("Blue2")) {
+        r.pa = IpAddr::V4(ip("192.168.4.33"));
+    }
+    store.replace(hnv_policy::parse(&hnv_policy::to_toml(&moved), "t").unwrap());
+    let blue = udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 5);
+    let from_h1 = testkit::nvgre(mac(PA2_MAC), mac(PA1_MAC), ip("192.168.4.11"), ip("192.168.4.22"), 5001, fid(&blue), &blue);
+    assert!(h2.run(UPLINK, &[from_h1.clone()]).is_empty());
+    assert_eq!(h2.totals().drops_of(DropReason::NextHopUnresolved), 1, "{:?}", h2.totals().drops);
+    assert_eq!(h2.totals().drops_of(DropReason::NoLocalPort), 0, "not an UNREACHABLE case");
+    assert_eq!(h2.totals().control_sent, 0);
+    // Host 2 asks for 192.168.4.33; host 3 answers.
+    store.apply_learned(t0 + std::time::Duration::from_millis(1));
+    let pa3 = [2, 0, 0xc0, 0xa8, 4, 0x21];
+    h2.run(UPLINK, &[testkit::arp_reply(pa3, ip("192.168.4.33"), mac(PA2_MAC), ip("192.168.4.22"))]);
+    assert!(store.apply_learned(t0 + std::time::Duration::from_millis(2)));
+    let out = h2.run(UPLINK, &[from_h1]);
+    let to_h3: Vec<&(u16, Vec<u8>)> = out.iter().filter(|(_, f)| f[0..6] == pa3).collect();
+    assert_eq!(to_h3.len(), 1, "forwarded to the VM's new host");
+    assert_eq!(&to_h3[0].1[30..34], &[192, 168, 4, 33]);
+    assert_eq!(h2.totals().control_sent, 1, "a REDIRECT for host 1");
+    assert!(h2.totals().reconciles());
+}
