@@ -414,7 +414,7 @@ impl PolicyStore {
             // A VM that was local and is now elsewhere: keep forwarding to it for a while.
             let newly: Vec<u32> = t.dests().filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
             note_moved(moved, &newly, now + *grace);
-            moved.retain(|(s, _)| t.by_slot(*s).is_some_and(|d| is_remote(d)));
+            moved.retain(|(s, _)| t.by_slot(*s).is_some_and(is_remote));
             let marked: Vec<u32> = moved.iter().map(|(s, _)| *s).collect();
             t.mark_moved(&marked, Some(&prev));
             t
@@ -433,7 +433,7 @@ impl PolicyStore {
                 let changed: Vec<u32> = delta.records.iter().filter_map(|&(v, ca)| slots.record_slot(v.get(), ca)).collect();
                 let newly: Vec<u32> = changed.iter().filter_map(|&s| t.by_slot(s)).filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
                 note_moved(moved, &newly, now + *grace);
-                moved.retain(|(s, _)| !changed.contains(s) || t.by_slot(*s).is_some_and(|d| is_remote(d)));
+                moved.retain(|(s, _)| !changed.contains(s) || t.by_slot(*s).is_some_and(is_remote));
                 let marked: Vec<u32> = newly.iter().copied().filter(|s| moved.iter().any(|(m, _)| m == s)).collect();
                 t.mark_moved(&marked, Some(&prev));
             }
