@@ -97,9 +97,10 @@ nsx() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 # $DIR/HOST.toml (validated, atomically) by the switch's own typed
 # `hnvswitch derive-policy`: this host's name, PA and PA MAC, the uplink MTU,
 # Blue2's current PA (BLUE2_HOST = h2 or h3), Red's encapsulation once switched
-# (check_switchover), no static neighbors unless given, plus the testbed's
+# (check_switchover), no static neighbors (the switches resolve each other's
+# PAs by ARP), plus the testbed's
 # extra records. The options name the ports to keep (--port NAME=DEVARGS; the
-# others are removed), static neighbors, parked ports and further fragments.
+# others are removed), parked ports and further fragments.
 derive() {
     local from=$1 h=$2 b2=$3 enc
     shift 3
@@ -108,9 +109,6 @@ derive() {
     enc=$(cat "$DIR/red.encap" 2>/dev/null) && [[ -n $enc ]] && args+=(--encap "$RED_VSID=$enc")
     "$BIN" derive-policy "${args[@]}" "$@" 2> "$DIR/$h.check" || { cat "$DIR/$h.check" >&2; return 1; }
 }
-
-# neighbor HOST: the derive-policy option for a static neighbor (HOST's PA and MAC).
-neighbor() { echo "--neighbor=${PA[$1]}=${PAMAC[$1]}"; }
 
 # park HOST BLUE2_HOST: Blue2's port on the host it is NOT on is "parked": a
 # placeholder MAC and no addresses (see check_migration for why).
@@ -170,19 +168,18 @@ EOF
 }
 
 # write_policies HOST_OF_BLUE2: h1.toml, h2.toml, h3.toml in $DIR, each validated.
-# 192.168.4.44 (the kernel host) is learned from its ARP on the uplink.
+# No static neighbors: each switch resolves the provider addresses its policy needs by ARP.
 write_policies() {
     local b2=$1
     extra_records > "$DIR/extra.toml"
     bluev_port > "$DIR/bluev.toml"
-    # shellcheck disable=SC2046 # neighbor and park print one word each
-    derive host1 h1 "$b2" $(neighbor h2) $(neighbor h3) \
+    derive host1 h1 "$b2" \
         --port "uplink=net_af_packet0,iface=uplink" --port "blue1=net_tap0,iface=$P-blue1" --port "red1=net_tap1,iface=$P-red1" || return 1
-    # shellcheck disable=SC2046
-    derive host2 h2 "$b2" $(neighbor h1) $(neighbor h3) $(park h2 "$b2") --add "$DIR/bluev.toml" \
+    # shellcheck disable=SC2046 # park prints one word or none
+    derive host2 h2 "$b2" $(park h2 "$b2") --add "$DIR/bluev.toml" \
         --port "uplink=net_af_packet0,iface=uplink" --port "blue2=net_tap0,iface=$P-blue2" --port "red2=net_tap1,iface=$P-red2" --port "blue3=net_tap2,iface=$P-blue3" || return 1
     # shellcheck disable=SC2046
-    derive host2 h3 "$b2" $(neighbor h1) $(neighbor h2) $(park h3 "$b2") \
+    derive host2 h3 "$b2" $(park h3 "$b2") \
         --port "uplink=net_af_packet0,iface=uplink" --port "blue2=net_tap0,iface=$P-blue2" || return 1
     echo "$1" > "$DIR/blue2.at"
 }

@@ -20,6 +20,15 @@ pub trait Processor<B: PacketBuf> {
     /// Handle `pkts`, received on switch port `in_port`; `now` is the worker's
     /// TSC read once for this iteration. Every packet ends in `out` or dropped.
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, now: u64);
+
+    /// Queue frames the processor originates itself (not answers to a
+    /// received packet: ARP requests, neighbor solicitations) into `out`;
+    /// `alloc` copies a frame into a new buffer (`None` when no buffer is
+    /// free). Called by the worker at every tx drain tick, busy or idle, so
+    /// it must cost next to nothing when there is nothing to send.
+    fn originate(&mut self, out: &mut TxStage<B>, alloc: &mut dyn FnMut(&[u8]) -> Option<B>, now: u64) {
+        let _ = (out, alloc, now);
+    }
 }
 
 /// Per-port tx buffers owned by one worker (no sharing, no locks).

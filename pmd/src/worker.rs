@@ -1,7 +1,8 @@
 //! The poll-mode worker loop (DPDK l2fwd shape).
 //!
 //! Each iteration reads the TSC once, drains every port's tx buffer when the
-//! drain interval has passed, then for each assigned rx queue: rx burst →
+//! drain interval has passed (after letting the processor queue the frames it
+//! originates, [`Processor::originate`]), then for each assigned rx queue: rx burst →
 //! [`Processor::process`] → flush ports holding a full burst. Packets a port
 //! refuses are freed and counted. The loop allocates nothing and stops when
 //! `stop` is set, after a final drain.
@@ -37,6 +38,12 @@ pub trait PortIo<B: PacketBuf> {
     /// (an ethdev id for DPDK). Called only while the worker is parked.
     fn remap(&mut self, devices: &[u16]) {
         let _ = devices;
+    }
+    /// A new buffer holding a copy of `frame` (for frames the processor
+    /// originates); `None` when no buffer is free or the I/O has no pool.
+    fn alloc(&mut self, frame: &[u8]) -> Option<B> {
+        let _ = frame;
+        None
     }
 }
 
@@ -223,6 +230,7 @@ where
             continue;
         }
         if now.wrapping_sub(last_drain) >= plan.drain_cycles {
+            processor.originate(&mut tx, &mut |f| io.alloc(f), now);
             flush(io, &mut tx, 1, stats);
             last_drain = now;
         }

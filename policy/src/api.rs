@@ -46,6 +46,8 @@ pub enum Show {
     Notices,
     /// Memory of the policy in force: compiled tables, policy model, slots (bytes per record).
     Tables,
+    /// Provider next hops: MAC, state, source (static, learned, resolved), age, requests sent.
+    Neighbors,
 }
 
 /// A control request.

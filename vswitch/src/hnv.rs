@@ -253,15 +253,17 @@ impl ControlLoop<'_> {
             let _ = reply.send(outcome);
         }
         self.reload_on_sighup();
+        // Last, so that a next hop a REDIRECT, a port change or a reload just
+        // introduced is asked for in this tick.
+        self.service.store().apply_learned(std::time::Instant::now());
         self.print_rates(t, rt);
     }
 
-    /// Provider neighbors learned by the workers, MS-NVGREE messages they
-    /// received, and grace periods of moved VMs that ended.
+    /// MS-NVGREE messages the workers received and grace periods of moved
+    /// VMs that ended (the provider neighbor tick comes at the end of [`ControlLoop::tick`]).
     fn apply_datapath_feedback(&self) {
         let store = self.service.store();
         let now = std::time::Instant::now();
-        store.apply_learned(now);
         store.apply_control(now);
         store.expire_moved(now);
     }

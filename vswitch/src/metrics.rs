@@ -72,6 +72,15 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter("hnv_nvgree_messages_sent_total", "MS-NVGREE REDIRECT/UNREACHABLE messages sent.", vec![(String::new(), t.control_sent)]);
     let (accepted, refused) = store.redirect_counts();
     counter("hnv_nvgree_redirects_received_total", "MS-NVGREE REDIRECTs received, by outcome.", vec![("{outcome=\"accepted\"}".into(), accepted), ("{outcome=\"refused\"}".into(), refused)]);
+    let (entries, counts, skipped) = store.neighbors();
+    counter("hnv_neighbor_requests_sent_total", "ARP requests and neighbor solicitations sent for provider next hops.", vec![(String::new(), t.neighbor_requests)]);
+    counter("hnv_neighbor_requests_skipped_total", "Neighbor requests not queued because the request queue was full (asked again by the backoff).", vec![(String::new(), skipped)]);
+    counter(
+        "hnv_neighbor_replies_total",
+        "Provider ARP/ND seen for the neighbor table, by outcome (refused: not a next hop the policy needs, or a static one).",
+        vec![("{outcome=\"accepted\"}".into(), counts.accepted), ("{outcome=\"refused\"}".into(), counts.refused)],
+    );
+    counter("hnv_neighbor_over_limit_total", "Provider next hops left unresolved because the neighbor table was full.", vec![(String::new(), counts.over_limit)]);
     counter("hnv_decapsulated_packets_total", "Packets NVGRE- or VXLAN-decapsulated.", vec![(String::new(), t.decapsulated)]);
     counter("hnv_arp_nd_answered_total", "ARP/ND requests answered from policy.", vec![(String::new(), t.answered)]);
     counter("hnv_icmp_too_big_sent_total", "ICMP fragmentation-needed / ICMPv6 packet-too-big errors sent to VMs (path MTU).", vec![(String::new(), t.too_big_sent)]);
@@ -96,6 +105,13 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     for (_, v) in &slots {
         if let Some(e) = snap.vsid(*v) {
             let _ = writeln!(s, "hnv_vsid_encap{{vsid=\"{v}\",encap=\"{}\"}} 1", e.encap.as_str());
+        }
+    }
+    let _ = writeln!(s, "# HELP hnv_neighbors Provider next hops in the neighbor table, by state and source.\n# TYPE hnv_neighbors gauge");
+    for st in hnv_datapath::neighbor::State::ALL {
+        for src in [hnv_datapath::neighbor::Source::Static, hnv_datapath::neighbor::Source::Learned, hnv_datapath::neighbor::Source::Resolved] {
+            let n = entries.iter().filter(|e| e.state == st && e.source == src).count();
+            let _ = writeln!(s, "hnv_neighbors{{state=\"{}\",source=\"{}\"}} {n}", st.name(), src.name());
         }
     }
     let _ = writeln!(s, "# HELP hnv_policy_generation Policy generation in force.\n# TYPE hnv_policy_generation gauge\nhnv_policy_generation {}", store.snapshot().generation);
@@ -415,5 +431,18 @@ mod redirect_tests {
         assert!(text.contains("hnv_policy_reloads_total{outcome=\"refused\"} 1"), "{text}");
         assert!(text.contains("hnv_nvgree_redirects_received_total{outcome=\"accepted\"} 0\n"), "{text}");
         assert!(text.contains("hnv_nvgree_redirects_received_total{outcome=\"refused\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn neighbor_states_and_refusals_are_exported() {
+        let text = hnv_policy::example::BLUE_RED_HOST1.replacen("[[host.neighbors]]\naddress = \"192.168.4.22\"\nmac = \"02:00:c0:a8:04:16\"\n", "", 1);
+        let store = PolicyStore::new(hnv_policy::parse(&text, "t").unwrap_or_else(|e| panic!("{e}")));
+        store.offer_learned(("192.168.4.99".parse().unwrap_or_else(|e| panic!("{e}")), [2, 0, 0, 0, 0, 0x99]));
+        store.apply_learned(std::time::Instant::now());
+        let text = render(&store, &[Arc::new(DatapathStats::default())], &[], &ReloadStatus::default());
+        assert!(text.contains("hnv_neighbors{state=\"incomplete\",source=\"resolved\"} 1\n"), "{text}");
+        assert!(text.contains("hnv_neighbors{state=\"reachable\",source=\"static\"} 0\n"), "{text}");
+        assert!(text.contains("hnv_neighbor_replies_total{outcome=\"refused\"} 1\n"), "{text}");
+        assert!(text.contains("hnv_neighbor_requests_sent_total 0\n"), "{text}");
     }
 }

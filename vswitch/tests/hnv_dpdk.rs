@@ -471,3 +471,101 @@ fn tshark_decodes_the_path_mtu_errors_sent_to_the_vm() {
     assert_eq!(at(v6, 15, 0), "1294", "14 + 1280: the error fills the IPv6 minimum MTU");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Provider next-hop resolution through real DPDK ports: host 1 without a
+/// static neighbor for host 2 drops Blue1's first packet as
+/// `nexthop_unresolved`, sends an ARP request for 192.168.4.22 from its PA
+/// on the net_ring uplink (checked byte by byte and by tshark), takes host
+/// 2's reply, and then encapsulates Blue1's traffic to host 2's PA MAC.
+#[test]
+fn with_no_static_neighbor_the_switch_arps_for_its_next_hop_and_then_encapsulates() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let eal = common::eal();
+    let dir = common::tempdir("nbr-arp");
+    let text = BLUE_RED_HOST1.replacen("[[host.neighbors]]\naddress = \"192.168.4.22\"\nmac = \"02:00:c0:a8:04:16\"\n", "", 1);
+    assert_ne!(text, BLUE_RED_HOST1);
+    let mut policy = hnv_policy::parse(&text, "example").unwrap();
+    let pool = common::pool("nbr_inj", 256);
+    let mut rings = HashMap::new();
+    for p in &mut policy.ports {
+        let ring = RingPort::with_queues(eal, &format!("nb{}", p.name), 1024, 1).unwrap();
+        p.devargs = ring.name().to_string();
+        rings.insert(p.name.clone(), ring);
+    }
+    let (b1, b2, pa1, pa2) = (mac(traffic::BLUE1_MAC), mac(traffic::BLUE2_MAC), mac(traffic::PA1_MAC), mac(traffic::PA2_MAC));
+    let (ca5, ca7) = (IpAddr::V4(ip("10.0.0.5")), IpAddr::V4(ip("10.0.0.7")));
+    let blue = testkit::udp(b1, b2, ca5, ca7, 1111, 9, 128);
+    rings["blue1"].inject(common::mbufs(&pool, std::slice::from_ref(&blue)));
+
+    let cfg = config();
+    let specs = port_specs(&policy, &cfg);
+    let store = Arc::new(PolicyStore::new(policy));
+    let rt = Runtime::start(&cfg, &specs).unwrap();
+    let stats = vec![Arc::new(DatapathStats::default())];
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // What the uplink sent, in order; the phase: 0 waiting for the request, 1 for the republish, 2 for the NVGRE.
+    let mut uplink_out: Vec<Vec<u8>> = Vec::new();
+    let mut phase = 0;
+    let mut unresolved_before_reply = 0;
+    let (store2, stats2) = (store.clone(), stats.clone());
+    rt.run(
+        |w| HnvSwitch::new(store.clone(), standard_pipeline(), stats[w].clone(), w),
+        &stop,
+        Some(Duration::from_secs(20)),
+        Some(Duration::from_millis(20)),
+        |_, _| {
+            // The control thread's tick, as `hnvswitch run` does it every 100 ms.
+            let republished = store2.apply_learned(std::time::Instant::now());
+            uplink_out.extend(rings["uplink"].collect().iter().map(|m| m.data().to_vec()));
+            match phase {
+                0 if uplink_out.iter().any(|f| f[12..14] == [0x08, 0x06]) => {
+                    unresolved_before_reply = Totals::sum(stats2.iter().map(|s| &**s)).drops_of(hnv_datapath::DropReason::NextHopUnresolved);
+                    rings["uplink"].inject(common::mbufs(&pool, &[testkit::arp_reply(pa2, ip("192.168.4.22"), pa1, ip("192.168.4.11"))]));
+                    phase = 1;
+                }
+                1 if republished => {
+                    rings["blue1"].inject(common::mbufs(&pool, std::slice::from_ref(&blue)));
+                    phase = 2;
+                }
+                2 if uplink_out.iter().any(|f| f[12..14] == [0x08, 0x00]) => stop2.store(true, Ordering::Relaxed),
+                _ => {}
+            }
+        },
+    )
+    .unwrap();
+    let t = Totals::sum(stats.iter().map(|s| &**s));
+    assert!(stop.load(Ordering::Relaxed), "no NVGRE after resolution in time (phase {phase}): {t:?}");
+    drop(rt);
+
+    // Before the reply: the first packet was dropped and counted.
+    assert_eq!(unresolved_before_reply, 1, "{t:?}");
+    assert_eq!(t.drops_of(hnv_datapath::DropReason::NextHopUnresolved), 1);
+    // The request, byte for byte: broadcast, from host 1's PA MAC and PA, for host 2's PA, padded to 60.
+    let arps: Vec<&Vec<u8>> = uplink_out.iter().filter(|f| f[12..14] == [0x08, 0x06]).collect();
+    let mut want = vec![0xff; 6];
+    want.extend_from_slice(&pa1);
+    want.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    want.extend_from_slice(&pa1);
+    want.extend_from_slice(&[192, 168, 4, 11, 0, 0, 0, 0, 0, 0, 192, 168, 4, 22]);
+    want.resize(60, 0);
+    assert_eq!(arps[0], &want);
+    // Then the encapsulated packet, to host 2's PA MAC.
+    let fid = testkit::flow_id_of(ca5, ca7, 17, 1111, 9);
+    let nvgre: Vec<&Vec<u8>> = uplink_out.iter().filter(|f| f[12..14] == [0x08, 0x00]).collect();
+    assert_eq!(nvgre, vec![&testkit::nvgre(pa2, pa1, ip("192.168.4.11"), ip("192.168.4.22"), 5001, fid, &blue)]);
+    assert!(t.neighbor_requests >= 1 && t.encapsulated == 1, "{t:?}");
+    assert!(t.reconciles(), "{t:?}");
+    let (entries, counts, _) = store.neighbors();
+    let e = entries.iter().find(|e| e.ip == IpAddr::V4(ip("192.168.4.22"))).unwrap();
+    assert_eq!((e.state, e.source, e.mac), (hnv_datapath::neighbor::State::Reachable, hnv_datapath::neighbor::Source::Resolved, Some(pa2)));
+    assert_eq!(counts.accepted, 1);
+
+    // Wireshark's ARP dissector reads the request the same way.
+    traffic::write_pcap(&dir.join("uplink.pcap"), &uplink_out).unwrap();
+    let rows = tshark_fields(&dir.join("uplink.pcap"), &["eth.dst", "eth.src", "arp.opcode", "arp.src.hw_mac", "arp.src.proto_ipv4", "arp.dst.proto_ipv4", "_ws.expert"]);
+    let first = &rows[0];
+    assert_eq!(first[..6], ["ff:ff:ff:ff:ff:ff", "02:00:c0:a8:04:0b", "1", "02:00:c0:a8:04:0b", "192.168.4.11", "192.168.4.22"], "{rows:?}");
+    assert_eq!(first[6], "", "no expert-info warnings: {rows:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -140,6 +140,10 @@ fn hitless_updates_and_refusals_under_traffic() {
     assert!(err.starts_with("error:") && err.contains("vsid"), "{err}");
     let out = Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(&sock).args(["show", "ports"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("net_pcap"), "{}", String::from_utf8_lossy(&out.stdout));
+    // Provider next hops: the address first; the scenario's are static.
+    let out = Command::new(env!("CARGO_BIN_EXE_hnvctl")).arg("--socket").arg(&sock).args(["show", "neighbors"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.starts_with("neighbors:\naddress  ") && text.contains(" static ") && text.contains("replies_refused"), "{text}");
 
     let stdout = stop(child);
     assert!(stdout.contains("drops by reason:\n  (none)"), "no packet was lost to the updates:\n{stdout}");

@@ -99,7 +99,8 @@ drop_reasons! {
     TooBigRateLimited => "too_big_rate_limited", "frame exceeds the uplink MTU once encapsulated; its ICMP error was suppressed by the worker's rate limit";
     NoHeadroom => "no_headroom", "mbuf lacks headroom for the outer headers";
     UplinkNotForUs => "uplink_not_for_us", "uplink frame not addressed to a local PA (or not NVGRE, VXLAN on the policy's UDP port, or provider ARP)";
-    ProviderArpIgnored => "provider_arp_ignored", "provider-side ARP not asking for a local PA";
+    ProviderArpIgnored => "provider_arp_ignored", "provider-side ARP not asking for a local PA (replies to the switch's own requests end here, after feeding the neighbor resolver)";
+    ProviderNd => "provider_nd", "provider-side IPv6 neighbor advertisement (fed to the neighbor resolver), or a solicitation not for a local PA, or one failing RFC 4861 checks";
     GreFlags => "gre_flags", "GRE header with C or S set, K clear, or reserved bits set";
     GreVersion => "gre_version", "GRE version is not 0";
     GreProtocol => "gre_protocol", "GRE protocol is not 0x6558 (transparent Ethernet bridging)";

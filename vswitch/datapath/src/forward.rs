@@ -129,6 +129,8 @@ impl HnvForwarder {
             // Live migration: the VM left this host moments ago; forward to its new
             // PA (never back to the host that sent it).
             Delivery::Encap(_) if d.forward_moved && d.pa != m.outer_src => Verdict::Encap(d.slot),
+            // Moved to a PA whose next hop is being resolved: not an UNREACHABLE.
+            Delivery::Unresolved if d.forward_moved && d.pa != m.outer_src => Verdict::Drop(DropReason::NextHopUnresolved),
             _ => Verdict::Drop(DropReason::NoLocalPort),
         }
     }

@@ -10,7 +10,9 @@
 //!   host. 802.1Q-tagged frames are dropped: VM ports are access ports.
 //! - From an uplink: provider ARP for a local PA is answered in place (and its
 //!   sender, when the Ethernet source agrees, offered to the neighbor
-//!   learner); NVGRE and VXLAN are checked in this order: GRE, or UDP to
+//!   resolver, [`crate::neighbor`]); provider IPv6 neighbor discovery likewise
+//!   ([`provider_nd`]: advertisements feed the resolver, solicitations for a
+//!   local PA are answered); NVGRE and VXLAN are checked in this order: GRE, or UDP to
 //!   the policy's VXLAN port, to a local PA
 //!   ([`UplinkNotForUs`](DropReason::UplinkNotForUs)), outer IPv4 header
 //!   checksum ([`OuterChecksum`](DropReason::OuterChecksum)), not a fragment
@@ -256,6 +258,9 @@ fn uplink<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, meta: &mut Meta, 
         EtherType::Ipv6 => {
             let ip = Ipv6Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
             if !ours(ip.next_header(), ip.payload(), IpAddr::V6(ip.dst_addr())) {
+                if ip.next_header() == IpProtocol::Ipv6Icmp && matches!(ip.payload().first(), Some(135 | 136)) {
+                    return provider_nd(t, in_port, pkt, l3_off, &mut |l| hint(Hint::Neighbor(l)));
+                }
                 return Err(DropReason::UplinkNotForUs);
             }
             (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()), l3_off + 40, ip.next_header() == IpProtocol::Udp)
@@ -375,4 +380,54 @@ fn provider_arp<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, l3_off: usi
         head[6..12].copy_from_slice(&pa.mac);
     }
     Ok(Verdict::Port(in_port))
+}
+
+/// Provider IPv6 neighbor discovery (RFC 4861), the counterpart of
+/// [`provider_arp`]. Checks, in order: hop limit 255 and a valid ICMPv6
+/// checksum ([`DropReason::ProviderNd`] otherwise); a neighbor
+/// advertisement's target and Target Link-Layer Address, or a
+/// solicitation's source and Source Link-Layer Address, is offered to the
+/// resolver when the Ethernet source agrees and the MAC is unicast; an
+/// untagged solicitation for a local PA on this uplink is answered in place
+/// (S=1, O=1, from the PA's MAC); everything else is consumed as
+/// [`DropReason::ProviderNd`].
+fn provider_nd<B: PacketBuf>(t: &Tables, in_port: u16, pkt: &mut B, l3_off: usize, learn: &mut dyn FnMut(Learned)) -> Result<Verdict, DropReason> {
+    use hnv_wire::ndisc::Repr as Nd;
+    let data = pkt.data();
+    let ip = Ipv6Packet::new_checked(data.get(l3_off..).ok_or(DropReason::Malformed)?).map_err(|_| DropReason::Malformed)?;
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let icmp = hnv_wire::Icmpv6Packet::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
+    if ip.hop_limit() != 255 || !icmp.verify_checksum(&src, &dst) {
+        return Err(DropReason::ProviderNd);
+    }
+    let eth_src = data.get(6..12);
+    let offer = |ip: std::net::Ipv6Addr, mac: EthernetAddress, learn: &mut dyn FnMut(Learned)| {
+        if !ip.is_unspecified() && !ip.is_multicast() && mac.is_unicast() && eth_src == Some(&mac.0[..]) {
+            learn((IpAddr::V6(ip), mac.0));
+        }
+    };
+    match Nd::parse(&icmp).map_err(|_| DropReason::ProviderNd)? {
+        Nd::NeighborAdvert { target_addr, lladdr: Some(mac), .. } => {
+            offer(target_addr, mac, learn);
+            Err(DropReason::ProviderNd)
+        }
+        Nd::NeighborSolicit { target_addr, lladdr } => {
+            if let Some(mac) = lladdr {
+                offer(src, mac, learn);
+            }
+            let pa = t.local_pa(IpAddr::V6(target_addr)).copied().filter(|pa| pa.uplink == in_port).ok_or(DropReason::ProviderNd)?;
+            if l3_off != 14 {
+                return Err(DropReason::ProviderNd);
+            }
+            let need = hnv_wire::ndisc::ADVERT_FRAME_LEN;
+            if pkt.len() < need && pkt.append(need - pkt.len()).is_none() {
+                return Err(DropReason::NoHeadroom);
+            }
+            let n = hnv_wire::ndisc::answer_solicit_frame_in_place(pkt.data_mut(), EthernetAddress(pa.mac)).map_err(|_| DropReason::ProviderNd)?;
+            let extra = pkt.len().saturating_sub(n);
+            pkt.trim(extra);
+            Ok(Verdict::Port(in_port))
+        }
+        Nd::NeighborAdvert { .. } => Err(DropReason::ProviderNd),
+    }
 }

@@ -28,6 +28,7 @@ pub mod flow;
 pub mod forward;
 pub mod ingress;
 pub mod meta;
+pub mod neighbor;
 pub mod notify;
 pub mod pipeline;
 pub mod slow_path;

@@ -70,6 +70,9 @@ pub struct DatapathStats {
     pub flow_misses: Counter,
     /// MS-NVGREE REDIRECT/UNREACHABLE messages sent (also counted in `replicas` and `tx`).
     pub control_sent: Counter,
+    /// ARP requests and neighbor solicitations for provider next hops sent
+    /// (also counted in `replicas` and `tx`, or in a drop).
+    pub neighbor_requests: Counter,
     /// Flow-cache entries written.
     pub flow_inserts: Counter,
     /// Flow-cache inserts that replaced a live entry.
@@ -108,6 +111,7 @@ impl Default for DatapathStats {
             flow_hits: Counter::default(),
             flow_misses: Counter::default(),
             control_sent: Counter::default(),
+            neighbor_requests: Counter::default(),
             flow_inserts: Counter::default(),
             flow_evictions: Counter::default(),
             flow_stale: Counter::default(),
@@ -187,6 +191,8 @@ pub struct Totals {
     pub flow_misses: u64,
     /// MS-NVGREE control messages sent.
     pub control_sent: u64,
+    /// ARP requests and neighbor solicitations originated for provider next hops.
+    pub neighbor_requests: u64,
     /// Drops by reason (only non-zero ones), in [`DropReason::ALL`] order
     /// (read as they are: may include drops of a batch still being counted).
     pub drops: Vec<(DropReason, u64)>,
@@ -278,6 +284,7 @@ impl Totals {
         self.flow_hits += one.flow_hits;
         self.flow_misses += one.flow_misses;
         self.control_sent += one.control_sent;
+        self.neighbor_requests += one.neighbor_requests;
         for (d, o) in drops.iter_mut().zip(one_drops) {
             *d += o;
         }
@@ -302,6 +309,7 @@ impl Totals {
         t.flow_hits += w.flow_hits.get();
         t.flow_misses += w.flow_misses.get();
         t.control_sent += w.control_sent.get();
+        t.neighbor_requests += w.neighbor_requests.get();
         for (d, c) in drops.iter_mut().zip(w.drops.iter()) {
             *d += c.get();
         }

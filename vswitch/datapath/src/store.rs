@@ -9,14 +9,19 @@
 //! A policy that fails validation is rejected by [`hnv_policy`] before it
 //! reaches the store, so the previous snapshot stays in force.
 //!
-//! Provider-side neighbor learning: workers push (PA, MAC) pairs into a
-//! bounded lock-free queue (a full queue drops the hint); the control thread
-//! drains it with [`PolicyStore::apply_learned`] and republishes when a next
-//! hop's MAC is new, changed or aged out. Only addresses the policy uses are
-//! learned (a lookup record's remote PA or a provider route's next hop, on a
-//! provider subnet, without a static neighbor entry: static wins); the table
-//! holds at most [`MAX_LEARNED`] entries and an entry not seen again for
-//! [`NEIGHBOR_AGE`] is forgotten. Time is passed in, never read here.
+//! Provider next hops ([`crate::neighbor`]): the control thread calls
+//! [`PolicyStore::apply_learned`] every tick. It recomputes the next hops the
+//! compiled tables need when the generation changed (each remote PA's next
+//! hop, [`crate::neighbor::wanted`]), drains the (PA, MAC) pairs workers saw
+//! in provider ARP and neighbor advertisements (a bounded lock-free queue; a
+//! full queue drops the hint) into the [`Resolver`], runs its timers, and
+//! queues the ARP requests and neighbor solicitations due as ready-made
+//! frames ([`PolicyStore::take_request`]: a bounded lock-free queue that
+//! workers drain at their tx drain tick; a full queue skips the request,
+//! counted, and the backoff asks again). When a next hop's MAC is new,
+//! changed or withdrawn it republishes (the whole compile: neighbors feed
+//! every outer header). Static neighbors always win. Time is passed in,
+//! never read here.
 //!
 //! MS-NVGREE: workers push received REDIRECT/UNREACHABLE messages into a
 //! second bounded queue; [`PolicyStore::apply_control`] (control thread)
@@ -29,8 +34,9 @@
 //! with [`PolicyStore::note_sent`]: one relaxed load and compare per packet,
 //! a store only when the mark is older than an eighth of the window); the
 //! quoted source CA is a local VM's address in the VSID it arrived in; the
-//! new PA is a provider address the policy knows (a lookup record's PA or a
-//! static neighbor) and neither the sender nor this host; and the policy
+//! new PA is a provider address the policy knows (a lookup record's PA, a
+//! static neighbor, or an address on a provider subnet of this host, which
+//! the neighbor resolver then resolves) and neither the sender nor this host; and the policy
 //! with the new PA validates. Accepted and refused REDIRECTs are counted
 //! ([`PolicyStore::redirect_counts`]).
 //! The compiled tables then come from an *effective* policy: [`PolicyStore::policy`]
@@ -40,6 +46,7 @@
 //! period ([`PolicyStore::expire_moved`]).
 
 use crate::ingress::Learned;
+use crate::neighbor::{self, Frame, Resolver};
 use crate::tables::{Delivery, RecordChange, RecordSource, Tables, VsidSlots};
 use arc_swap::{ArcSwap, Guard};
 use crossbeam::queue::ArrayQueue;
@@ -62,8 +69,14 @@ struct Inner {
     /// The policy in force, indexed.
     state: PolicyState,
     slots: VsidSlots,
-    /// Learned provider neighbors with the time each was last seen.
-    learned: Vec<(IpAddr, [u8; 6], Instant)>,
+    /// Provider next hops: states, timers, MACs.
+    resolver: Resolver,
+    /// The dynamic (IP, MAC) pairs the tables were compiled with.
+    learned: Vec<Learned>,
+    /// Generation whose next hops the resolver was last told.
+    wanted_at: u64,
+    /// Requests not queued because the queue was full.
+    requests_skipped: u64,
     generation: u64,
     /// Records whose VM moved away from this host, with the end of their grace period.
     moved: Vec<(u32, Instant)>,
@@ -96,10 +109,8 @@ pub const SENT_WINDOW_SECS: u64 = 2;
 pub const REDIRECT_BURST: u32 = 32;
 /// REDIRECTs handled per second, sustained.
 pub const REDIRECT_RATE: u32 = 32;
-/// Most provider neighbors learned at once (the oldest is forgotten first).
-pub const MAX_LEARNED: usize = 1024;
-/// A learned provider neighbor not seen again for this long is forgotten.
-pub const NEIGHBOR_AGE: Duration = Duration::from_secs(20 * 60);
+/// ARP requests and neighbor solicitations waiting for a worker to send them.
+pub const REQUEST_QUEUE: usize = 256;
 /// Sent marks: direct-mapped by record slot (low 16 bits), told apart by a 16-bit tag.
 const SENT_MARKS: usize = 1 << 16;
 /// Datapath time kept in a mark: the low 48 bits (compared modulo 2^48).
@@ -237,6 +248,7 @@ pub struct PolicyStore {
     current: ArcSwap<Tables>,
     inner: Mutex<Inner>,
     learn: ArrayQueue<Learned>,
+    requests: ArrayQueue<Frame>,
     control: ArrayQueue<(u32, ControlRepr)>,
     sent: SentMarks,
 }
@@ -260,7 +272,10 @@ impl PolicyStore {
             inner: Mutex::new(Inner {
                 state: PolicyState::new(policy),
                 slots,
+                resolver: Resolver::new(),
                 learned: Vec::new(),
+                wanted_at: 0,
+                requests_skipped: 0,
                 generation: 1,
                 moved: Vec::new(),
                 grace: MIGRATION_GRACE,
@@ -275,6 +290,7 @@ impl PolicyStore {
                 clock: monotonic_ns,
             }),
             learn: ArrayQueue::new(LEARN_QUEUE),
+            requests: ArrayQueue::new(REQUEST_QUEUE),
             control: ArrayQueue::new(LEARN_QUEUE),
             sent: SentMarks::new(1_000_000_000),
         }
@@ -334,7 +350,10 @@ impl PolicyStore {
         let mut scratch = Inner {
             state,
             slots: g.slots.clone(),
+            resolver: Resolver::new(),
             learned: g.learned.clone(),
+            wanted_at: g.wanted_at,
+            requests_skipped: 0,
             generation: g.generation,
             moved: g.moved.clone(),
             grace: g.grace,
@@ -381,7 +400,7 @@ impl PolicyStore {
         g.generation += 1;
         let generation = g.generation;
         let Inner { state, slots, learned, moved, grace, redirects, .. } = g;
-        let learned: Vec<Learned> = learned.iter().map(|&(ip, mac, _)| (ip, mac)).collect();
+        let learned: &[Learned] = learned;
         let prev = current.load_full();
         // A REDIRECT holds only while the policy still places the CA at its sender.
         redirects.retain(|r| Vsid::new(r.vsid).ok().and_then(|v| state.record(v, r.ca)).is_some_and(|rec| rec.pa == r.from));
@@ -391,11 +410,11 @@ impl PolicyStore {
         // Ports, and a subnet's encapsulation (every outer header of its records), take the whole compile.
         let whole = delta.ports || delta.subnets;
         let t = if whole {
-            let mut t = Tables::compile_from(state.base(), &mut state.records().map(|r| (r, pa_of(r))), slots, &learned, generation, Some(&prev));
+            let mut t = Tables::compile_from(state.base(), &mut state.records().map(|r| (r, pa_of(r))), slots, learned, generation, Some(&prev));
             // A VM that was local and is now elsewhere: keep forwarding to it for a while.
             let newly: Vec<u32> = t.dests().filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
             note_moved(moved, &newly, now + *grace);
-            moved.retain(|(s, _)| t.by_slot(*s).is_some_and(|d| matches!(d.to, Delivery::Encap(_))));
+            moved.retain(|(s, _)| t.by_slot(*s).is_some_and(is_remote));
             let marked: Vec<u32> = moved.iter().map(|(s, _)| *s).collect();
             t.mark_moved(&marked, Some(&prev));
             t
@@ -410,11 +429,11 @@ impl PolicyStore {
                         RecordChange { vsid: v.get(), ca, record: state.record(v, ca).map(|r| (r, pa_of(r))), moved: moved_now }
                     })
                     .collect();
-                t = t.update_records(state.base(), &changes, &Others(state), slots, &learned, generation);
+                t = t.update_records(state.base(), &changes, &Others(state), slots, learned, generation);
                 let changed: Vec<u32> = delta.records.iter().filter_map(|&(v, ca)| slots.record_slot(v.get(), ca)).collect();
                 let newly: Vec<u32> = changed.iter().filter_map(|&s| t.by_slot(s)).filter(|d| was_local_now_remote(&prev, d)).map(|d| d.slot).collect();
                 note_moved(moved, &newly, now + *grace);
-                moved.retain(|(s, _)| !changed.contains(s) || t.by_slot(*s).is_some_and(|d| matches!(d.to, Delivery::Encap(_))));
+                moved.retain(|(s, _)| !changed.contains(s) || t.by_slot(*s).is_some_and(is_remote));
                 let marked: Vec<u32> = newly.iter().copied().filter(|s| moved.iter().any(|(m, _)| m == s)).collect();
                 t.mark_moved(&marked, Some(&prev));
             }
@@ -474,54 +493,65 @@ impl PolicyStore {
         self.lock().slots.vsids()
     }
 
-    /// Offer a learned provider neighbor (called by workers; never blocks).
+    /// Offer a provider (IP, MAC) pair seen in ARP or a neighbor
+    /// advertisement on an uplink (called by workers; never blocks).
     #[inline]
     pub fn offer_learned(&self, n: Learned) {
         let _ = self.learn.push(n);
     }
 
-    /// Drain learned neighbors seen up to `now` and forget those not seen for
-    /// [`NEIGHBOR_AGE`]; republish if any is new, changed or forgotten.
-    /// Returns true if republished.
-    ///
-    /// A neighbor is learned only when its address is on a provider subnet of
-    /// this host, has no static entry, and is used by the policy: the PA of a
-    /// remote lookup record or the next hop of a provider route.
+    /// The next ARP request or neighbor solicitation to send (called by
+    /// workers at their drain tick; lock-free, never blocks).
+    #[inline]
+    pub fn take_request(&self) -> Option<Frame> {
+        self.requests.pop()
+    }
+
+    /// The control thread's neighbor tick at `now` (see the module
+    /// contract): follow the next hops the policy needs, take what workers
+    /// heard, queue the requests due, and republish if a next hop's MAC is
+    /// new, changed or withdrawn. Returns true if republished.
     pub fn apply_learned(&self, now: Instant) -> bool {
         let mut g = self.lock();
         let mut changed = false;
-        while let Some((ip, mac)) = self.learn.pop() {
+        if g.wanted_at != g.generation {
+            let t = self.current.load();
+            let ports = t.ports.clone();
+            let uplink = |name: &str| ports.iter().position(|p| p.name == name && p.role == crate::tables::Role::Uplink).map(|i| i as u16);
             let h = &g.state.base().host;
-            let on_link = h.provider_addresses.iter().any(|pa| pa.subnet().contains(ip));
-            let used = (self.current.load().uses_pa(ip) && !h.is_local_pa(ip)) || h.provider_routes.iter().any(|r| r.next_hop == ip);
-            if !on_link || !used || h.neighbor(ip).is_some() {
-                continue;
-            }
-            match g.learned.iter_mut().find(|(a, _, _)| *a == ip) {
-                Some(e) => {
-                    changed |= e.1 != mac;
-                    e.1 = mac;
-                    e.2 = now;
-                }
-                None => {
-                    if g.learned.len() >= MAX_LEARNED {
-                        if let Some(oldest) = g.learned.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i) {
-                            g.learned.swap_remove(oldest);
-                        }
-                    }
-                    g.learned.push((ip, mac, now));
-                    changed = true;
-                }
+            let wants = neighbor::wanted(h, t.remote_pas(), &uplink);
+            let statics: Vec<Learned> = h.neighbors.iter().map(|n| (n.address, n.mac.0)).collect();
+            drop(t);
+            g.wanted_at = g.generation;
+            changed |= g.resolver.set_wanted(&wants, &statics, now);
+        }
+        while let Some((ip, mac)) = self.learn.pop() {
+            if let Ok(c) = g.resolver.heard(ip, mac, now) {
+                changed |= c;
             }
         }
-        let before = g.learned.len();
-        g.learned.retain(|e| now.saturating_duration_since(e.2) <= NEIGHBOR_AGE);
-        changed |= g.learned.len() != before;
+        let mut skipped = 0;
+        changed |= g.resolver.poll(now, &mut |r| {
+            if let Some(f) = neighbor::request_frame(&r) {
+                if self.requests.push(f).is_err() {
+                    skipped += 1;
+                }
+            }
+        });
+        g.requests_skipped += skipped;
         if changed {
+            g.learned = g.resolver.macs();
             // Neighbors feed the outer headers of every record: the whole compile.
             Self::publish(&self.current, &mut g, &Delta { ports: true, ..Delta::default() });
+            g.wanted_at = g.generation;
         }
         changed
+    }
+
+    /// The neighbor table and its counters, and requests skipped because the queue was full.
+    pub fn neighbors(&self) -> (Vec<neighbor::Entry>, neighbor::Counts, u64) {
+        let g = self.lock();
+        (g.resolver.entries(), g.resolver.counts(), g.requests_skipped)
     }
 
     /// Mark record slot `slot` as encapsulated to at datapath time `now`
@@ -673,9 +703,9 @@ impl PolicyStore {
         self.lock().notices.iter().cloned().collect()
     }
 
-    /// Provider neighbors learned so far.
+    /// The dynamic provider neighbors (resolved or learned) the tables use.
     pub fn learned(&self) -> Vec<Learned> {
-        self.lock().learned.iter().map(|&(ip, mac, _)| (ip, mac)).collect()
+        self.lock().learned.clone()
     }
 }
 
@@ -705,7 +735,14 @@ impl RecordSource for Others<'_> {
 
 /// Record `d` was delivered locally in `prev` and is encapsulated now: its VM moved away.
 fn was_local_now_remote(prev: &Tables, d: &crate::tables::Dest) -> bool {
-    matches!(d.to, Delivery::Encap(_)) && prev.by_slot(d.slot).is_some_and(|o| matches!(o.to, Delivery::Local(_)))
+    is_remote(d) && prev.by_slot(d.slot).is_some_and(|o| matches!(o.to, Delivery::Local(_)))
+}
+
+/// Record `d` is at another host: encapsulated, or waiting for its next hop's
+/// MAC (a VM that just moved to a host this one never sent to: its grace
+/// period must start now, not when the new PA is resolved).
+fn is_remote(d: &crate::tables::Dest) -> bool {
+    matches!(d.to, Delivery::Encap(_) | Delivery::Unresolved)
 }
 
 /// Start the grace period of the `newly` moved record slots (until `until`).
@@ -738,8 +775,11 @@ fn redirect(state: &PolicyState, known_pa: bool, vsid: u32, ca: IpAddr, from: Ip
     if new_pa == from || host.provider_addresses.iter().any(|p| p.address == new_pa) {
         return Err(format!("new PA {new_pa} is the sender itself or this host"));
     }
-    if !known_pa && host.neighbor(new_pa).is_none() {
-        return Err(format!("new PA {new_pa} is not a provider address the policy knows (no lookup record or static neighbor names it)"));
+    // Known: a record's PA, a static neighbor, or an address on one of this
+    // host's provider subnets (which the neighbor resolver then asks for).
+    let on_link = host.provider_addresses.iter().any(|p| p.subnet().contains(new_pa));
+    if !known_pa && host.neighbor(new_pa).is_none() && !on_link {
+        return Err(format!("new PA {new_pa} is not a provider address the policy knows (no lookup record or static neighbor names it, and it is on no provider subnet of this host)"));
     }
     // The policy with the record at the new PA must validate (its neighbourhood does).
     let mut moved = hnv_policy::file::LookupFile::from_record(rec);

@@ -144,4 +144,31 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         st.end_batch();
         self.publish_cache();
     }
+
+    /// Send the ARP requests and neighbor solicitations the control thread
+    /// queued ([`PolicyStore::take_request`]), at most one burst per call:
+    /// each is a locally originated frame, counted in `replicas` and
+    /// `neighbor_requests` and then as sent (or as a drop: no mbuf, full tx
+    /// buffer), so `rx + replicas == tx + drops` still holds.
+    fn originate(&mut self, out: &mut TxStage<B>, alloc: &mut dyn FnMut(&[u8]) -> Option<B>, _now: u64) {
+        let Some(first) = self.store.take_request() else { return };
+        let st: &DatapathStats = &self.stats;
+        let ports = self.store.load().ports.len();
+        let mut o = Out { tx: out, st, tally: &mut self.tally, in_port: first.port, icmp: &mut self.icmp };
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(f) = next {
+            o.in_port = f.port;
+            st.replicas.add(1);
+            st.neighbor_requests.add(1);
+            match alloc(f.data()) {
+                Some(p) => o.send(f.port, 0, p),
+                None => o.drop(crate::DropReason::ReplicaAllocFailed, None),
+            }
+            n += 1;
+            next = if n < pmd::BURST { self.store.take_request() } else { None };
+        }
+        o.tally.publish(st, ports);
+        st.end_batch();
+    }
 }

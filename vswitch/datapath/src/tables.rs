@@ -333,6 +333,14 @@ impl Tables {
         self.pa_templates.contains_key(&(pa, false)) || self.pa_templates.contains_key(&(pa, true))
     }
 
+    /// Every remote PA some record encapsulates to (resolved or not), each once.
+    pub fn remote_pas(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.pa_templates.keys().map(|(pa, _)| *pa).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Every compiled record, in slot order.
     pub fn dests(&self) -> impl Iterator<Item = &Dest> {
         self.records.iter()

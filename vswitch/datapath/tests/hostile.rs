@@ -267,6 +267,33 @@ fn redirect_after_sending_is_accepted_only_recently_and_only_toward_a_known_pa()
     });
 }
 
+/// Without a static neighbor, a REDIRECT toward an address on host 1's
+/// provider subnet is accepted: the new PA is then resolved by ARP (the
+/// record drops as `nexthop_unresolved` until it is).
+#[test]
+fn redirect_toward_an_on_link_pa_without_a_static_neighbor_is_accepted_and_resolved() {
+    let p = policy(&BLUE_RED_HOST1.replacen("[[host.neighbors]]\naddress = \"192.168.4.22\"\nmac = \"02:00:c0:a8:04:16\"\n", "", 1));
+    let mut h1 = Host::new(p, false);
+    let t0 = 10 * HZ;
+    h1.store.apply_learned(Instant::now());
+    h1.run_at(UPLINK, &[testkit::arp_reply(mac(PA2_MAC), ip("192.168.4.22"), mac(PA1_MAC), ip("192.168.4.11"))], t0);
+    assert!(h1.store.apply_learned(Instant::now()));
+    assert_eq!(h1.run_at(BLUE, &[blue1_to_blue2(1)], t0).len(), 1);
+    let good = redirect_msg("192.168.4.22", "192.168.4.33", "10.0.0.5", "10.0.0.7");
+    h1.run_at(UPLINK, &[redirect_frame(&good)], t0);
+    assert!(h1.store.apply_control_at(Instant::now(), t0), "{:?}", h1.store.notices());
+    assert!(h1.run_at(BLUE, &[blue1_to_blue2(2)], t0).is_empty());
+    assert_eq!(h1.drops(DropReason::NextHopUnresolved), 1);
+    h1.store.apply_learned(Instant::now());
+    h1.run_at(UPLINK, &[testkit::arp_reply([2, 0, 0xc0, 0xa8, 4, 0x21], ip("192.168.4.33"), mac(PA1_MAC), ip("192.168.4.11"))], t0);
+    assert!(h1.store.apply_learned(Instant::now()));
+    let out = h1.run_at(BLUE, &[blue1_to_blue2(3)], t0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].1[0..6], &[2, 0, 0xc0, 0xa8, 4, 0x21]);
+    assert_eq!(&out[0].1[30..34], &[192, 168, 4, 33]);
+    h1.reconciles();
+}
+
 /// A long-lived flow served from the flow cache must keep its sent mark fresh.
 #[test]
 fn redirect_for_a_flow_served_from_the_cache_is_accepted() {
@@ -517,7 +544,7 @@ fn provider_arp_learns_only_addresses_the_policy_uses_bounded_and_aged() {
         assert!(h1.store.apply_learned(t0));
         assert_eq!(h1.store.learned().len(), 1);
         // Aged out when not seen again.
-        assert!(h1.store.apply_learned(t0 + hnv_datapath::store::NEIGHBOR_AGE + Duration::from_secs(1)));
+        assert!(h1.store.apply_learned(t0 + hnv_datapath::neighbor::REACHABLE + hnv_datapath::neighbor::STALE + Duration::from_secs(1)));
         assert!(h1.store.learned().is_empty());
         h1.reconciles();
     });

@@ -436,3 +436,140 @@ fn a_host_that_lost_a_vm_forwards_its_traffic_to_the_new_pa_during_the_grace_per
     assert_eq!(h2.totals().drops_of(DropReason::NoLocalPort), 1);
     assert!(h2.totals().reconciles());
 }
+
+#[test]
+fn the_switch_resolves_its_next_hop_by_arp_and_a_cached_drop_gives_way_to_encapsulation() {
+    use hnv_datapath::neighbor::{Source, State};
+    let text = BLUE_RED_HOST1.replacen("[[host.neighbors]]\naddress = \"192.168.4.22\"\nmac = \"02:00:c0:a8:04:16\"\n", "", 1);
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(&text, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    let mut h1 = Host { sw: HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0), stats };
+    let f = udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 5);
+    // Unresolved: dropped under its reason, the second time from the flow cache.
+    assert!(h1.run(BLUE, &[f.clone()]).is_empty());
+    assert!(h1.run(BLUE, &[f.clone()]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::NextHopUnresolved), 2);
+    assert!(h1.totals().flow_hits >= 1, "the drop was cached");
+    // The control tick asks for host 2's PA; a worker sends the request on the uplink.
+    let t0 = std::time::Instant::now();
+    assert!(!store.apply_learned(t0));
+    let mut out = TxStage::new(8);
+    h1.sw.originate(&mut out, &mut |b| Some(HeapBuf::from_slice(b)), 0);
+    let sent: Vec<Vec<u8>> = out.pending_mut(usize::from(UPLINK)).unwrap().drain(..).map(|p| p.data().to_vec()).collect();
+    assert_eq!(sent.len(), 1);
+    let r = &sent[0];
+    assert_eq!(&r[0..6], &[0xff; 6], "broadcast");
+    assert_eq!(&r[6..12], &mac(PA1_MAC), "from the PA's MAC");
+    assert_eq!(&r[12..14], &[0x08, 0x06]);
+    assert_eq!(&r[20..22], &[0, 1], "request");
+    assert_eq!(&r[22..28], &mac(PA1_MAC));
+    assert_eq!(&r[28..32], &[192, 168, 4, 11], "from the PA");
+    assert_eq!(&r[38..42], &[192, 168, 4, 22], "for host 2's PA");
+    let t = h1.totals();
+    assert_eq!((t.neighbor_requests, t.replicas), (1, 1));
+    assert!(t.reconciles(), "{t:?}");
+    // Nothing else is queued; a stranger's reply is refused.
+    h1.sw.originate(&mut out, &mut |b| Some(HeapBuf::from_slice(b)), 0);
+    assert_eq!(out.pending_len(usize::from(UPLINK)), 0);
+    h1.run(UPLINK, &[testkit::arp_reply([2, 0, 0, 0, 0x66, 0x66], ip("192.168.4.99"), mac(PA1_MAC), ip("192.168.4.11"))]);
+    // Host 2 answers: consumed (counted), fed to the resolver.
+    assert!(h1.run(UPLINK, &[testkit::arp_reply(mac(PA2_MAC), ip("192.168.4.22"), mac(PA1_MAC), ip("192.168.4.11"))]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::ProviderArpIgnored), 2);
+    assert!(store.apply_learned(t0 + std::time::Duration::from_millis(3)), "a resolved MAC republishes the tables");
+    let (entries, counts, skipped) = store.neighbors();
+    let e = entries.iter().find(|e| e.ip == IpAddr::V4(ip("192.168.4.22"))).unwrap();
+    assert_eq!((e.state, e.source, e.mac, e.probes), (State::Reachable, Source::Resolved, Some(mac(PA2_MAC)), 1));
+    assert_eq!((counts.requests, counts.accepted, counts.refused, skipped), (1, 1, 1, 0));
+    // The same flow now leaves encapsulated to host 2's MAC: the cached drop is gone.
+    let out = h1.run(BLUE, &[f]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, UPLINK);
+    assert_eq!(&out[0].1[0..6], &mac(PA2_MAC));
+    assert_eq!(h1.totals().drops_of(DropReason::NextHopUnresolved), 2);
+    assert!(h1.totals().reconciles());
+}
+
+#[test]
+fn ipv6_next_hops_are_solicited_and_provider_nd_is_answered_and_learned() {
+    // Host 1 with an IPv6 PA too; Blue2 lives at host 2's IPv6 PA, with no static neighbor.
+    let text = BLUE_RED_HOST1
+        .replacen("[[host.provider_routes]]", "[[host.provider_addresses]]\naddress = \"fd00:4::11\"\nprefix_len = 64\nmac = \"02:00:c0:a8:04:0b\"\nuplink = \"uplink\"\n\n[[host.provider_routes]]", 1)
+        .replacen("pa = \"192.168.4.22\"\nvm_name = \"Blue2\"", "pa = \"fd00:4::22\"\nvm_name = \"Blue2\"", 1);
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(&text, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    let mut h1 = Host { sw: HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0), stats };
+    let (pa1, pa2): (std::net::Ipv6Addr, std::net::Ipv6Addr) = ("fd00:4::11".parse().unwrap(), "fd00:4::22".parse().unwrap());
+    let t0 = std::time::Instant::now();
+    store.apply_learned(t0);
+    let mut out = TxStage::new(8);
+    h1.sw.originate(&mut out, &mut |b| Some(HeapBuf::from_slice(b)), 0);
+    let sent: Vec<Vec<u8>> = out.pending_mut(usize::from(UPLINK)).unwrap().drain(..).map(|p| p.data().to_vec()).collect();
+    let ns = sent.iter().find(|f| f[12..14] == [0x86, 0xdd]).expect("a neighbor solicitation");
+    assert_eq!(&ns[0..6], &[0x33, 0x33, 0xff, 0, 0, 0x22], "to the solicited-node group of fd00:4::22");
+    assert_eq!(&ns[6..12], &mac(PA1_MAC));
+    assert_eq!(&ns[22..38], &pa1.octets(), "from host 1's IPv6 PA");
+    // Host 2 solicits host 1's PA: answered from host 1's PA MAC, and host 2 learned from its source link-layer option.
+    let via = hnv_datapath::neighbor::Via { port: 0, pa: IpAddr::V6(pa2), mac: mac(PA2_MAC), vlan: None };
+    let theirs = hnv_datapath::neighbor::request_frame(&hnv_datapath::neighbor::Request { target: IpAddr::V6(pa1), via, unicast: None }).unwrap();
+    let got = h1.run(UPLINK, &[theirs.data().to_vec()]);
+    assert_eq!(got.len(), 1);
+    let na = &got[0].1;
+    assert_eq!((&na[0..6], &na[6..12]), (&mac(PA2_MAC)[..], &mac(PA1_MAC)[..]));
+    assert_eq!(na[14 + 40], 136, "a neighbor advertisement");
+    assert!(store.apply_learned(t0 + std::time::Duration::from_millis(5)));
+    assert_eq!(store.learned(), vec![(IpAddr::V6(pa2), mac(PA2_MAC))]);
+    // An advertisement for an address no record needs (here: host 1's own answer played back) is consumed and refused.
+    let before = store.neighbors().1.refused;
+    assert!(h1.run(UPLINK, &[na.clone()]).is_empty());
+    assert_eq!(h1.totals().drops_of(DropReason::ProviderNd), 1);
+    store.apply_learned(t0 + std::time::Duration::from_millis(6));
+    assert_eq!(store.neighbors().1.refused, before + 1);
+    // Blue1 -> Blue2 leaves over IPv6 to host 2's MAC.
+    let out = h1.run(BLUE, &[udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 5)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].1[0..6], &mac(PA2_MAC));
+    assert_eq!(&out[0].1[12..14], &[0x86, 0xdd]);
+    assert!(h1.totals().reconciles());
+}
+
+/// Live migration to a host this one never sent to (no static neighbor for
+/// it): the grace period starts at the move although the new PA has no MAC
+/// yet; meanwhile NVGRE for the VM drops as `nexthop_unresolved` (no
+/// UNREACHABLE); once the new PA is resolved it is forwarded there and the
+/// sender gets a REDIRECT.
+#[test]
+fn a_vm_moved_to_an_unresolved_pa_keeps_its_grace_period_and_is_forwarded_once_resolved() {
+    let store = Arc::new(PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST2, "t").unwrap()));
+    let stats = Arc::new(DatapathStats::default());
+    let mut h2 = Host { sw: HnvSwitch::new(store.clone(), standard_pipeline(), stats.clone(), 0), stats };
+    let t0 = std::time::Instant::now();
+    store.apply_learned(t0);
+    // Blue2 moves to host 3 (192.168.4.33), which host 2 has no MAC for.
+    let mut moved = hnv_policy::parse(BLUE_RED_HOST2, "t").unwrap();
+    // Blue2's port stays, "parked" (as the testbed does): VSID 5001 keeps a local port.
+    for p in moved.ports.iter_mut().filter(|p| p.name == "blue2") {
+        p.mac = Some(hnv_policy::EthernetAddress([2, 0, 0, 0, 0x22, 7]));
+        p.addresses.clear();
+    }
+    for r in moved.lookup.iter_mut().filter(|r| r.vm_name.as_deref() == Some("Blue2")) {
+        r.pa = IpAddr::V4(ip("192.168.4.33"));
+    }
+    store.replace(hnv_policy::parse(&hnv_policy::to_toml(&moved), "t").unwrap());
+    let blue = udp(mac(B1), mac(B2), "10.0.0.5", "10.0.0.7", 5);
+    let from_h1 = testkit::nvgre(mac(PA2_MAC), mac(PA1_MAC), ip("192.168.4.11"), ip("192.168.4.22"), 5001, fid(&blue), &blue);
+    assert!(h2.run(UPLINK, &[from_h1.clone()]).is_empty());
+    assert_eq!(h2.totals().drops_of(DropReason::NextHopUnresolved), 1, "{:?}", h2.totals().drops);
+    assert_eq!(h2.totals().drops_of(DropReason::NoLocalPort), 0, "not an UNREACHABLE case");
+    assert_eq!(h2.totals().control_sent, 0);
+    // Host 2 asks for 192.168.4.33; host 3 answers.
+    store.apply_learned(t0 + std::time::Duration::from_millis(1));
+    let pa3 = [2, 0, 0xc0, 0xa8, 4, 0x21];
+    h2.run(UPLINK, &[testkit::arp_reply(pa3, ip("192.168.4.33"), mac(PA2_MAC), ip("192.168.4.22"))]);
+    assert!(store.apply_learned(t0 + std::time::Duration::from_millis(2)));
+    let out = h2.run(UPLINK, &[from_h1]);
+    let to_h3: Vec<&(u16, Vec<u8>)> = out.iter().filter(|(_, f)| f[0..6] == pa3).collect();
+    assert_eq!(to_h3.len(), 1, "forwarded to the VM's new host");
+    assert_eq!(&to_h3[0].1[30..34], &[192, 168, 4, 33]);
+    assert_eq!(h2.totals().control_sent, 1, "a REDIRECT for host 1");
+    assert!(h2.totals().reconciles());
+}

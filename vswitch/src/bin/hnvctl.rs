@@ -24,7 +24,8 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Show ports, vsids, records, routes, acl, counters, flows, workers, policy, capture or notices (MS-NVGREE messages).
+    /// Show ports, vsids, records, routes, acl, counters, flows, workers, policy, capture, notices (MS-NVGREE messages),
+    /// tables or neighbors (provider next hops: MAC, state, source static/learned/resolved, age, requests).
     Show {
         /// What to show.
         #[arg(value_enum)]

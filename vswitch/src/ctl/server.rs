@@ -749,7 +749,7 @@ mod tests {
 
     /// A request line: mostly well-formed requests with hostile field values.
     fn request() -> impl Strategy<Value = Value> {
-        const SHOW: &[&str] = &["ports", "vsids", "records", "routes", "acl", "counters", "flows", "workers", "policy", "capture", "notices", "everything"];
+        const SHOW: &[&str] = &["ports", "vsids", "records", "routes", "acl", "counters", "flows", "workers", "policy", "capture", "notices", "neighbors", "everything"];
         prop_oneof![
             proptest::sample::select(SHOW).prop_map(|w| json!({"op": "show", "what": w})),
             object(RECORD).prop_map(|r| json!({"op": "add_record", "record": r})),

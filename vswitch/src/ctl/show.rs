@@ -20,7 +20,7 @@ pub fn capture_json(c: &CaptureStatus, running: bool) -> Value {
 }
 
 /// The rows or document of `show what`. Only the views that list policy
-/// objects copy the policy (counters, flows, workers, ports and notices do not).
+/// objects copy the policy (counters, flows, workers, ports, notices and neighbors do not).
 pub fn show(state: &CtlState, what: Show) -> Value {
     let store = state.service.store();
     let policy = || store.policy();
@@ -142,6 +142,24 @@ pub fn show(state: &CtlState, what: Show) -> Value {
                 "redirects_accepted": store.redirect_counts().0,
                 "redirects_refused": store.redirect_counts().1,
             })
+        }
+        Show::Neighbors => {
+            let (entries, counts, skipped) = store.neighbors();
+            let now = std::time::Instant::now();
+            let secs = |d: std::time::Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+            let rows: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let dynamic = e.source != hnv_datapath::neighbor::Source::Static;
+                    json!({"address": e.ip.to_string(), "mac": e.mac.map(|m| hnv_policy::format_mac(&hnv_policy::EthernetAddress(m))).unwrap_or_default(), "state": e.state.name(),
+                           "source": e.source.name(), "age_s": if dynamic && e.mac.is_some() { json!(secs(now.saturating_duration_since(e.confirmed))) } else { Value::Null },
+                           "probes": e.probes, "unanswered": e.unanswered,
+                           "next_probe_s": if dynamic && e.state != hnv_datapath::neighbor::State::Reachable { json!(secs(e.next.saturating_duration_since(now))) } else { Value::Null },
+                           "via": e.via.map(|v| v.pa.to_string()).unwrap_or_default()})
+                })
+                .collect();
+            json!({"neighbors": rows, "requests_sent": totals.neighbor_requests, "replies_accepted": counts.accepted, "replies_refused": counts.refused,
+                   "over_limit": counts.over_limit, "queue_full": skipped})
         }
         Show::Capture => state.captures.status().map_or_else(|| json!({"running": false}), |c| capture_json(&c, true)),
     }
