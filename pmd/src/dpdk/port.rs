@@ -6,7 +6,8 @@
 //! a [`super::RingPort`]). Vdevs are hot-plugged after EAL init, so a bad
 //! devargs string is reported against its port. Ports hold their mempool.
 
-use super::bond::{bond_devargs, bond_status, is_bond, remove_members, BondStatus, BondWatch, Probed};
+use super::bond::{bond_devargs, bond_status, is_bond, remove_members, BondStatus, BondWatch, Failover, Probed};
+use super::carrier::CarrierPoll;
 use super::eal::{eal_error, Eal, EalError};
 use super::mempool::Mempool;
 use dpdk_sys as sys;
@@ -179,6 +180,10 @@ impl Port {
             PortError::Dpdk { cause, .. } => PortError::Dpdk { devargs: devargs.clone(), cause },
             other => other,
         })?;
+        // A bond adds the members named in its devargs when it is configured: watch them now.
+        if port.bond.is_some() {
+            port.bond = bond_status(id).map(|s| BondWatch::new(&s));
+        }
         Ok(port)
     }
 
@@ -312,8 +317,12 @@ impl Port {
     }
 
     /// Members, links and the transmitting member when this port is a bond.
+    /// (An af_packet member's link is its kernel carrier at the last [`Port::watch_bond`].)
     pub fn bond_status(&self) -> Option<BondStatus> {
-        self.bond.as_ref().and_then(|_| bond_status(self.id))
+        let w = self.bond.as_ref()?;
+        let mut s = bond_status(self.id)?;
+        w.apply_carrier(&mut s);
+        Some(s)
     }
 
     /// Failovers counted so far by [`Port::watch_bond`] (0 for a port that is not a bond).
@@ -321,13 +330,29 @@ impl Port {
         self.bond.as_ref().map_or(0, BondWatch::failovers)
     }
 
-    /// Read a bond's status and count a failover if the transmitting member
-    /// changed since the last call (control thread; see [`BondWatch::check`]).
-    pub fn watch_bond(&self) -> Option<(BondStatus, Option<super::bond::Failover>)> {
+    /// True when this port is a bond.
+    pub fn is_bond(&self) -> bool {
+        self.bond.is_some()
+    }
+
+    /// Kernel carrier changes of the bond's af_packet members seen so far (0 for a port that is not a bond).
+    pub fn carrier_changes(&self) -> u64 {
+        self.bond.as_ref().map_or(0, BondWatch::carrier_changes)
+    }
+
+    /// Watch the kernel carrier of a bond's af_packet members (moving the
+    /// primary of an active-backup bond off a member without carrier), then
+    /// read the bond's status and count a failover if the transmitting member
+    /// changed since the last call (control thread; see
+    /// [`BondWatch::watch_carrier`] and [`BondWatch::check`]).
+    pub fn watch_bond(&self) -> Option<(BondStatus, Option<Failover>, CarrierPoll)> {
         let w = self.bond.as_ref()?;
-        let s = bond_status(self.id)?;
+        let before = bond_status(self.id)?;
+        let carrier = w.watch_carrier(self.id, &before);
+        let mut s = if carrier.primary_set.is_some() { bond_status(self.id)? } else { before };
+        w.apply_carrier(&mut s);
         let f = w.check(&s);
-        Some((s, f))
+        Some((s, f, carrier))
     }
 
     /// Extended counters, by name.
