@@ -307,6 +307,11 @@ impl BondWatch {
         self.carrier.poll(bond_id, status)
     }
 
+    /// Set the af_packet members' kernel MTU to `mtu` (see [`CarrierMirror::restore_kernel_mtu`]).
+    pub fn restore_kernel_mtu(&self, mtu: u16) -> Vec<String> {
+        self.carrier.restore_kernel_mtu(mtu)
+    }
+
     /// Show the af_packet members' kernel carrier in `status` (see [`CarrierMirror::apply`]).
     pub fn apply_carrier(&self, status: &mut BondStatus) {
         self.carrier.apply(status);

@@ -24,6 +24,15 @@
 //! failover accounting and `show ports` see what the kernel sees. In the
 //! balancing modes DPDK 22.11 offers no public way to take a member out of the
 //! active set: carrier changes are logged and counted, traffic is not moved.
+//!
+//! The MTU: a bond sets its MTU on its members when it starts them, and DPDK
+//! 22.11's af_packet (which reports a 1518-byte maximum frame) refuses a bond
+//! MTU above 1500, so the bond sets its af_packet members' kernel interfaces
+//! to MTU 1500 and the kernel then refuses larger frames (NVGRE needs 1542 for
+//! a 1500-byte inner packet). [`CarrierMirror::restore_kernel_mtu`] sets the
+//! interfaces back to the port's configured MTU (its frames hold 2048 bytes
+//! by default, so up to [`AF_PACKET_MAX_MTU`]).
+//!
 //! Nothing here runs on a worker.
 
 use super::bond::BondStatus;
@@ -35,6 +44,10 @@ use std::sync::Mutex;
 
 /// The driver whose carrier this module watches.
 const AF_PACKET: &str = "net_af_packet";
+
+/// The largest MTU set on an af_packet member's interface: its default ring
+/// frame (2048 bytes) less the TPACKET2 header, Ethernet header and a VLAN tag.
+pub const AF_PACKET_MAX_MTU: u16 = 2048 - 64 - 18;
 
 /// Bonding mode in which the primary carries all traffic.
 const ACTIVE_BACKUP: u8 = 1;
@@ -185,6 +198,25 @@ impl CarrierMirror {
             out.primary_set = Some(if rc == 0 { Ok(target.name.clone()) } else { Err(format!("{}: {}", target.name, eal_error("rte_eth_bond_primary_set", rc))) });
         }
         out
+    }
+
+    /// Set the kernel MTU of every watched member's interface to `mtu` (which
+    /// the bond, started with a smaller MTU, lowered); returns what was done,
+    /// for the log. Refused above [`AF_PACKET_MAX_MTU`].
+    pub fn restore_kernel_mtu(&self, mtu: u16) -> Vec<String> {
+        let st = self.lock();
+        st.members
+            .iter()
+            .map(|m| {
+                if mtu > AF_PACKET_MAX_MTU {
+                    return format!("{}: MTU {mtu} left alone (an af_packet frame holds at most MTU {AF_PACKET_MAX_MTU})", m.iface);
+                }
+                match std::fs::write(format!("/sys/class/net/{}/mtu", m.iface), mtu.to_string()) {
+                    Ok(()) => format!("{}: kernel MTU set to {mtu}", m.iface),
+                    Err(e) => format!("{}: cannot set its kernel MTU to {mtu}: {e}", m.iface),
+                }
+            })
+            .collect()
     }
 
     /// Show the kernel carrier in `status`: a watched member's link is its

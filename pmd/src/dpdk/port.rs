@@ -183,6 +183,17 @@ impl Port {
         // A bond adds the members named in its devargs when it is configured: watch them now.
         if port.bond.is_some() {
             port.bond = bond_status(id).map(|s| BondWatch::new(&s));
+            // The bond lowered its af_packet members' kernel MTU to its own when it started them.
+            if let (Some(mtu), Some(w)) = (cfg.mtu, &port.bond) {
+                let mut now = 0u16;
+                // SAFETY: valid port, valid out pointer.
+                let rc = unsafe { sys::rte_eth_dev_get_mtu(id, &mut now) };
+                if rc == 0 && now != mtu {
+                    for line in w.restore_kernel_mtu(mtu) {
+                        log::info!("port {devargs}: bond MTU {now}, af_packet member {line}");
+                    }
+                }
+            }
         }
         Ok(port)
     }
