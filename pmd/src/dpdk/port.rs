@@ -107,7 +107,7 @@ pub struct Port {
     /// Member devices probed for this bond, removed after it closes.
     members: Vec<Probed>,
     /// Failover accounting when this port is a bond.
-    bond: Option<BondWatch>,
+    bond: Option<Box<BondWatch>>,
     _pool: Arc<Mempool>,
 }
 
@@ -173,7 +173,7 @@ impl Port {
             hotplugged = !is_pci(&cfg.devargs);
             port_by_name(&name).ok_or_else(|| PortError::Unsupported { devargs: devargs.clone(), message: format!("device probed but no ethdev named {name:?} appeared") })?
         };
-        let bond = bond_status(id).map(|_| BondWatch::default());
+        let bond = bond_status(id).map(|_| Box::default());
         // From here a failure drops `port`, which closes it and removes its members.
         let mut port = Port { id, name, devargs: devargs.clone(), hotplugged, rx_queues: cfg.rx_queues, tx_queues: cfg.tx_queues, driver: String::new(), members, bond, _pool: pool };
         port.configure(cfg).map_err(|e| match e {
@@ -182,7 +182,7 @@ impl Port {
         })?;
         // A bond adds the members named in its devargs when it is configured: watch them now.
         if port.bond.is_some() {
-            port.bond = bond_status(id).map(|s| BondWatch::new(&s));
+            port.bond = bond_status(id).map(|s| Box::new(BondWatch::new(&s)));
             // The bond lowered its af_packet members' kernel MTU to its own when it started them.
             if let (Some(mtu), Some(w)) = (cfg.mtu, &port.bond) {
                 let mut now = 0u16;
@@ -338,7 +338,7 @@ impl Port {
 
     /// Failovers counted so far by [`Port::watch_bond`] (0 for a port that is not a bond).
     pub fn failovers(&self) -> u64 {
-        self.bond.as_ref().map_or(0, BondWatch::failovers)
+        self.bond.as_ref().map_or(0, |w| w.failovers())
     }
 
     /// True when this port is a bond.
@@ -348,7 +348,7 @@ impl Port {
 
     /// Kernel carrier changes of the bond's af_packet members seen so far (0 for a port that is not a bond).
     pub fn carrier_changes(&self) -> u64 {
-        self.bond.as_ref().map_or(0, BondWatch::carrier_changes)
+        self.bond.as_ref().map_or(0, |w| w.carrier_changes())
     }
 
     /// Watch the kernel carrier of a bond's af_packet members (moving the
