@@ -13,6 +13,10 @@
 //!   headers. NVGRE has no L4 ports, so `l34` hashes only the outer IPs: every
 //!   flow between two hosts takes one member whatever its FlowID; flows to
 //!   several hosts spread over both members.
+//! - af_packet members on real veth pairs (root only; skipped, saying so,
+//!   without): DPDK 22.11's `net_af_packet` reports no link change, so the
+//!   switch watches each member's kernel carrier and moves the active-backup
+//!   bond's primary when a veth's peer goes down, and back when it returns.
 #![allow(clippy::unwrap_used)]
 
 mod common;
