@@ -20,6 +20,14 @@ pub trait Processor<B: PacketBuf> {
     /// Handle `pkts`, received on switch port `in_port`; `now` is the worker's
     /// TSC read once for this iteration. Every packet ends in `out` or dropped.
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, now: u64);
+
+    /// Called by the worker loop at each drain tick (every `drain_cycles`,
+    /// never per packet) with `alloc`, which makes a new packet buffer holding
+    /// a frame (`None` when none is free or the I/O cannot); a processor may
+    /// queue packets it originates in `out`. Does nothing by default.
+    fn tick(&mut self, out: &mut TxStage<B>, alloc: &mut dyn FnMut(&[u8]) -> Option<B>, now: u64) {
+        let _ = (out, alloc, now);
+    }
 }
 
 /// Per-port tx buffers owned by one worker (no sharing, no locks).

@@ -38,6 +38,12 @@ pub trait PortIo<B: PacketBuf> {
     fn remap(&mut self, devices: &[u16]) {
         let _ = devices;
     }
+    /// A new packet buffer holding `frame`, for packets a processor originates
+    /// ([`Processor::tick`]); `None` by default (and when none is free).
+    fn alloc(&mut self, frame: &[u8]) -> Option<B> {
+        let _ = frame;
+        None
+    }
 }
 
 /// One (port, queue) pair polled by a worker.
@@ -223,6 +229,7 @@ where
             continue;
         }
         if now.wrapping_sub(last_drain) >= plan.drain_cycles {
+            processor.tick(&mut tx, &mut |f: &[u8]| io.alloc(f), now);
             flush(io, &mut tx, 1, stats);
             last_drain = now;
         }

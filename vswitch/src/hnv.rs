@@ -179,6 +179,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         jobs,
         port_rows: cfg.control.socket.is_some().then_some(port_rows),
         bond_counters: cfg.control.metrics.is_some().then_some(bond_counters),
+        failovers_seen: 0,
         last_rows: None,
         hup,
         policy_path: policy_path.map(Path::to_path_buf),
@@ -230,6 +231,8 @@ struct ControlLoop<'a> {
     jobs: std::sync::mpsc::Receiver<PortJob>,
     /// Where `show ports` reads its rows (none without a control socket).
     port_rows: Option<Arc<Mutex<Vec<crate::ctl::PortRow>>>>,
+    /// Failovers of all bonded ports seen at the last tick (a rise asks for an announcement).
+    failovers_seen: u64,
     /// Where the metrics server reads the bonds' counters (none without metrics).
     bond_counters: Option<crate::metrics::SharedBonds>,
     /// Time and DPDK counters of the previous rows, for rates.
@@ -252,6 +255,7 @@ impl ControlLoop<'_> {
         let answers = self.apply_port_changes(rt);
         self.refresh_port_rows(t, rt);
         self.refresh_bond_counters(rt);
+        self.announce_after_failover(rt);
         // Answered once `show ports` has the new rows.
         for (reply, outcome) in answers {
             let _ = reply.send(outcome);
@@ -322,6 +326,18 @@ impl ControlLoop<'_> {
             *r = rows;
         }
         self.last_rows = Some((t, now));
+    }
+
+    /// After a failover of a bonded uplink, ask worker 0 to announce this
+    /// host's PAs with gratuitous ARP (see `hnv_datapath::announce`), so that
+    /// the fabric learns the new member's port even if the host only receives.
+    fn announce_after_failover(&mut self, rt: &Runtime) {
+        let now: u64 = rt.ports().ports.iter().map(pmd::dpdk::Port::failovers).sum();
+        if now > self.failovers_seen {
+            log::info!("uplink failover: gratuitous ARP for this host's provider addresses requested");
+            self.service.store().request_announce();
+        }
+        self.failovers_seen = now;
     }
 
     /// The bonds' failover and carrier counters, for the metrics server.

@@ -342,14 +342,14 @@ impl Runtime {
             let mut handles = Vec::new();
             for (plan, st) in plans.iter().zip(&stats) {
                 let core = self.cores.get(plan.id).copied().unwrap_or(0);
-                let (ids, make, stop, st, gate) = (ids.clone(), &make, stop.clone(), st.clone(), gate.clone());
+                let (ids, make, stop, st, gate, pool) = (ids.clone(), &make, stop.clone(), st.clone(), gate.clone(), self.pool.clone());
                 let h = std::thread::Builder::new().name(format!("hnv-worker-{}", plan.id)).spawn_scoped(s, move || -> Result<()> {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         log::warn!("worker {}: cannot pin to core {core}", plan.id);
                     }
                     let lcore = thread_register(eal).context("registering worker thread with DPDK")?;
                     log::info!("worker {} on core {core} (lcore {lcore}) polls {:?}", plan.id, plan.rx);
-                    let mut io = DpdkIo::new(ids, plan.id as u16);
+                    let mut io = DpdkIo::new(ids, plan.id as u16).with_pool(pool);
                     let mut processor = make(plan.id);
                     pmd::worker::run_reloadable(&mut io, &mut processor, plan.clone(), &stop, &st, Some(&gate));
                     drop(processor);

@@ -12,12 +12,20 @@ use dpdk_sys as sys;
 pub struct DpdkIo {
     port_ids: Vec<u16>,
     tx_queue: u16,
+    /// Where packets a processor originates come from ([`PortIo::alloc`]).
+    pool: Option<std::sync::Arc<super::Mempool>>,
 }
 
 impl DpdkIo {
     /// `port_ids[i]` is the ethdev of switch port `i`; `tx_queue` is this worker's queue.
     pub fn new(port_ids: Vec<u16>, tx_queue: u16) -> Self {
-        DpdkIo { port_ids, tx_queue }
+        DpdkIo { port_ids, tx_queue, pool: None }
+    }
+
+    /// Allocate packets a processor originates from `pool`.
+    pub fn with_pool(mut self, pool: Option<std::sync::Arc<super::Mempool>>) -> Self {
+        self.pool = pool;
+        self
     }
 }
 
@@ -65,5 +73,9 @@ impl PortIo<Mbuf> for DpdkIo {
 
     fn remap(&mut self, devices: &[u16]) {
         self.port_ids = devices.to_vec();
+    }
+
+    fn alloc(&mut self, frame: &[u8]) -> Option<Mbuf> {
+        self.pool.as_ref()?.alloc_from(frame)
     }
 }

@@ -40,6 +40,8 @@ pub struct HnvSwitch {
     notifier: Notifier,
     /// Cache counters already added to `stats`.
     published: CacheStats,
+    /// Announcements (gratuitous ARP, [`crate::announce`]) sent: the store's request count when last sent.
+    announced: u64,
 }
 
 /// Default minimum TSC cycles between two MS-NVGREE messages for one flow pair (~50 ms at 2 GHz).
@@ -55,6 +57,7 @@ impl HnvSwitch {
         stats.flow_capacity.add(cache.capacity() as u64);
         // Totals read the settled summary from now on, even during the first batch.
         stats.end_batch();
+        let announced = store_announced(&store);
         HnvSwitch {
             store,
             pipeline,
@@ -65,6 +68,7 @@ impl HnvSwitch {
             tally: Box::default(),
             notifier: Notifier::new(DEFAULT_NOTIFY_INTERVAL),
             published: CacheStats::default(),
+            announced,
         }
     }
 
@@ -107,7 +111,45 @@ impl HnvSwitch {
     }
 }
 
+/// VSID slot of originated provider frames: none (no VSID counter).
+const ANNOUNCE_SLOT: u16 = u16::MAX;
+
+/// Requests made before a worker starts are not its to answer.
+fn store_announced(store: &PolicyStore) -> u64 {
+    store.announce_requests()
+}
+
 impl<B: PacketBuf> Processor<B> for HnvSwitch {
+    /// Worker 0 answers an announcement request: one gratuitous ARP per IPv4
+    /// PA out of its uplink, counted as originated (`replicas`) and sent (or
+    /// dropped as `tx_overflow`, or `replica_alloc_failed` when no buffer is
+    /// free), so
+    /// `rx + replicas == tx + drops` still holds.
+    fn tick(&mut self, out: &mut TxStage<B>, alloc: &mut dyn FnMut(&[u8]) -> Option<B>, _now: u64) {
+        if self.worker != 0 {
+            return;
+        }
+        let want = self.store.announce_requests();
+        if want == self.announced {
+            return;
+        }
+        self.announced = want;
+        let tables = self.store.load();
+        let st: &DatapathStats = &self.stats;
+        let mut o = Out { tx: out, st, tally: &mut self.tally, in_port: 0 };
+        for pa in &tables.local_pas {
+            let Some((frame, len)) = crate::announce::garp(pa) else { continue };
+            st.replicas.add(1);
+            o.in_port = pa.uplink;
+            match frame.get(..len).and_then(&mut *alloc) {
+                Some(p) => o.send(pa.uplink, ANNOUNCE_SLOT, p),
+                None => st.drop(crate::drop::DropReason::ReplicaAllocFailed, pa.uplink, None),
+            }
+        }
+        o.tally.publish(st, tables.ports.len());
+        st.end_batch();
+    }
+
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, now: u64) {
         let tables = self.store.load();
         let t: &Tables = &tables;
