@@ -10,9 +10,11 @@
 # Topology (every name starts with $HNVTB_PREFIX, default "hnvtb"; nothing is
 # added to the root namespace):
 #
-#   hnvtb-dc     the datacenter: bridge br0 (MTU 1600), ports h1..h4
+#   hnvtb-dc     the datacenter: bridge br0 (MTU 1600), ports h1..h5, h1b..h3b
 #   hnvtb-h1..3  one `hnvswitch run` each (PA 192.168.4.11/.22/.33); uplink =
-#                veth "uplink" <-> hnvtb-dc:hN, opened as net_af_packet
+#                an active-backup bond (net_bonding) of two net_af_packet
+#                members: veth "uplink" <-> hnvtb-dc:hN (primary) and veth
+#                "uplink2" <-> hnvtb-dc:hNb (backup; check_failover)
 #   hnvtb-h4     a kernel-only "host" (PA 192.168.4.44): Linux gretap gt0
 #                (key 5001<<8, FlowID 0) bridged to the kernel VM BlueK; on a
 #                kernel without GRE, scripts/testbed/gre.py stands in for gt0
@@ -85,6 +87,9 @@ OVSD=$DIR/ovs                 # host 6's OVS: database, sockets, logs (all priva
 OVS_VM_OFPORT=1 OVS_GRE_OFPORT=100
 RED_VSID=6001            # Red: NVGRE at first, switched to VXLAN live (check_switchover)
 GRE_KEY=$((5001 << 8))   # 0x138900
+# The switches' uplink: an active-backup bond of two af_packet members (issue 14).
+BOND="net_bonding0,mode=1,primary=net_af_packet0"
+BOND_MEMBERS='"net_af_packet0,iface=uplink", "net_af_packet1,iface=uplink2"'
 
 log() { echo "testbed: $*" >&2; }
 die() { echo "testbed: error: $*" >&2; exit 1; }
@@ -174,13 +179,13 @@ write_policies() {
     extra_records > "$DIR/extra.toml"
     bluev_port > "$DIR/bluev.toml"
     derive host1 h1 "$b2" \
-        --port "uplink=net_af_packet0,iface=uplink" --port "blue1=net_tap0,iface=$P-blue1" --port "red1=net_tap1,iface=$P-red1" || return 1
+        --port "uplink=$BOND" --port "blue1=net_tap0,iface=$P-blue1" --port "red1=net_tap1,iface=$P-red1" || return 1
     # shellcheck disable=SC2046 # park prints one word or none
     derive host2 h2 "$b2" $(park h2 "$b2") --add "$DIR/bluev.toml" \
-        --port "uplink=net_af_packet0,iface=uplink" --port "blue2=net_tap0,iface=$P-blue2" --port "red2=net_tap1,iface=$P-red2" --port "blue3=net_tap2,iface=$P-blue3" || return 1
+        --port "uplink=$BOND" --port "blue2=net_tap0,iface=$P-blue2" --port "red2=net_tap1,iface=$P-red2" --port "blue3=net_tap2,iface=$P-blue3" || return 1
     # shellcheck disable=SC2046
     derive host2 h3 "$b2" $(park h3 "$b2") \
-        --port "uplink=net_af_packet0,iface=uplink" --port "blue2=net_tap0,iface=$P-blue2" || return 1
+        --port "uplink=$BOND" --port "blue2=net_tap0,iface=$P-blue2" || return 1
     echo "$1" > "$DIR/blue2.at"
 }
 
@@ -211,6 +216,12 @@ stats_interval_secs = 10
 [control]
 socket = "$DIR/$h.sock"
 state_file = "$DIR/$h.state.toml"
+
+# the policy's uplink is the bond; its members, probed before it
+[[ports]]
+name = "uplink"
+devargs = "$BOND"
+members = [$BOND_MEMBERS]
 EOF
 }
 
@@ -374,6 +385,13 @@ up() {
         ip -n "$P-$h" link set uplink address "${PAMAC[$h]}" up
         ip -n "$P-dc" link set "$h" master br0 up
         no_offload "$h" uplink; no_offload dc "$h"
+    done
+    # The switches' second uplink veth, the bond's backup member.
+    for h in "${SWITCHES[@]}"; do
+        ip link add name uplink2 netns "$P-$h" mtu $UPLINK_MTU type veth peer name "${h}b" netns "$P-dc" mtu $UPLINK_MTU || die "second veth for $h"
+        ip -n "$P-$h" link set uplink2 address "02:01:${PAMAC[$h]#02:00:}" up
+        ip -n "$P-dc" link set "${h}b" master br0 up
+        no_offload "$h" uplink2; no_offload dc "${h}b"
     done
     ip -n "$P-dc" link set br0 up
 
@@ -1049,6 +1067,72 @@ missing_seqs() { awk -F'icmp_seq=' -v n="$2" '/icmp_seq=/ { split($2, a, " "); g
 ping_lost() { awk '/packets transmitted/ {print $1 - $4, $1; f = 1} END {if (!f) print "? ?"}' "$1"; }
 stop_ping() { local f=$DIR/pids/$1.pid; [[ -e $f ]] && kill -INT "$(cat "$f")" 2>/dev/null; wait_bg_exit "$1" 5; }
 
+# Uplink failover (issue 14). Host 1's uplink is an active-backup bond of two
+# af_packet members; the switch watches their veths' kernel carrier (DPDK
+# 22.11's af_packet reports no link changes). Under a 20/s ping Blue1->Blue2, a
+# 20/s ping the other way and a TCP transfer Blue1->Blue2, the active member's
+# datacenter end is set down, then up again (the primary returns); then again
+# with only Blue2->Blue1, so that host 1 only receives. Reported per event: pings lost, and the time from the
+# link change to the first answered ping after the gap (ping -D timestamps).
+# bond_state: "ACTIVE FAILOVERS CARRIER_CHANGES" of host 1's uplink.
+bond_state() { "$CTL" -s "$DIR/h1.sock" --json show ports 2>/dev/null | "$PYTHON" "$ROOT/scripts/testbed/failover.py" bond uplink; }
+check_failover() {
+    local act f0 c0 dev t1 t2 a1 f1 c1 a2 f2 c2 bw out l1 r1 l2 r2 rl1 rr1 rl2 rr2 s rcv rs rrcv
+    echo "== failover: host 1's active uplink member down and back under 20/s pings Blue1<->Blue2 and TCP Blue1->Blue2"
+    read -r act f0 c0 <<< "$(bond_state)"
+    case $act in net_af_packet0) dev=h1 ;; net_af_packet1) dev=h1b ;; *) fail "failover: host 1's uplink is no bond with an active member ($act)"; return ;; esac
+    bg fo-iperfd blue2 iperf3 -s -1 -p 5211; wait_listen blue2 5211
+    bg fo-ping blue1 ping -D -n -i 0.05 -W 1 10.0.0.7
+    bg fo-rping blue2 ping -D -n -i 0.05 -W 1 10.0.0.5
+    sleep 1
+    bg fo-iperf blue1 iperf3 -c 10.0.0.7 -p 5211 -t 8 -f m --connect-timeout 3000
+    sleep 2
+    t1=$(now); ip -n "$P-dc" link set "$dev" down
+    sleep 3
+    read -r a1 f1 c1 <<< "$(bond_state)"
+    t2=$(now); ip -n "$P-dc" link set "$dev" up
+    sleep 3
+    read -r a2 f2 c2 <<< "$(bond_state)"
+    wait_bg_exit fo-iperf 15
+    stop_ping fo-ping; stop_ping fo-rping; stop_bg fo-iperfd
+    bw=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' "$DIR/fo-iperf.out")
+    out=$("$PYTHON" "$ROOT/scripts/testbed/failover.py" ping "$DIR/fo-ping.out" 0.05 "$t1" "$t2")
+    { read -r l1 r1; read -r l2 r2; read -r s rcv; } <<< "$out"
+    out=$("$PYTHON" "$ROOT/scripts/testbed/failover.py" ping "$DIR/fo-rping.out" 0.05 "$t1" "$t2")
+    { read -r rl1 rr1; read -r rl2 rr2; read -r rs rrcv; } <<< "$out"
+    local logged; logged=$(grep -c "failover .*: traffic moved" "$DIR/h1.log")
+    local d1 d2; { read -r d1; read -r d2; } <<< "$("$PYTHON" "$ROOT/scripts/testbed/failover.py" log "$DIR/h1.log" "$t1" "$t2")"
+    if [[ $a1 != "$act" && $a1 != - && $f1 == $((f0 + 1)) && $c1 == $((c0 + 1)) && $r1 != - && $rr1 != - ]]; then
+        pass "failover: $dev down -> host 1 moved traffic from $act to $a1 (failovers $f0->$f1, carrier changes $c0->$c1) and logged it ${d1} s after the link went down; Blue1->Blue2 lost $l1 pings, first reply after the gap ${r1} s after the link went down; Blue2->Blue1 lost $rl1, ${rr1} s"
+    else fail "failover: $dev down: active member $act -> $a1 (want the other), failovers $f0->$f1, carrier changes $c0->$c1; Blue1->Blue2 lost $l1, recovered '${r1}' s; Blue2->Blue1 lost $rl1, recovered '${rr1}' s"; fi
+    if [[ $a2 == "$act" && $f2 == $((f1 + 1)) && $c2 == $((c1 + 1)) && $r2 != - && $rr2 != - ]]; then
+        pass "failback: $dev up -> $act active again (failovers $f2, carrier changes $c2; $logged failovers logged, this one ${d2} s after the link came back); Blue1->Blue2 lost $l2 pings, first reply after the gap ${r2} s after the link came back; Blue2->Blue1 lost $rl2, ${rr2} s"
+    else fail "failback: $dev up: active member $a2 (want $act), failovers $f1->$f2, carrier changes $c1->$c2; Blue1->Blue2 lost $l2, recovered '${r2}' s; Blue2->Blue1 lost $rl2, recovered '${rr2}' s"; fi
+    if [[ -n $bw ]] && awk -v b="$bw" 'BEGIN {exit !(b >= 1)}'; then pass "failover: the TCP transfer Blue1->Blue2 across both link changes completed: $bw Mbit/s over 8 s"
+    else fail "failover: the TCP transfer Blue1->Blue2 did not complete at >= 1 Mbit/s ('${bw:-no result}'): $(tail -3 "$DIR/fo-iperf.out" | tr '\n' ' ')"; fi
+    note "uplink failover (host 1, active-backup bond of 2 af_packet veths, 20/s pings): link down: failover logged after ${d1} s, Blue1->Blue2 lost $l1, recovered ${r1} s; Blue2->Blue1 lost $rl1, recovered ${rr1} s; link back: failover logged after ${d2} s, lost $l2 / $rl2, recovered ${r2} / ${rr2} s; TCP ${bw:-failed} Mbit/s"
+    # Host 1 only receiving: nothing it sends would teach the bridge that its
+    # PA MAC is back on the primary's port after the failback (the bridge keeps
+    # delivering to the backup's port, where an active-backup bond does not
+    # receive), so the switch announces its PA with a gratuitous ARP after
+    # every failover.
+    local t3 t4 ol1 or1 ol2 or2 os orc garps0 garps fdb
+    garps0=$(grep -c "gratuitous ARP for this host's provider addresses requested" "$DIR/h1.log")
+    bg fo-oping blue2 ping -D -n -i 0.05 -W 1 10.0.0.5
+    sleep 1
+    t3=$(now); ip -n "$P-dc" link set "$dev" down; sleep 2
+    t4=$(now); ip -n "$P-dc" link set "$dev" up; sleep 3
+    stop_ping fo-oping
+    out=$("$PYTHON" "$ROOT/scripts/testbed/failover.py" ping "$DIR/fo-oping.out" 0.05 "$t3" "$t4")
+    { read -r ol1 or1; read -r ol2 or2; read -r os orc; } <<< "$out"
+    garps=$(( $(grep -c "gratuitous ARP for this host's provider addresses requested" "$DIR/h1.log") - garps0 ))
+    fdb=$(nsx dc bridge fdb show br br0 | awk -v m="${PAMAC[h1]}" '$1 == m {print $3}' | tr '\n' ' ')
+    if [[ $or1 != - && $or2 != - ]] && (( garps == 2 )); then
+        pass "failover with host 1 only receiving (Blue2->Blue1 20/s): $garps gratuitous ARPs requested; link down: lost $ol1, recovered ${or1} s; link back: lost $ol2, recovered ${or2} s (the bridge has host 1's PA MAC on: $fdb)"
+    else fail "failover with host 1 only receiving (Blue2->Blue1 20/s): $garps gratuitous ARPs requested (want 2); link down: lost $ol1, recovered '${or1}' s; link back: lost $ol2, recovered '${or2}' s (the bridge has host 1's PA MAC on: $fdb)"; fi
+    note "uplink failover, host 1 only receiving (Blue2->Blue1 20/s, gratuitous ARP): link down: lost $ol1, recovered ${or1} s; link back: lost $ol2, recovered ${or2} s"
+}
+
 # Restart survival. Host 2's switch is stopped and started again while Blue1
 # pings BlueV (vhost-user) and Red1 pings Red2 (tap), 10/s each. Before that,
 # hnvctl changes host 2's policy live (a record and an ACL rule that its policy
@@ -1135,7 +1219,8 @@ set_fabric_mtu() { # set_fabric_mtu MTU HOST...: veth ends and switch policies, 
     local -A g0
     for h in "$@"; do
         ip -n "$P-$h" link set uplink mtu "$mtu"; ip -n "$P-dc" link set "$h" mtu "$mtu"
-        sed -i -E "s/^mtu = [0-9]+\$/mtu = $mtu/" "$DIR/$h.toml"
+        ip -n "$P-$h" link set uplink2 mtu "$mtu"; ip -n "$P-dc" link set "${h}b" mtu "$mtu"   # the bond's backup member
+        "$BIN" derive-policy --from "$DIR/$h.toml" --mtu "uplink=$mtu" --out "$DIR/$h.toml" || return 1
         g0[$h]=$(grep -c "policy reloaded" "$DIR/$h.log"); pids+=("$(cat "$DIR/pids/$h.pid")")
     done
     kill -HUP "${pids[@]}"
@@ -1253,6 +1338,7 @@ check() {
     local t0=$SECONDS
     switch_alive || { echo "SUMMARY: testbed is broken"; return 1; }
     check_tenants
+    check_failover
     check_routing
     check_kernel
     check_ovs

@@ -174,9 +174,12 @@ class DashboardTest(unittest.TestCase):
         titles = {p["title"] for p in panels(self.dash)}
         for t in ["Port receive rate", "VSID receive rate", "Drops by reason", "Worker busy share", "Cycles per packet", "Flow-cache hit rate"]:
             self.assertIn(t, titles)
-        # Rates are per second over Grafana's interval, never raw counters (the drops table excepted).
+        # Bonded uplinks: failovers (as events over Grafana's interval, and since start).
+        self.assertIn("hnv_bond_failovers_total", exprs)
+        # Rates are per second over Grafana's interval, or increases over it for rare events
+        # (failovers), never raw counters (the "since start" tables excepted).
         for where, expr in self.queries:
-            if "_total" in expr and "rate(" not in expr and "table" not in where.lower() and "Drops since start" not in where:
+            if "_total" in expr and "rate(" not in expr and "increase(" not in expr and "table" not in where.lower() and "since start" not in where:
                 self.assertTrue(expr.startswith("label_values"), f"{where}: a counter without rate(): {expr}")
 
     def test_helpers(self):

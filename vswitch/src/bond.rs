@@ -18,6 +18,9 @@ pub struct BondRow {
     pub active_member: String,
     /// Failovers since the port was opened.
     pub failovers: u64,
+    /// Kernel carrier changes of `net_af_packet` members since the port was
+    /// opened (0 when no member is af_packet).
+    pub carrier_changes: u64,
 }
 
 /// The bond columns of `port`, or `None` when it is not a bond.
@@ -43,5 +46,5 @@ pub fn row(port: &Port) -> Option<BondRow> {
         .collect::<Vec<_>>()
         .join(" ");
     let active_member = s.transmitting().iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" ");
-    Some(BondRow { bond, members, active_member, failovers: port.failovers() })
+    Some(BondRow { bond, members, active_member, failovers: port.failovers(), carrier_changes: port.carrier_changes() })
 }

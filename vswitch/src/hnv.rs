@@ -134,6 +134,7 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let port_rows = Arc::new(Mutex::new(Vec::new()));
+    let bond_counters = crate::metrics::SharedBonds::default();
     let etcd_status = cfg.etcd.as_ref().map(crate::etcd::new_status);
     let (port_jobs, jobs) = std::sync::mpsc::channel::<PortJob>();
     let _control = match &cfg.control.socket {
@@ -156,7 +157,10 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         None => None,
     };
     let _metrics = match &cfg.control.metrics {
-        Some(addr) => Some(crate::metrics::serve(addr, service.clone(), stats.clone(), rt.worker_stats().to_vec()).with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?),
+        Some(addr) => Some(
+            crate::metrics::serve(addr, service.clone(), stats.clone(), rt.worker_stats().to_vec(), bond_counters.clone())
+                .with_context(|| format!("key 'control.metrics': cannot listen on {addr}"))?,
+        ),
         None => None,
     };
     if let Some(path) = &cfg.control.state_file {
@@ -174,6 +178,8 @@ pub fn run_on(rt: &Runtime, cfg: &Config, policy_path: Option<&Path>, policy: Po
         captures: captures.clone(),
         jobs,
         port_rows: cfg.control.socket.is_some().then_some(port_rows),
+        bond_counters: cfg.control.metrics.is_some().then_some(bond_counters),
+        failovers_seen: 0,
         last_rows: None,
         hup,
         policy_path: policy_path.map(Path::to_path_buf),
@@ -229,6 +235,10 @@ struct ControlLoop<'a> {
     jobs: std::sync::mpsc::Receiver<PortJob>,
     /// Where `show ports` reads its rows (none without a control socket).
     port_rows: Option<Arc<Mutex<Vec<crate::ctl::PortRow>>>>,
+    /// Failovers of all bonded ports seen at the last tick (a rise asks for an announcement).
+    failovers_seen: u64,
+    /// Where the metrics server reads the bonds' counters (none without metrics).
+    bond_counters: Option<crate::metrics::SharedBonds>,
     /// Time and DPDK counters of the previous rows, for rates.
     last_rows: Option<(f64, Vec<pmd::dpdk::PortStats>)>,
     /// Set by SIGHUP.
@@ -248,6 +258,8 @@ impl ControlLoop<'_> {
         self.apply_datapath_feedback();
         let answers = self.apply_port_changes(rt);
         self.refresh_port_rows(t, rt);
+        self.refresh_bond_counters(rt);
+        self.announce_after_failover(rt);
         // Answered once `show ports` has the new rows.
         for (reply, outcome) in answers {
             let _ = reply.send(outcome);
@@ -320,6 +332,33 @@ impl ControlLoop<'_> {
             *r = rows;
         }
         self.last_rows = Some((t, now));
+    }
+
+    /// After a failover of a bonded uplink, ask worker 0 to announce this
+    /// host's PAs with gratuitous ARP (see `hnv_datapath::announce`), so that
+    /// the fabric learns the new member's port even if the host only receives.
+    fn announce_after_failover(&mut self, rt: &Runtime) {
+        let now: u64 = rt.ports().ports.iter().map(pmd::dpdk::Port::failovers).sum();
+        if now > self.failovers_seen {
+            log::info!("uplink failover: gratuitous ARP for this host's provider addresses requested");
+            self.service.store().request_announce();
+        }
+        self.failovers_seen = now;
+    }
+
+    /// The bonds' failover and carrier counters, for the metrics server.
+    fn refresh_bond_counters(&self, rt: &Runtime) {
+        let Some(shared) = &self.bond_counters else { return };
+        let set = rt.ports();
+        let rows = set
+            .ports
+            .iter()
+            .zip(&set.names)
+            .filter(|(p, _)| p.is_bond())
+            .map(|(p, n)| crate::metrics::BondCounters { port: n.clone(), failovers: p.failovers(), carrier_changes: p.carrier_changes() })
+            .collect();
+        drop(set);
+        *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = rows;
     }
 
     /// SIGHUP: reload the policy file (logged and counted by the service).

@@ -140,11 +140,43 @@ pub fn render_workers(workers: &[Arc<WorkerStats>]) -> String {
     s
 }
 
-/// Listen on `addr` and answer every request with [`render`] and [`render_workers`].
+/// A bonded port's counters, as the control loop last read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BondCounters {
+    /// The switch port (policy name).
+    pub port: String,
+    /// Failovers (the members carrying traffic changed).
+    pub failovers: u64,
+    /// Kernel carrier changes of `net_af_packet` bond members (the switch watches them).
+    pub carrier_changes: u64,
+}
+
+/// Bond counters shared between the control loop (writer) and the server (reader).
+pub type SharedBonds = Arc<Mutex<Vec<BondCounters>>>;
+
+/// The exposition text of the bonded ports' counters, one series per bond
+/// (`port="uplink"`); no series when no port is a bond.
+pub fn render_bonds(bonds: &[BondCounters]) -> String {
+    let mut s = String::new();
+    type Read = fn(&BondCounters) -> u64;
+    let rows: [(&str, &str, Read); 2] = [
+        ("hnv_bond_failovers_total", "Bond failovers (the members carrying traffic changed), by bonded port.", |b| b.failovers),
+        ("hnv_bond_carrier_changes_total", "Kernel carrier changes of af_packet bond members, by bonded port.", |b| b.carrier_changes),
+    ];
+    for (name, help, read) in rows {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+        for b in bonds {
+            let _ = writeln!(s, "{name}{{port=\"{}\"}} {}", label(&b.port), read(b));
+        }
+    }
+    s
+}
+
+/// Listen on `addr` and answer every request with [`render`], [`render_workers`] and [`render_bonds`].
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathStats>>, workers: Vec<Arc<WorkerStats>>) -> std::io::Result<Server> {
+pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathStats>>, workers: Vec<Arc<WorkerStats>>, bonds: SharedBonds) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     listener.set_nonblocking(true)?;
@@ -153,7 +185,7 @@ pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathSta
     let thread = std::thread::Builder::new().name("hnv-metrics".into()).spawn(move || {
         // Every connection being served, so that stopping can cut them off.
         let open: Mutex<Vec<(u64, TcpStream)>> = Mutex::new(Vec::new());
-        let (service, stats, workers, open) = (&*service, &stats[..], &workers[..], &open);
+        let (service, stats, workers, bonds, open) = (&*service, &stats[..], &workers[..], &bonds, &open);
         std::thread::scope(|scope| {
             let mut next_id = 0u64;
             while !stop2.load(Ordering::Relaxed) {
@@ -175,7 +207,7 @@ pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathSta
                 conns.push((id, cut));
                 drop(conns);
                 let spawned = std::thread::Builder::new().name("hnv-metrics-conn".into()).spawn_scoped(scope, move || {
-                    answer(c, service, stats, workers);
+                    answer(c, service, stats, workers, bonds);
                     open.lock().unwrap_or_else(PoisonError::into_inner).retain(|(i, _)| *i != id);
                 });
                 if spawned.is_err() {
@@ -200,7 +232,7 @@ pub fn serve(addr: &str, service: Arc<PolicyService>, stats: Vec<Arc<DatapathSta
 ///    never read);
 /// 3. any request is answered `200` with [`render`]'s text; the answer must
 ///    be written by the same deadline, else the connection is closed.
-fn answer(mut c: TcpStream, service: &PolicyService, stats: &[Arc<DatapathStats>], workers: &[Arc<WorkerStats>]) {
+fn answer(mut c: TcpStream, service: &PolicyService, stats: &[Arc<DatapathStats>], workers: &[Arc<WorkerStats>], bonds: &SharedBonds) {
     let deadline = Instant::now() + CONNECTION_DEADLINE;
     let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     if c.set_nonblocking(false).is_err() {
@@ -228,7 +260,8 @@ fn answer(mut c: TcpStream, service: &PolicyService, stats: &[Arc<DatapathStats>
         }
     }
     // Port names in force (ports may be added or removed).
-    let body = render(service.store(), stats, &service.port_names(), &service.reload_status()) + &render_workers(workers);
+    let bonds = bonds.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let body = render(service.store(), stats, &service.port_names(), &service.reload_status()) + &render_workers(workers) + &render_bonds(&bonds);
     let head = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
     if c.set_write_timeout(Some(left())).is_ok() {
         let _ = c.write_all(head.as_bytes()).and_then(|_| c.write_all(body.as_bytes()));
@@ -243,7 +276,7 @@ mod tests {
     fn server() -> Server {
         let store = Arc::new(PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap()));
         let service = Arc::new(PolicyService::new(store, crate::service::Tenants::Local, None));
-        serve("127.0.0.1:0", service, vec![Arc::new(DatapathStats::default())], vec![Arc::new(WorkerStats::default())]).unwrap()
+        serve("127.0.0.1:0", service, vec![Arc::new(DatapathStats::default())], vec![Arc::new(WorkerStats::default())], SharedBonds::default()).unwrap()
     }
 
     fn scrape(addr: SocketAddr) -> String {
@@ -396,6 +429,26 @@ mod tests {
         // Served along with the datapath's counters.
         let body = scrape(server().local_addr());
         assert!(body.contains("hnv_worker_busy_cycles_total{worker=\"0\"} 0\n"), "{body}");
+    }
+
+    #[test]
+    fn bond_counters_are_exported_per_bonded_port_and_served() {
+        let text = render_bonds(&[BondCounters { port: "uplink".into(), failovers: 3, carrier_changes: 6 }, BondCounters { port: "evil\"} 9\nhnv_fake 1".into(), failovers: 0, carrier_changes: 0 }]);
+        for line in ["# TYPE hnv_bond_failovers_total counter", "hnv_bond_failovers_total{port=\"uplink\"} 3", "hnv_bond_carrier_changes_total{port=\"uplink\"} 6"] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert!(!text.lines().any(|l| l.starts_with("hnv_fake")), "{text}");
+        // No bond: the families are declared, with no series.
+        assert!(!render_bonds(&[]).lines().any(|l| !l.starts_with('#')));
+        // Served from what the control loop last published.
+        let store = Arc::new(PolicyStore::new(hnv_policy::parse(BLUE_RED_HOST1, "t").unwrap()));
+        let service = Arc::new(PolicyService::new(store, crate::service::Tenants::Local, None));
+        let bonds = SharedBonds::default();
+        let srv = serve("127.0.0.1:0", service, vec![Arc::new(DatapathStats::default())], vec![Arc::new(WorkerStats::default())], bonds.clone()).unwrap();
+        bonds.lock().unwrap().push(BondCounters { port: "uplink".into(), failovers: 2, carrier_changes: 4 });
+        let body = scrape(srv.local_addr());
+        assert!(body.contains("hnv_bond_failovers_total{port=\"uplink\"} 2\n"), "{body}");
+        assert!(body.contains("hnv_bond_carrier_changes_total{port=\"uplink\"} 4\n"), "{body}");
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub struct PortSpec {
 /// How long [`Runtime::change_ports`] waits for every worker to pause.
 pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often the main thread checks bonds while the workers poll: the kernel
+/// carrier of af_packet members is read at this interval (the bond polls its
+/// other members' links every 10 ms itself).
+pub const BOND_WATCH_INTERVAL: Duration = Duration::from_millis(10);
+
 /// The open ports, in switch-port order, with their display names.
 #[derive(Debug, Default)]
 pub struct PortSet {
@@ -355,7 +360,7 @@ impl Runtime {
             }
             let mut next = interval.map(|i| started + i);
             while !stop.load(Ordering::Relaxed) && !handles.iter().all(|h| h.is_finished()) {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(BOND_WATCH_INTERVAL);
                 self.watch_bonds();
                 let now = Instant::now();
                 if duration.is_some_and(|d| now.duration_since(started) >= d) {
@@ -382,13 +387,25 @@ impl Runtime {
         Ok(stats)
     }
 
-    /// Check every bonded port for a failover (the members carrying traffic
-    /// changed) and log it; the bond's counter is in [`Port::failovers`].
-    /// Called by [`Runtime::run`] every 20 ms, from the control side.
+    /// Check every bonded port: watch the kernel carrier of its af_packet
+    /// members (changes logged, counted in [`Port::carrier_changes`]; an
+    /// active-backup bond's primary moved off a member without carrier), then
+    /// look for a failover (the members carrying traffic changed; logged,
+    /// counted in [`Port::failovers`]). Called by [`Runtime::run`] every
+    /// [`BOND_WATCH_INTERVAL`], from the control side.
     pub fn watch_bonds(&self) {
         let set = self.lock_ports();
         for (p, name) in set.ports.iter().zip(&set.names) {
-            if let Some((status, Some(f))) = p.watch_bond() {
+            let Some((status, failover, carrier)) = p.watch_bond() else { continue };
+            for c in &carrier.changes {
+                log::warn!("port {name}: bond {} member {}: kernel carrier of {} {} (change {})", p.name(), c.member, c.iface, if c.up { "up" } else { "down" }, c.count);
+            }
+            match &carrier.primary_set {
+                Some(Ok(m)) => log::info!("port {name}: bond {}: {m} made primary (kernel carrier of the af_packet members)", p.name()),
+                Some(Err(e)) => log::warn!("port {name}: bond {}: cannot move the primary: {e}", p.name()),
+                None => {}
+            }
+            if let Some(f) = failover {
                 let links: Vec<String> = status.members.iter().map(|m| format!("{} {}", m.name, if m.link_up { "up" } else { "down" })).collect();
                 log::warn!(
                     "port {name}: bond {} ({}) failover {}: traffic moved from [{}] to [{}] (links: {})",

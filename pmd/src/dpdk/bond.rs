@@ -10,8 +10,10 @@
 //! [`BondStatus`] reads the members, their links, which are active and which one
 //! transmits (active-backup: the current primary) through the bonding PMD's
 //! query API. [`BondWatch`] compares successive reads on the control thread and
-//! counts failovers. Nothing here runs on a worker.
+//! counts failovers; it also watches the kernel carrier of `net_af_packet`
+//! members ([`super::carrier`]), which that PMD does not report itself. Nothing here runs on a worker.
 
+use super::carrier::{CarrierMirror, CarrierPoll};
 use super::eal::{eal_error, EalError};
 use super::port::port_by_name;
 use dpdk_sys as sys;
@@ -278,12 +280,41 @@ pub struct BondWatch {
     /// transmitting before does not count); in the other modes a member leaving
     /// the active set.
     failovers: AtomicU64,
+    /// The kernel carrier of the bond's `net_af_packet` members.
+    carrier: CarrierMirror,
 }
 
 impl BondWatch {
+    /// A watch of the bond whose status is `status` (its af_packet members' carrier watched).
+    pub fn new(status: &BondStatus) -> BondWatch {
+        BondWatch { last: Mutex::new(None), failovers: AtomicU64::new(0), carrier: CarrierMirror::for_bond(status) }
+    }
+
     /// Failovers counted so far.
     pub fn failovers(&self) -> u64 {
         self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Kernel carrier changes of af_packet members seen so far.
+    pub fn carrier_changes(&self) -> u64 {
+        self.carrier.changes()
+    }
+
+    /// Read the af_packet members' kernel carrier and, in active-backup, move
+    /// the primary of bond `bond_id` (status `status`) accordingly (see
+    /// [`CarrierMirror::poll`]); then read the status again to check.
+    pub fn watch_carrier(&self, bond_id: u16, status: &BondStatus) -> CarrierPoll {
+        self.carrier.poll(bond_id, status)
+    }
+
+    /// Set the af_packet members' kernel MTU to `mtu` (see [`CarrierMirror::restore_kernel_mtu`]).
+    pub fn restore_kernel_mtu(&self, mtu: u16) -> Vec<String> {
+        self.carrier.restore_kernel_mtu(mtu)
+    }
+
+    /// Show the af_packet members' kernel carrier in `status` (see [`CarrierMirror::apply`]).
+    pub fn apply_carrier(&self, status: &mut BondStatus) {
+        self.carrier.apply(status);
     }
 
     /// Compare `status` with the last check; count and return a failover.

@@ -6,6 +6,7 @@
 //! [`Port`], [`RingPort`]) that release their resource on drop.
 
 mod bond;
+mod carrier;
 mod eal;
 mod io;
 mod mbuf;
@@ -14,6 +15,7 @@ mod port;
 mod ring;
 
 pub use bond::{bond_status, is_bond, member_down, set_link, BondMember, BondStatus, BondWatch, Failover};
+pub use carrier::{carrier_up, choose_primary, CarrierChange, CarrierMirror, CarrierPoll};
 pub use eal::{eal_error, rdtsc, thread_register, thread_unregister, tsc_hz, Eal, EalError};
 pub use io::DpdkIo;
 pub use mbuf::Mbuf;

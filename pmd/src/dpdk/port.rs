@@ -6,7 +6,8 @@
 //! a [`super::RingPort`]). Vdevs are hot-plugged after EAL init, so a bad
 //! devargs string is reported against its port. Ports hold their mempool.
 
-use super::bond::{bond_devargs, bond_status, is_bond, remove_members, BondStatus, BondWatch, Probed};
+use super::bond::{bond_devargs, bond_status, is_bond, remove_members, BondStatus, BondWatch, Failover, Probed};
+use super::carrier::CarrierPoll;
 use super::eal::{eal_error, Eal, EalError};
 use super::mempool::Mempool;
 use dpdk_sys as sys;
@@ -106,7 +107,7 @@ pub struct Port {
     /// Member devices probed for this bond, removed after it closes.
     members: Vec<Probed>,
     /// Failover accounting when this port is a bond.
-    bond: Option<BondWatch>,
+    bond: Option<Box<BondWatch>>,
     _pool: Arc<Mempool>,
 }
 
@@ -172,13 +173,28 @@ impl Port {
             hotplugged = !is_pci(&cfg.devargs);
             port_by_name(&name).ok_or_else(|| PortError::Unsupported { devargs: devargs.clone(), message: format!("device probed but no ethdev named {name:?} appeared") })?
         };
-        let bond = bond_status(id).map(|_| BondWatch::default());
+        let bond = bond_status(id).map(|_| Box::default());
         // From here a failure drops `port`, which closes it and removes its members.
         let mut port = Port { id, name, devargs: devargs.clone(), hotplugged, rx_queues: cfg.rx_queues, tx_queues: cfg.tx_queues, driver: String::new(), members, bond, _pool: pool };
         port.configure(cfg).map_err(|e| match e {
             PortError::Dpdk { cause, .. } => PortError::Dpdk { devargs: devargs.clone(), cause },
             other => other,
         })?;
+        // A bond adds the members named in its devargs when it is configured: watch them now.
+        if port.bond.is_some() {
+            port.bond = bond_status(id).map(|s| Box::new(BondWatch::new(&s)));
+            // The bond lowered its af_packet members' kernel MTU to its own when it started them.
+            if let (Some(mtu), Some(w)) = (cfg.mtu, &port.bond) {
+                let mut now = 0u16;
+                // SAFETY: valid port, valid out pointer.
+                let rc = unsafe { sys::rte_eth_dev_get_mtu(id, &mut now) };
+                if rc == 0 && now != mtu {
+                    for line in w.restore_kernel_mtu(mtu) {
+                        log::info!("port {devargs}: bond MTU {now}, af_packet member {line}");
+                    }
+                }
+            }
+        }
         Ok(port)
     }
 
@@ -312,22 +328,42 @@ impl Port {
     }
 
     /// Members, links and the transmitting member when this port is a bond.
+    /// (An af_packet member's link is its kernel carrier at the last [`Port::watch_bond`].)
     pub fn bond_status(&self) -> Option<BondStatus> {
-        self.bond.as_ref().and_then(|_| bond_status(self.id))
+        let w = self.bond.as_ref()?;
+        let mut s = bond_status(self.id)?;
+        w.apply_carrier(&mut s);
+        Some(s)
     }
 
     /// Failovers counted so far by [`Port::watch_bond`] (0 for a port that is not a bond).
     pub fn failovers(&self) -> u64 {
-        self.bond.as_ref().map_or(0, BondWatch::failovers)
+        self.bond.as_ref().map_or(0, |w| w.failovers())
     }
 
-    /// Read a bond's status and count a failover if the transmitting member
-    /// changed since the last call (control thread; see [`BondWatch::check`]).
-    pub fn watch_bond(&self) -> Option<(BondStatus, Option<super::bond::Failover>)> {
+    /// True when this port is a bond.
+    pub fn is_bond(&self) -> bool {
+        self.bond.is_some()
+    }
+
+    /// Kernel carrier changes of the bond's af_packet members seen so far (0 for a port that is not a bond).
+    pub fn carrier_changes(&self) -> u64 {
+        self.bond.as_ref().map_or(0, |w| w.carrier_changes())
+    }
+
+    /// Watch the kernel carrier of a bond's af_packet members (moving the
+    /// primary of an active-backup bond off a member without carrier), then
+    /// read the bond's status and count a failover if the transmitting member
+    /// changed since the last call (control thread; see
+    /// [`BondWatch::watch_carrier`] and [`BondWatch::check`]).
+    pub fn watch_bond(&self) -> Option<(BondStatus, Option<Failover>, CarrierPoll)> {
         let w = self.bond.as_ref()?;
-        let s = bond_status(self.id)?;
+        let before = bond_status(self.id)?;
+        let carrier = w.watch_carrier(self.id, &before);
+        let mut s = if carrier.primary_set.is_some() { bond_status(self.id)? } else { before };
+        w.apply_carrier(&mut s);
         let f = w.check(&s);
-        Some((s, f))
+        Some((s, f, carrier))
     }
 
     /// Extended counters, by name.

@@ -120,7 +120,7 @@ drop_reasons! {
     DadOwnAddress => "dad_own_address", "ARP probe or IPv6 DAD solicitation for the asking VM's own address (not answered: an answer would be a conflict)";
     AclDeny => "acl_deny", "denied by the VSID ACL";
     ExtensionDrop => "extension_drop", "dropped by a filter extension";
-    ReplicaAllocFailed => "replica_alloc_failed", "mbuf pool empty when copying a broadcast frame";
+    ReplicaAllocFailed => "replica_alloc_failed", "mbuf pool empty when copying a broadcast frame or building a gratuitous ARP (announce)";
     TxOverflow => "tx_overflow", "worker tx buffer full";
 }
 

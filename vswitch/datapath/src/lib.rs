@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod announce;
 pub mod deliver;
 pub mod drop;
 pub mod encap;

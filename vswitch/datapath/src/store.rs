@@ -251,9 +251,22 @@ pub struct PolicyStore {
     requests: ArrayQueue<Frame>,
     control: ArrayQueue<(u32, ControlRepr)>,
     sent: SentMarks,
+    /// Gratuitous-ARP announcements asked for (see [`crate::announce`]).
+    announce: std::sync::atomic::AtomicU64,
 }
 
 impl PolicyStore {
+    /// Ask worker 0 to announce this host's PAs with gratuitous ARP (after an
+    /// uplink failover); control side.
+    pub fn request_announce(&self) {
+        self.announce.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Announcements asked for so far (a worker compares it with the last it sent).
+    pub fn announce_requests(&self) -> u64 {
+        self.announce.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A store publishing `policy` as generation 1.
     pub fn new(policy: Policy) -> Self {
         let mut slots = VsidSlots::default();
@@ -293,6 +306,7 @@ impl PolicyStore {
             requests: ArrayQueue::new(REQUEST_QUEUE),
             control: ArrayQueue::new(LEARN_QUEUE),
             sent: SentMarks::new(1_000_000_000),
+            announce: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

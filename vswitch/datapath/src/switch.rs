@@ -42,6 +42,8 @@ pub struct HnvSwitch {
     icmp: TooBigLimiter,
     /// Cache counters already added to `stats`.
     published: CacheStats,
+    /// Announcements (gratuitous ARP, [`crate::announce`]) sent: the store's request count when last sent.
+    announced: u64,
 }
 
 /// Default minimum TSC cycles between two MS-NVGREE messages for one flow pair (~50 ms at 2 GHz).
@@ -57,6 +59,7 @@ impl HnvSwitch {
         stats.flow_capacity.add(cache.capacity() as u64);
         // Totals read the settled summary from now on, even during the first batch.
         stats.end_batch();
+        let announced = store_announced(&store);
         HnvSwitch {
             store,
             pipeline,
@@ -68,6 +71,7 @@ impl HnvSwitch {
             notifier: Notifier::new(DEFAULT_NOTIFY_INTERVAL),
             icmp: TooBigLimiter::default(),
             published: CacheStats::default(),
+            announced,
         }
     }
 
@@ -116,6 +120,46 @@ impl HnvSwitch {
     }
 }
 
+/// VSID slot of originated provider frames: none (no VSID counter).
+const ANNOUNCE_SLOT: u16 = u16::MAX;
+
+/// Requests made before a worker starts are not its to answer.
+fn store_announced(store: &PolicyStore) -> u64 {
+    store.announce_requests()
+}
+
+impl HnvSwitch {
+    /// Worker 0 answers an announcement request: one gratuitous ARP per IPv4
+    /// PA out of its uplink, counted as originated (`replicas`) and sent (or
+    /// dropped as `tx_overflow`, or `replica_alloc_failed` when no buffer is
+    /// free), so
+    /// `rx + replicas == tx + drops` still holds.
+    fn announce<B: PacketBuf>(&mut self, out: &mut TxStage<B>, alloc: &mut dyn FnMut(&[u8]) -> Option<B>) {
+        if self.worker != 0 {
+            return;
+        }
+        let want = self.store.announce_requests();
+        if want == self.announced {
+            return;
+        }
+        self.announced = want;
+        let tables = self.store.load();
+        let st: &DatapathStats = &self.stats;
+        let mut o = Out { tx: out, st, tally: &mut self.tally, in_port: 0, icmp: &mut self.icmp };
+        for pa in &tables.local_pas {
+            let Some((frame, len)) = crate::announce::garp(pa) else { continue };
+            st.replicas.add(1);
+            o.in_port = pa.uplink;
+            match frame.get(..len).and_then(&mut *alloc) {
+                Some(p) => o.send(pa.uplink, ANNOUNCE_SLOT, p),
+                None => st.drop(crate::drop::DropReason::ReplicaAllocFailed, pa.uplink, None),
+            }
+        }
+        o.tally.publish(st, tables.ports.len());
+        st.end_batch();
+    }
+}
+
 impl<B: PacketBuf> Processor<B> for HnvSwitch {
     fn process(&mut self, in_port: u16, pkts: &mut Batch<B>, out: &mut TxStage<B>, now: u64) {
         let tables = self.store.load();
@@ -145,12 +189,15 @@ impl<B: PacketBuf> Processor<B> for HnvSwitch {
         self.publish_cache();
     }
 
-    /// Send the ARP requests and neighbor solicitations the control thread
-    /// queued ([`PolicyStore::take_request`]), at most one burst per call:
-    /// each is a locally originated frame, counted in `replicas` and
-    /// `neighbor_requests` and then as sent (or as a drop: no mbuf, full tx
-    /// buffer), so `rx + replicas == tx + drops` still holds.
+    /// Send the gratuitous ARPs a failover asked for ([`HnvSwitch::announce`],
+    /// worker 0 only), then the ARP requests and neighbor solicitations the
+    /// control thread queued ([`PolicyStore::take_request`]), at most one
+    /// burst per call: each is a locally originated frame, counted in
+    /// `replicas` (requests also in `neighbor_requests`) and then as sent (or
+    /// as a drop: no mbuf, full tx buffer), so `rx + replicas == tx + drops`
+    /// still holds.
     fn originate(&mut self, out: &mut TxStage<B>, alloc: &mut dyn FnMut(&[u8]) -> Option<B>, _now: u64) {
+        self.announce(out, alloc);
         let Some(first) = self.store.take_request() else { return };
         let st: &DatapathStats = &self.stats;
         let ports = self.store.load().ports.len();
