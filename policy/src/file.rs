@@ -58,6 +58,19 @@ pub struct HostFile {
     /// VXLAN UDP destination port (default 4789).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan_port: Option<i64>,
+    /// TCP MSS clamping on VM SYNs: `true` (what fits the uplink MTU), `false`, or a maximum IPv4 MSS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mss_clamp: Option<BoolOrNumber>,
+}
+
+/// A value written either as a TOML boolean or integer (`mss_clamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BoolOrNumber {
+    /// `true` / `false`
+    Bool(bool),
+    /// `1360`
+    Number(i64),
 }
 
 /// `[[host.provider_addresses]]`.
@@ -298,6 +311,11 @@ impl PolicyFile {
                     .collect(),
                 neighbors: h.neighbors.iter().map(|n| NeighborFile { address: n.address.to_string(), mac: format_mac(&n.mac) }).collect(),
                 vxlan_port: (h.vxlan_port != crate::model::VXLAN_PORT).then_some(i64::from(h.vxlan_port)),
+                mss_clamp: match h.mss_clamp {
+                    crate::model::MssClamp::Off => None,
+                    crate::model::MssClamp::Auto => Some(BoolOrNumber::Bool(true)),
+                    crate::model::MssClamp::Max(n) => Some(BoolOrNumber::Number(i64::from(n))),
+                },
             },
             ports: p
                 .ports

@@ -36,8 +36,8 @@ pub use error::{FieldError, PolicyError};
 pub use file::{to_toml, PolicyFile};
 pub use hnv_wire::EthernetAddress;
 pub use model::{
-    classify, AclAction, AclRule, CustomerRoute, Direction, Encap, Host, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule,
-    VirtualSubnet, VXLAN_PORT,
+    classify, AclAction, AclRule, CustomerRoute, Direction, Encap, Host, LookupRecord, MssClamp, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain,
+    Rule, VirtualSubnet, VXLAN_PORT,
 };
 pub use validate::{load, load_with, parse, parse_with, validate, validate_with, Options, MAX_PORTS};
 pub use vsid::{Vsid, VsidError};

@@ -86,6 +86,20 @@ pub struct Host {
     pub neighbors: Vec<Neighbor>,
     /// UDP destination port of VXLAN, sent and accepted (default [`VXLAN_PORT`]).
     pub vxlan_port: u16,
+    /// TCP MSS clamping on SYNs that VMs send through the fabric.
+    pub mss_clamp: MssClamp,
+}
+
+/// TCP MSS clamping on SYNs leaving VMs for the fabric (`[host] mss_clamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MssClamp {
+    /// No clamping (the default): path MTU discovery alone.
+    #[default]
+    Off,
+    /// Clamp to what fits the uplink MTU once encapsulated (`mss_clamp = true`).
+    Auto,
+    /// Clamp to at most this IPv4 MSS (IPv6: 20 less), and never above what fits (`mss_clamp = 1360`).
+    Max(u16),
 }
 
 /// The IANA-assigned VXLAN UDP port (RFC 7348 §5).
@@ -497,7 +511,7 @@ mod tests {
     #[test]
     fn acl_for_slices_by_vsid() {
         let mut p = Policy {
-            host: Host { name: "h".into(), provider_addresses: vec![], provider_routes: vec![], neighbors: vec![], vxlan_port: VXLAN_PORT },
+            host: Host { name: "h".into(), provider_addresses: vec![], provider_routes: vec![], neighbors: vec![], vxlan_port: VXLAN_PORT, mss_clamp: MssClamp::Off },
             ports: vec![],
             routing_domains: vec![],
             subnets: vec![],

@@ -55,15 +55,20 @@ use hnv_wire::EthernetAddress;
 
 use crate::addr::{format_mac, is_guid, is_multicast_mac, parse_mac, parse_port_range, parse_protocol, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::error::{FieldError, PolicyError};
-use crate::file::{PolicyFile, TextOrNumber};
+use crate::file::{BoolOrNumber, PolicyFile, TextOrNumber};
 use crate::model::{
-    AclAction, AclRule, CustomerRoute, Direction, Encap, Host, LookupRecord, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule, VirtualSubnet,
-    Vsid, VXLAN_PORT,
+    AclAction, AclRule, CustomerRoute, Direction, Encap, Host, LookupRecord, MssClamp, Neighbor, Policy, Port, PortRole, Prefix, ProviderAddress, ProviderRoute, RecordType, RoutingDomain, Rule,
+    VirtualSubnet, Vsid, VXLAN_PORT,
 };
 
 /// The most ports one switch instance accepts (equal to `pmd::MAX_PORTS`, the
 /// ports a worker can address; the datapath crate asserts they agree at compile time).
 pub const MAX_PORTS: usize = 64;
+
+/// The smallest MSS `mss_clamp` takes: IPv4's minimum (RFC 879).
+pub const MSS_CLAMP_MIN: u16 = 536;
+/// The largest MSS `mss_clamp` takes (a 9,000-byte jumbo frame's).
+pub const MSS_CLAMP_MAX: u16 = 8960;
 
 /// What a validation accepts beyond the rules of a policy file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -371,7 +376,18 @@ impl Validator {
                 }
             },
         };
-        Host { name: h.name.clone(), provider_addresses: pas, provider_routes: routes, neighbors, vxlan_port }
+        let mss_clamp = match h.mss_clamp {
+            None | Some(BoolOrNumber::Bool(false)) => MssClamp::Off,
+            Some(BoolOrNumber::Bool(true)) => MssClamp::Auto,
+            Some(BoolOrNumber::Number(n)) => match u16::try_from(n) {
+                Ok(n) if (MSS_CLAMP_MIN..=MSS_CLAMP_MAX).contains(&n) => MssClamp::Max(n),
+                _ => {
+                    self.err(&"host", "mss_clamp", format!("{n} is not a TCP MSS to clamp to ({MSS_CLAMP_MIN}..={MSS_CLAMP_MAX}), nor true or false"));
+                    MssClamp::Off
+                }
+            },
+        };
+        Host { name: h.name.clone(), provider_addresses: pas, provider_routes: routes, neighbors, vxlan_port, mss_clamp }
     }
 
     fn ports(&mut self, f: &PolicyFile) -> (Vec<Port>, Vec<PortInfo>) {

@@ -84,6 +84,7 @@ pub fn render(store: &PolicyStore, stats: &[Arc<DatapathStats>], ports: &[String
     counter("hnv_decapsulated_packets_total", "Packets NVGRE- or VXLAN-decapsulated.", vec![(String::new(), t.decapsulated)]);
     counter("hnv_arp_nd_answered_total", "ARP/ND requests answered from policy.", vec![(String::new(), t.answered)]);
     counter("hnv_icmp_too_big_sent_total", "ICMP fragmentation-needed / ICMPv6 packet-too-big errors sent to VMs (path MTU).", vec![(String::new(), t.too_big_sent)]);
+    counter("hnv_tcp_mss_clamped_total", "TCP SYNs from VMs whose MSS option was lowered to fit the uplink MTU ([host] mss_clamp).", vec![(String::new(), t.mss_clamped)]);
     counter("hnv_routed_packets_total", "Packets routed between virtual subnets.", vec![(String::new(), t.routed)]);
     counter("hnv_flow_cache_hits_total", "Flow-cache hits.", vec![(String::new(), t.flow_hits)]);
     counter("hnv_flow_cache_misses_total", "Flow-cache misses.", vec![(String::new(), t.flow_misses)]);

@@ -542,3 +542,18 @@ fn subnet_encap_and_vxlan_port() {
         has(&errs, "host", "vxlan_port", "not a UDP port");
     }
 }
+
+#[test]
+fn mss_clamp_is_off_true_or_a_bounded_number() {
+    assert_eq!(ok(BASE).host.mss_clamp, crate::MssClamp::Off, "off by default");
+    for (v, want) in [("false", crate::MssClamp::Off), ("true", crate::MssClamp::Auto), ("1360", crate::MssClamp::Max(1360)), ("536", crate::MssClamp::Max(536))] {
+        let p = ok(&edit(BASE, "name = \"host1\"", &format!("name = \"host1\"\nmss_clamp = {v}")));
+        assert_eq!(p.host.mss_clamp, want, "{v}");
+        assert_eq!(ok(&crate::to_toml(&p)), p, "round trip of {v}");
+    }
+    for bad in ["0", "535", "8961", "-1", "70000"] {
+        let errs = errors(&edit(BASE, "name = \"host1\"", &format!("name = \"host1\"\nmss_clamp = {bad}")));
+        has(&errs, "host", "mss_clamp", "not a TCP MSS");
+    }
+    assert!(crate::parse(&edit(BASE, "name = \"host1\"", "name = \"host1\"\nmss_clamp = \"yes\""), "t").is_err(), "a string is refused");
+}

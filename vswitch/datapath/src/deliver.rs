@@ -40,11 +40,13 @@ pub struct Tally {
     pub routed: u32,
     /// ICMP too-big errors sent back to VMs.
     pub too_big: u32,
+    /// TCP SYNs whose MSS option was clamped ([`crate::mss`]).
+    pub mss_clamped: u32,
 }
 
 impl Default for Tally {
     fn default() -> Self {
-        Tally { tx: [0; MAX_PORTS], vsid_rx: Run::default(), vsid_tx: Run::default(), encapsulated: 0, decapsulated: 0, routed: 0, too_big: 0 }
+        Tally { tx: [0; MAX_PORTS], vsid_rx: Run::default(), vsid_tx: Run::default(), encapsulated: 0, decapsulated: 0, routed: 0, too_big: 0, mss_clamped: 0 }
     }
 }
 
@@ -94,12 +96,14 @@ impl Tally {
         add(&st.decapsulated, self.decapsulated);
         add(&st.routed, self.routed);
         add(&st.too_big_sent, self.too_big);
+        add(&st.mss_clamped, self.mss_clamped);
         self.vsid_rx = Run::default();
         self.vsid_tx = Run::default();
         self.encapsulated = 0;
         self.decapsulated = 0;
         self.routed = 0;
         self.too_big = 0;
+        self.mss_clamped = 0;
     }
 }
 

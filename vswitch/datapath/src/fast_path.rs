@@ -28,6 +28,7 @@ use crate::drop::DropReason;
 use crate::encap::encap;
 use crate::flow::key::{self, Fields, FlowKey};
 use crate::flow::{Action, FlowCache, Step};
+use crate::mss;
 use crate::stats::DatapathStats;
 use crate::store::PolicyStore;
 use crate::tables::{Delivery, Dest, PortEntry, Role, Tables};
@@ -188,6 +189,7 @@ fn act<B: PacketBuf>(t: &Tables, note: Option<&PolicyStore>, now: u64, out: &mut
                     return DROPPED;
                 };
                 let fid = if *flow_entropy { f.flow_id(k) } else { 0 };
+                mss::clamp(p, tpl, out.tally);
                 match encap(p, tpl, vsid << 8 | u32::from(fid)) {
                     Ok(()) => {
                         out.tally.encapsulated += 1;

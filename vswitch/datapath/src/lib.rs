@@ -29,6 +29,7 @@ pub mod flow;
 pub mod forward;
 pub mod ingress;
 pub mod meta;
+pub mod mss;
 pub mod neighbor;
 pub mod notify;
 pub mod pipeline;

@@ -19,6 +19,7 @@ use crate::flow::{Action, FlowCache, Step};
 use crate::forward::HnvForwarder;
 use crate::ingress::{self, Hint};
 use crate::meta::{Meta, Verdict};
+use crate::mss;
 use crate::notify::Notifier;
 use crate::pipeline::{Context, Pipeline};
 use crate::store::PolicyStore;
@@ -117,11 +118,10 @@ impl SlowPath<'_> {
             let mut slot = m.vsid_slot;
             let verdict = match *v {
                 Verdict::Encap(idx) => match t.by_slot(idx) {
-                    Some(d @ Dest { to: Delivery::Encap(id), forward_moved, .. }) => match t
-                        .template(*id)
-                        .ok_or(DropReason::NextHopUnresolved)
-                        .and_then(|tpl| encap(&mut p, tpl, d.vsid << 8 | u32::from(if d.flow_entropy { flow_id(m) } else { 0 })).map(|()| tpl))
-                    {
+                    Some(d @ Dest { to: Delivery::Encap(id), forward_moved, .. }) => match t.template(*id).ok_or(DropReason::NextHopUnresolved).and_then(|tpl| {
+                        mss::clamp(&mut p, tpl, out.tally);
+                        encap(&mut p, tpl, d.vsid << 8 | u32::from(if d.flow_entropy { flow_id(m) } else { 0 })).map(|()| tpl)
+                    }) {
                         Ok(tpl) => {
                             // REDIRECTs are accepted only for CAs recently sent to.
                             self.store.note_sent(d.slot, self.now);

@@ -56,6 +56,8 @@ pub struct DatapathStats {
     /// ICMP "fragmentation needed" / ICMPv6 "packet too big" errors sent
     /// back to VMs (each is the offending packet rewritten, so also counted in `tx`).
     pub too_big_sent: Counter,
+    /// TCP SYNs from VMs whose MSS option was clamped (`[host] mss_clamp`).
+    pub mss_clamped: Counter,
     /// Packets NVGRE-encapsulated.
     pub encapsulated: Counter,
     /// Packets NVGRE-decapsulated.
@@ -104,6 +106,7 @@ impl Default for DatapathStats {
             replicas: Counter::default(),
             answered: Counter::default(),
             too_big_sent: Counter::default(),
+            mss_clamped: Counter::default(),
             encapsulated: Counter::default(),
             decapsulated: Counter::default(),
             routed: Counter::default(),
@@ -179,6 +182,8 @@ pub struct Totals {
     pub answered: u64,
     /// ICMP too-big errors sent to VMs.
     pub too_big_sent: u64,
+    /// TCP SYNs with a clamped MSS.
+    pub mss_clamped: u64,
     /// Encapsulated.
     pub encapsulated: u64,
     /// Decapsulated.
@@ -278,6 +283,7 @@ impl Totals {
         self.replicas += one.replicas;
         self.answered += one.answered;
         self.too_big_sent += one.too_big_sent;
+        self.mss_clamped += one.mss_clamped;
         self.encapsulated += one.encapsulated;
         self.decapsulated += one.decapsulated;
         self.routed += one.routed;
@@ -303,6 +309,7 @@ impl Totals {
         t.replicas += w.replicas.get();
         t.answered += w.answered.get();
         t.too_big_sent += w.too_big_sent.get();
+        t.mss_clamped += w.mss_clamped.get();
         t.encapsulated += w.encapsulated.get();
         t.decapsulated += w.decapsulated.get();
         t.routed += w.routed.get();

@@ -102,6 +102,9 @@ pub struct EncapTemplate {
     pub max_inner: u16,
     /// VXLAN (UDP + VXLAN header) rather than NVGRE.
     pub vxlan: bool,
+    /// Largest IPv4 TCP MSS a VM's SYN may offer through this template (IPv6: 20
+    /// less); 0: no clamping (`[host] mss_clamp`, [`crate::mss`]).
+    pub mss: u16,
 }
 
 impl EncapTemplate {

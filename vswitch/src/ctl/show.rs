@@ -90,7 +90,7 @@ pub fn show(state: &CtlState, what: Show) -> Value {
         Show::Counters => {
             let mut v = json!({
                 "rx": totals.rx, "tx": totals.tx, "replicas": totals.replicas, "drops": totals.total_drops(), "reconciles": totals.reconciles(),
-                "answered": totals.answered, "too_big_sent": totals.too_big_sent, "encapsulated": totals.encapsulated, "decapsulated": totals.decapsulated, "routed": totals.routed,
+                "answered": totals.answered, "too_big_sent": totals.too_big_sent, "mss_clamped": totals.mss_clamped, "encapsulated": totals.encapsulated, "decapsulated": totals.decapsulated, "routed": totals.routed,
                 "drop_reasons": totals.drops.iter().map(|(r, n)| json!({"reason": r.name(), "packets": n, "meaning": r.description()})).collect::<Vec<_>>(),
             });
             // With etcd: the revision the policy in force follows (a cheap poll; `show policy` copies the whole policy).

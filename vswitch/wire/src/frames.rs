@@ -91,6 +91,27 @@ pub fn tcp_syn(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: 
     f
 }
 
+/// An IPv4 TCP SYN frame with an MSS option of `mss` (then NOPs and window
+/// scale 7, as Linux sends them), checksum filled.
+pub fn tcp_syn_mss(src_mac: Mac, dst_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, mss: u16) -> Vec<u8> {
+    let mut t = [0u8; 28];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[12] = 7 << 4;
+    t[13] = 0x02;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    t[20..22].copy_from_slice(&[2, 4]);
+    t[22..24].copy_from_slice(&mss.to_be_bytes());
+    t[24..28].copy_from_slice(&[1, 3, 3, 7]);
+    let ph = checksum::pseudo_header_v4(&src, &dst, crate::IpProtocol::Tcp, 28);
+    let c = !fold(u32::from(ph) + u32::from(checksum::data(&t)));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut f = eth(dst_mac, src_mac, 0x0800);
+    f.extend_from_slice(&ipv4_header(src, dst, 6, 64, 28));
+    f.extend_from_slice(&t);
+    f
+}
+
 /// An IPv4 or IPv6 TCP frame of `frame_len` bytes (padded payload, no
 /// options) with the given `flags` byte, checksum filled.
 #[allow(clippy::too_many_arguments)] // mirrors `udp` plus the flags byte

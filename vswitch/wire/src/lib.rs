@@ -70,6 +70,7 @@ pub mod icmpv6;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod mss_clamp;
 pub mod ndisc;
 pub mod nvgre;
 pub mod nvgree;

@@ -11,7 +11,7 @@
 //! in `update.rs`, which share [`Ctx::dest`] and [`Ctx::template`] with it.
 
 use super::*;
-use hnv_policy::{Encap, Host, LookupRecord, PortRole, RecordType, Rule};
+use hnv_policy::{Encap, Host, LookupRecord, MssClamp, PortRole, RecordType, Rule};
 use hnv_wire::checksum;
 
 /// What compiling one record reads.
@@ -113,7 +113,14 @@ impl Ctx<'_> {
         };
         let ip_and_gre = len - ip_off;
         let max_inner = usize::from(mtu).saturating_sub(ip_and_gre).min(usize::from(u16::MAX)) as u16;
-        Some(EncapTemplate { bytes: b, len: len as u8, ip_off: ip_off as u8, ipv6, ip_sum, uplink, max_inner, vxlan })
+        // What fits: the inner Ethernet, IPv4 and TCP headers (14 + 20 + 20) come off the inner frame.
+        let fits = max_inner.saturating_sub(54);
+        let mss = match self.host.mss_clamp {
+            MssClamp::Off => 0,
+            MssClamp::Auto => fits,
+            MssClamp::Max(n) => n.min(fits),
+        };
+        Some(EncapTemplate { bytes: b, len: len as u8, ip_off: ip_off as u8, ipv6, ip_sum, uplink, max_inner, vxlan, mss })
     }
 
     /// Record `r` compiled, encapsulating to `pa` (its own PA or a REDIRECT's)
