@@ -5,11 +5,12 @@
 //! runs with the flow cache off and on, and the counters reconcile.
 #![allow(clippy::unwrap_used)]
 
-use hnv_datapath::testkit::mac;
+use hnv_datapath::testkit::{self, mac};
 use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore, Totals};
 use hnv_policy::example::BLUE_RED_HOST1;
 use hnv_wire::checksum;
 use pmd::{Batch, HeapBuf, PacketBuf, Processor, TxStage};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 const UPLINK: u16 = 0;
@@ -19,37 +20,16 @@ const OUTER: usize = 42;
 /// 1500 − 20 − 8 − 14 − 20 − 20: what fits the uplink MTU.
 const FITS: u16 = 1418;
 
-/// A TCP segment from Blue1 (10.0.0.5) to Blue2 (10.0.0.7, on host 2) with
-/// Linux's SYN options (MSS 1460, SACK, timestamps, window scale) and a correct checksum.
+/// A TCP segment from Blue1 (10.0.0.5) to Blue2 (10.0.0.7, on host 2): a SYN
+/// offering MSS 1460 (`flags` 0x02), or a 60-byte segment with `flags`.
 fn segment(flags: u8) -> Vec<u8> {
-    let opts = [2u8, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
-    let tcp_len = 20 + opts.len();
-    let mut f = Vec::new();
-    f.extend_from_slice(&mac("00:15:5d:01:00:07"));
-    f.extend_from_slice(&mac("00:15:5d:01:00:05"));
-    f.extend_from_slice(&[0x08, 0x00]);
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-    ip[6] = 0x40;
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&[10, 0, 0, 5]);
-    ip[16..20].copy_from_slice(&[10, 0, 0, 7]);
-    let s = !checksum::data(&ip);
-    ip[10..12].copy_from_slice(&s.to_be_bytes());
-    f.extend_from_slice(&ip);
-    let mut tcp = vec![0u8; 20];
-    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
-    tcp[12] = ((tcp_len / 4) as u8) << 4;
-    tcp[13] = flags;
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    tcp.extend_from_slice(&opts);
-    f.extend_from_slice(&tcp);
-    let sum = tcp_sum(&f);
-    f[50..52].copy_from_slice(&sum.to_be_bytes());
-    f
+    let (b1, b2) = (mac("00:15:5d:01:00:05"), mac("00:15:5d:01:00:07"));
+    let (ca5, ca7) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 7));
+    if flags == 0x02 {
+        testkit::tcp_syn_mss(b1, b2, ca5, ca7, 40000, 5201, 1460)
+    } else {
+        testkit::tcp(b1, b2, IpAddr::V4(ca5), IpAddr::V4(ca7), 40000, 5201, flags, 60)
+    }
 }
 
 /// The TCP checksum `f` (an untagged IPv4 frame with a 20-byte header) should carry.
