@@ -67,10 +67,19 @@ fn fold(f: &[u8], at: usize, len: usize) -> u32 {
     })
 }
 
-/// Where the transport header starts and which protocol it is, and where the
-/// addresses are (offset, length of both together), for an IP frame.
+/// The parts of an IP header the entropy needs.
+struct Ip {
+    /// Where the transport header starts and its protocol (`None` for a non-first fragment).
+    l4: Option<(usize, u8)>,
+    /// Offset of the source address; the destination follows.
+    addrs: usize,
+    /// Length of both addresses together.
+    alen: usize,
+}
+
+/// The IP header at `l3` of EtherType `ethertype`, when whole and valid.
 #[inline]
-fn l3(f: &[u8], l3: usize, ethertype: u16) -> Option<(Option<(usize, u8)>, usize, usize)> {
+fn ip_header(f: &[u8], l3: usize, ethertype: u16) -> Option<Ip> {
     match ethertype {
         0x0800 => {
             let vihl = *f.get(l3)?;
@@ -79,17 +88,35 @@ fn l3(f: &[u8], l3: usize, ethertype: u16) -> Option<(Option<(usize, u8)>, usize
                 return None;
             }
             let frag = be16(f, l3 + 6)? & 0x1fff;
-            let l4 = (frag == 0).then(|| (l3 + ihl, f[l3 + 9]));
-            Some((l4, l3 + 12, 8))
+            Some(Ip { l4: (frag == 0).then(|| (l3 + ihl, f[l3 + 9])), addrs: l3 + 12, alen: 8 })
         }
         0x86dd => {
             if f.len() < l3 + 40 || f[l3] >> 4 != 6 {
                 return None;
             }
-            Some((Some((l3 + 40, f[l3 + 6])), l3 + 8, 32))
+            Some(Ip { l4: Some((l3 + 40, f[l3 + 6])), addrs: l3 + 8, alen: 32 })
         }
         _ => None,
     }
+}
+
+/// The GRE key at `gre`, when the K bit says there is one and it is present.
+#[inline]
+fn gre_key(f: &[u8], gre: usize) -> Option<u32> {
+    let flags = be16(f, gre)?;
+    if flags & 0x2000 == 0 {
+        return None;
+    }
+    be32(f, gre + if flags & 0x8000 != 0 { 8 } else { 4 })
+}
+
+/// The UDP source port at `udp`, when the datagram goes to VXLAN's port and its header is whole.
+#[inline]
+fn vxlan_sport(f: &[u8], udp: usize) -> Option<u16> {
+    if f.len() < udp + 8 || be16(f, udp + 2)? != VXLAN_PORT {
+        return None;
+    }
+    be16(f, udp)
 }
 
 /// The flow entropy of an outer frame (see the file's contract for the sources, in order).
@@ -102,28 +129,13 @@ pub fn entropy(f: &[u8]) -> u32 {
         ethertype = inner;
         at = 18;
     }
-    let Some((l4, addrs, alen)) = l3(f, at, ethertype) else { return fold(f, 0, 12) };
-    match l4 {
-        Some((gre, PROTO_GRE)) => {
-            if let Some(flags) = be16(f, gre) {
-                if flags & 0x2000 != 0 {
-                    let key_at = gre + if flags & 0x8000 != 0 { 8 } else { 4 };
-                    if let Some(key) = be32(f, key_at) {
-                        return mix(key);
-                    }
-                }
-            }
-        }
-        Some((udp, PROTO_UDP)) => {
-            if f.len() >= udp + 8 && be16(f, udp + 2) == Some(VXLAN_PORT) {
-                if let Some(sport) = be16(f, udp) {
-                    return mix(u32::from(sport) | 0x1_0000);
-                }
-            }
-        }
-        _ => {}
-    }
-    fold(f, addrs, alen)
+    let Some(ip) = ip_header(f, at, ethertype) else { return fold(f, 0, 12) };
+    let by_l4 = match ip.l4 {
+        Some((gre, PROTO_GRE)) => gre_key(f, gre).map(mix),
+        Some((udp, PROTO_UDP)) => vxlan_sport(f, udp).map(|sp| mix(u32::from(sp) | 0x1_0000)),
+        _ => None,
+    };
+    by_l4.unwrap_or_else(|| fold(f, ip.addrs, ip.alen))
 }
 
 /// The member, of `count` active ones, that a frame of entropy `hash` leaves by
