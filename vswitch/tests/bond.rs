@@ -13,6 +13,10 @@
 //!   headers. NVGRE has no L4 ports, so `l34` hashes only the outer IPs: every
 //!   flow between two hosts takes one member whatever its FlowID; flows to
 //!   several hosts spread over both members.
+//! - Balance by flow (`balance = "flow"`): the worker picks the member by the
+//!   NVGRE key, so 64 flows with 64 FlowIDs to one host use both members, each
+//!   flow always the same one; a member whose link (or, for af_packet, kernel
+//!   carrier) goes down carries nothing more; `balance` on an active-backup bond is refused.
 //! - af_packet members on real veth pairs (root only; skipped, saying so,
 //!   without): DPDK 22.11's `net_af_packet` reports no link change, so the
 //!   switch watches each member's kernel carrier and moves the active-backup
@@ -527,6 +531,51 @@ fn af_packet_members_fail_over_on_the_kernel_carrier() {
         report.push(format!("carrier up: primary active again after {:.1} ms (the switch reads the carrier every 10 ms)", back.as_secs_f64() * 1e3));
     });
     eprintln!("af_packet bond: {}", report.join("; "));
+    drop(h);
+    drop(veths);
+}
+
+/// `balance = "flow"` over af_packet members on veth pairs (root only; skipped,
+/// saying so, without): DPDK's own balance policies cannot take a member
+/// without kernel carrier out, but the flow-balanced bond's workers leave it
+/// out of the active set, so every flow moves to the other member.
+#[test]
+fn balance_flow_moves_flows_off_an_af_packet_member_without_carrier() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let veths = match Veths::create("fb", 2) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("SKIP balance_flow_moves_flows_off_an_af_packet_member_without_carrier: cannot create veth pairs in a namespace (needs root): {e}");
+            return;
+        }
+    };
+    let pool = common::pool("fb_inj", 4096);
+    let mut vms = Vec::new();
+    let members: Vec<String> = veths.ours.iter().enumerate().map(|(i, o)| format!("net_af_packet_fb{i},iface={o}")).collect();
+    let h = try_host(BLUE_RED_HOST1, "fb", "net_bonding_fb,mode=2", &members, Some(Balance::Flow), &mut vms).unwrap();
+    let blue1 = &vms.iter().find(|(n, _)| n == "blue1").unwrap().1;
+    let burst: Vec<Vec<u8>> = (0..64).map(|i| blue_udp(20_000 + i, ip("10.0.0.7"), traffic::BLUE2_MAC)).collect();
+    h.run_while(|rt| {
+        let row = uplink_row(rt);
+        assert_eq!((row.bond.as_str(), row.active_member.as_str()), ("balance-xor flow", "net_af_packet_fb0 net_af_packet_fb1"), "{row:?}");
+        let before = member_tx(rt);
+        blue1.inject(common::mbufs(&pool, &burst));
+        let after = wait_tx(rt, before.0 + before.1 + 64);
+        let d = (after.0 - before.0, after.1 - before.1);
+        assert!(d.0 > 0 && d.1 > 0 && d.0 + d.1 == 64, "both veths carry flows: {d:?}");
+
+        veths.peer_link(0, false);
+        let end = Instant::now() + Duration::from_secs(2);
+        while uplink_row(rt).failovers == 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let row = uplink_row(rt);
+        assert_eq!((row.failovers, row.carrier_changes, row.active_member.as_str()), (1, 1, "net_af_packet_fb1"), "{row:?}");
+        let before = member_tx(rt);
+        blue1.inject(common::mbufs(&pool, &burst));
+        let after = wait_tx(rt, before.0 + before.1 + 64);
+        assert_eq!((after.0 - before.0, after.1 - before.1), (0, 64), "every flow leaves by the member with carrier");
+    });
     drop(h);
     drop(veths);
 }
