@@ -18,6 +18,7 @@ pub mod buf;
 pub mod prefetch;
 pub mod processor;
 pub mod stats;
+pub mod steer;
 pub mod worker;
 
 #[cfg(feature = "dpdk")]

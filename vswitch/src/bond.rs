@@ -10,7 +10,8 @@ use pmd::dpdk::Port;
 /// The bond columns of a port row (absent for a port that is not a bond).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BondRow {
-    /// Mode, and the transmit hash policy of a balancing mode: `active-backup`, `balance-xor l34`.
+    /// Mode, and the transmit hash policy of a balancing mode: `active-backup`, `balance-xor l34`,
+    /// `balance-xor flow` (the switch's flow-entropy policy, `balance = "flow"`).
     pub bond: String,
     /// Every member with its link and role: `net_ring_a(up,active) net_ring_b(up,backup)`.
     pub members: String,
@@ -26,7 +27,9 @@ pub struct BondRow {
 /// The bond columns of `port`, or `None` when it is not a bond.
 pub fn row(port: &Port) -> Option<BondRow> {
     let s = port.bond_status()?;
-    let bond = match s.xmit_policy {
+    // A flow-balanced bond is transmitted on by the workers, by flow entropy, not by DPDK's policy.
+    let policy = if port.flow_balanced() { Some("flow") } else { s.xmit_policy };
+    let bond = match policy {
         Some(x) => format!("{} {x}", s.mode_name()),
         None => s.mode_name().to_string(),
     };

@@ -291,6 +291,20 @@ pub struct PortEntry {
     /// to the policy port of this name.
     #[serde(default)]
     pub members: Vec<String>,
+    /// How a balance-mode bond (`mode=2`) spreads frames over its members:
+    /// unset, DPDK's `xmit_policy`; `"flow"`, by the encapsulation's flow entropy
+    /// (NVGRE's key, VSID<<8 | FlowID; VXLAN's UDP source port), the member picked
+    /// by the worker among the active ones. Only for a bond with `members`, in mode 2.
+    #[serde(default)]
+    pub balance: Option<Balance>,
+}
+
+/// `[[ports]] balance`: a bond's transmit policy chosen by the switch.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// By the outer header's flow entropy (see `pmd::steer`).
+    Flow,
 }
 
 /// `[forwarding]`
@@ -432,6 +446,12 @@ impl Config {
             if p.rx_queues == Some(0) {
                 return Err(KeyError::new(format!("ports[{i}].rx_queues"), "must be at least 1"));
             }
+            if p.balance.is_some() && p.members.is_empty() {
+                return Err(KeyError::new(format!("ports[{i}].balance"), "only a bond whose members are listed (members = [...]) in balance mode (mode=2) takes a balance policy"));
+            }
+            if p.balance.is_some() && p.devargs.split(',').any(|kv| kv.strip_prefix("mode=").is_some_and(|m| m.trim() != "2" && m.trim() != "balance")) {
+                return Err(KeyError::new(format!("ports[{i}].balance"), "balance = \"flow\" needs a balance-mode bond (mode=2)"));
+            }
         }
         match self.forwarding.mode {
             Mode::Io | Mode::Macswap => {
@@ -529,6 +549,19 @@ mod tests {
     fn too_little_memory_is_rejected() {
         let e = Config::parse("[dpdk]\nmemory_mb=16\n[[ports]]\nname='a'\ndevargs='net_null0'\n", "x.toml").unwrap_err().to_string();
         assert!(e.contains("dpdk.memory_mb"), "{e}");
+    }
+
+    #[test]
+    fn balance_flow_needs_a_balance_mode_bond_with_members() {
+        let bond = "[[ports]]\nname='up'\ndevargs='net_bonding0,mode=2'\nmembers=['net_null_a','net_null_b']\n";
+        assert_eq!(Config::parse(&format!("{bond}balance='flow'\n"), "t").unwrap().ports[0].balance, Some(Balance::Flow));
+        assert_eq!(Config::parse(bond, "t").unwrap().ports[0].balance, None);
+        let e = Config::parse("[[ports]]\nname='up'\ndevargs='net_null0'\nbalance='flow'\n", "t").unwrap_err().to_string();
+        assert!(e.contains("ports[0].balance") && e.contains("members"), "{e}");
+        let e = Config::parse("[[ports]]\nname='up'\ndevargs='net_bonding0,mode=1'\nmembers=['a','b']\nbalance='flow'\n", "t").unwrap_err().to_string();
+        assert!(e.contains("ports[0].balance") && e.contains("mode=2"), "{e}");
+        let e = Config::parse(&format!("{bond}balance='l5'\n"), "t").unwrap_err().to_string();
+        assert!(e.contains("flow"), "{e}");
     }
 
     #[test]

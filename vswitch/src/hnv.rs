@@ -48,6 +48,7 @@ pub fn port_specs(policy: &Policy, cfg: &Config) -> Vec<PortSpec> {
             pc.mtu = p.mtu;
             pc.rx_queues = cfg.ports.iter().find(|c| c.name == p.name).and_then(|c| c.rx_queues).unwrap_or(1);
             pc.members = cfg.ports.iter().find(|c| c.name == p.name).map(|c| c.members.clone()).unwrap_or_default();
+            pc.balance_flow = cfg.ports.iter().any(|c| c.name == p.name && c.balance == Some(crate::config::Balance::Flow));
             PortSpec { name: p.name.clone(), config: pc, key: format!("ports[{i}].devargs (policy)") }
         })
         .collect()

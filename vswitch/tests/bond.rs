@@ -13,6 +13,10 @@
 //!   headers. NVGRE has no L4 ports, so `l34` hashes only the outer IPs: every
 //!   flow between two hosts takes one member whatever its FlowID; flows to
 //!   several hosts spread over both members.
+//! - Balance by flow (`balance = "flow"`): the worker picks the member by the
+//!   NVGRE key, so 64 flows with 64 FlowIDs to one host use both members, each
+//!   flow always the same one; a member whose link (or, for af_packet, kernel
+//!   carrier) goes down carries nothing more; `balance` on an active-backup bond is refused.
 //! - af_packet members on real veth pairs (root only; skipped, saying so,
 //!   without): DPDK 22.11's `net_af_packet` reports no link change, so the
 //!   switch watches each member's kernel carrier and moves the active-backup
@@ -24,7 +28,7 @@ mod common;
 use hnv_datapath::testkit::{self, mac};
 use hnv_datapath::{standard_pipeline, DatapathStats, HnvSwitch, PolicyStore};
 use hnv_policy::example::BLUE_RED_HOST1;
-use hnvswitch::config::{Config, PortEntry};
+use hnvswitch::config::{Balance, Config, PortEntry};
 use hnvswitch::hnv::port_specs;
 use hnvswitch::runtime::Runtime;
 use hnvswitch::traffic;
@@ -50,6 +54,11 @@ struct Host {
 }
 
 fn host(policy_text: &str, tag: &str, uplink_devargs: &str, members: &[String], vm_rings: &mut Vec<(String, RingPort)>) -> Host {
+    try_host(policy_text, tag, uplink_devargs, members, None, vm_rings).unwrap()
+}
+
+/// [`host`] with the uplink's `balance` policy; `Err` when the switch does not start.
+fn try_host(policy_text: &str, tag: &str, uplink_devargs: &str, members: &[String], balance: Option<Balance>, vm_rings: &mut Vec<(String, RingPort)>) -> anyhow::Result<Host> {
     let eal = common::eal();
     let mut policy = hnv_policy::parse(policy_text, "example").unwrap();
     for p in &mut policy.ports {
@@ -64,11 +73,11 @@ fn host(policy_text: &str, tag: &str, uplink_devargs: &str, members: &[String], 
     let mut cfg = Config::default();
     cfg.dpdk.workers = vec![0];
     cfg.dpdk.mbufs = 8192;
-    cfg.ports.push(PortEntry { name: "uplink".into(), devargs: uplink_devargs.into(), rx_queues: None, mtu: None, members: members.to_vec() });
+    cfg.ports.push(PortEntry { name: "uplink".into(), devargs: uplink_devargs.into(), rx_queues: None, mtu: None, members: members.to_vec(), balance });
     let specs = port_specs(&policy, &cfg);
-    let rt = Runtime::start(&cfg, &specs).unwrap();
+    let rt = Runtime::start(&cfg, &specs)?;
     let stats = rt.cores().iter().map(|_| Arc::new(DatapathStats::default())).collect();
-    Host { rt, store: Arc::new(PolicyStore::new(policy)), stats }
+    Ok(Host { rt, store: Arc::new(PolicyStore::new(policy)), stats })
 }
 
 impl Host {
@@ -287,6 +296,93 @@ fn balance_xor_spreads_by_outer_addresses_not_by_flow_id() {
     drop(h);
 }
 
+/// `balance = "flow"`: the worker picks the member by the NVGRE key (VSID<<8 |
+/// FlowID), so flows to ONE remote host spread over both members, each flow
+/// always by the same member; with one member's link down, everything leaves
+/// by the other.
+#[test]
+fn balance_flow_spreads_flows_to_one_host_by_flow_id() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = common::pool("bf_inj", 4096);
+    let mut vms = Vec::new();
+    let members = vec!["net_null_bfa,no-rx=1".to_string(), "net_null_bfb,no-rx=1".to_string()];
+    let h = try_host(BLUE_RED_HOST1, "bf", "net_bonding_bf,mode=2,xmit_policy=l34", &members, Some(Balance::Flow), &mut vms).unwrap();
+    let blue1 = &vms.iter().find(|(n, _)| n == "blue1").unwrap().1;
+    // 64 flows from Blue1 to Blue2 (one remote host), each with its own FlowID.
+    let mut seen = BTreeSet::new();
+    let sports: Vec<u16> = (20_000u16..).filter(|&sp| seen.insert(testkit::flow_id_of(IpAddr::V4(ip("10.0.0.5")), IpAddr::V4(ip("10.0.0.7")), 17, sp, 9))).take(64).collect();
+    let mut report = String::new();
+    h.run_while(|rt| {
+        let row = uplink_row(rt);
+        assert_eq!(row.bond, "balance-xor flow", "{row:?}");
+        assert_eq!(row.active_member, "net_null_bfa net_null_bfb");
+        // Each flow alone, three frames, twice over: which member took it.
+        let mut by = Vec::new();
+        let mut total = 0u64;
+        for round in 0..2 {
+            for (i, &sp) in sports.iter().enumerate() {
+                let before = member_tx(rt);
+                let frame = blue_udp(sp, ip("10.0.0.7"), traffic::BLUE2_MAC);
+                blue1.inject(common::mbufs(&pool, &[frame.clone(), frame.clone(), frame]));
+                total += 3;
+                let after = wait_tx(rt, total);
+                let d = (after.0 - before.0, after.1 - before.1);
+                let member = match d {
+                    (3, 0) => 0,
+                    (0, 3) => 1,
+                    _ => panic!("flow {i} (sport {sp}) split over the members or lost: {d:?}"),
+                };
+                if round == 0 {
+                    by.push(member);
+                } else {
+                    assert_eq!(member, by[i], "flow {i} (sport {sp}) changed member between rounds");
+                }
+            }
+        }
+        let on_b = by.iter().filter(|&&m| m == 1).count();
+        let on_a = by.len() - on_b;
+        report = format!("balance=flow: 64 flows to one host with 64 FlowIDs: {on_a} by member A, {on_b} by member B");
+        assert!(on_a * 5 >= 64 && on_b * 5 >= 64, "each member carries at least 20% of the flows: {report}");
+        // All 64 flows in one burst: grouped by member, each flow where it was.
+        let burst: Vec<Vec<u8>> = sports.iter().map(|&sp| blue_udp(sp, ip("10.0.0.7"), traffic::BLUE2_MAC)).collect();
+        let before = member_tx(rt);
+        blue1.inject(common::mbufs(&pool, &burst));
+        total += 64;
+        let after = wait_tx(rt, total);
+        assert_eq!((after.0 - before.0, after.1 - before.1), (on_a as u64, on_b as u64), "{report}");
+
+        // Member A's link goes down: the watcher drops it from the active set; all flows leave by B.
+        member_down(uplink_status(rt).members[0].port_id).unwrap();
+        let end = Instant::now() + Duration::from_secs(2);
+        while uplink_row(rt).failovers == 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let row = uplink_row(rt);
+        assert_eq!((row.failovers, row.active_member.as_str()), (1, "net_null_bfb"), "{row:?}");
+        let before = member_tx(rt);
+        blue1.inject(common::mbufs(&pool, &burst));
+        total += 64;
+        let after = wait_tx(rt, total);
+        assert_eq!((after.0 - before.0, after.1 - before.1), (0, 64), "every flow leaves by the remaining member");
+        let refused: u64 = rt.worker_stats().iter().map(|w| w.tx_refused.get()).sum();
+        assert_eq!(refused, 0, "nothing was refused");
+    });
+    eprintln!("{report}");
+    drop(h);
+}
+
+/// `balance = "flow"` is only for a balance-mode bond: on an active-backup bond
+/// the switch does not start, and says why.
+#[test]
+fn balance_flow_on_an_active_backup_bond_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut vms = Vec::new();
+    let members = vec!["net_null_bra,no-rx=1".to_string(), "net_null_brb,no-rx=1".to_string()];
+    let e = try_host(BLUE_RED_HOST1, "br", "net_bonding_br,mode=1", &members, Some(Balance::Flow), &mut vms).err().expect("refused");
+    let e = format!("{e:#}");
+    assert!(e.contains("balance = \"flow\" needs a balance-mode bond (mode=2), not mode=1 (active-backup)"), "{e}");
+}
+
 /// Veth pairs whose peers live in a network namespace this test creates; our
 /// ends stay in the test's namespace for `net_af_packet`. Removing the
 /// namespace (on drop) removes the peers, and with them our ends.
@@ -435,6 +531,51 @@ fn af_packet_members_fail_over_on_the_kernel_carrier() {
         report.push(format!("carrier up: primary active again after {:.1} ms (the switch reads the carrier every 10 ms)", back.as_secs_f64() * 1e3));
     });
     eprintln!("af_packet bond: {}", report.join("; "));
+    drop(h);
+    drop(veths);
+}
+
+/// `balance = "flow"` over af_packet members on veth pairs (root only; skipped,
+/// saying so, without): DPDK's own balance policies cannot take a member
+/// without kernel carrier out, but the flow-balanced bond's workers leave it
+/// out of the active set, so every flow moves to the other member.
+#[test]
+fn balance_flow_moves_flows_off_an_af_packet_member_without_carrier() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let veths = match Veths::create("fb", 2) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("SKIP balance_flow_moves_flows_off_an_af_packet_member_without_carrier: cannot create veth pairs in a namespace (needs root): {e}");
+            return;
+        }
+    };
+    let pool = common::pool("fb_inj", 4096);
+    let mut vms = Vec::new();
+    let members: Vec<String> = veths.ours.iter().enumerate().map(|(i, o)| format!("net_af_packet_fb{i},iface={o}")).collect();
+    let h = try_host(BLUE_RED_HOST1, "fb", "net_bonding_fb,mode=2", &members, Some(Balance::Flow), &mut vms).unwrap();
+    let blue1 = &vms.iter().find(|(n, _)| n == "blue1").unwrap().1;
+    let burst: Vec<Vec<u8>> = (0..64).map(|i| blue_udp(20_000 + i, ip("10.0.0.7"), traffic::BLUE2_MAC)).collect();
+    h.run_while(|rt| {
+        let row = uplink_row(rt);
+        assert_eq!((row.bond.as_str(), row.active_member.as_str()), ("balance-xor flow", "net_af_packet_fb0 net_af_packet_fb1"), "{row:?}");
+        let before = member_tx(rt);
+        blue1.inject(common::mbufs(&pool, &burst));
+        let after = wait_tx(rt, before.0 + before.1 + 64);
+        let d = (after.0 - before.0, after.1 - before.1);
+        assert!(d.0 > 0 && d.1 > 0 && d.0 + d.1 == 64, "both veths carry flows: {d:?}");
+
+        veths.peer_link(0, false);
+        let end = Instant::now() + Duration::from_secs(2);
+        while uplink_row(rt).failovers == 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let row = uplink_row(rt);
+        assert_eq!((row.failovers, row.carrier_changes, row.active_member.as_str()), (1, 1, "net_af_packet_fb1"), "{row:?}");
+        let before = member_tx(rt);
+        blue1.inject(common::mbufs(&pool, &burst));
+        let after = wait_tx(rt, before.0 + before.1 + 64);
+        assert_eq!((after.0 - before.0, after.1 - before.1), (0, 64), "every flow leaves by the member with carrier");
+    });
     drop(h);
     drop(veths);
 }

@@ -59,7 +59,7 @@ fn host(policy_text: &str, tag: &str, uplink: &str) -> Host {
     let cores = hnvswitch::config::available_cores();
     cfg.dpdk.workers = if cores.len() >= 2 { vec![cores[0], cores[1]] } else { vec![0, 0] };
     cfg.dpdk.mbufs = 4096;
-    cfg.ports.push(PortEntry { name: "uplink".into(), devargs: uplink.into(), rx_queues: Some(2), mtu: None, members: Vec::new() });
+    cfg.ports.push(PortEntry { name: "uplink".into(), devargs: uplink.into(), rx_queues: Some(2), mtu: None, members: Vec::new(), balance: None });
     // Two switches share core 0 here: let an idle worker yield it.
     cfg.dpdk.idle_sleep_us = 50;
     let rt = Runtime::start(&cfg, &port_specs(&policy, &cfg)).unwrap();

@@ -16,10 +16,11 @@
 use super::carrier::{CarrierMirror, CarrierPoll};
 use super::eal::{eal_error, EalError};
 use super::port::port_by_name;
+use crate::steer::{FlowSteer, MAX_STEER_MEMBERS};
 use dpdk_sys as sys;
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Most members a bond reports (DPDK's RTE_MAX_ETHPORTS bounds it; 8 is plenty for a NIC team).
 const MAX_MEMBERS: usize = 16;
@@ -257,6 +258,47 @@ pub(crate) fn remove_members(probed: &[Probed]) {
             }
         }
     }
+}
+
+/// Flow steering of the bonds opened with `balance_flow`, by bond port id:
+/// where [`super::DpdkIo`] finds them when it maps its ports (control side, at
+/// worker start and on a port change; never per packet).
+static STEERS: Mutex<Vec<(u16, Arc<FlowSteer>)>> = Mutex::new(Vec::new());
+
+fn steers() -> std::sync::MutexGuard<'static, Vec<(u16, Arc<FlowSteer>)>> {
+    STEERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Set up flow steering for bond `bond_id`: its members, those active now, registered for the workers.
+///
+/// # Errors
+/// The port is not a bond, or not in balance mode (`mode=2`), or has more than [`MAX_STEER_MEMBERS`] members.
+pub(crate) fn flow_steer(bond_id: u16) -> Result<Arc<FlowSteer>, String> {
+    let s = bond_status(bond_id).ok_or("balance = \"flow\" needs a bond (net_bonding…)")?;
+    if s.mode != 2 {
+        return Err(format!("balance = \"flow\" needs a balance-mode bond (mode=2), not mode={} ({})", s.mode, s.mode_name()));
+    }
+    if s.members.len() > MAX_STEER_MEMBERS {
+        return Err(format!("balance = \"flow\" spreads over at most {MAX_STEER_MEMBERS} members, the bond has {}", s.members.len()));
+    }
+    let ids: Vec<u16> = s.members.iter().map(|m| m.port_id).collect();
+    let steer = Arc::new(FlowSteer::new(&ids));
+    let active: Vec<u16> = s.members.iter().filter(|m| m.active && m.link_up).map(|m| m.port_id).collect();
+    steer.set_active(&active);
+    let mut all = steers();
+    all.retain(|(id, _)| *id != bond_id);
+    all.push((bond_id, steer.clone()));
+    Ok(steer)
+}
+
+/// Forget bond `bond_id`'s flow steering (it is being closed).
+pub(crate) fn unregister_steer(bond_id: u16) {
+    steers().retain(|(id, _)| *id != bond_id);
+}
+
+/// The flow steering of ethdev `port_id`, when it is a bond opened with `balance_flow`.
+pub fn steer_of(port_id: u16) -> Option<Arc<FlowSteer>> {
+    steers().iter().find(|(id, _)| *id == port_id).map(|(_, s)| s.clone())
 }
 
 /// A failover seen by [`BondWatch::check`].

@@ -23,7 +23,10 @@
 //! bond's status (a member without carrier is down and not active), so that
 //! failover accounting and `show ports` see what the kernel sees. In the
 //! balancing modes DPDK 22.11 offers no public way to take a member out of the
-//! active set: carrier changes are logged and counted, traffic is not moved.
+//! active set: carrier changes are logged and counted, traffic is not moved by
+//! the bond's own transmit policies; a balance bond with `balance = "flow"`
+//! (the workers pick the member, [`crate::steer`]) leaves a member without
+//! carrier out of its active set, so its flows move.
 //!
 //! The MTU: a bond sets its MTU on its members when it starts them, and DPDK
 //! 22.11's af_packet (which reports a 1518-byte maximum frame) refuses a bond
@@ -138,7 +141,7 @@ impl CarrierMirror {
             .collect();
         if !members.is_empty() && status.mode != ACTIVE_BACKUP {
             log::warn!(
-                "bond ({}): the kernel carrier of af_packet members is logged and counted, but DPDK 22.11 cannot take one out of a balancing bond; use active-backup (mode=1)",
+                "bond ({}): the kernel carrier of af_packet members is logged and counted, but DPDK 22.11 cannot take one out of a balancing bond's own transmit policy; use active-backup (mode=1), or balance = \"flow\" in mode 2",
                 status.mode_name()
             );
         }

@@ -6,10 +6,11 @@
 //! a [`super::RingPort`]). Vdevs are hot-plugged after EAL init, so a bad
 //! devargs string is reported against its port. Ports hold their mempool.
 
-use super::bond::{bond_devargs, bond_status, is_bond, remove_members, BondStatus, BondWatch, Failover, Probed};
+use super::bond::{bond_devargs, bond_status, flow_steer, is_bond, remove_members, unregister_steer, BondStatus, BondWatch, Failover, Probed};
 use super::carrier::CarrierPoll;
 use super::eal::{eal_error, Eal, EalError};
 use super::mempool::Mempool;
+use crate::steer::FlowSteer;
 use dpdk_sys as sys;
 use std::ffi::{CStr, CString};
 use std::sync::Arc;
@@ -34,12 +35,16 @@ pub struct PortConfig {
     /// Members of a bond (`net_bonding…` devargs): devargs or PCI addresses of
     /// devices to probe before the bond and name as its members (see [`super::bond`]).
     pub members: Vec<String>,
+    /// Transmit on a balance-mode bond (`mode=2`) by the encapsulation's flow
+    /// entropy (NVGRE key, VXLAN source port; see [`crate::steer`]) instead of
+    /// the bond's own hash: the worker picks the member itself. Only for a bond in mode 2.
+    pub balance_flow: bool,
 }
 
 impl PortConfig {
     /// One rx and one tx queue, 1024 descriptors, promiscuous.
     pub fn new(devargs: impl Into<String>) -> Self {
-        PortConfig { devargs: devargs.into(), rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, mtu: None, promiscuous: true, members: Vec::new() }
+        PortConfig { devargs: devargs.into(), rx_queues: 1, tx_queues: 1, rx_desc: 1024, tx_desc: 1024, mtu: None, promiscuous: true, members: Vec::new(), balance_flow: false }
     }
 }
 
@@ -108,6 +113,9 @@ pub struct Port {
     members: Vec<Probed>,
     /// Failover accounting when this port is a bond.
     bond: Option<Box<BondWatch>>,
+    /// The active members a flow-balanced bond's workers transmit on (registered
+    /// by the bond's port id for [`super::DpdkIo`]); refreshed by [`Port::watch_bond`].
+    steer: Option<Arc<FlowSteer>>,
     _pool: Arc<Mempool>,
 }
 
@@ -175,7 +183,7 @@ impl Port {
         };
         let bond = bond_status(id).map(|_| Box::default());
         // From here a failure drops `port`, which closes it and removes its members.
-        let mut port = Port { id, name, devargs: devargs.clone(), hotplugged, rx_queues: cfg.rx_queues, tx_queues: cfg.tx_queues, driver: String::new(), members, bond, _pool: pool };
+        let mut port = Port { id, name, devargs: devargs.clone(), hotplugged, rx_queues: cfg.rx_queues, tx_queues: cfg.tx_queues, driver: String::new(), members, bond, steer: None, _pool: pool };
         port.configure(cfg).map_err(|e| match e {
             PortError::Dpdk { cause, .. } => PortError::Dpdk { devargs: devargs.clone(), cause },
             other => other,
@@ -195,7 +203,15 @@ impl Port {
                 }
             }
         }
+        if cfg.balance_flow {
+            port.steer = Some(flow_steer(id).map_err(|message| PortError::Unsupported { devargs: devargs.clone(), message })?);
+        }
         Ok(port)
+    }
+
+    /// True when the workers transmit on this bond by flow entropy (`balance = "flow"`).
+    pub fn flow_balanced(&self) -> bool {
+        self.steer.is_some()
     }
 
     fn configure(&mut self, cfg: &PortConfig) -> Result<(), PortError> {
@@ -362,6 +378,12 @@ impl Port {
         let carrier = w.watch_carrier(self.id, &before);
         let mut s = if carrier.primary_set.is_some() { bond_status(self.id)? } else { before };
         w.apply_carrier(&mut s);
+        if let Some(steer) = &self.steer {
+            // A member carries flows while the bond has it active and its link (for
+            // af_packet: its kernel carrier) is up.
+            let active: Vec<u16> = s.members.iter().filter(|m| m.active && m.link_up).map(|m| m.port_id).collect();
+            steer.set_active(&active);
+        }
         let f = w.check(&s);
         Some((s, f, carrier))
     }
@@ -395,6 +417,9 @@ impl Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
+        if self.steer.is_some() {
+            unregister_steer(self.id);
+        }
         // SAFETY: we own the port; stop then close releases its queues (and, for
         // net_pcap, flushes the tx file). Errors here cannot be acted upon.
         unsafe {

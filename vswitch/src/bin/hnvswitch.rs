@@ -279,6 +279,7 @@ fn run(config: PathBuf, duration: Option<f64>, packets: Option<u64>, capture: Op
                     pc.rx_queues = p.rx_queues.unwrap_or(1);
                     pc.mtu = p.mtu;
                     pc.members = p.members.clone();
+                    pc.balance_flow = p.balance == Some(hnvswitch::config::Balance::Flow);
                     PortSpec { name: p.name.clone(), config: pc, key: format!("ports[{i}].devargs") }
                 })
                 .collect::<Vec<_>>(),
