@@ -130,7 +130,8 @@ fn store_announced(store: &PolicyStore) -> u64 {
 
 impl HnvSwitch {
     /// Worker 0 answers an announcement request: one gratuitous ARP per IPv4
-    /// PA out of its uplink, counted as originated (`replicas`) and sent (or
+    /// PA, one unsolicited neighbor advertisement per IPv6 PA, out of its
+    /// uplink ([`crate::announce`]), counted as originated (`replicas`) and sent (or
     /// dropped as `tx_overflow`, or `replica_alloc_failed` when no buffer is
     /// free), so
     /// `rx + replicas == tx + drops` still holds.
@@ -147,7 +148,7 @@ impl HnvSwitch {
         let st: &DatapathStats = &self.stats;
         let mut o = Out { tx: out, st, tally: &mut self.tally, in_port: 0, icmp: &mut self.icmp };
         for pa in &tables.local_pas {
-            let Some((frame, len)) = crate::announce::garp(pa) else { continue };
+            let (frame, len) = crate::announce::announcement(pa);
             st.replicas.add(1);
             o.in_port = pa.uplink;
             match frame.get(..len).and_then(&mut *alloc) {
