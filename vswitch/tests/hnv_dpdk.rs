@@ -154,6 +154,16 @@ fn hostile_nvgre_on_the_uplink_is_dropped_and_named() {
     assert!(t.reconciles() && t.total_drops() == 2, "{t:?}");
 }
 
+/// Point every port of `policy` at pcap files in `dir` through `net_pcap`
+/// vdevs named `net_pcap_<tag><index>` (unique per test): `files(name)` lists
+/// a port's `rx_pcap`/`tx_pcap` arguments and their file names.
+fn pcap_ports(policy: &mut Policy, dir: &std::path::Path, tag: &str, files: impl Fn(&str) -> &'static [(&'static str, &'static str)]) {
+    for (i, p) in policy.ports.iter_mut().enumerate() {
+        let args: Vec<String> = files(&p.name).iter().map(|(k, f)| format!("{k}={}", dir.join(f).display())).collect();
+        p.devargs = format!("net_pcap_{tag}{i},{}", args.join(","));
+    }
+}
+
 fn tshark_fields(pcap: &std::path::Path, fields: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = std::process::Command::new("tshark");
     cmd.args(["-r"]).arg(pcap).args(["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=;"]);
@@ -176,13 +186,11 @@ fn tshark_decodes_the_nvgre_the_uplink_sends() {
     let red: Vec<Vec<u8>> = traffic::vm_traffic(false, n, 60)[..n].to_vec();
     traffic::write_pcap(&dir.join("blue.pcap"), &blue).unwrap();
     traffic::write_pcap(&dir.join("red.pcap"), &red).unwrap();
-    for p in &mut policy.ports {
-        p.devargs = match p.name.as_str() {
-            "uplink" => format!("net_pcap_tsup,tx_pcap={}", dir.join("uplink.pcap").display()),
-            "blue1" => format!("net_pcap_tsb,rx_pcap={}", dir.join("blue.pcap").display()),
-            _ => format!("net_pcap_tsr,rx_pcap={}", dir.join("red.pcap").display()),
-        };
-    }
+    pcap_ports(&mut policy, &dir, "ts", |name| match name {
+        "uplink" => &[("tx_pcap", "uplink.pcap")],
+        "blue1" => &[("rx_pcap", "blue.pcap")],
+        _ => &[("rx_pcap", "red.pcap")],
+    });
     let t = run_switch(policy, 2 * n as u64);
     assert_eq!(t.encapsulated, 2 * n as u64);
     let rows = tshark_fields(
@@ -234,13 +242,11 @@ fn tshark_decodes_the_vxlan_the_uplink_sends() {
     let red: Vec<Vec<u8>> = traffic::vm_traffic(false, n, 60)[..n].to_vec();
     traffic::write_pcap(&dir.join("blue.pcap"), &blue).unwrap();
     traffic::write_pcap(&dir.join("red.pcap"), &red).unwrap();
-    for p in &mut policy.ports {
-        p.devargs = match p.name.as_str() {
-            "uplink" => format!("net_pcap_vxup,tx_pcap={}", dir.join("uplink.pcap").display()),
-            "blue1" => format!("net_pcap_vxb,rx_pcap={}", dir.join("blue.pcap").display()),
-            _ => format!("net_pcap_vxr,rx_pcap={}", dir.join("red.pcap").display()),
-        };
-    }
+    pcap_ports(&mut policy, &dir, "vx", |name| match name {
+        "uplink" => &[("tx_pcap", "uplink.pcap")],
+        "blue1" => &[("rx_pcap", "blue.pcap")],
+        _ => &[("rx_pcap", "red.pcap")],
+    });
     let t = run_switch(policy, 2 * n as u64);
     assert_eq!(t.encapsulated, 2 * n as u64);
     let rows = tshark_fields(
@@ -290,13 +296,11 @@ fn vxlan_from_the_uplink_is_decapsulated_and_captured() {
     bad[42] = 0x88;
     input.push(bad);
     traffic::write_pcap(&dir.join("up.pcap"), &input).unwrap();
-    for p in &mut policy.ports {
-        p.devargs = match p.name.as_str() {
-            "uplink" => format!("net_pcap_dxup,rx_pcap={}", dir.join("up.pcap").display()),
-            "blue1" => format!("net_pcap_dxb,tx_pcap={}", dir.join("blue.pcap").display()),
-            _ => format!("net_pcap_dxr,tx_pcap={}", dir.join("red.pcap").display()),
-        };
-    }
+    pcap_ports(&mut policy, &dir, "dx", |name| match name {
+        "uplink" => &[("rx_pcap", "up.pcap")],
+        "blue1" => &[("tx_pcap", "blue.pcap")],
+        _ => &[("tx_pcap", "red.pcap")],
+    });
     let mut cfg = config();
     cfg.run.max_packets = input.len() as u64;
     cfg.run.stats_interval_secs = 0.0;
@@ -416,12 +420,10 @@ fn tshark_sees_the_clamped_mss_with_a_good_checksum() {
     let text = BLUE_RED_HOST1.replacen("[host]\n", "[host]\nmss_clamp = true\n", 1);
     let mut policy = hnv_policy::parse(&text, "example").unwrap();
     policy.ports.retain(|p| p.name != "red1");
-    for p in &mut policy.ports {
-        p.devargs = match p.name.as_str() {
-            "uplink" => format!("net_pcap_msup,tx_pcap={}", dir.join("uplink.pcap").display()),
-            _ => format!("net_pcap_msb,rx_pcap={}", dir.join("blue.pcap").display()),
-        };
-    }
+    pcap_ports(&mut policy, &dir, "ms", |name| match name {
+        "uplink" => &[("tx_pcap", "uplink.pcap")],
+        _ => &[("rx_pcap", "blue.pcap")],
+    });
     let t = run_switch(policy, 2);
     assert_eq!((t.encapsulated, t.mss_clamped), (2, 1), "{t:?}");
     assert!(t.reconciles(), "{t:?}");
@@ -456,13 +458,11 @@ fn tshark_decodes_the_path_mtu_errors_sent_to_the_vm() {
     traffic::write_pcap(&dir.join("blue.pcap"), &blue).unwrap();
     traffic::write_pcap(&dir.join("red.pcap"), &red).unwrap();
     let mut policy = host1_with_ipv6();
-    for p in &mut policy.ports {
-        p.devargs = match p.name.as_str() {
-            "uplink" => format!("net_pcap_pmup,tx_pcap={}", dir.join("uplink.pcap").display()),
-            "blue1" => format!("net_pcap_pmb,rx_pcap={},tx_pcap={}", dir.join("blue.pcap").display(), dir.join("blue_out.pcap").display()),
-            _ => format!("net_pcap_pmr,rx_pcap={}", dir.join("red.pcap").display()),
-        };
-    }
+    pcap_ports(&mut policy, &dir, "pm", |name| match name {
+        "uplink" => &[("tx_pcap", "uplink.pcap")],
+        "blue1" => &[("rx_pcap", "blue.pcap"), ("tx_pcap", "blue_out.pcap")],
+        _ => &[("rx_pcap", "red.pcap")],
+    });
     let t = run_switch(policy, 4);
     assert_eq!((t.encapsulated, t.too_big_sent, t.drops_of(hnv_datapath::DropReason::EncapTooBig)), (2, 2, 1), "{t:?}");
     assert!(t.reconciles(), "{t:?}");

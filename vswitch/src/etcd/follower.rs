@@ -302,6 +302,18 @@ mod tests {
         Follower::new(service, cfg.clone(), crate::etcd::status::new_status(&cfg))
     }
 
+    /// Host 1's follower, synced at revision 5 with host 1's policy in
+    /// `/hnv/`: (follower, its store, the prefix's keys, the generation then).
+    fn synced_host1() -> (Follower, Arc<PolicyStore>, Kvs, u64) {
+        let h1 = host(BLUE_RED_HOST1);
+        let f = follower(&h1, None);
+        let store = f.service().store().clone();
+        let kvs = raw(stored("/hnv/", &h1));
+        f.resync(&kvs, 5);
+        let g0 = store.snapshot().generation;
+        (f, store, kvs, g0)
+    }
+
     fn stored(prefix: &str, p: &Policy) -> BTreeMap<String, Vec<u8>> {
         objects_of(prefix, &PolicyFile::from_policy(p)).iter().map(|(k, o)| (k.clone(), o.to_json().into_bytes())).collect()
     }
@@ -465,12 +477,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_revisions_is_one_transaction_and_one_publication() {
-        let h1 = host(BLUE_RED_HOST1);
-        let f = follower(&h1, None);
-        let store = f.service().store().clone();
-        let mut kvs = raw(stored("/hnv/", &h1));
-        f.resync(&kvs, 5);
-        let g0 = store.snapshot().generation;
+        let (f, store, mut kvs, g0) = synced_host1();
         // Ten revisions: a record moved back and forth, another moved, one removed, one added, an ACL rule added.
         let mut burst = Burst::default();
         let blue2 = "/hnv/lookup/5001/10.0.0.7";
@@ -510,12 +517,7 @@ mod tests {
 
     #[test]
     fn a_burst_that_is_not_changes_or_is_refused_falls_back_to_the_whole_prefix() {
-        let h1 = host(BLUE_RED_HOST1);
-        let f = follower(&h1, None);
-        let store = f.service().store().clone();
-        let mut kvs = raw(stored("/hnv/", &h1));
-        f.resync(&kvs, 5);
-        let g0 = store.snapshot().generation;
+        let (f, store, mut kvs, g0) = synced_host1();
         // A subnet change and a record move: one publication through the merge.
         let mut burst = Burst::default();
         let subnet = "/hnv/subnets/5002";
